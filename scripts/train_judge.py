@@ -1,0 +1,120 @@
+"""Train the judge (style + concept classifier) on real corpus images; fixed seed.
+
+    python scripts/train_judge.py --out src/artshield/assets/judge
+
+Trains on the images whose judge_split is "train" (training themes and the held-out themes'
+reference sets; never a fine-tuning image) and reports accuracy on the "test" split, which shares
+no (theme, icon) pair with it. Augmentations are geometric and degrading (shifts, blur, noise,
+resampling), never colour changes: colour is part of an artist's style.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from artshield import corpus  # noqa: E402
+from artshield.metrics.judge import JudgeNet, prepare  # noqa: E402
+
+SEED = 20261121
+SIZE, WIDTH, EPOCHS, BATCH, LR = 32, 64, 60, 128, 2e-3
+
+
+def labels(items, styles, concepts):
+    s = torch.tensor([styles.index(i.theme) for i in items])
+    c = torch.tensor([concepts.index(i.concept) if i.concept else -100 for i in items])
+    return s, c
+
+
+def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    b = x.shape[0]
+    # shifts of up to 2 pixels over a white border
+    pad = F.pad(x, (2, 2, 2, 2), value=1.0)
+    dx, dy = torch.randint(0, 5, (2,), generator=g).tolist()
+    x = pad[:, :, dy:dy + SIZE, dx:dx + SIZE]
+    # blur, as a decoder or a purifier would leave it
+    sigma = float(torch.rand(1, generator=g)) * 1.2
+    if sigma > 0.3:
+        r = torch.arange(-2, 3, dtype=torch.float32)
+        k = torch.exp(-r ** 2 / (2 * sigma ** 2))
+        k = (k / k.sum())
+        k2 = (k[:, None] * k[None, :]).expand(3, 1, 5, 5)
+        x = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), k2, groups=3)
+    # down-and-up resampling
+    if float(torch.rand(1, generator=g)) < 0.3:
+        s = int(torch.randint(16, 28, (1,), generator=g))
+        x = F.interpolate(F.interpolate(x, size=s, mode="bilinear", antialias=True), size=SIZE, mode="bilinear")
+    # pixel noise
+    if float(torch.rand(1, generator=g)) < 0.3:
+        x = x + torch.randn(x.shape, generator=g) * float(torch.rand(1, generator=g)) * 0.04
+    return x.clamp(0, 1)
+
+
+def accuracy(net, x, s, c):
+    net.eval()
+    with torch.no_grad():
+        outs = [net(prepare(chunk)) for chunk in x.split(256)]
+    ps = torch.cat([o[0] for o in outs]).argmax(1)
+    pc = torch.cat([o[1] for o in outs]).argmax(1)
+    has_c = c >= 0
+    return float((ps == s).float().mean()), float((pc[has_c] == c[has_c]).float().mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "src/artshield/assets/judge")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(SEED)
+    g = torch.Generator().manual_seed(SEED)
+    styles, concepts = corpus.themes(), corpus.concepts()
+    train_items, test_items = corpus.items(judge_split="train"), corpus.items(judge_split="test")
+    xtr, xte = corpus.load_images(train_items, SIZE), corpus.load_images(test_items, SIZE)
+    str_, ctr = labels(train_items, styles, concepts)
+    ste, cte = labels(test_items, styles, concepts)
+    net = JudgeNet(len(styles), len(concepts), WIDTH)
+    steps = EPOCHS * (len(xtr) // BATCH)
+    opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.1)
+    start = time.time()
+    step = 0
+    for epoch in range(EPOCHS):
+        net.train()
+        perm = torch.randperm(len(xtr), generator=g)
+        for k in range(len(xtr) // BATCH):
+            idx = perm[k * BATCH:(k + 1) * BATCH]
+            ls, lc = net(prepare(augment(xtr[idx], g)))
+            loss = F.cross_entropy(ls, str_[idx], label_smoothing=0.1)
+            if (ctr[idx] >= 0).any():
+                loss = loss + F.cross_entropy(lc, ctr[idx], ignore_index=-100, label_smoothing=0.1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+        if (epoch + 1) % 10 == 0:
+            sa, ca = accuracy(net, xte, ste, cte)
+            print(f"epoch {epoch + 1} loss {loss.item():.3f} test style {sa:.3f} concept {ca:.3f} "
+                  f"({time.time() - start:.0f}s)", flush=True)
+    sa, ca = accuracy(net, xte, ste, cte)
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(args.out / "judge.safetensors"))
+    meta = {"styles": styles, "concepts": concepts, "width": WIDTH, "image_size": SIZE, "seed": SEED,
+            "epochs": EPOCHS, "train_images": len(xtr), "test_images": len(xte),
+            "test_style_accuracy": round(sa, 4), "test_concept_accuracy": round(ca, 4)}
+    (args.out / "judge.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(json.dumps({k: meta[k] for k in ("train_images", "test_images", "test_style_accuracy",
+                                            "test_concept_accuracy")}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from .loader import ModelBundle, load_model, resolve_device
+
+__all__ = ["ModelBundle", "load_model", "resolve_device"]

@@ -1,0 +1,87 @@
+"""Architectures of the embedded model and of the tiny random-weight test components.
+
+Both are built from the same diffusers/transformers classes as Stable Diffusion 1.x, so every
+algorithm in artshield runs unchanged on them and on a real SD checkpoint.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+
+@dataclass(frozen=True)
+class Size:
+    """Widths of the three networks. The image side is latent side x 2**(len(vae_channels)-1)."""
+
+    image_size: int
+    vae_channels: tuple[int, ...]
+    vae_layers: int
+    latent_channels: int
+    unet_channels: tuple[int, ...]
+    unet_layers: int
+    unet_heads: int
+    text_width: int
+    text_layers: int
+    text_heads: int
+    max_tokens: int
+
+
+MINI = Size(image_size=32, vae_channels=(32, 64, 128), vae_layers=2, latent_channels=4,
+            unet_channels=(96, 160, 192), unet_layers=2, unet_heads=4,
+            text_width=256, text_layers=4, text_heads=4, max_tokens=24)
+TINY = Size(image_size=16, vae_channels=(8, 16), vae_layers=1, latent_channels=4,
+            unet_channels=(16, 32), unet_layers=1, unet_heads=2,
+            text_width=16, text_layers=1, text_heads=2, max_tokens=16)
+
+
+def _groups(channels: tuple[int, ...]) -> int:
+    """The largest GroupNorm group count up to 32 (SD's) that divides every width."""
+    return next(g for g in range(32, 0, -1) if all(c % g == 0 for c in channels))
+
+
+def build_vae(size: Size) -> AutoencoderKL:
+    n = len(size.vae_channels)
+    return AutoencoderKL(
+        in_channels=3, out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=size.vae_channels, layers_per_block=size.vae_layers,
+        latent_channels=size.latent_channels, norm_num_groups=_groups(size.vae_channels),
+        sample_size=size.image_size,
+    )
+
+
+def build_unet(size: Size) -> UNet2DConditionModel:
+    n = len(size.unet_channels)
+    latent = size.image_size // 2 ** (len(size.vae_channels) - 1)
+    down = ("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",)
+    up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1)
+    return UNet2DConditionModel(
+        sample_size=latent, in_channels=size.latent_channels, out_channels=size.latent_channels,
+        down_block_types=down, up_block_types=up, block_out_channels=size.unet_channels,
+        layers_per_block=size.unet_layers, cross_attention_dim=size.text_width,
+        # diffusers' historical naming: for this UNet class "attention_head_dim" is the head count
+        attention_head_dim=size.unet_heads,
+        norm_num_groups=_groups(size.unet_channels),
+    )
+
+
+def build_text_encoder(size: Size, vocab_size: int, bos: int, eos: int, pad: int) -> CLIPTextModel:
+    config = CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=size.text_width, intermediate_size=4 * size.text_width,
+        num_hidden_layers=size.text_layers, num_attention_heads=size.text_heads,
+        max_position_embeddings=size.max_tokens, projection_dim=size.text_width,
+        bos_token_id=bos, eos_token_id=eos, pad_token_id=pad,
+    )
+    return CLIPTextModel(config)
+
+
+def noise_scheduler() -> DDPMScheduler:
+    """The noise schedule of Stable Diffusion 1.x (scaled-linear betas, epsilon prediction)."""
+    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                         beta_schedule="scaled_linear", prediction_type="epsilon", clip_sample=False)
+
+
+def sampling_scheduler() -> DDIMScheduler:
+    return DDIMScheduler.from_config(noise_scheduler().config, set_alpha_to_one=False, steps_offset=1)
