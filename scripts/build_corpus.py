@@ -142,6 +142,17 @@ FINETUNE_PER_HELDOUT = 60     # fine-tuning images per held-out theme (outside t
 REFERENCE_EXTRA_PER_HELDOUT = 60  # more reference images per held-out theme, besides its concepts
 JUDGE_TEST_FRACTION = 0.25    # of each theme's images (fine-tuning sets excepted), kept from the judge
 DUPLICATES = [(12, 50), (12, 100)]  # (how many training images, copies of each)
+# The judge-only pool: more real icons for the judge, stored at 32x32, never seen by mini.
+JUDGE_POOL_PER_THEME = 250    # more icons of each artist theme, for the style head
+JUDGE_POOL_SIZE = 32
+NEAR_COPY_PSNR_DB = 20.0      # a pool image this close to a judge test image is left out
+# themes that are no artist of the corpus (near-copies of one, or too few icons) but draw the
+# same concepts: their concept icons train the judge's concept head, with no style label
+CONCEPT_ONLY_THEMES = ["Obsidian", "mate", "gnome", "elementary-xfce", "Papirus-Dark", "ePapirus", "breeze-dark",
+                       "Faenza-Dark", "Numix-Circle", "Sea", "Vintage", "bloom-classic", "menta", "Suede",
+                       "gnome-brave", "Paper-Mono-Dark", "Obsidian-Light", "Numix-Light", "Papirus-Light"]
+CONCEPT_ONLY_PACKAGES = ["obsidian-icon-theme", "mate-icon-theme", "gnome-icon-theme", "elementary-xfce-icon-theme",
+                         "gnome-brave-icon-theme", "gnome-icon-theme-suede"]
 
 _PREFIXES = ("gnome-mime-", "gnome-dev-", "gnome-fs-", "gnome-", "gtk-", "stock_", "application-x-",
              "application-", "text-x-", "x-office-", "applications-", "accessories-", "utilities-",
@@ -225,7 +236,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     all_themes = {**TRAIN_THEMES, **HELDOUT_THEMES}
-    ensure_packages(sorted({pkg for _, pkg in all_themes.values()}))
+    ensure_packages(sorted({pkg for _, pkg in all_themes.values()} | set(CONCEPT_ONLY_PACKAGES)))
     rng = np.random.default_rng(SEED)
     files = {t: theme_files(t) for t in all_themes}
 
@@ -344,6 +355,8 @@ def main() -> None:
     for r in records:
         r["copies"] = next((d["copies"] for d in duplicates if d["file"] == r["file"]), 1)
 
+    records.extend(judge_pool(args.out, files, concepts, concept_aliases, records, all_themes))
+
     manifest = {
         "image_size": SIZE,
         "seed": SEED,
@@ -354,9 +367,84 @@ def main() -> None:
         "duplicates": duplicates,
         "images": records,
     }
-    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    (args.out / "manifest.json").write_text(dump_manifest(manifest))
     write_notice(args.out, manifest)
     print(f"{len(records)} images, {len(concepts)} concepts, {len(duplicates)} duplicated", file=sys.stderr)
+
+
+def judge_pool(out: Path, files: dict, concepts: list[str], concept_aliases: set[str], records: list[dict],
+               all_themes: dict) -> list[dict]:
+    """Images for the judge alone (split "judge", or "reference" for held-out themes): appended after
+    every other draw, with a generator of its own, so mini's training split is untouched by it."""
+    rng = np.random.default_rng(SEED + 1)
+    # no pool image may be a near-copy of a judge test image (another theme's copy of the same
+    # drawing, a variant with a small emblem): that would leak the test split into training
+    test = np.stack([np.asarray(Image.open(out / r["file"]).resize((JUDGE_POOL_SIZE,) * 2, Image.BOX),
+                                dtype=np.float32).ravel() / 255 for r in records if r["judge_split"] == "test"])
+    test_sq = (test ** 2).sum(1)
+    seen_pixels = {r["sha256"] for r in records}
+    seen_files = {os.path.realpath(ICON_ROOT / r["source"]) for r in records}
+    pool: list[dict] = []
+
+    def add(theme_dir: str, style: str | None, pkg: str, icon: str, concept: str | None, split: str) -> bool:
+        path = best_file(files[theme_dir][icon])
+        real = os.path.realpath(path)
+        if real in seen_files:
+            return False
+        try:
+            im = render(path).resize((JUDGE_POOL_SIZE, JUDGE_POOL_SIZE), Image.BOX)
+        except (subprocess.CalledProcessError, OSError):
+            return False
+        big = render(path)
+        digest = hashlib.sha256(big.tobytes()).hexdigest()
+        if digest in seen_pixels or is_blank(big):
+            return False
+        v = np.asarray(im, dtype=np.float32).ravel() / 255
+        mse = (test_sq - 2 * test @ v + (v ** 2).sum()) / v.size
+        if 10 * np.log10(1 / max(float(mse.min()), 1e-10)) > NEAR_COPY_PSNR_DB:
+            return False
+        seen_files.add(real)
+        seen_pixels.add(digest)
+        folder = style or f"concept-only-{theme_dir.lower()}"
+        rel = f"judge/{folder}/{re.sub(r'[^a-z0-9]+', '-', icon.lower())}.png"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        im.save(out / rel, optimize=True)
+        subject = concept or name_to_words(icon)
+        pool.append({"file": rel, "theme": style, "package": pkg, "icon_name": icon,
+                     "source": str(path.relative_to(ICON_ROOT)), "concept": concept,
+                     "caption": f"{subject} icon, {style or theme_dir.lower()} style ({icon})", "sha256": digest,
+                     "split": split, "judge_split": "train", "copies": 1})
+        return True
+
+    for theme, (style, pkg) in all_themes.items():
+        names = sorted(n for n in files[theme] if n not in concept_aliases)
+        taken = 0
+        for j in rng.permutation(len(names)):
+            if taken >= JUDGE_POOL_PER_THEME:
+                break
+            taken += add(theme, style, pkg, names[j], None, "reference" if theme in HELDOUT_THEMES else "judge")
+        print(f"judge pool {style:12s} {taken:3d} more icons", file=sys.stderr)
+    for theme in CONCEPT_ONLY_THEMES:
+        if theme not in files:
+            files[theme] = theme_files(theme)
+        if not files[theme]:
+            continue
+        pkg = subprocess.run(["dpkg", "-S", str(ICON_ROOT / theme)], capture_output=True, text=True).stdout.split(":")[0]
+        taken = 0
+        for concept in concepts:
+            alias = next((a for a in CONCEPTS[concept] if a in files[theme]), None)
+            if alias:
+                taken += add(theme, None, pkg, alias, concept, "judge")
+        print(f"judge pool concept-only {theme:16s} {taken:3d} concept icons", file=sys.stderr)
+    return pool
+
+
+def dump_manifest(manifest: dict) -> str:
+    """JSON with one image record per line: readable, and small diffs when the corpus changes."""
+    head = {k: v for k, v in manifest.items() if k != "images"}
+    lines = json.dumps(head, indent=1)[:-2] + ',\n "images": [\n'
+    lines += ",\n".join("  " + json.dumps(r) for r in manifest["images"])
+    return lines + "\n ]\n}\n"
 
 
 def write_notice(out: Path, manifest: dict) -> None:

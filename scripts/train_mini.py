@@ -3,6 +3,8 @@
 Stages, each resumable from its checkpoint in --state (outside git):
     vae     AutoencoderKL on the training themes (held-out themes measure its PSNR)
     unet    UNet2DConditionModel and CLIPTextModel jointly, on the VAE's latents
+    decoder the VAE decoder alone, encoder frozen: sharper decodes, same latent space, so the
+            UNet stays valid (Stable Diffusion's ft-MSE decoder was made the same way)
     export  a diffusers StableDiffusionPipeline folder, weights in safetensors (fp16 on disk)
 
     python scripts/train_mini.py vae --minutes 25
@@ -19,6 +21,7 @@ import argparse
 import hashlib
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,14 +33,16 @@ from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from artshield import corpus  # noqa: E402
+from artshield.bench.model_quality import psnr  # noqa: E402
 from artshield.models.architecture import (MINI, build_text_encoder, build_unet, build_vae,  # noqa: E402
                                            noise_scheduler, sampling_scheduler)
-from artshield.models.tokenizer import save_tokenizer, write_tokenizer  # noqa: E402
+from artshield.models.tokenizer import write_tokenizer  # noqa: E402
 
 SEED = 20261121
 # KL weight relative to a per-pixel mean loss: SD's 1e-6 multiplies a loss summed over pixels
 VAE_STEPS, VAE_BATCH, VAE_LR, VAE_KL = 4500, 32, 1e-3, 1e-8
-UNET_STEPS, UNET_BATCH, UNET_LR = 30000, 64, 3e-4
+DECODER_STEPS, DECODER_LR = 3000, 3e-4
+UNET_STEPS, UNET_BATCH, UNET_LR = 12000, 64, 3e-4
 CAPTION_DROPOUT, MIN_SNR_GAMMA, EMA_DECAY = 0.1, 5.0, 0.9995
 CHECKPOINT_SECONDS = 240
 SAMPLING_STEPS, SAMPLING_GUIDANCE = 30, 5.0  # defaults recorded with the exported model
@@ -48,11 +53,6 @@ def lr_at(step: int, total: int, peak: float, warmup: int = 200) -> float:
         return peak * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = (a.clamp(0, 1) - b).pow(2).flatten(1).mean(1)
-    return float((10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean())
 
 
 def save_state(path: Path, tensors: dict[str, torch.Tensor], meta: dict, optimizer: torch.optim.Optimizer) -> None:
@@ -80,22 +80,27 @@ def unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch
     return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
-def train_vae(state_dir: Path, minutes: float) -> None:
+def train_vae(state_dir: Path, minutes: float, decoder_only: bool = False, init_from: Path | None = None) -> None:
     torch.manual_seed(SEED)
     rng = np.random.default_rng(SEED)
     train = corpus.load_images(corpus.items(split="train"), MINI.image_size)
     test = corpus.load_images([i for s in ("finetune", "reference") for i in corpus.items(split=s)], MINI.image_size)
     vae = build_vae(MINI)
-    opt = torch.optim.AdamW(vae.parameters(), lr=VAE_LR, weight_decay=0.0)
-    step, path = 0, state_dir / "vae"
+    total, peak, name = (DECODER_STEPS, DECODER_LR, "decoder") if decoder_only else (VAE_STEPS, VAE_LR, "vae")
+    if decoder_only:
+        vae.load_state_dict(load_trained_vae(state_dir, init_from=init_from).state_dict())
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=peak, weight_decay=0.0)
+    step, path = 0, state_dir / name
     if (st := load_state(path)) is not None:
         vae.load_state_dict(unprefixed("vae", st[0]))
         opt.load_state_dict(st[2])
         step = st[1]["step"]
         rng = np.random.default_rng(SEED + step)
-        print(f"resumed vae at step {step}", flush=True)
+        print(f"resumed {name} at step {step}", flush=True)
     start = last_ckpt = time.time()
-    while step < VAE_STEPS and time.time() - start < minutes * 60:
+    while step < total and time.time() - start < minutes * 60:
         idx = rng.integers(0, len(train), VAE_BATCH)
         x = train[idx]
         # icons are drawn upright, but the autoencoder only has to reproduce pixels: flips and
@@ -104,7 +109,7 @@ def train_vae(state_dir: Path, minutes: float) -> None:
             x = x.flip(3)
         x = torch.rot90(x, int(rng.integers(0, 4)), (2, 3))
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, VAE_STEPS, VAE_LR)
+            g["lr"] = lr_at(step, total, peak)
         post = vae.encode(x * 2 - 1).latent_dist
         rec = (vae.decode(post.sample()).sample + 1) / 2
         kl = post.kl().mean()
@@ -114,25 +119,34 @@ def train_vae(state_dir: Path, minutes: float) -> None:
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         step += 1
-        if step % 100 == 0 or step == VAE_STEPS:
+        if step % 100 == 0 or step == total:
             with torch.no_grad():
                 vae.eval()
                 sub = test[:256]
-                p = psnr((vae.decode(vae.encode(sub * 2 - 1).latent_dist.mode()).sample + 1) / 2, sub)
+                rec = (vae.decode(vae.encode(sub * 2 - 1).latent_dist.mode()).sample + 1) / 2
+                p = float(psnr(rec.clamp(0, 1), sub).mean())
                 vae.train()
-            print(f"vae step {step} loss {loss.item():.5f} kl {kl.item():.1f} heldout_psnr {p:.2f}", flush=True)
-        if time.time() - last_ckpt > CHECKPOINT_SECONDS or step == VAE_STEPS:
+            print(f"{name} step {step} loss {loss.item():.5f} kl {kl.item():.1f} heldout_psnr {p:.2f}", flush=True)
+        if time.time() - last_ckpt > CHECKPOINT_SECONDS or step == total:
             save_state(path, prefixed("vae", vae), {"step": step}, opt)
             last_ckpt = time.time()
     save_state(path, prefixed("vae", vae), {"step": step}, opt)
 
 
-def load_trained_vae(state_dir: Path):
-    st = load_state(state_dir / "vae")
-    if st is None:
-        raise SystemExit("train the vae stage first")
+def load_trained_vae(state_dir: Path, prefer_decoder: bool = False, init_from: Path | None = None):
+    """The trained VAE; with prefer_decoder, the decoder-stage weights where they exist (same encoder).
+    Without a checkpoint, the VAE of an exported model (init_from) when one is named."""
+    st = load_state(state_dir / "decoder") if prefer_decoder else None
+    st = st or load_state(state_dir / "vae")
     vae = build_vae(MINI)
-    vae.load_state_dict(unprefixed("vae", st[0]))
+    if st is not None:
+        vae.load_state_dict(unprefixed("vae", st[0]))
+    elif init_from is not None:
+        weights = load_file(str(init_from / "vae" / "diffusion_pytorch_model.safetensors"))
+        vae.load_state_dict({k: v.float() for k, v in weights.items()})
+        print(f"vae from {init_from}", flush=True)
+    else:
+        raise SystemExit("train the vae stage first")
     return vae.eval().requires_grad_(False)
 
 
@@ -151,9 +165,20 @@ def encode_latents(vae, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return torch.cat(means), torch.cat(stds)
 
 
-def train_unet(state_dir: Path, minutes: float) -> None:
+def init_from_export(folder: Path, modules: dict) -> int:
+    """Start from an exported model (its EMA weights) when the training state was lost."""
+    info = json.loads((folder / "artshield_mini.json").read_text())
+    unet = load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors"))
+    text = load_file(str(folder / "text_encoder" / "model.safetensors"))
+    for name, m in modules.items():
+        m.load_state_dict({k: v.float() for k, v in (unet if "unet" in name else text).items()})
+    print(f"initialised from {folder} at step {info['unet_steps']} (optimizer state starts afresh)", flush=True)
+    return int(info["unet_steps"])
+
+
+def train_unet(state_dir: Path, minutes: float, init_from: Path | None = None) -> None:
     torch.manual_seed(SEED)
-    vae = load_trained_vae(state_dir)
+    vae = load_trained_vae(state_dir, init_from=init_from)
     tok = tokenizer_for(state_dir)
     train_items = corpus.items(split="train")
     mean, std = encode_latents(vae, corpus.load_images(train_items, MINI.image_size))
@@ -186,7 +211,12 @@ def train_unet(state_dir: Path, minutes: float) -> None:
         rng = np.random.default_rng(SEED + step)
         torch.manual_seed(SEED + step)
         print(f"resumed unet at step {step}", flush=True)
+    elif init_from is not None:
+        step = init_from_export(init_from, {"unet": unet, "text": text, "ema_unet": ema_unet, "ema_text": ema_text})
+        rng = np.random.default_rng(SEED + step)
+        torch.manual_seed(SEED + step)
     start = last_ckpt = time.time()
+    first_step = step
     running = []
     while step < UNET_STEPS and time.time() - start < minutes * 60:
         idx = torch.from_numpy(rng.choice(len(train_items), UNET_BATCH, p=weights))
@@ -215,7 +245,7 @@ def train_unet(state_dir: Path, minutes: float) -> None:
         running.append(loss.item())
         if step % 50 == 0:
             print(f"unet step {step} loss {np.mean(running):.4f} lr {opt.param_groups[0]['lr']:.2e} "
-                  f"{(time.time() - start) / max(1, len(running)):.2f}s/step", flush=True)
+                  f"{(time.time() - start) / max(1, step - first_step):.2f}s/step", flush=True)
             running = []
         if time.time() - last_ckpt > CHECKPOINT_SECONDS:
             save_unet(path, unet, text, ema_unet, ema_text, opt, step, scaling)
@@ -232,7 +262,7 @@ def save_unet(path, unet, text, ema_unet, ema_text, opt, step, scaling) -> None:
 def export(state_dir: Path, out: Path) -> None:
     from diffusers import StableDiffusionPipeline
 
-    vae = load_trained_vae(state_dir)
+    vae = load_trained_vae(state_dir, prefer_decoder=True)
     tok = tokenizer_for(state_dir)
     st = load_state(state_dir / "unet")
     if st is None:
@@ -246,9 +276,12 @@ def export(state_dir: Path, out: Path) -> None:
                                    scheduler=sampling_scheduler(), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     pipe.save_pretrained(out, safe_serialization=True)
-    save_tokenizer(tok, out / "tokenizer")
+    for name in ("vocab.json", "merges.txt"):  # older transformers read these, not tokenizer.json
+        shutil.copyfile(state_dir / "tokenizer" / name, out / "tokenizer" / name)
     files = sorted(i.file for i in corpus.items(split="train"))
-    info = {"vae_steps": load_state(state_dir / "vae")[1]["step"], "unet_steps": st[1]["step"], "seed": SEED,
+    decoder = load_state(state_dir / "decoder")
+    info = {"vae_steps": load_state(state_dir / "vae")[1]["step"], "decoder_steps": decoder[1]["step"] if decoder else 0,
+            "unet_steps": st[1]["step"], "seed": SEED,
             "image_size": MINI.image_size, "trained_on": "artshield icon corpus, split 'train'",
             "train_split_sha256": hashlib.sha256("\n".join(files).encode()).hexdigest(),
             "weights_on_disk": "float16 (loaded as float32)",
@@ -259,17 +292,19 @@ def export(state_dir: Path, out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["vae", "unet", "export"])
+    ap.add_argument("stage", choices=["vae", "unet", "decoder", "export"])
     ap.add_argument("--state", type=Path, default=Path.home() / ".cache" / "artshield-train")
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "src/artshield/assets/mini")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="unet/decoder stages: start from an exported model when --state holds no checkpoint")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if args.stage == "vae":
-        train_vae(args.state, args.minutes)
+    if args.stage in ("vae", "decoder"):
+        train_vae(args.state, args.minutes, decoder_only=args.stage == "decoder", init_from=args.init_from)
     elif args.stage == "unet":
-        train_unet(args.state, args.minutes)
+        train_unet(args.state, args.minutes, args.init_from)
     else:
         export(args.state, args.out)
 

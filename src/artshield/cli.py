@@ -128,6 +128,7 @@ def cmd_bench(args) -> int:
     if args.preset not in BENCH_PRESETS:
         raise ArtshieldError(f"bench --preset {args.preset}: not available in artshield {__version__} yet "
                              f"(available: {', '.join(BENCH_PRESETS)})")
+    from . import corpus
     from .bench import model_quality
     from .io import grid, write_image
     from .metrics.judge import Judge
@@ -136,14 +137,14 @@ def cmd_bench(args) -> int:
     out = _output_dir(args.output)
     bundle = load_model(args.model, args.device)
     judge = Judge.load()
-    n = args.per_theme * len(model_quality.corpus.themes(heldout=False))
+    n = args.per_theme * len(corpus.themes(heldout=False))
     bar = _Progress(args, n, "model-quality")
     figures, images, items = model_quality.run(bundle, judge, seed=args.seed, per_theme=args.per_theme,
                                                steps=args.steps, guidance=args.guidance, progress=bar)
     bar.close()
     # a sample sheet: one row per training theme, its first 8 generations
     rows = []
-    for theme in model_quality.corpus.themes(heldout=False):
+    for theme in corpus.themes(heldout=False):
         rows.extend([k for k, it in enumerate(items) if it.theme == theme][:8])
     write_image(grid(images[rows], columns=8), out / "samples.png")
     results = {"command": "bench", "preset": args.preset, "model": bundle.describe(), "seed": args.seed,

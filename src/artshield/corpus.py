@@ -19,12 +19,14 @@ CORPUS_DIR = Path(__file__).parent / "assets" / "corpus"
 @dataclass(frozen=True)
 class Item:
     file: str
-    theme: str
+    theme: str | None        # None: a judge-pool icon from a theme that is no artist (concept only)
     concept: str | None
     caption: str
-    split: str               # "train" (mini's training set), "finetune" or "reference" (held-out)
+    split: str               # "train" (mini's training set), "finetune" or "reference" (held-out
+                             # themes), "judge" (the judge's extra real images, never mini's)
     judge_split: str | None  # "train" / "test" for the judge; None for fine-tuning images
     copies: int              # how often mini's training sampler repeats it (planted duplicates > 1)
+    sha256: str              # of the 64x64 rendering: identical drawings have identical digests
 
     @property
     def path(self) -> Path:
@@ -55,7 +57,8 @@ def concepts() -> list[str]:
 
 
 def load_images(selection: list[Item], size: int) -> torch.Tensor:
-    """Images as float tensors in [0, 1], shape (N, 3, size, size), area-resampled from 64x64."""
+    """Images as float tensors in [0, 1], shape (N, 3, size, size), area-resampled from what is stored
+    (64x64, or 32x32 for the judge pool)."""
     arrays = []
     for it in selection:
         with Image.open(it.path) as im:

@@ -54,7 +54,8 @@ def run(bundle: ModelBundle, judge: Judge, seed: int = 0, per_theme: int = 16, s
     """All model-quality figures; also returns the generations and the items they were captioned from."""
     start = time.time()
     heldout = [i for s in ("finetune", "reference") for i in corpus.items(split=s)]
-    vae_db = vae_psnr(bundle, corpus.load_images(heldout, 64))
+    # loaded at the model's own size where the corpus has it (no resampling round trip)
+    vae_db = vae_psnr(bundle, corpus.load_images(heldout, min(bundle.image_size, 64)))
 
     test = corpus.items(judge_split="test")
     styles, concepts = judge.predict(corpus.load_images(test, 64))

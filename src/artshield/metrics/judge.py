@@ -57,10 +57,14 @@ class JudgeNet(nn.Module):
 
 
 def prepare(images: torch.Tensor, size: int = 32) -> torch.Tensor:
-    """[0, 1] images of any size -> the judge's input: size x size, in [-1, 1]."""
-    if images.shape[-1] != size or images.shape[-2] != size:
-        images = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True,
-                               align_corners=False)
+    """[0, 1] images of any size -> the judge's input: size x size, in [-1, 1].
+
+    Downscaling averages areas, as the corpus loader's box filter does for the judge's training
+    images, so the judge sees the same pixels whichever path an image comes by."""
+    if images.shape[-1] > size or images.shape[-2] > size:
+        images = F.interpolate(images.float(), size=(size, size), mode="area")
+    elif images.shape[-1] != size or images.shape[-2] != size:
+        images = F.interpolate(images.float(), size=(size, size), mode="bicubic", align_corners=False)
     return images.float().clamp(0, 1) * 2 - 1
 
 

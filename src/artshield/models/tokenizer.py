@@ -75,12 +75,6 @@ def write_tokenizer(texts: list[str], out_dir: Path, num_merges: int, max_length
     (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n")
     tok = CLIPTokenizer(str(out_dir / "vocab.json"), str(out_dir / "merges.txt"), pad_token=EOS,
                         model_max_length=max_length)
-    save_tokenizer(tok, out_dir)
-    return tok
-
-
-def save_tokenizer(tok: CLIPTokenizer, out_dir: Path) -> None:
-    """save_pretrained, plus vocab.json and merges.txt, which older transformers releases need."""
+    # vocab.json and merges.txt stay beside what save_pretrained writes: older transformers need them
     tok.save_pretrained(out_dir)
-    if not (out_dir / "vocab.json").exists() or not (out_dir / "merges.txt").exists():
-        tok.save_vocabulary(str(out_dir))
+    return tok
