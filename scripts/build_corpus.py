@@ -392,10 +392,10 @@ def judge_pool(out: Path, files: dict, concepts: list[str], concept_aliases: set
         if real in seen_files:
             return False
         try:
-            im = render(path).resize((JUDGE_POOL_SIZE, JUDGE_POOL_SIZE), Image.BOX)
+            big = render(path)
         except (subprocess.CalledProcessError, OSError):
             return False
-        big = render(path)
+        im = big.resize((JUDGE_POOL_SIZE, JUDGE_POOL_SIZE), Image.BOX)
         digest = hashlib.sha256(big.tobytes()).hexdigest()
         if digest in seen_pixels or is_blank(big):
             return False

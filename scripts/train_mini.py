@@ -259,10 +259,11 @@ def save_unet(path, unet, text, ema_unet, ema_text, opt, step, scaling) -> None:
     save_state(path, tensors, {"step": step, "scaling_factor": scaling}, opt)
 
 
-def export(state_dir: Path, out: Path) -> None:
+def export(state_dir: Path, out: Path, init_from: Path | None = None) -> None:
     from diffusers import StableDiffusionPipeline
 
-    vae = load_trained_vae(state_dir, prefer_decoder=True)
+    prior = json.loads((init_from / "artshield_mini.json").read_text()) if init_from else {}
+    vae = load_trained_vae(state_dir, prefer_decoder=True, init_from=init_from)
     tok = tokenizer_for(state_dir)
     st = load_state(state_dir / "unet")
     if st is None:
@@ -279,8 +280,9 @@ def export(state_dir: Path, out: Path) -> None:
     for name in ("vocab.json", "merges.txt"):  # older transformers read these, not tokenizer.json
         shutil.copyfile(state_dir / "tokenizer" / name, out / "tokenizer" / name)
     files = sorted(i.file for i in corpus.items(split="train"))
-    decoder = load_state(state_dir / "decoder")
-    info = {"vae_steps": load_state(state_dir / "vae")[1]["step"], "decoder_steps": decoder[1]["step"] if decoder else 0,
+    vae_state, decoder = load_state(state_dir / "vae"), load_state(state_dir / "decoder")
+    info = {"vae_steps": vae_state[1]["step"] if vae_state else prior.get("vae_steps", 0),
+            "decoder_steps": decoder[1]["step"] if decoder else prior.get("decoder_steps", 0),
             "unet_steps": st[1]["step"], "seed": SEED,
             "image_size": MINI.image_size, "trained_on": "artshield icon corpus, split 'train'",
             "train_split_sha256": hashlib.sha256("\n".join(files).encode()).hexdigest(),
@@ -298,7 +300,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "src/artshield/assets/mini")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--init-from", type=Path, default=None,
-                    help="unet/decoder stages: start from an exported model when --state holds no checkpoint")
+                    help="start from an exported model where --state holds no checkpoint (unet, decoder, export)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.stage in ("vae", "decoder"):
@@ -306,7 +308,7 @@ def main() -> None:
     elif args.stage == "unet":
         train_unet(args.state, args.minutes, args.init_from)
     else:
-        export(args.state, args.out)
+        export(args.state, args.out, args.init_from)
 
 
 if __name__ == "__main__":
