@@ -41,10 +41,14 @@ def manifest() -> dict:
     return json.loads(path.read_text())
 
 
-def items(split: str | None = None, theme: str | None = None, judge_split: str | None = None) -> list[Item]:
+@lru_cache(maxsize=1)
+def _all_items() -> tuple[Item, ...]:
     keys = Item.__dataclass_fields__
-    out = [Item(**{k: r[k] for k in keys}) for r in manifest()["images"]]
-    return [i for i in out if (split is None or i.split == split) and (theme is None or i.theme == theme)
+    return tuple(Item(**{k: r[k] for k in keys}) for r in manifest()["images"])
+
+
+def items(split: str | None = None, theme: str | None = None, judge_split: str | None = None) -> list[Item]:
+    return [i for i in _all_items() if (split is None or i.split == split) and (theme is None or i.theme == theme)
             and (judge_split is None or i.judge_split == judge_split)]
 
 
