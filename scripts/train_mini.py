@@ -39,6 +39,11 @@ from artshield.models.architecture import (MINI, build_text_encoder, build_unet,
 from artshield.models.tokenizer import write_tokenizer  # noqa: E402
 
 SEED = 20261121
+# How the algorithms should talk to mini (read by load_model into bundle.defaults): its generic
+# caption (Stable Diffusion's is "a painting"), how to name a style, the styles it knows, and a
+# DreamBooth-scale learning rate (SD's 5e-7 moves a model this small too little).
+CONVENTIONS = {"generic_prompt": "icon", "style_prompt": "icon, {} style",
+               "styles": corpus.themes(heldout=False), "dreambooth_lr": 2e-5}
 # KL weight relative to a per-pixel mean loss: SD's 1e-6 multiplies a loss summed over pixels
 VAE_STEPS, VAE_BATCH, VAE_LR, VAE_KL = 4500, 32, 1e-3, 1e-8
 DECODER_STEPS, DECODER_LR = 3000, 3e-4
@@ -287,7 +292,8 @@ def export(state_dir: Path, out: Path, init_from: Path | None = None) -> None:
             "image_size": MINI.image_size, "trained_on": "artshield icon corpus, split 'train'",
             "train_split_sha256": hashlib.sha256("\n".join(files).encode()).hexdigest(),
             "weights_on_disk": "float16 (loaded as float32)",
-            "sampling": {"steps": SAMPLING_STEPS, "guidance": SAMPLING_GUIDANCE}}
+            "sampling": {"steps": SAMPLING_STEPS, "guidance": SAMPLING_GUIDANCE},
+            "conventions": CONVENTIONS}
     (out / "artshield_mini.json").write_text(json.dumps(info, indent=1) + "\n")
     print(f"exported to {out}: {info}")
 

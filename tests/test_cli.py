@@ -49,7 +49,8 @@ def test_hub_id_offline_is_one_line_and_exit_2(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["bench", "--preset", "full", "-o", "{tmp}/b"], "not available"),
-    (["protect", "x.png", "-o", "{tmp}/p"], "not in artshield"),
+    (["purify", "x.png", "-o", "{tmp}/p"], "not in artshield"),
+    (["protect", "x.png", "--method", "nope", "-o", "{tmp}/p"], "unknown; choose one of"),
     (["generate", "--model", "{tmp}/nope", "--prompt", "x", "-o", "{tmp}/g"], "not a hub id"),
     (["generate", "--prompt", "x", "-n", "0", "-o", "{tmp}/g"], "-n must be"),
 ])

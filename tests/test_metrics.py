@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from artshield.metrics.distribution import frechet_distance, kernel_distance
 
@@ -24,3 +25,45 @@ def test_kid_separates_distributions():
 def test_too_few_samples_is_an_error():
     with pytest.raises(ValueError):
         frechet_distance(np.zeros((1, 3)), np.zeros((5, 3)))
+
+
+def _photo():
+    import numpy as np
+    from skimage.data import astronaut
+
+    return torch.from_numpy(np.ascontiguousarray(astronaut()[::2, ::2])).permute(2, 0, 1).float() / 255
+
+
+def test_lpips_orders_known_degradations():
+    from artshield.metrics.image import lpips
+
+    x = _photo()
+    g = torch.Generator().manual_seed(0)
+    blur = torch.nn.functional.avg_pool2d(x[None], 3, 1, 1, count_include_pad=False)[0]
+    noise = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    other = x.flip(-1).flip(-2)
+    values = [lpips(x, x), lpips(x, blur), lpips(x, noise), lpips(x, other)]
+    assert values[0] == 0
+    assert 0.02 < values[1] < values[2] < values[3]
+    assert abs(lpips(x, noise) - lpips(noise, x)) < 1e-4
+
+
+def test_psnr_ssim_linf_known_answers():
+    from artshield.metrics.image import linf_255, psnr, ssim
+
+    x = _photo()
+    y = (x + 4 / 255).clamp(0, 1)
+    shifted = torch.full_like(x, 0.5)
+    assert psnr(x, x) == float("inf") and ssim(x, x) == pytest.approx(1.0)
+    assert linf_255(x, y) == pytest.approx(4, abs=1e-3)
+    d = torch.full((3, 8, 8), 0.5)
+    assert psnr(d, d + 0.1) == pytest.approx(20.0, abs=1e-3)        # MSE 0.01 -> 20 dB
+    assert ssim(x, shifted) < 0.5 < 0.9 < ssim(x, y)
+
+
+def test_speed_bench_measures_both_methods(tiny_bundle):
+    from artshield.bench.speed import time_steps
+
+    for method in ("advdm", "sds"):
+        row = time_steps(tiny_bundle, method, batch=2, steps=1)
+        assert row["seconds_per_step"] > 0 and row["peak_memory_mib"] >= 0 and row["method"] == method

@@ -5,12 +5,14 @@ The Python API:
     import artshield
     model = artshield.load_model("mini")          # or a diffusers folder, or a hub id
     images = artshield.generate(model, ["trash can icon, papirus style"], seed=0)
+    result = artshield.protect(model, [image], method="advdm")   # image: (3, H, W) in [0, 1]
 """
 from __future__ import annotations
 
 from .errors import ArtshieldError, InputError
 from .generate import generate
 from .models import ModelBundle, load_model
+from .protect import protect
 
 __version__ = "0.1.0"
-__all__ = ["ArtshieldError", "InputError", "ModelBundle", "__version__", "generate", "load_model"]
+__all__ = ["ArtshieldError", "InputError", "ModelBundle", "__version__", "generate", "load_model", "protect"]

@@ -20,12 +20,10 @@ from .errors import ArtshieldError
 
 # Commands of the design that this version does not have yet: the CLI says so instead of faking.
 PLANNED = {
-    "protect": "adversarial protections (advdm, mist, sds, photoguard, glaze, aspl)",
     "purify": "purifiers (bilateral, jpeg, noise, noisy-upscale, diffpure, impress)",
     "mimic": "mimicry fine-tuning (lora, textual-inversion, dreambooth, hypernetwork)",
     "erase": "concept erasure (esd-x, esd-u)",
     "audit": "memorisation audit (extraction attack, memorisation detection)",
-    "demo": "the protect-purify-mimic demo",
 }
 BENCH_PRESETS = ("model-quality",)
 
@@ -51,12 +49,12 @@ def _quiet_libraries() -> None:
 class _Progress:
     """A tqdm bar on stderr unless --quiet."""
 
-    def __init__(self, args, total: int, desc: str):
+    def __init__(self, args, total: int, desc: str, unit: str = "img"):
         self.bar = None
         if not args.quiet:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False)
+            self.bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
 
     def __call__(self, n: int) -> None:
         if self.bar is not None:
@@ -155,6 +153,206 @@ def cmd_bench(args) -> int:
     return _finish(args, out, results)
 
 
+def _parse_target(value: str | None):
+    """--target: a named target ("texture", "grey", "zero") or an image file."""
+    if value is None or value in ("texture", "grey", "zero"):
+        return value
+    from .io import read_image
+
+    return read_image(value)
+
+
+def cmd_protect(args) -> int:
+    from .io import list_images, load_image, output_name, save_perturbed
+    from .metrics.image import linf_255, lpips, psnr, ssim
+    from .models import load_model
+    from .protect import METHODS, protect
+
+    start = time.time()
+    if args.method not in METHODS:
+        raise ArtshieldError(f"--method {args.method}: unknown; choose one of {', '.join(METHODS)}")
+    if args.budget is not None and not 0 < args.budget <= 255:
+        raise ArtshieldError(f"--budget {args.budget}: must be in (0, 255] pixel units")
+    if args.batch < 1:
+        raise ArtshieldError("--batch must be at least 1")
+    out = Path(args.output)
+    inputs = list_images(args.images)
+    if not inputs:
+        raise ArtshieldError("no input images: give image files or folders that contain them")
+    for p in map(Path, args.images):
+        folder = p if p.is_dir() else p.parent
+        if out.exists() and folder.exists() and out.resolve() == folder.resolve():
+            raise ArtshieldError(f"-o {args.output} is the folder of the input {p}; choose another folder, "
+                                 "so that originals are never overwritten")
+    out = _output_dir(args.output)
+    previous = _previous_records(out / "results.json") if not args.overwrite else {}
+
+    failures, records, todo, names = [], [], [], {}
+    for path in inputs:
+        try:
+            loaded = load_image(path)
+        except ArtshieldError as e:
+            failures.append({"file": str(path), "error": str(e)})
+            continue
+        name = output_name(loaded, keep_format=args.format == "keep")
+        if name in names:
+            failures.append({"file": str(path), "error": f"{path}: its output {name} would overwrite the protected "
+                             f"copy of {names[name]}; protect it in a separate run"})
+            continue
+        names[name] = path
+        if (out / name).exists() and not args.overwrite:
+            rec = previous.get(name, {"file": str(path), "output": name})
+            records.append({**rec, "skipped": "output exists (use --overwrite to redo)"})
+            continue
+        todo.append((loaded, name))
+
+    options = {"budget": args.budget, "steps": args.steps, "step": args.step, "prompt": args.prompt,
+               "eot": tuple(args.eot.split(",")) if args.eot else None}
+    if args.target is not None:
+        options["target"] = _parse_target(args.target)
+    if args.target_style is not None:
+        options["target_style"] = args.target_style
+    method_info, notes = {}, []
+    if todo:
+        bundle = load_model(args.model, args.device)
+        batch = len(todo) if args.method == "aspl" else args.batch
+        from .protect import make_method
+
+        try:
+            per_batch = make_method(bundle, args.method, **options).total_steps(batch)
+        except ValueError as e:
+            raise ArtshieldError(f"--method {args.method}: {e}") from None
+        bar = _Progress(args, per_batch * ((len(todo) + batch - 1) // batch), f"protect ({args.method})", unit="step")
+        for k in range(0, len(todo), batch):
+            chunk = todo[k:k + batch]
+            t0 = time.time()
+            result = protect(bundle, [ld.pixels for ld, _ in chunk], method=args.method, seed=args.seed + k,
+                             progress=bar, **options)
+            seconds = (time.time() - t0) / len(chunk)
+            method_info = {"config": result.config, **result.extra}
+            for (loaded, name), delta, objective in zip(chunk, result.deltas, result.objective):
+                try:
+                    save_perturbed(loaded, delta, out / name, keep_format=args.format == "keep")
+                    written = load_image(out / name).pixels
+                except (OSError, ValueError, ArtshieldError) as e:
+                    failures.append({"file": str(loaded.path), "error": f"{loaded.path}: cannot write {name}: {e}"})
+                    continue
+                clean = loaded.pixels
+                rec = {"file": str(loaded.path), "output": name, "size": [clean.shape[2], clean.shape[1]],
+                       "budget": result.config["budget"], "linf_255": round(linf_255(written, clean), 3),
+                       "psnr_db": round(psnr(written, clean), 3), "ssim": round(ssim(written, clean), 5),
+                       "lpips": round(lpips(written, clean), 5), "objective": objective,
+                       "seconds": round(seconds, 3), "notes": loaded.notes}
+                if loaded.format == "JPEG" and args.format == "keep":
+                    rec["notes"] = rec["notes"] + ["JPEG re-encoding (quality 95) weakens the protection and can "
+                                                   "exceed the budget; use --format png to keep it exact"]
+                records.append(rec)
+                notes.extend(f"{loaded.path}: {n}" for n in rec["notes"])
+        bar.close()
+        model = bundle.describe()
+    else:
+        model = {"spec": args.model}
+    results = {"command": "protect", "method": args.method, "model": model, "seed": args.seed,
+               **method_info, "images": records, "failed": failures,
+               "seconds": round(time.time() - start, 2), "environment": _environment()}
+    _finish(args, out, results)
+    for n in notes:
+        _warn(args, n)
+    return _report_failures(args, failures)
+
+
+def cmd_demo(args) -> int:
+    from . import demo, report
+    from .io import write_image, write_text
+    from .metrics.image import linf_255, lpips, psnr, ssim
+    from .models import load_model
+    from .protect import METHODS, make_method, protect
+
+    if args.method not in METHODS:
+        raise ArtshieldError(f"--method {args.method}: unknown; choose one of {', '.join(METHODS)}")
+    start = time.time()
+    out = _output_dir(args.output)
+    bundle = load_model(args.model, args.device)
+    samples = demo.samples()
+    images = [s.image for s in samples]
+    options = {"budget": args.budget, "steps": args.steps}
+    total = make_method(bundle, args.method, **options).total_steps(len(images))
+    bar = _Progress(args, total, f"protect ({args.method})", unit="step")
+    result = protect(bundle, images, method=args.method, seed=args.seed, progress=bar, **options)
+    bar.close()
+    protected = result.protected(images)
+    budget = result.config["budget"]
+    views = {"clean": demo.model_view(bundle, images, args.seed), "protected": demo.model_view(bundle, protected, args.seed)}
+    rows, records = [], []
+    for i, (s, x, p) in enumerate(zip(samples, images, protected)):
+        files = {"original": f"original/{s.name}.png", "protected": f"protected/{s.name}.png",
+                 "difference": f"difference/{s.name}.png"}
+        write_image(x, out / files["original"])
+        write_image(p, out / files["protected"])
+        write_image(demo.difference(x, p, budget), out / files["difference"])
+        for kind in ("clean", "protected"):
+            for what, tensors in views[kind].items():
+                files[f"{what}_{kind}"] = f"model/{s.name}-{what}-{kind}.png"
+                write_image(tensors[i], out / files[f"{what}_{kind}"])
+        obj = result.objective[i]
+        rec = {"name": s.name, "credit": s.credit, "size": [x.shape[2], x.shape[1]], "files": files,
+               "linf_255": round(linf_255(p, x), 3), "psnr_db": round(psnr(p, x), 3), "ssim": round(ssim(p, x), 5),
+               "lpips": round(lpips(p, x), 5), "objective": obj}
+        records.append(rec)
+        moved = obj["protected"] - obj["clean"]
+        baseline = obj["random_noise"] - obj["clean"]
+        rows.append([report.Img(files["original"], f"{s.name} {x.shape[2]}x{x.shape[1]}"),
+                     report.Img(files["protected"]), report.Img(files["difference"], f"|change| x{255 / budget:.0f}"),
+                     report.Img(files["img2img_clean"]), report.Img(files["img2img_protected"]),
+                     f"{obj['clean']:.4g} -> {obj['protected']:.4g} ({moved:+.3g}; random noise {baseline:+.3g})",
+                     f"PSNR {rec['psnr_db']:.1f} dB, SSIM {rec['ssim']:.3f}, LPIPS {rec['lpips']:.3f}, "
+                     f"max change {rec['linf_255']:.0f}/255"])
+    cfg = result.config
+    html = report.page(
+        f"artshield demo: {args.method} on {bundle.spec}",
+        report.para(f"Each image was protected with {args.method} (budget {budget}/255 L-infinity, {cfg['steps']} "
+                    f"steps, seed {args.seed}) against the model {bundle.spec}, which sees a {bundle.image_size}x"
+                    f"{bundle.image_size} view of it; the perturbation is computed and written at full size. "
+                    f"The objective column is the quantity the method optimises ({result.objective[0]['name']}, "
+                    f"goal: {result.objective[0]['goal']}), measured with fixed random draws on the clean image, "
+                    "the protected one, and the clean image plus random noise of the same budget."),
+        report.para("This page shows what the protection does to the image and to the model's own reading of it "
+                    "(img2img at strength 0.5). Whether it stops a mimic who fine-tunes on the images, and whether "
+                    "it survives purification, is measured by artshield bench, not here."),
+        report.table(["original", "protected", "difference", "img2img of original", "img2img of protected",
+                      "objective", "visibility"], rows),
+        report.para("Credits: " + "; ".join(f"{s.name}: {s.credit}" for s in samples)))
+    write_text(html, out / "index.html")
+    results = {"command": "demo", "method": args.method, "model": bundle.describe(), "seed": args.seed,
+               "config": cfg, **result.extra, "images": records, "page": "index.html",
+               "seconds": round(time.time() - start, 2), "environment": _environment()}
+    _finish(args, out, results)
+    if not args.quiet:
+        print(f"open {out / 'index.html'}", file=sys.stderr)
+    return 0
+
+
+def _previous_records(path: Path) -> dict:
+    try:
+        return {r["output"]: r for r in json.loads(path.read_text()).get("images", []) if "output" in r}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _warn(args, message: str) -> None:
+    if not args.quiet:
+        print(f"artshield: warning: {message}", file=sys.stderr)
+
+
+def _report_failures(args, failures: list[dict]) -> int:
+    if not failures:
+        return 0
+    print(f"artshield: {len(failures)} input(s) failed:", file=sys.stderr)
+    for f in failures:
+        print(f"  {f['error']}", file=sys.stderr)
+    return 1
+
+
 def cmd_planned(args) -> int:
     raise ArtshieldError(f"'{args.command}' ({PLANNED[args.command]}) is not in artshield {__version__} yet")
 
@@ -168,25 +366,57 @@ def build_parser() -> argparse.ArgumentParser:
                        help="'mini' (embedded, default), a local diffusers folder, or a hub id org/name")
     model.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     model.add_argument("--seed", type=int, default=0, help="base seed; image i uses seed+i (default 0)")
-    model.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
-    model.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    sampling = argparse.ArgumentParser(add_help=False)
+    sampling.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    sampling.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
 
     ap = argparse.ArgumentParser(prog="artshield", description="Copyright protection around text-to-image "
                                  "diffusion models: protect, purify, mimic, measure, erase, audit.")
     ap.add_argument("--version", action="version", version=f"artshield {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    g = sub.add_parser("generate", parents=[common, model], help="generate images from text prompts")
+    g = sub.add_parser("generate", parents=[common, model, sampling], help="generate images from text prompts")
     g.add_argument("--prompt", action="append", required=True, help="text prompt (repeat for several)")
     g.add_argument("-n", type=int, default=4, help="images per prompt (default 4)")
     g.add_argument("-o", "--output", required=True, help="output folder (PNG files and results.json)")
     g.set_defaults(func=cmd_generate)
 
-    b = sub.add_parser("bench", parents=[common, model], help="run a measured experiment, write results.json")
+    b = sub.add_parser("bench", parents=[common, model, sampling], help="run a measured experiment, write results.json")
     b.add_argument("--preset", default="model-quality", help=f"one of: {', '.join(BENCH_PRESETS)}")
     b.add_argument("--per-theme", type=int, default=16, help="generations per training theme (default 16)")
     b.add_argument("-o", "--output", required=True, help="report folder")
     b.set_defaults(func=cmd_bench)
+
+    from .protect import METHODS
+
+    pr = sub.add_parser("protect", parents=[common, model], help="protect images against fine-tuning mimicry",
+                        description="Protect artworks with an adversarial perturbation. Defaults of each method "
+                        "are its paper's; README's Protect section lists them.")
+    pr.add_argument("images", nargs="+", help="image files or folders of images")
+    pr.add_argument("-o", "--output", required=True, help="output folder (protected copies and results.json)")
+    pr.add_argument("--method", default="advdm", help=f"one of: {', '.join(METHODS)} (default advdm)")
+    pr.add_argument("--budget", type=float, default=None,
+                    help="L-infinity budget in 0-255 pixel units (default: the method's paper value)")
+    pr.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the method's)")
+    pr.add_argument("--step", type=float, default=None, help="PGD step size in 0-255 units")
+    pr.add_argument("--eot", default=None, help="robustness: EOT transforms, comma-separated (jpeg,blur,resize)")
+    pr.add_argument("--prompt", default=None, help="text condition (default: the model's generic prompt)")
+    pr.add_argument("--target", default=None, help="mist/photoguard target: texture, grey, zero, or an image file")
+    pr.add_argument("--target-style", default=None, help="glaze: the target style (default: chosen automatically)")
+    pr.add_argument("--batch", type=int, default=4, help="images optimised together (default 4; aspl: all)")
+    pr.add_argument("--format", choices=("keep", "png"), default="keep",
+                    help="keep each input's format (default), or write PNG (lossless)")
+    pr.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
+    pr.set_defaults(func=cmd_protect)
+
+    de = sub.add_parser("demo", parents=[common, model], help="the main job on bundled sample images, with mini",
+                        description="Protect bundled sample artworks and photos and write before/after/difference "
+                        "images and an HTML page.")
+    de.add_argument("-o", "--output", required=True, help="output folder")
+    de.add_argument("--method", default="advdm", help=f"one of: {', '.join(METHODS)} (default advdm)")
+    de.add_argument("--budget", type=float, default=None, help="L-infinity budget, 0-255 units (default: the method's)")
+    de.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the method's)")
+    de.set_defaults(func=cmd_demo)
 
     for name, what in PLANNED.items():
         p = sub.add_parser(name, help=f"{what} (not in this version yet)", add_help=False)

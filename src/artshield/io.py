@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,40 +19,159 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 MAX_PIXELS = 64_000_000
 
 
 def read_image(path: str | os.PathLike) -> torch.Tensor:
-    """One image file as a (3, H, W) float tensor in [0, 1]."""
+    """One image file as a (3, H, W) float tensor in [0, 1] (alpha composited over white)."""
+    pixels = load_image(path).pixels
+    return pixels.expand(3, -1, -1).contiguous() if pixels.shape[0] == 1 else pixels
+
+
+@dataclass
+class LoadedImage:
+    """An image file read for protection: what the model sees, and what is needed to write the
+    protected copy back in the same format, size, mode, alpha, EXIF and ICC profile."""
+
+    path: Path
+    pixels: torch.Tensor            # (C, H, W) in [0, 1], display orientation, alpha composited on white;
+                                    # C = 1 for greyscale files, else 3
+    native: np.ndarray              # (H, W, C) colour channels as stored (uint8, or uint16 for 16-bit)
+    alpha: np.ndarray | None        # (H, W) alpha as stored, or None
+    format: str                     # PNG, JPEG, WEBP, TIFF, BMP (others are written as PNG)
+    mode: str                       # the file's PIL mode
+    exif: bytes | None
+    icc: bytes | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def maxval(self) -> int:
+        return 65535 if self.native.dtype == np.uint16 else 255
+
+
+KEEP_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    with open(path, "rb") as f:
+        head = f.read(25)
+    return head[24] if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 25 else None
+
+
+def load_image(path: str | os.PathLike) -> LoadedImage:
+    """Read an image file for protection; raises InputError with one clear sentence when it cannot."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file")
     if path.is_dir():
         raise InputError(path, "is a folder, not an image")
+    notes: list[str] = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 if im.width * im.height > MAX_PIXELS:
                     raise InputError(path, f"{im.width}x{im.height} is too large (limit {MAX_PIXELS} pixels)")
+                frames = getattr(im, "n_frames", 1)
+                if frames > 1:
+                    raise InputError(path, f"animated image ({frames} frames); protect its frames as still images")
                 im.load()
+                fmt, mode = im.format or "PNG", im.mode
+                icc = im.info.get("icc_profile")
                 im = ImageOps.exif_transpose(im)
-                if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                    rgba = im.convert("RGBA")
-                    canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                    canvas.alpha_composite(rgba)
-                    im = canvas
-                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+                exif = im.getexif().tobytes() if len(im.getexif()) else None
     except InputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except PermissionError:
+        raise InputError(path, "permission denied") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(path, f"dimensions are too large (limit {MAX_PIXELS} pixels; a decompression bomb?)") from None
+    except UnidentifiedImageError as e:
         raise InputError(path, f"not a readable image ({type(e).__name__})") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise InputError(path, f"cannot decode image: {e}") from None
-    if arr.shape[0] < 8 or arr.shape[1] < 8:
-        raise InputError(path, f"image is {arr.shape[1]}x{arr.shape[0]}; at least 8x8 is needed")
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(255.0)
+    if min(im.size) < 8:
+        raise InputError(path, f"image is {im.width}x{im.height}; at least 8x8 is needed")
+    if fmt not in KEEP_FORMATS:
+        notes.append(f"{fmt} cannot hold the perturbation losslessly; written as PNG")
+        fmt = "PNG"
+    if fmt == "PNG" and mode in ("RGB", "RGBA") and _png_bit_depth(path) == 16:
+        notes.append("16-bit colour PNG is read at 8 bits per channel; written as 8-bit")
+    alpha = None
+    if mode in ("I;16", "I;16B", "I;16L", "I") and im.mode.startswith("I"):
+        native = np.clip(np.asarray(im, dtype=np.int64), 0, 65535).astype(np.uint16)[..., None]
+    else:
+        has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+        grey = im.mode in ("L", "LA", "1") or (im.mode == "P" and _palette_is_grey(im))
+        if im.mode in ("P", "PA"):
+            notes.append("palette image written as " + ("grey" if grey else "RGB") + ("A" if has_alpha else "")
+                         + ": a palette cannot hold the perturbation")
+        elif im.mode not in ("RGB", "RGBA", "L", "LA"):
+            notes.append(f"{im.mode} image written as RGB")
+        if has_alpha:
+            alpha = np.asarray(im.convert("RGBA"), dtype=np.uint8)[..., 3].copy()
+        native = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
+        native = native[..., None] if grey else native.copy()
+    pixels = torch.from_numpy(native.astype(np.float32) / (65535 if native.dtype == np.uint16 else 255))
+    pixels = pixels.permute(2, 0, 1).contiguous()
+    if alpha is not None:
+        a = torch.from_numpy(alpha.astype(np.float32) / 255)[None]
+        pixels = pixels * a + (1 - a)
+    return LoadedImage(path, pixels, np.ascontiguousarray(native), alpha, fmt, mode, exif, icc, notes)
+
+
+def _palette_is_grey(im: Image.Image) -> bool:
+    rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
+def output_name(loaded: LoadedImage, keep_format: bool = True) -> str:
+    """The protected copy's file name: the input's, with the suffix of the format it is written in."""
+    fmt = loaded.format if keep_format else "PNG"
+    suffix = loaded.path.suffix if loaded.path.suffix.lower() in _SUFFIXES[fmt] else KEEP_FORMATS[fmt]
+    return loaded.path.stem + suffix
+
+
+_SUFFIXES = {"PNG": {".png"}, "JPEG": {".jpg", ".jpeg"}, "WEBP": {".webp"}, "TIFF": {".tif", ".tiff"},
+             "BMP": {".bmp"}}
+
+
+def save_perturbed(loaded: LoadedImage, delta: torch.Tensor, path: str | os.PathLike,
+                   keep_format: bool = True) -> Path:
+    """Write `loaded` plus `delta` ((C, H, W), multiples of 1/255, display orientation) atomically,
+    in the input's format, mode, alpha, EXIF and ICC profile (or as PNG when keep_format is False).
+    The change is added to the stored colour values, so 8-bit channels change by exactly
+    round(255 * delta) and 16-bit ones by 257 times that."""
+    path = Path(path)
+    step = loaded.maxval // 255
+    d = (delta.detach().float().cpu() * 255).round().to(torch.int64).permute(1, 2, 0).numpy()
+    out = np.clip(loaded.native.astype(np.int64) + d * step, 0, loaded.maxval)
+    if loaded.native.dtype == np.uint16:
+        image = Image.fromarray(out[..., 0].astype(np.uint16))
+    else:
+        out = out.astype(np.uint8)
+        grey = out.shape[2] == 1
+        if loaded.alpha is not None:
+            image = Image.fromarray(np.dstack([out, loaded.alpha]), "LA" if grey else "RGBA")
+        else:
+            image = Image.fromarray(out[..., 0] if grey else out, "L" if grey else "RGB")
+    fmt = loaded.format if keep_format else "PNG"
+    options: dict = {}
+    if loaded.icc:
+        options["icc_profile"] = loaded.icc
+    if loaded.exif and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        options["exif"] = loaded.exif
+    if fmt == "JPEG":
+        options.update(quality=95, subsampling=0)
+        if image.mode in ("RGBA", "LA"):
+            image = image.convert(image.mode[:-1])
+    elif fmt == "WEBP":
+        options.update(lossless=True, quality=100)
+    elif fmt == "TIFF":
+        options.update(compression="tiff_lzw")
+    _atomic_write(path, lambda f: image.save(f, format=fmt, **options))
+    return path
 
 
 def list_images(paths: list[str | os.PathLike]) -> list[Path]:
@@ -95,11 +215,14 @@ def write_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
     return path
 
 
-def write_json(data: dict, path: str | os.PathLike) -> Path:
+def write_text(text: str, path: str | os.PathLike) -> Path:
     path = Path(path)
-    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
     _atomic_write(path, lambda f: f.write(text.encode()))
     return path
+
+
+def write_json(data: dict, path: str | os.PathLike) -> Path:
+    return write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", path)
 
 
 def grid(images: torch.Tensor, columns: int, pad: int = 2) -> torch.Tensor:

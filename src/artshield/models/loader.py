@@ -128,6 +128,7 @@ def load_model(spec: str = "mini", device: str = "auto", dtype: torch.dtype | No
         bundle = _load_folder(MINI_DIR, "mini", "embedded", dev, dtype)
         info = json.loads((MINI_DIR / "artshield_mini.json").read_text())
         bundle.defaults.update(info.get("sampling", {}))
+        bundle.defaults.update(info.get("conventions", {}))
         return bundle
     path = Path(spec).expanduser()
     if path.exists():

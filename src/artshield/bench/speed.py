@@ -1,0 +1,166 @@
+"""Cost of a PGD step: AdvDM (backward through the UNet) against SDS (the UNet Jacobian skipped).
+
+    python -m artshield.bench.speed                 # mini; plus SD-1.5 at 512x512 on a GPU
+    python -m artshield.bench.speed --sd15          # SD-1.5 (random weights) also on a CPU: slow
+    python -m artshield.bench.speed --json out.json
+
+For each model, method and batch size, measured in a fresh process of its own: seconds per PGD
+step (median of the timed steps, after one warm-up step) and the peak memory the steps add on top
+of the loaded model and images: on a GPU torch.cuda.max_memory_allocated; on a CPU the process's
+peak resident set (VmHWM, reset through /proc/self/clear_refs) minus its resident set before the
+first step. Ratios sds/advdm are printed side by side, measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..models import load_model, resolve_device
+from ..protect import make_method
+from ..protect.engine import PGD
+
+METHODS = ("advdm", "sds")
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+class PeakMemory:
+    """Peak memory added while the block runs, in MiB."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        else:
+            Path("/proc/self/clear_refs").write_text("5")   # resets VmHWM to the current RSS
+            self.base = _status_kb("VmRSS") * 1024
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            peak = _status_kb("VmHWM") * 1024
+        self.mib = max(0.0, (peak - self.base) / 2**20)
+
+
+def time_steps(bundle, method: str, batch: int, steps: int, seed: int = 0) -> dict:
+    size = bundle.image_size
+    g = torch.Generator("cpu").manual_seed(seed)
+    images = [torch.rand(3, size, size, generator=g) for _ in range(batch)]
+    prot = make_method(bundle, method, seed=seed, steps=steps + 1)
+    pgd = PGD(images, prot.config.budget_spec(), size, prot.generator, bundle.device)
+    prot.setup(pgd)
+    sync = (lambda: torch.cuda.synchronize(bundle.device)) if bundle.device.type == "cuda" else (lambda: None)
+    times = []
+    with PeakMemory(bundle.device) as mem:
+        pgd.step(prot.loss(pgd.views(), pgd), 0, prot.maximize)        # warm-up, untimed
+        for k in range(1, steps + 1):
+            sync()
+            t0 = time.perf_counter()
+            pgd.step(prot.loss(pgd.views(), pgd), k, prot.maximize)
+            sync()
+            times.append(time.perf_counter() - t0)
+    return {"model": bundle.spec, "device": str(bundle.device), "dtype": str(bundle.dtype).replace("torch.", ""),
+            "resolution": size, "method": method, "batch": batch, "seconds_per_step": statistics.median(times),
+            "peak_memory_mib": mem.mib, "steps_timed": steps}
+
+
+def measure_in_child(model: str, device: str, sd15_size: int, method: str, batch: int, steps: int) -> dict:
+    """time_steps in a fresh interpreter, so that no earlier measurement's memory is reused."""
+    cmd = [sys.executable, "-m", "artshield.bench.speed", "--child", model, "--device", device,
+           "--sd15-size", str(sd15_size), "--method", method, "--batches", str(batch), "--steps", str(steps)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"measurement {method} batch {batch} on {model} failed: {out.stderr.strip()[-500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def load_for_timing(model: str, device: str, sd15_size: int):
+    if model == "sd15-random":
+        from ..models.sd15 import sd15_random_bundle
+
+        dev = resolve_device(device)
+        bundle = sd15_random_bundle(dev, torch.float16 if dev.type == "cuda" else torch.float32)
+        bundle.unet.config.sample_size = sd15_size // 8
+        return bundle
+    return load_model(model, device)
+
+
+def run(models: list[str], device: str, sd15_size: int, batches: list[int], steps: int, progress=print) -> list[dict]:
+    rows = []
+    for model in models:
+        for batch in batches:
+            pair = {m: measure_in_child(model, device, sd15_size, m, batch, steps) for m in METHODS}
+            a, s = pair["advdm"], pair["sds"]
+            row = {"model": a["model"], "device": a["device"], "dtype": a["dtype"], "resolution": a["resolution"],
+                   "batch": batch,
+                   "advdm_s_per_step": a["seconds_per_step"], "sds_s_per_step": s["seconds_per_step"],
+                   "time_ratio_sds_over_advdm": s["seconds_per_step"] / a["seconds_per_step"],
+                   "advdm_peak_mib": a["peak_memory_mib"], "sds_peak_mib": s["peak_memory_mib"],
+                   "memory_ratio_sds_over_advdm": (s["peak_memory_mib"] / a["peak_memory_mib"]
+                                                   if a["peak_memory_mib"] > 0 else None),
+                   "steps_timed": steps}
+            rows.append(row)
+            progress(_format(row))
+    return rows
+
+
+def _format(r: dict) -> str:
+    mem = f"{r['memory_ratio_sds_over_advdm']:.2f}" if r["memory_ratio_sds_over_advdm"] is not None else "n/a"
+    return (f"{r['model']:<12} {r['device']:<6} {r['resolution']:>4}px  batch {r['batch']}:  "
+            f"advdm {r['advdm_s_per_step']:.4f} s/step {r['advdm_peak_mib']:8.1f} MiB | "
+            f"sds {r['sds_s_per_step']:.4f} s/step {r['sds_peak_mib']:8.1f} MiB | "
+            f"sds/advdm time {r['time_ratio_sds_over_advdm']:.2f}, memory {mem}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m artshield.bench.speed", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="mini", help="model to time besides SD-1.5 (default mini)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--sd15", action="store_true", help="also time SD-1.5 (random weights) when not on a GPU")
+    ap.add_argument("--sd15-size", type=int, default=512, help="SD-1.5 resolution (default 512)")
+    ap.add_argument("--batches", default="1,4")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per measurement (default 5)")
+    ap.add_argument("--json", help="write the rows and the machine description to this file")
+    ap.add_argument("--child", help=argparse.SUPPRESS)      # internal: one measurement, JSON on stdout
+    ap.add_argument("--method", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    device = resolve_device(args.device)
+    batches = [int(b) for b in args.batches.split(",")]
+    if args.child:
+        bundle = load_for_timing(args.child, str(device), args.sd15_size)
+        print(json.dumps(time_steps(bundle, args.method, batches[0], args.steps)))
+        return 0
+    models = [args.model] + (["sd15-random"] if args.sd15 or device.type == "cuda" else [])
+    rows = run(models, str(device), args.sd15_size, batches, args.steps)
+    if args.json:
+        info = {"command": "python -m artshield.bench.speed " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "torch": torch.__version__, "threads": torch.get_num_threads(), "platform": platform.platform(),
+                "cpu": platform.processor() or platform.machine(),
+                "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "rows": rows}
+        Path(args.json).write_text(json.dumps(info, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

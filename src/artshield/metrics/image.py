@@ -1,0 +1,54 @@
+"""How visible is a perturbation? Full-reference image metrics on tensors in [0, 1].
+
+- linf_255: the largest change of any pixel channel, in 0-255 units (the protection budget's unit)
+- psnr: peak signal-to-noise ratio in dB (inf for identical images)
+- ssim: structural similarity (scikit-image, Gaussian window as in Wang et al. 2004), 1 = identical
+- lpips: learnt perceptual distance (see metrics/lpips.py), 0 = identical
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def linf_255(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).abs().max() * 255)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float((a.float() - b.float()).pow(2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    """SSIM of two (C, H, W) images; images under 7 pixels a side are compared upscaled to 7."""
+    from skimage.metrics import structural_similarity
+
+    x = a.detach().float().cpu().permute(1, 2, 0).numpy().astype(np.float64)
+    y = b.detach().float().cpu().permute(1, 2, 0).numpy().astype(np.float64)
+    return float(structural_similarity(x, y, data_range=1.0, channel_axis=2, gaussian_weights=True,
+                                       sigma=1.5, use_sample_covariance=False))
+
+
+@torch.no_grad()
+def lpips(a: torch.Tensor, b: torch.Tensor, max_side: int = 512) -> float:
+    """LPIPS of two (C, H, W) images; large images are compared at max_side on the long side,
+    small ones at 64 on the short side."""
+    from .lpips import lpips_model
+
+    x, y = perceptual_size(a.float()[None], max_side), perceptual_size(b.float()[None], max_side)
+    if x.shape[1] == 1:
+        x, y = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
+    return float(lpips_model("cpu")(x.cpu(), y.cpu())[0])
+
+
+def perceptual_size(x: torch.Tensor, max_side: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    scale = min(max_side / max(h, w), 1.0) if max(h, w) > max_side else max(64 / min(h, w), 1.0)
+    if scale == 1.0:
+        return x
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)

@@ -1,0 +1,98 @@
+"""protect: adversarial perturbations that spoil fine-tuning on an artwork.
+
+    from artshield import load_model, protect
+    result = protect(load_model("mini"), [image], method="advdm", budget=8, seed=0)
+    result.deltas[0], result.objective
+
+Methods (one file each, registered by name, paper defaults in their config dataclasses):
+advdm, mist, sds, sds-minus, photoguard, glaze, aspl. All run on engine.PGD.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ..models import ModelBundle
+from . import advdm, aspl, glaze, mist, photoguard, sds  # noqa: F401  (registers the methods)
+from .base import METHODS, Protection
+from .engine import fit_view, random_deltas
+
+RANDOM_BASELINE_SEED = 7
+
+
+@dataclass
+class ProtectResult:
+    method: str
+    config: dict
+    deltas: list[torch.Tensor]                       # (C, H, W) each, on the 8-bit grid
+    objective: list[dict] = field(default_factory=list)  # per image: name, goal, clean, protected, random_noise
+    extra: dict = field(default_factory=dict)        # method-specific facts (glaze: target_style)
+
+    def protected(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [(x.cpu() + d).clamp(0, 1) for x, d in zip(images, self.deltas)]
+
+
+def method_names() -> list[str]:
+    return list(METHODS)
+
+
+def make_method(bundle: ModelBundle, method: str, seed: int = 0, **options) -> Protection:
+    if method not in METHODS:
+        raise ValueError(f"unknown protection {method!r}; choose one of {', '.join(METHODS)}")
+    cls = METHODS[method]
+    return cls(bundle, cls.Config.with_overrides(**options), seed=seed)
+
+
+def protect(bundle: ModelBundle, images: list[torch.Tensor], method: str = "advdm", seed: int = 0,
+            progress: Callable[[int], None] | None = None, score: bool = True, **options) -> ProtectResult:
+    """Protect a batch of (C, H, W) images in [0, 1] (any sizes; C = 1 or 3). Options override the
+    method's config (budget, step, steps, prompt, eot, and the method's own). With `score`, the
+    method's objective is measured on the clean, the protected and a same-budget random-noise copy
+    of each image, with fixed random draws, so the three are comparable."""
+    if not images:
+        return ProtectResult(method, {}, [])
+    prot = make_method(bundle, method, seed=seed, **options)
+    deltas = prot.run(images, progress=progress)
+    result = ProtectResult(method, _config_dict(prot), deltas)
+    if hasattr(prot, "target_style"):
+        result.extra["target_style"] = prot.target_style
+    if score:
+        noise = random_deltas(images, prot.config.budget, torch.Generator("cpu").manual_seed(RANDOM_BASELINE_SEED + seed))
+        rows = {name: _views(bundle, images, d) for name, d in
+                (("clean", None), ("protected", deltas), ("random_noise", noise))}
+        parts = {name: prot.components(v) for name, v in rows.items()}
+        for i in range(len(images)):
+            result.objective.append({
+                "name": prot.objective_name, "goal": prot.objective_goal,
+                **{row: float(parts[row][prot.objective_name][i]) for row in rows},
+                "parts": {key: {row: float(parts[row][key][i]) for row in rows}
+                          for key in parts["clean"] if key != prot.objective_name},
+            })
+    return result
+
+
+def _views(bundle: ModelBundle, images: list[torch.Tensor], deltas) -> torch.Tensor:
+    size = bundle.image_size
+    out = [fit_view((x.cpu() + (0 if deltas is None else deltas[i])).clamp(0, 1), size) for i, x in enumerate(images)]
+    return torch.stack(out).to(bundle.device)
+
+
+def _config_dict(prot: Protection) -> dict:
+    cfg = asdict(prot.config)
+    for key, value in list(cfg.items()):
+        if isinstance(value, torch.Tensor):
+            cfg[key] = f"image {tuple(value.shape)}"
+        elif isinstance(value, tuple):
+            cfg[key] = list(value)
+    if cfg.get("prompt") is None:
+        cfg["prompt"] = prot.prompt
+    if hasattr(prot.config, "rounds"):
+        cfg["rounds"] = prot.config.rounds
+    if "lr" in cfg and cfg["lr"] is None and hasattr(prot, "lr"):
+        cfg["lr"] = prot.lr
+    return cfg
+
+
+__all__ = ["METHODS", "ProtectResult", "make_method", "method_names", "protect"]

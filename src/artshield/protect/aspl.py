@@ -1,0 +1,96 @@
+"""Anti-DreamBooth's ASPL (Van Le et al., ICCV 2023, arXiv 2303.15433; code VinAIResearch/Anti-DreamBooth,
+attacks/aspl.py): Alternating Surrogate and Perturbation Learning.
+
+A perturbation that fools the base model may not fool the model *being fine-tuned* on it. ASPL
+keeps a surrogate that follows DreamBooth's trajectory and attacks it, round after round:
+
+    model <- copy of the base UNet
+    repeat `rounds` times:
+        surrogate <- copy of model; fine-tune it `train_steps` steps on the CLEAN images
+        `pgd_steps` PGD steps maximising the surrogate's denoising loss on the protected images
+        fine-tune model `train_steps` steps on the PROTECTED images
+
+Defaults from the code: 50 rounds x (3 fine-tuning + 6 PGD) steps = 300 PGD steps, budget 0.05 on
+[-1, 1] (6.375/255; written files change by at most 6 on the 8-bit grid), step 0.005 (0.64/255),
+t ~ U[0, T), one image per fine-tuning step, learning rate 5e-7 (the model's own DreamBooth rate
+where it declares one: mini, whose scale needs a larger one). Departures, for memory: the text
+encoder stays frozen and there is no prior-preservation term (Anti-DreamBooth trains both);
+the base model is never modified. Works on a whole batch at once: the surrogate learns the set.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from .base import ProtectConfig, Protection, denoising_loss, register, scored_denoising_loss
+from .engine import PGD
+
+
+@dataclass
+class ASPLConfig(ProtectConfig):
+    budget: float = 6.375
+    step: float = 0.6375
+    steps: int = 300               # PGD steps in all: rounds = steps // pgd_steps (50)
+    pgd_steps: int = 6
+    train_steps: int = 3
+    lr: float | None = None        # None: the model's "dreambooth_lr", else 5e-7
+
+    @property
+    def rounds(self) -> int:
+        return max(1, self.steps // self.pgd_steps)
+
+
+@register("aspl")
+class ASPL(Protection):
+    Config = ASPLConfig
+    objective_name = "denoising_loss"
+    objective_goal = "up"
+    maximize = True
+
+    @property
+    def lr(self) -> float:
+        return self.config.lr if self.config.lr is not None else float(self.bundle.defaults.get("dreambooth_lr", 5e-7))
+
+    def finetune(self, unet, images: torch.Tensor, steps: int, start: int) -> None:
+        """`steps` AdamW steps of the denoising loss, one image per step, cycling through them."""
+        unet.train().requires_grad_(True)
+        opt = torch.optim.AdamW(unet.parameters(), lr=self.lr, weight_decay=1e-2)
+        for k in range(steps):
+            i = (start + k) % len(images)
+            with torch.no_grad():
+                latents = self.bundle.encode(images[i:i + 1]).float()
+            loss = denoising_loss(self.bundle, latents, self.context(1).float(), self.generator, unet=unet).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        unet.eval().requires_grad_(False)
+
+    def run(self, images, progress=None):
+        cfg = self.config
+        pgd = PGD(images, cfg.budget_spec(), self.bundle.image_size, self.generator, self.bundle.device)
+        clean = pgd.views(moving=False, transform=False).detach()
+        model = copy.deepcopy(self.bundle.unet).float()
+        for r in range(cfg.rounds):
+            surrogate = copy.deepcopy(model)
+            self.finetune(surrogate, clean, cfg.train_steps, r * cfg.train_steps)
+
+            def loss(views, surrogate=surrogate):
+                latents = self.bundle.encode(views).float()
+                return denoising_loss(self.bundle, latents, self.context(len(views)).float(), self.generator,
+                                      unet=surrogate).sum()
+
+            pgd.run(loss, maximize=True, progress=progress, steps=cfg.pgd_steps, first=r * cfg.pgd_steps)
+            # ends at rounds * pgd_steps, which may be fewer than `steps` when they do not divide
+            del surrogate
+            protected = pgd.views(moving=False, transform=False).detach()
+            self.finetune(model, protected, cfg.train_steps, r * cfg.train_steps)
+        return pgd.deltas()
+
+    def total_steps(self, n_images: int) -> int:
+        return self.config.rounds * self.config.pgd_steps
+
+    def score(self, views: torch.Tensor) -> torch.Tensor:
+        # reported against the base model: what a mimic starts fine-tuning from
+        return scored_denoising_loss(self.bundle, views, self.context(len(views)))

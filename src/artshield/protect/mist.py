@@ -1,0 +1,70 @@
+"""Mist v1 (Liang et al., arXiv 2305.12683; code psyker-team/mist, mist_v3.py): AdvDM fused with a
+textural loss toward a target image.
+
+    max_delta  w * L_semantic(x + delta)  -  L_textural(x + delta)
+
+L_semantic is AdvDM's denoising loss (see advdm.py). L_textural = || E(x + delta) - E(y) ||^2, the
+squared distance of the protected image's latent to the latent of a target image y with a strong
+texture, so that whatever the model learns from the image carries y's pattern. Mist's default
+"fused" mode weighs them with w = 10^(rate + 3) = 1e4 (rate 1).
+
+Mist sums L_textural over the latent of a 512 x 512 image (4 x 64 x 64 elements). To keep that
+balance on models of any resolution, artshield uses the mean squared latent distance times
+4 * 64 * 64, which equals Mist's sum at 512 x 512.
+
+Defaults (mist_utils.py): budget 16/255, step 1/255, 100 steps, prompt "a painting", rate 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import targets
+from .base import ProtectConfig, Protection, denoising_loss, register, scored_denoising_loss
+
+SD_LATENT_ELEMENTS = 4 * 64 * 64
+
+
+@dataclass
+class MistConfig(ProtectConfig):
+    budget: float = 16.0
+    step: float = 1.0
+    steps: int = 100
+    rate: float = 1.0                      # fused weight w = 10 ** (rate + 3)
+    target: object = "texture"             # "texture", "grey", or a (3, H, W) image tensor
+
+
+@register("mist")
+class Mist(Protection):
+    Config = MistConfig
+    objective_name = "fused_objective"     # w * denoising loss - textural loss
+    objective_goal = "up"
+    maximize = True
+
+    @property
+    def weight(self) -> float:
+        return 10.0 ** (self.config.rate + 3)
+
+    def target_latent(self) -> torch.Tensor:
+        if not hasattr(self, "_target"):
+            self._target = targets.latent(self.bundle, self.config.target)
+        return self._target
+
+    def textural(self, latents: torch.Tensor) -> torch.Tensor:
+        return (latents.float() - self.target_latent().float()).pow(2).flatten(1).mean(1) * SD_LATENT_ELEMENTS
+
+    def loss(self, views: torch.Tensor, pgd) -> torch.Tensor:
+        latents = self.bundle.encode(views)
+        semantic = denoising_loss(self.bundle, latents, self.context(len(views)), self.generator)
+        return (self.weight * semantic - self.textural(latents)).sum()
+
+    def components(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
+        semantic = scored_denoising_loss(self.bundle, views, self.context(len(views)))
+        with torch.no_grad():
+            textural = self.textural(self.bundle.encode(views)).cpu()
+        return {"fused_objective": self.weight * semantic - textural, "denoising_loss": semantic,
+                "textural_loss": textural}
+
+    def score(self, views: torch.Tensor) -> torch.Tensor:
+        return self.components(views)["fused_objective"]

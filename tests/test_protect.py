@@ -1,0 +1,165 @@
+"""protect: the engine's budget, the transforms, every method through the CLI on tiny components,
+and each method doing its job on mini against a same-budget random-noise baseline."""
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from artshield import corpus
+from artshield.cli import main
+from artshield.protect import METHODS, protect
+from artshield.protect.engine import PGD, Budget, fit_view, random_deltas
+from artshield.protect.transforms import TRANSFORMS, jpeg
+
+
+def eight_bit(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, shape, generator=g).float() / 255
+
+
+@pytest.mark.parametrize("budget", [8, 6.375, 1])
+def test_pgd_deltas_stay_on_the_8_bit_grid_within_the_budget(budget):
+    images = [eight_bit(3, 20, 20), eight_bit(3, 17, 40, seed=1), eight_bit(1, 24, 18, seed=2)]
+    images[0][:, :5] = 1.0      # saturated pixels: the clamp to [0, 1] must hold too
+    images[0][:, 5:10] = 0.0
+    pgd = PGD(images, Budget(linf=budget, step=3, steps=4), size=16, generator=torch.Generator().manual_seed(0))
+    pgd.run(lambda v: (v * torch.linspace(-1, 1, v.numel()).view_as(v)).sum())
+    for x, d in zip(images, pgd.deltas()):
+        assert d.shape == x.shape
+        steps = d * 255
+        assert torch.allclose(steps, steps.round(), atol=1e-4)          # multiples of 1/255
+        assert steps.abs().max() <= int(budget) + 1e-4                   # floor(budget) on the grid
+        assert ((x + d) >= 0).all() and ((x + d) <= 1).all()
+        assert steps.abs().max() >= int(budget) - 1e-4                   # and the budget is used
+
+
+def test_view_covers_every_pixel_of_a_non_square_image():
+    image = eight_bit(3, 30, 75)
+    assert fit_view(image, 16).shape == (3, 16, 16)
+    assert fit_view(eight_bit(1, 9, 9), 16).shape == (3, 16, 16)
+    pgd = PGD([image], Budget(linf=4, steps=12, random_start=False), size=16,
+              generator=torch.Generator().manual_seed(0))
+    touched = torch.zeros(30, 75, dtype=torch.bool)
+    for step in range(12):
+        loss = pgd.views().sum()
+        (g,) = torch.autograd.grad(loss, pgd.deltas_, retain_graph=True)
+        touched |= g.abs().sum(0) > 0
+        pgd.step(loss, step)
+    assert touched.all()
+
+
+def test_differentiable_jpeg_matches_pillow():
+    from skimage.data import astronaut
+
+    array = np.ascontiguousarray(astronaut()[:128, :128])
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "JPEG", quality=75, subsampling=0)
+    pillow = torch.from_numpy(np.array(Image.open(buf))).permute(2, 0, 1).float()[None] / 255
+    x = torch.from_numpy(array).permute(2, 0, 1).float()[None] / 255
+    ours = jpeg(x, torch.Generator(), quality=75)
+    assert (ours - pillow).abs().mean() * 255 < 1.5           # pillow's own rounding differs slightly
+    assert (ours - x).abs().mean() * 255 > 2.0                # and it is not the identity
+
+
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+def test_transforms_keep_shape_and_pass_gradients(name):
+    x = eight_bit(2, 3, 20, 28).requires_grad_(True)
+    y = TRANSFORMS[name](x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert g.abs().sum() > 0
+
+
+def test_random_baseline_is_on_the_grid_within_budget():
+    x = [eight_bit(3, 10, 12)]
+    (d,) = random_deltas(x, 5.5, torch.Generator().manual_seed(0))
+    assert (d * 255).abs().max() <= 5 + 1e-4 and torch.allclose(d * 255, (d * 255).round(), atol=1e-4)
+
+
+def _inputs(folder):
+    folder.mkdir()
+    rgba = np.zeros((20, 24, 4), np.uint8)
+    rgba[..., :3] = np.arange(20 * 24 * 3).reshape(20, 24, 3) % 256
+    rgba[..., 3] = np.tile(np.linspace(0, 255, 24).astype(np.uint8), (20, 1))
+    Image.fromarray(rgba, "RGBA").save(folder / "alpha.png")
+    Image.fromarray(np.asarray(rgba)[..., :3].copy()).save(folder / "photo.jpg", quality=92)
+    Image.fromarray((np.arange(18 * 18) % 256).astype(np.uint8).reshape(18, 18), "L").save(folder / "grey.png")
+    return folder
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_runs_through_the_cli_on_tiny_components(tmp_path, tiny_model_dir, method):
+    src = _inputs(tmp_path / "in")
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    out = tmp_path / "out"
+    argv = ["protect", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--method", method,
+            "--steps", "2", "--budget", "6", "-q"]
+    assert main(argv) == 0
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before          # originals untouched
+    res = json.loads((out / "results.json").read_text())
+    assert res["method"] == method and not res["failed"] and len(res["images"]) == 3
+    for rec in res["images"]:
+        assert rec["objective"]["name"] and rec["objective"]["goal"] in ("up", "down")
+        if not rec["output"].endswith(".jpg"):                                 # lossless: exact budget
+            assert rec["linf_255"] <= 6 + 1e-6
+    with Image.open(out / "alpha.png") as im:                                  # mode and alpha kept
+        assert im.mode == "RGBA"
+        assert np.array_equal(np.asarray(im)[..., 3], np.asarray(Image.open(src / "alpha.png"))[..., 3])
+    with Image.open(out / "grey.png") as im:
+        assert im.mode == "L" and im.size == (18, 18)
+    with Image.open(out / "photo.jpg") as im:
+        assert im.format == "JPEG"
+
+
+def test_rerun_skips_done_images_unless_overwrite(tmp_path, tiny_model_dir):
+    src = _inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    base = ["protect", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q"]
+    assert main(base) == 0
+    stamp = (out / "alpha.png").stat().st_mtime_ns
+    assert main(base) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert all("skipped" in r for r in res["images"]) and all("linf_255" in r for r in res["images"])
+    assert (out / "alpha.png").stat().st_mtime_ns == stamp
+    assert main(base + ["--overwrite"]) == 0
+    assert not any("skipped" in r for r in json.loads((out / "results.json").read_text())["images"])
+
+
+def test_demo_writes_page_and_images(tmp_path, tiny_model_dir):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--model", str(tiny_model_dir), "--steps", "2", "-q"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert len(res["images"]) == 5 and (out / "index.html").read_text().count("<img") >= 25
+    for rec in res["images"]:
+        for f in rec["files"].values():
+            assert (out / f).is_file()
+        assert rec["linf_255"] <= res["config"]["budget"] + 1e-6
+
+
+# --- each method does its job on mini: the objective moves the right way, far beyond what random
+# noise of the same budget does -------------------------------------------------------------------
+EFFICACY_OPTIONS = {"advdm": {}, "mist": {}, "sds": {}, "sds-minus": {"steps": 100}, "photoguard": {"steps": 60},
+                    "glaze": {"steps": 40}, "aspl": {"steps": 30}}
+
+
+@pytest.fixture(scope="module")
+def artworks():
+    items = corpus.items(split="finetune", theme="moka")[:3]
+    return list(corpus.load_images(items, 64))
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_method_moves_its_objective_well_beyond_random_noise_on_mini(mini_bundle, artworks, method):
+    options = {"budget": 8, "steps": 30, **EFFICACY_OPTIONS[method]}
+    result = protect(mini_bundle, artworks, method=method, seed=0, **options)
+    sign = 1 if METHODS[method].objective_goal == "up" else -1
+    for obj in result.objective:
+        gain = sign * (obj["protected"] - obj["clean"])
+        noise = abs(obj["random_noise"] - obj["clean"])
+        assert gain > 3 * noise, obj
+        assert gain > 0.05 * abs(obj["clean"]), obj
+    for x, d in zip(artworks, result.deltas):
+        assert (d * 255).abs().max() <= 8 + 1e-4
