@@ -25,7 +25,7 @@ from artshield import corpus  # noqa: E402
 from artshield.metrics.judge import JudgeNet, prepare  # noqa: E402
 
 SEED = 20261121
-SIZE, WIDTH, EPOCHS, BATCH, LR = 32, 32, 50, 128, 2e-3
+SIZE, WIDTH, EPOCHS, BATCH, LR, POOLING = 32, 32, 50, 128, 2e-3, "stats"
 
 
 def labels(items, styles, concepts):
@@ -72,6 +72,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "src/artshield/assets/judge")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--width", type=int, default=WIDTH)
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument("--pooling", choices=("mean", "stats"), default=POOLING)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(SEED)
@@ -84,13 +87,13 @@ def main() -> None:
     xtr, xte = corpus.load_images(train_items, SIZE), corpus.load_images(test_items, SIZE)
     str_, ctr = labels(train_items, styles, concepts)
     ste, cte = labels(test_items, styles, concepts)
-    net = JudgeNet(len(styles), len(concepts), WIDTH)
-    steps = EPOCHS * (len(xtr) // BATCH)
+    net = JudgeNet(len(styles), len(concepts), args.width, args.pooling)
+    steps = args.epochs * (len(xtr) // BATCH)
     opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.1)
     start = time.time()
     step = 0
-    for epoch in range(EPOCHS):
+    for epoch in range(args.epochs):
         net.train()
         perm = torch.randperm(len(xtr), generator=g)
         for k in range(len(xtr) // BATCH):
@@ -113,8 +116,8 @@ def main() -> None:
     sa, ca = accuracy(net, xte, ste, cte)
     args.out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(args.out / "judge.safetensors"))
-    meta = {"styles": styles, "concepts": concepts, "width": WIDTH, "image_size": SIZE, "seed": SEED,
-            "epochs": EPOCHS, "train_images": len(xtr), "test_images": len(xte),
+    meta = {"styles": styles, "concepts": concepts, "width": args.width, "pooling": args.pooling,
+            "image_size": SIZE, "seed": SEED, "epochs": args.epochs, "train_images": len(xtr), "test_images": len(xte),
             "test_style_accuracy": round(sa, 4), "test_concept_accuracy": round(ca, 4)}
     (args.out / "judge.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(json.dumps({k: meta[k] for k in ("train_images", "test_images", "test_style_accuracy",

@@ -51,6 +51,8 @@ def test_hub_id_offline_is_one_line_and_exit_2(tmp_path):
     (["bench", "--preset", "full", "-o", "{tmp}/b"], "not available"),
     (["purify", "x.png", "-o", "{tmp}/p"], "not in artshield"),
     (["protect", "x.png", "--method", "nope", "-o", "{tmp}/p"], "unknown; choose one of"),
+    (["protect", "{tmp}", "-o", "{tmp}/p"], "no input images"),
+    (["protect", "x.png", "--budget", "300", "-o", "{tmp}/p"], "must be in (0, 255]"),
     (["generate", "--model", "{tmp}/nope", "--prompt", "x", "-o", "{tmp}/g"], "not a hub id"),
     (["generate", "--prompt", "x", "-n", "0", "-o", "{tmp}/g"], "-n must be"),
 ])

@@ -90,13 +90,14 @@ def _inputs(folder):
     return folder
 
 
+@pytest.mark.parametrize("model", ["tiny", "mini"])
 @pytest.mark.parametrize("method", list(METHODS))
-def test_every_method_runs_through_the_cli_on_tiny_components(tmp_path, tiny_model_dir, method):
+def test_every_method_runs_through_the_cli(tmp_path, tiny_model_dir, method, model):
     src = _inputs(tmp_path / "in")
     before = {p.name: p.read_bytes() for p in src.iterdir()}
     out = tmp_path / "out"
-    argv = ["protect", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--method", method,
-            "--steps", "2", "--budget", "6", "-q"]
+    argv = ["protect", str(src), "-o", str(out), "--model", str(tiny_model_dir) if model == "tiny" else "mini",
+            "--method", method, "--steps", "2", "--budget", "6", "-q"]
     assert main(argv) == 0
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before          # originals untouched
     res = json.loads((out / "results.json").read_text())
@@ -163,3 +164,23 @@ def test_method_moves_its_objective_well_beyond_random_noise_on_mini(mini_bundle
         assert gain > 0.05 * abs(obj["clean"]), obj
     for x, d in zip(artworks, result.deltas):
         assert (d * 255).abs().max() <= 8 + 1e-4
+
+
+def test_exif_and_icc_profile_are_kept(tmp_path, tiny_model_dir):
+    from PIL import ImageCms
+
+    src = tmp_path / "in"
+    src.mkdir()
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "artshield test camera"          # Make
+    array = (np.arange(20 * 22 * 3).reshape(20, 22, 3) % 251).astype(np.uint8)
+    Image.fromarray(array).save(src / "a.png", icc_profile=icc, exif=exif.tobytes())
+    Image.fromarray(array).save(src / "b.jpg", icc_profile=icc, exif=exif.tobytes(), quality=95)
+    out = tmp_path / "out"
+    assert main(["protect", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q"]) == 0
+    for name in ("a.png", "b.jpg"):
+        with Image.open(out / name) as im:
+            assert im.info.get("icc_profile") == icc
+            assert im.getexif().get(0x010F) == "artshield test camera"
+            assert im.size == (22, 20)

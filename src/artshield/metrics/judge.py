@@ -36,20 +36,32 @@ class _Block(nn.Module):
 
 
 class JudgeNet(nn.Module):
-    """A ResNet-style network over 32x32 RGB with two heads: style and concept."""
+    """A ResNet-style network over 32x32 RGB with two heads: style and concept.
 
-    def __init__(self, n_styles: int, n_concepts: int, width: int = 64):
+    pooling "mean": the last block's channel means. "stats": the means and standard deviations of
+    the channels of a middle and the last block, the feature statistics that style transfer
+    equates with style (Gatys et al., Huang and Belongie), for a 3x longer feature vector."""
+
+    def __init__(self, n_styles: int, n_concepts: int, width: int = 64, pooling: str = "mean"):
         super().__init__()
         w = width
+        self.pooling = pooling
         self.stem = nn.Sequential(nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU())
         self.body = nn.Sequential(_Block(w, w, 1), _Block(w, 2 * w, 2), _Block(2 * w, 2 * w, 1),
                                   _Block(2 * w, 4 * w, 2), _Block(4 * w, 4 * w, 1), _Block(4 * w, 4 * w, 2))
         self.dropout = nn.Dropout(0.2)
-        self.style_head = nn.Linear(4 * w, n_styles)
-        self.concept_head = nn.Linear(4 * w, n_concepts)
+        dim = 4 * w if pooling == "mean" else 2 * (2 * w + 4 * w)
+        self.style_head = nn.Linear(dim, n_styles)
+        self.concept_head = nn.Linear(dim, n_concepts)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(self.stem(x)).mean(dim=(2, 3))
+        if self.pooling == "mean":
+            return self.body(self.stem(x)).mean(dim=(2, 3))
+        h = self.stem(x)
+        mid = self.body[:3](h)
+        last = self.body[3:](mid)
+        return torch.cat([mid.mean(dim=(2, 3)), mid.std(dim=(2, 3)), last.mean(dim=(2, 3)),
+                          last.std(dim=(2, 3))], 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.dropout(self.features(x))
@@ -80,7 +92,7 @@ class Judge:
         folder = Path(folder)
         try:
             meta = json.loads((folder / "judge.json").read_text())
-            net = JudgeNet(len(meta["styles"]), len(meta["concepts"]), meta["width"])
+            net = JudgeNet(len(meta["styles"]), len(meta["concepts"]), meta["width"], meta.get("pooling", "mean"))
             net.load_state_dict(load_file(str(folder / "judge.safetensors")))
         except (OSError, KeyError, RuntimeError, ValueError) as e:
             raise ArtshieldError(f"{folder}: cannot load the judge ({e})") from None

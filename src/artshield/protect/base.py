@@ -37,6 +37,11 @@ class ProtectConfig:
     eot: tuple[str, ...] = ()  # EOT transforms, see transforms.py
     random_start: bool = True
 
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        self.budget_spec()          # checks the budget, the step and the EOT names
+
     def budget_spec(self, decay: bool = False) -> Budget:
         return Budget(linf=self.budget, step=self.step, steps=self.steps, random_start=self.random_start,
                       decay=decay, eot=tuple(self.eot))

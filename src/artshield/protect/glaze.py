@@ -45,6 +45,8 @@ class GlazeConfig(ProtectConfig):
     strength: float = 0.6          # img2img strength of the style transfer Omega
     target_style: str | None = None
     percentile: float = 0.75       # which candidate to take, ranked by distance from the artwork
+    random_start: bool = False     # grow from the artwork itself: a random start would spend the
+                                   # perceptual budget on noise
 
 
 @register("glaze")
