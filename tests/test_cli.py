@@ -49,7 +49,7 @@ def test_hub_id_offline_is_one_line_and_exit_2(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["bench", "--preset", "full", "-o", "{tmp}/b"], "not available"),
-    (["purify", "x.png", "-o", "{tmp}/p"], "not in artshield"),
+    (["mimic", "x", "-o", "{tmp}/p"], "not in artshield"),
     (["protect", "x.png", "--method", "nope", "-o", "{tmp}/p"], "unknown; choose one of"),
     (["protect", "{tmp}", "-o", "{tmp}/p"], "no input images"),
     (["protect", "x.png", "--budget", "300", "-o", "{tmp}/p"], "must be in (0, 255]"),

@@ -6,6 +6,10 @@ The Python API:
     model = artshield.load_model("mini")          # or a diffusers folder, or a hub id
     images = artshield.generate(model, ["trash can icon, papirus style"], seed=0)
     result = artshield.protect(model, [image], method="advdm")   # image: (3, H, W) in [0, 1]
+    cleaned = artshield.purify([image], "diffpure", bundle=model)
+
+The functions share their names with the subpackages that hold the methods; import from those
+with `from artshield.protect import METHODS`, `from artshield.purify import PURIFIERS`.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from .errors import ArtshieldError, InputError
 from .generate import generate
 from .models import ModelBundle, load_model
 from .protect import protect
+from .purify import purify
 
 __version__ = "0.1.0"
-__all__ = ["ArtshieldError", "InputError", "ModelBundle", "__version__", "generate", "load_model", "protect"]
+__all__ = ["ArtshieldError", "InputError", "ModelBundle", "__version__", "generate", "load_model", "protect", "purify"]

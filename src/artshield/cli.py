@@ -20,7 +20,6 @@ from .errors import ArtshieldError
 
 # Commands of the design that this version does not have yet: the CLI says so instead of faking.
 PLANNED = {
-    "purify": "purifiers (bilateral, jpeg, noise, noisy-upscale, diffpure, impress)",
     "mimic": "mimicry fine-tuning (lora, textual-inversion, dreambooth, hypernetwork)",
     "erase": "concept erasure (esd-x, esd-u)",
     "audit": "memorisation audit (extraction attack, memorisation detection)",
@@ -163,7 +162,7 @@ def _parse_target(value: str | None):
 
 
 def cmd_protect(args) -> int:
-    from .io import list_images, load_image, output_name, save_perturbed
+    from .io import load_image, save_perturbed
     from .metrics.image import linf_255, lpips, psnr, ssim
     from .models import load_model
     from .protect import METHODS, protect
@@ -175,36 +174,7 @@ def cmd_protect(args) -> int:
         raise ArtshieldError(f"--budget {args.budget}: must be in (0, 255] pixel units")
     if args.batch < 1:
         raise ArtshieldError("--batch must be at least 1")
-    out = Path(args.output)
-    inputs = list_images(args.images)
-    if not inputs:
-        raise ArtshieldError("no input images: give image files or folders that contain them")
-    for p in map(Path, args.images):
-        folder = p if p.is_dir() else p.parent
-        if out.exists() and folder.exists() and out.resolve() == folder.resolve():
-            raise ArtshieldError(f"-o {args.output} is the folder of the input {p}; choose another folder, "
-                                 "so that originals are never overwritten")
-    out = _output_dir(args.output)
-    previous = _previous_records(out / "results.json") if not args.overwrite else {}
-
-    failures, records, todo, names = [], [], [], {}
-    for path in inputs:
-        try:
-            loaded = load_image(path)
-        except ArtshieldError as e:
-            failures.append({"file": str(path), "error": str(e)})
-            continue
-        name = output_name(loaded, keep_format=args.format == "keep")
-        if name in names:
-            failures.append({"file": str(path), "error": f"{path}: its output {name} would overwrite the protected "
-                             f"copy of {names[name]}; protect it in a separate run"})
-            continue
-        names[name] = path
-        if (out / name).exists() and not args.overwrite:
-            rec = previous.get(name, {"file": str(path), "output": name})
-            records.append({**rec, "skipped": "output exists (use --overwrite to redo)"})
-            continue
-        todo.append((loaded, name))
+    out, todo, records, failures = _gather_inputs(args, "protected copy")
 
     options = {"budget": args.budget, "steps": args.steps, "step": args.step, "prompt": args.prompt,
                "eot": tuple(args.eot.split(",")) if args.eot else None}
@@ -332,6 +302,107 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _gather_inputs(args, what: str) -> tuple[Path, list, list, list]:
+    """Images named on the command line, checked and read: (out, todo [(LoadedImage, output name)],
+    records of images already done, failures). Refuses an output folder that holds an input."""
+    from .io import list_images, load_image, output_name
+
+    out = Path(args.output)
+    inputs = list_images(args.images)
+    if not inputs:
+        raise ArtshieldError("no input images: give image files or folders that contain them")
+    for p in map(Path, args.images):
+        folder = p if p.is_dir() else p.parent
+        if out.exists() and folder.exists() and out.resolve() == folder.resolve():
+            raise ArtshieldError(f"-o {args.output} is the folder of the input {p}; choose another folder, "
+                                 "so that originals are never overwritten")
+    out = _output_dir(args.output)
+    previous = _previous_records(out / "results.json") if not args.overwrite else {}
+    failures, records, todo, names = [], [], [], {}
+    for path in inputs:
+        try:
+            loaded = load_image(path)
+        except ArtshieldError as e:
+            failures.append({"file": str(path), "error": str(e)})
+            continue
+        name = output_name(loaded, keep_format=args.format == "keep")
+        if name in names:
+            failures.append({"file": str(path), "error": f"{path}: its output {name} would overwrite the {what} "
+                             f"of {names[name]}; run it separately"})
+            continue
+        names[name] = path
+        if (out / name).exists() and not args.overwrite:
+            rec = previous.get(name, {"file": str(path), "output": name})
+            records.append({**rec, "skipped": "output exists (use --overwrite to redo)"})
+            continue
+        todo.append((loaded, name))
+    return out, todo, records, failures
+
+
+def cmd_purify(args) -> int:
+    from .io import load_image, save_perturbed
+    from .metrics.image import lpips, psnr, ssim
+    from .models import load_model
+    from .purify import PURIFIERS, make_purifier
+
+    start = time.time()
+    if args.method not in PURIFIERS:
+        raise ArtshieldError(f"--method {args.method}: unknown; choose one of {', '.join(PURIFIERS)}")
+    options = dict(_parse_options(args.option))
+    out, todo, records, failures = _gather_inputs(args, "purified copy")
+    bundle = None
+    if todo and PURIFIERS[args.method].needs_model:
+        bundle = load_model(args.model, args.device)
+    try:
+        purifier = make_purifier(args.method, bundle=bundle, **options) if todo else None
+    except (ValueError, TypeError, OSError) as e:
+        raise ArtshieldError(f"--method {args.method}: {e}") from None
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(args.seed)
+    bar = _Progress(args, len(todo), f"purify ({args.method})")
+    for loaded, name in todo:
+        t0 = time.time()
+        try:
+            (cleaned,) = purifier([loaded.pixels], generator)
+            delta = (cleaned.cpu().float().clamp(0, 1) * 255).round() / 255 - loaded.pixels
+            save_perturbed(loaded, delta, out / name, keep_format=args.format == "keep")
+            written = load_image(out / name).pixels
+        except (OSError, ValueError, RuntimeError, ArtshieldError) as e:
+            failures.append({"file": str(loaded.path), "error": f"{loaded.path}: {str(e).splitlines()[0]}"})
+            continue
+        finally:
+            bar(1)
+        records.append({"file": str(loaded.path), "output": name, "size": [written.shape[2], written.shape[1]],
+                        "psnr_db": round(psnr(written, loaded.pixels), 3),
+                        "ssim": round(ssim(written, loaded.pixels), 5),
+                        "lpips": round(lpips(written, loaded.pixels), 5),
+                        "seconds": round(time.time() - t0, 3), "notes": loaded.notes})
+    bar.close()
+    from dataclasses import asdict
+
+    results = {"command": "purify", "method": args.method,
+               "config": asdict(purifier.config) if purifier else options,
+               "model": bundle.describe() if bundle else None, "seed": args.seed, "images": records,
+               "failed": failures, "seconds": round(time.time() - start, 2), "environment": _environment()}
+    _finish(args, out, results)
+    return _report_failures(args, failures)
+
+
+def _parse_options(pairs: list[str] | None) -> list[tuple[str, object]]:
+    """--option key=value pairs; values parsed as JSON where they can be (numbers, true, null)."""
+    parsed = []
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ArtshieldError(f"--option {pair}: expected key=value")
+        try:
+            parsed.append((key.replace("-", "_"), json.loads(value)))
+        except ValueError:
+            parsed.append((key.replace("-", "_"), value))
+    return parsed
+
+
 def _previous_records(path: Path) -> dict:
     try:
         return {r["output"]: r for r in json.loads(path.read_text()).get("images", []) if "output" in r}
@@ -409,6 +480,20 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
     pr.set_defaults(func=cmd_protect)
 
+    from .purify import PURIFIERS
+
+    pu = sub.add_parser("purify", parents=[common, model], help="strip protections the way a mimic would",
+                        description="Purify images: filters (bilateral, jpeg, gaussian-noise, gaussian-blur, median) "
+                        "or diffusion redraws with the model (noisy-upscale, diffpure, impress).")
+    pu.add_argument("images", nargs="+", help="image files or folders of images")
+    pu.add_argument("-o", "--output", required=True, help="output folder (purified copies and results.json)")
+    pu.add_argument("--method", required=True, help=f"one of: {', '.join(PURIFIERS)}")
+    pu.add_argument("--option", action="append", metavar="KEY=VALUE",
+                    help="override a default of the purifier, e.g. quality=50, sigma=0.1, upscaler=DIR (repeatable)")
+    pu.add_argument("--format", choices=("keep", "png"), default="keep", help="keep each input's format, or PNG")
+    pu.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
+    pu.set_defaults(func=cmd_purify)
+
     de = sub.add_parser("demo", parents=[common, model], help="the main job on bundled sample images, with mini",
                         description="Protect bundled sample artworks and photos and write before/after/difference "
                         "images and an HTML page.")
@@ -436,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("artshield: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:          # output piped into a reader that stopped (head, less)
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

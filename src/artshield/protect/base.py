@@ -8,11 +8,12 @@ report the objective before and after, and under random noise of the same budget
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
 from ..models import ModelBundle
+from ..options import Overridable, registrar
 from .engine import PGD, Budget
 
 METHODS: dict[str, type[Protection]] = {}
@@ -20,16 +21,11 @@ SCORE_SEED = 20230601    # the fixed draws (timesteps, noise) every objective is
 SCORE_DRAWS = 8
 
 
-def register(name: str):
-    def wrap(cls):
-        cls.name = name
-        METHODS[name] = cls
-        return cls
-    return wrap
+register = registrar(METHODS)
 
 
 @dataclass
-class ProtectConfig:
+class ProtectConfig(Overridable):
     budget: float = 8.0        # L-infinity, 0-255 pixel units
     step: float = 1.0          # PGD sign-step, 0-255 units
     steps: int = 100           # PGD iterations
@@ -45,14 +41,6 @@ class ProtectConfig:
     def budget_spec(self, decay: bool = False) -> Budget:
         return Budget(linf=self.budget, step=self.step, steps=self.steps, random_start=self.random_start,
                       decay=decay, eot=tuple(self.eot))
-
-    @classmethod
-    def with_overrides(cls, **overrides) -> ProtectConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(k for k, v in overrides.items() if v is not None and k not in names)
-        if unknown:
-            raise ValueError(f"unknown option(s) for this method: {', '.join(unknown)}")
-        return cls(**{k: v for k, v in overrides.items() if v is not None})
 
 
 class Protection:

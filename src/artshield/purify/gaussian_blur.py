@@ -1,0 +1,26 @@
+"""Gaussian blur: a low-pass filter. Kernel 7 x 7 (MetaCloak's robustness transform, gauK = 7),
+sigma from the kernel size as OpenCV computes it when given 0 (0.3 ((k - 1) / 2 - 1) + 0.8 = 1.4)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import torch
+
+from .base import Purifier, PurifyConfig, from_uint8, register, to_uint8
+
+
+@dataclass
+class GaussianBlurConfig(PurifyConfig):
+    kernel: int = 7
+    sigma: float = 0.0      # 0: from the kernel size
+
+
+@register("gaussian-blur")
+class GaussianBlur(Purifier):
+    Config = GaussianBlurConfig
+
+    def one(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        k = int(self.config.kernel) | 1
+        out = cv2.GaussianBlur(to_uint8(image), (k, k), self.config.sigma, borderType=cv2.BORDER_REFLECT)
+        return from_uint8(out)

@@ -1,0 +1,63 @@
+"""Noisy upscaling (Honig, Rando, Carlini and Tramer, ICLR 2025, "Adversarial perturbations cannot
+reliably protect artists from generative AI"): add Gaussian noise, then let a diffusion model
+redraw the image. The paper's best black-box attack: a median success above 40 % against Glaze,
+Mist and Anti-DreamBooth.
+
+- With `upscaler` (a local diffusers folder of a StableDiffusionUpscalePipeline, e.g.
+  stabilityai/stable-diffusion-x4-upscaler): noise sigma = 0.1, then the x4 upscaler prompted with
+  `prompt`, then a resize back to the input size. The paper's fork conditions the upscaler on
+  noise level 320 without adding more noise; the stock pipeline adds the noise it is told, so
+  `noise_level` defaults to diffusers' 20.
+- Without one (mini has no upscaler): noise sigma = 0.1, then the model itself redraws the image
+  at its native size (img2img, strength 0.25, deterministic DDIM, the model's generic prompt or
+  `prompt`), resized back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..sampling import img2img
+from ._redraw import from_canvas, to_canvas
+from .base import Purifier, PurifyConfig, register
+
+
+@dataclass
+class NoisyUpscaleConfig(PurifyConfig):
+    sigma: float = 0.1
+    strength: float = 0.25
+    prompt: str | None = None
+    upscaler: str | None = None      # a local StableDiffusionUpscalePipeline folder
+    noise_level: int = 20
+    upscaler_steps: int = 75
+
+
+@register("noisy-upscale")
+class NoisyUpscale(Purifier):
+    Config = NoisyUpscaleConfig
+    needs_model = True
+
+    def __init__(self, config=None, bundle=None):
+        super().__init__(config, bundle)
+        self.pipe = None
+        if self.config.upscaler:
+            from diffusers import StableDiffusionUpscalePipeline
+
+            self.pipe = StableDiffusionUpscalePipeline.from_pretrained(self.config.upscaler, use_safetensors=True)
+            self.pipe.to(bundle.device)
+            self.pipe.set_progress_bar_config(disable=True)
+
+    def one(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        noisy = (image.float().cpu() + torch.randn(image.shape, generator=generator) * self.config.sigma).clamp(0, 1)
+        prompt = self.config.prompt
+        if prompt is None:
+            prompt = self.bundle.defaults.get("generic_prompt", "a painting")
+        if self.pipe is not None:
+            rgb = noisy.expand(3, -1, -1) if noisy.shape[0] == 1 else noisy
+            out = self.pipe(prompt=prompt, image=rgb[None].to(self.bundle.device), noise_level=self.config.noise_level,
+                            num_inference_steps=self.config.upscaler_steps, generator=generator,
+                            output_type="pt").images
+            return from_canvas(out.float(), image)
+        x = to_canvas(self.bundle, noisy)
+        return from_canvas(img2img(self.bundle, x, [prompt], self.config.strength, generator), image)

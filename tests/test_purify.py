@@ -1,0 +1,120 @@
+"""purify: each purifier on cases with a known answer, and the CLI."""
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from artshield.cli import main
+from artshield.purify import PURIFIERS, purify
+from artshield.purify.bilateral import guided_filter
+
+
+def flat(value=0.5, h=32, w=32):
+    return torch.full((3, h, w), value)
+
+
+def test_jpeg_is_pillows_jpeg_at_quality_75():
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(3, 24, 40, generator=g) * 255).round() / 255
+    (out,) = purify([x], "jpeg")
+    buf = io.BytesIO()
+    Image.fromarray((x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(buf, "JPEG", quality=75)
+    expected = torch.from_numpy(np.array(Image.open(buf))).permute(2, 0, 1).float() / 255
+    assert torch.equal(out, expected)
+
+
+def test_gaussian_noise_has_the_stated_sigma_and_follows_the_seed():
+    x = flat(0.5, 128, 128)
+    a, b = purify([x], "gaussian-noise", seed=1)[0], purify([x], "gaussian-noise", seed=1)[0]
+    assert torch.equal(a, b)
+    assert float((a - x).std()) == pytest.approx(0.05, rel=0.05)
+    assert not torch.equal(a, purify([x], "gaussian-noise", seed=2)[0])
+
+
+def test_blur_and_median_keep_flat_images_and_remove_impulses():
+    x = flat(0.4)
+    for method in ("gaussian-blur", "median", "bilateral"):
+        assert (purify([x], method)[0] - x).abs().max() < 1 / 255 + 1e-6, method
+    salty = x.clone()
+    salty[:, 10, 10] = 1.0
+    assert (purify([salty], "median")[0] - x).abs().max() < 1 / 255 + 1e-6
+    spread = purify([salty], "gaussian-blur")[0]
+    assert spread[0, 10, 10] < 0.6 and spread[0, 10, 12] > 0.4 + 1 / 255
+
+
+def test_bilateral_smooths_small_noise_but_keeps_a_hard_edge():
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(3, 48, 48)
+    x[:, :, 24:] = 1.0
+    noisy = (x * 0.6 + 0.2 + torch.randn(x.shape, generator=g) * 4 / 255).clamp(0, 1)
+    (out,) = purify([noisy], "bilateral")
+    flat_region = (slice(None), slice(8, 40), slice(4, 18))
+    assert out[flat_region].std() < noisy[flat_region].std() / 3
+    assert float(out[:, :, 30:].mean() - out[:, :, :18].mean()) > 0.55      # the 0.6 step survives
+
+
+def test_guided_filter_with_itself_as_guide_and_tiny_eps_is_the_identity():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, (20, 20, 3)).astype(np.float32)
+    assert np.abs(guided_filter(image, image, 2, 1e-4) - image).max() < 0.05
+
+
+@pytest.mark.parametrize("method", ["diffpure", "noisy-upscale", "impress"])
+def test_diffusion_purifiers_keep_shape_and_follow_the_seed(tiny_bundle, method):
+    opts = {"iterations": 3} if method == "impress" else {}
+    x = [torch.rand(3, 20, 28, generator=torch.Generator().manual_seed(0)), torch.rand(1, 16, 16)]
+    a = purify(x, method, bundle=tiny_bundle, seed=3, **opts)
+    b = purify(x, method, bundle=tiny_bundle, seed=3, **opts)
+    assert [t.shape for t in a] == [t.shape for t in x]
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    with pytest.raises(ValueError, match="needs a model"):
+        purify(x, method)
+
+
+def test_impress_restores_vae_consistency_on_mini(mini_bundle):
+    from artshield import corpus
+    from artshield.protect import protect
+
+    x = corpus.load_images(corpus.items(split="finetune", theme="sugar")[:1], 32)[0]
+    (delta,) = protect(mini_bundle, [x], method="advdm", budget=16, steps=40, score=False).deltas
+    protected = (x + delta).clamp(0, 1)
+
+    def inconsistency(img):
+        with torch.no_grad():
+            v = img[None]
+            return float((v - mini_bundle.decode(mini_bundle.encode(v))).pow(2).mean())
+
+    (cleaned,) = purify([protected], "impress", bundle=mini_bundle, iterations=150, init_noise=0.0)
+    assert inconsistency(cleaned) < 0.7 * inconsistency(protected)
+
+
+def test_diffpure_changes_more_with_a_larger_t_star(mini_bundle):
+    from artshield import corpus
+    from artshield.metrics.image import psnr
+
+    x = corpus.load_images(corpus.items(split="finetune", theme="moka")[:1], 32)[0]
+    small = purify([x], "diffpure", bundle=mini_bundle, t_star=0.05)[0]
+    large = purify([x], "diffpure", bundle=mini_bundle, t_star=0.6)[0]
+    assert psnr(small, x) > psnr(large, x) + 2
+
+
+def test_purify_cli_writes_copies_and_results(tmp_path, tiny_model_dir):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray((np.arange(20 * 20 * 3) % 256).astype(np.uint8).reshape(20, 20, 3)).save(src / "a.png")
+    (src / "bad.png").write_text("no image")
+    for method in PURIFIERS:
+        out = tmp_path / method
+        argv = ["purify", str(src), "-o", str(out), "--method", method, "--model", str(tiny_model_dir), "-q"]
+        if method == "impress":
+            argv += ["--option", "iterations=2"]
+        assert main(argv) == 1, method                   # bad.png fails, a.png is done
+        res = json.loads((out / "results.json").read_text())
+        assert [r["output"] for r in res["images"]] == ["a.png"] and "bad.png" in res["failed"][0]["error"]
+        with Image.open(out / "a.png") as im:
+            assert im.size == (20, 20)
+    assert main(["purify", str(src / "a.png"), "-o", str(tmp_path / "x"), "--method", "jpeg", "--option",
+                 "nope=1", "-q"]) == 2
