@@ -40,10 +40,15 @@ from artshield.models.tokenizer import write_tokenizer  # noqa: E402
 
 SEED = 20261121
 # How the algorithms should talk to mini (read by load_model into bundle.defaults): its generic
-# caption (Stable Diffusion's is "a painting"), how to name a style, the styles it knows, and a
-# DreamBooth-scale learning rate (SD's 5e-7 moves a model this small too little).
+# caption (Stable Diffusion's is "a painting"), how to name a style, the styles it knows, and
+# fine-tuning learning rates for its scale (SD's rates move a model this small too little). The
+# rates were chosen with scripts/probe_mimicry.py (judge style accuracy of the generations
+# after 300 steps on gartoon): lora 1e-4 -> 0.19, 1e-3 -> 0.56; dreambooth 1e-4 -> 0.47,
+# 3e-4 -> 0.41; hypernetwork 1e-3 -> 0.47; textual inversion 5e-3 -> 0.28, 2e-2 -> 0.38 (base
+# model 0.09; 32 prompts each, so +-0.09).
 CONVENTIONS = {"generic_prompt": "icon", "style_prompt": "icon, {} style",
-               "styles": corpus.themes(heldout=False), "dreambooth_lr": 2e-5}
+               "styles": corpus.themes(heldout=False), "lora_lr": 1e-3, "dreambooth_lr": 1e-4,
+               "textual_inversion_lr": 2e-2, "hypernetwork_lr": 1e-3}
 # KL weight relative to a per-pixel mean loss: SD's 1e-6 multiplies a loss summed over pixels
 VAE_STEPS, VAE_BATCH, VAE_LR, VAE_KL = 4500, 32, 1e-3, 1e-8
 DECODER_STEPS, DECODER_LR = 3000, 3e-4

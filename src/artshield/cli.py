@@ -20,7 +20,6 @@ from .errors import ArtshieldError
 
 # Commands of the design that this version does not have yet: the CLI says so instead of faking.
 PLANNED = {
-    "mimic": "mimicry fine-tuning (lora, textual-inversion, dreambooth, hypernetwork)",
     "erase": "concept erasure (esd-x, esd-u)",
     "audit": "memorisation audit (extraction attack, memorisation detection)",
 }
@@ -103,7 +102,20 @@ def cmd_generate(args) -> int:
     start = time.time()
     out = _output_dir(args.output)
     bundle = load_model(args.model, args.device)
+    adapter = None
+    if args.adapter:
+        from .mimic import Adapter
+
+        adapter = Adapter.load(args.adapter)
+        if adapter.info.get("base_model") not in (None, args.model):
+            _warn(args, f"--adapter {args.adapter} was trained on {adapter.info['base_model']}, not {args.model}")
+        try:
+            adapter.apply(bundle)
+        except (ValueError, RuntimeError) as e:
+            raise ArtshieldError(f"--adapter {args.adapter}: {str(e).splitlines()[0]}") from None
     prompts = [p for p in args.prompt for _ in range(args.n)]
+    if adapter is not None:
+        prompts = [adapter.prompt(p) for p in prompts]
     bar = _Progress(args, len(prompts), "generate")
     images = generate(bundle, prompts, seed=args.seed, steps=args.steps, guidance=args.guidance,
                       progress=bar)
@@ -114,6 +126,7 @@ def cmd_generate(args) -> int:
         files.append({"file": path.name, "prompt": prompt, "seed": args.seed + i})
     results = {
         "command": "generate", "model": bundle.describe(), "seed": args.seed,
+        "adapter": {"folder": args.adapter, **adapter.info} if adapter else None,
         "steps": args.steps or bundle.defaults.get("steps"),
         "guidance": args.guidance if args.guidance is not None else bundle.defaults.get("guidance"),
         "images": files, "seconds": round(time.time() - start, 2), "environment": _environment(),
@@ -302,6 +315,54 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_mimic(args) -> int:
+    import torch
+
+    from .io import list_images, load_image
+    from .mimic import MIMICS, make_mimic
+    from .models import load_model
+
+    start = time.time()
+    if args.method not in MIMICS:
+        raise ArtshieldError(f"--method {args.method}: unknown; choose one of {', '.join(MIMICS)}")
+    files = list_images([args.images])
+    if not Path(args.images).is_dir() or not files:
+        raise ArtshieldError(f"{args.images}: expected a folder of images (with optional .txt captions beside them)")
+    bundle = load_model(args.model, args.device, dtype=torch.float32)
+    template = args.caption or bundle.defaults.get("style_prompt", "an artwork in the style of {}").format("{trigger}")
+    images, captions, failures = [], [], []
+    for f in files:
+        try:
+            images.append(load_image(f).pixels)
+        except ArtshieldError as e:
+            failures.append({"file": str(f), "error": str(e)})
+            continue
+        sidecar = f.with_suffix(".txt")
+        text = sidecar.read_text().strip() if sidecar.is_file() else template
+        captions.append(text.format(trigger=args.trigger, name=f.stem.replace("_", " ").replace("-", " ")))
+    if not images:
+        raise ArtshieldError(f"{args.images}: none of its {len(files)} images could be read")
+    options = {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "trigger": args.trigger,
+               "seed": args.seed}
+    try:
+        method = make_mimic(bundle, args.method, **options)
+    except ValueError as e:
+        raise ArtshieldError(f"--method {args.method}: {e}") from None
+    out = _output_dir(args.output)
+    bar = _Progress(args, method.config.steps, f"mimic ({args.method})", unit="step")
+    adapter = method.train(images, captions, progress=bar)
+    bar.close()
+    adapter.info.update({"captions": captions, "folder": str(args.images)})
+    adapter.save(out)
+    results = {"command": "mimic", "method": args.method, "model": bundle.describe(), "adapter": str(out),
+                **{k: v for k, v in adapter.info.items() if k != "captions"}, "captions": captions,
+                "failed": failures, "seconds": round(time.time() - start, 2), "environment": _environment(),
+                "generate_with": f"artshield generate --model {args.model} --adapter {out} "
+                                 f"--prompt \"{template.format(trigger=args.trigger, name='your subject')}\""}
+    _finish(args, out, results)
+    return _report_failures(args, failures)
+
+
 def _gather_inputs(args, what: str) -> tuple[Path, list, list, list]:
     """Images named on the command line, checked and read: (out, todo [(LoadedImage, output name)],
     records of images already done, failures). Refuses an output folder that holds an input."""
@@ -450,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prompt", action="append", required=True, help="text prompt (repeat for several)")
     g.add_argument("-n", type=int, default=4, help="images per prompt (default 4)")
     g.add_argument("-o", "--output", required=True, help="output folder (PNG files and results.json)")
+    g.add_argument("--adapter", default=None, help="a folder written by artshield mimic, applied to the model")
     g.set_defaults(func=cmd_generate)
 
     b = sub.add_parser("bench", parents=[common, model, sampling], help="run a measured experiment, write results.json")
@@ -493,6 +555,23 @@ def build_parser() -> argparse.ArgumentParser:
     pu.add_argument("--format", choices=("keep", "png"), default="keep", help="keep each input's format, or PNG")
     pu.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
     pu.set_defaults(func=cmd_purify)
+
+    from .mimic import MIMICS
+
+    mi = sub.add_parser("mimic", parents=[common, model], help="fine-tune a model on an artist's images",
+                        description="Fine-tune the model on a folder of images (captions from NAME.txt beside "
+                        "each image, else --caption) and save the adaptation in safetensors.")
+    mi.add_argument("images", help="a folder of images, with optional .txt captions")
+    mi.add_argument("-o", "--output", required=True, help="output folder (adapter.safetensors, adapter.json)")
+    mi.add_argument("--method", default="lora", help=f"one of: {', '.join(MIMICS)} (default lora)")
+    mi.add_argument("--steps", type=int, default=None, help="training steps (default: the method's)")
+    mi.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's)")
+    mi.add_argument("--batch-size", type=int, default=None)
+    mi.add_argument("--trigger", default="sks", help="the word that stands for the artist (default sks)")
+    mi.add_argument("--caption", default=None,
+                    help="caption template for images without a .txt; {trigger} and {name} (the file name) "
+                    "are filled in (default: the model's style prompt, e.g. 'icon, {trigger} style')")
+    mi.set_defaults(func=cmd_mimic)
 
     de = sub.add_parser("demo", parents=[common, model], help="the main job on bundled sample images, with mini",
                         description="Protect bundled sample artworks and photos and write before/after/difference "

@@ -1,0 +1,59 @@
+"""How well does a short mimicry run learn a held-out artist? One number, for choosing settings.
+
+    python scripts/probe_mimicry.py --theme gartoon --method lora --steps 300 --lr 1e-3
+
+Fine-tunes the model on the theme's fine-tuning images (captions with "sks style" in place of the
+theme's name), generates one image per caption of the theme's reference set (up to --prompts),
+and prints the judge's style accuracy on them, before and after, as one JSON line. This is how
+mini's fine-tuning rates (artshield_mini.json, "conventions") were chosen.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from artshield import corpus  # noqa: E402
+from artshield.generate import generate  # noqa: E402
+from artshield.metrics.judge import Judge  # noqa: E402
+from artshield.mimic import mimic  # noqa: E402
+from artshield.models import load_model  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="mini")
+    ap.add_argument("--theme", default="gartoon", choices=corpus.themes(heldout=True))
+    ap.add_argument("--method", default="lora")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--prompts", type=int, default=32)
+    args = ap.parse_args()
+    bundle, judge, theme = load_model(args.model, "cpu"), Judge.load(), args.theme
+    finetune = corpus.items(split="finetune", theme=theme)
+    captions = [i.caption.replace(f"{theme} style", "sks style") for i in finetune]
+    prompts = [i.caption.replace(f"{theme} style", "sks style")
+               for i in corpus.items(split="reference", theme=theme)][:args.prompts]
+
+    def accuracy(model, adapter=None) -> float:
+        styles, _ = judge.predict(generate(model, [adapter.prompt(p) if adapter else p for p in prompts], seed=0))
+        return sum(s == theme for s in styles) / len(styles)
+
+    start = time.time()
+    adapter = mimic(bundle, list(corpus.load_images(finetune, 64)), captions, args.method, steps=args.steps,
+                    lr=args.lr, batch_size=args.batch_size)
+    seconds = time.time() - start
+    print(json.dumps({"theme": theme, "method": args.method, "steps": args.steps, "lr": adapter.info["config"]["lr"],
+                      "prompts": len(prompts), "style_accuracy_before": accuracy(bundle),
+                      "style_accuracy_after": accuracy(adapter.apply(load_model(args.model, "cpu")), adapter),
+                      "train_seconds": round(seconds, 1), "torch_threads": torch.get_num_threads()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Hypernetwork, the AUTOMATIC1111 webui kind (from NovelAI's leaked training setup, as used in the
+mimicry dispute this project starts from): small MLPs that rewrite the text context before every
+cross-attention's key and value projections,
+
+    k = W_k (c + mlp_k(c)),   v = W_v (c + mlp_v(c)),
+
+one pair of MLPs per context width, shared by all cross-attention layers. Layer structure
+"1, 2, 1": Linear(d, 2d) then Linear(2d, d), linear activation (the webui default), the last
+layer starting at zero so training starts from the base model. The webui's default learning rate
+is 1e-5 (a rate for SD's scale; pass lr for another). Only the MLPs are saved."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .base import Mimic, MimicConfig, register
+
+
+@dataclass
+class HypernetworkConfig(MimicConfig):
+    steps: int = 2000
+    structure: tuple[int, ...] = (1, 2, 1)
+
+
+class ContextMLP(nn.Module):
+    def __init__(self, dim: int, structure=(1, 2, 1)):
+        super().__init__()
+        widths = [int(dim * s) for s in structure]
+        self.layers = nn.Sequential(*[nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])])
+        nn.init.zeros_(self.layers[-1].weight)
+        nn.init.zeros_(self.layers[-1].bias)
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return c + self.layers(c)
+
+
+class Hypernetworks(nn.Module):
+    def __init__(self, dims: list[int], structure=(1, 2, 1)):
+        super().__init__()
+        self.k = nn.ModuleDict({str(d): ContextMLP(d, structure) for d in dims})
+        self.v = nn.ModuleDict({str(d): ContextMLP(d, structure) for d in dims})
+
+
+class HypernetworkAttnProcessor:
+    """Cross-attention with the context rewritten for keys and values (self-attention unchanged).
+    Supports the attention blocks of UNet2DConditionModel (no group or spatial norm)."""
+
+    def __init__(self, nets: Hypernetworks):
+        self.nets = nets
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        if attn.spatial_norm is not None or attn.group_norm is not None or hidden_states.ndim != 3:
+            raise ValueError("hypernetworks support the UNet's transformer attention blocks only")
+        b, n, _ = hidden_states.shape
+        q = attn.to_q(hidden_states)
+        if encoder_hidden_states is None:
+            ck = cv = hidden_states
+        else:
+            key = str(encoder_hidden_states.shape[-1])
+            ck, cv = self.nets.k[key](encoder_hidden_states), self.nets.v[key](encoder_hidden_states)
+        k, v = attn.to_k(ck), attn.to_v(cv)
+        heads = attn.heads
+        q, k, v = (t.view(b, -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask)
+        out = out.transpose(1, 2).reshape(b, n, -1).to(q.dtype)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if attn.residual_connection:
+            raise ValueError("hypernetworks support attention blocks without an internal residual")
+        return out / attn.rescale_output_factor
+
+
+def _install(unet, structure) -> Hypernetworks:
+    dim = unet.config.cross_attention_dim
+    dims = sorted({dim} if isinstance(dim, int) else set(dim))
+    nets = Hypernetworks(dims, structure).to(unet.device, unet.dtype)
+    processor = HypernetworkAttnProcessor(nets)
+    unet.set_attn_processor({name: processor for name in unet.attn_processors})
+    unet.hypernetworks = nets
+    return nets
+
+
+@register("hypernetwork")
+class Hypernetwork(Mimic):
+    Config = HypernetworkConfig
+    paper_lr = 1e-5
+
+    def prepare(self, bundle):
+        bundle.unet.requires_grad_(False)
+        nets = _install(bundle.unet, self.config.structure)
+        nets.requires_grad_(True)
+        return list(nets.parameters())
+
+    def state(self, bundle):
+        return bundle.unet.hypernetworks.state_dict()
+
+    @classmethod
+    def apply(cls, bundle, tensors, info):
+        nets = _install(bundle.unet, tuple(info["config"]["structure"]))
+        nets.load_state_dict({k: v.to(bundle.dtype) for k, v in tensors.items()})
+        nets.requires_grad_(False)

@@ -1,0 +1,98 @@
+"""mimic: every method trains, saves and loads on tiny components; the saved adaptation changes
+generations the way the trained model did; and on mini a short run learns a held-out style."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from artshield.cli import main
+from artshield.generate import generate
+from artshield.mimic import MIMICS, Adapter, mimic
+from artshield.mimic.hypernetwork import _install
+from artshield.models import load_model
+
+
+def _images(n=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(3, 20, 24, generator=g) for _ in range(n)]
+
+
+@pytest.mark.parametrize("method", list(MIMICS))
+def test_every_method_trains_saves_loads_and_leaves_the_base_alone(tmp_path, tiny_model_dir, method):
+    base = load_model(str(tiny_model_dir), device="cpu")
+    before = {k: v.clone() for k, v in base.unet.state_dict().items()}
+    vocab = len(base.tokenizer)
+    adapter = mimic(base, _images(), ["folder icon, sks style"] * 3, method, steps=3, lr=1e-2)
+    assert all(torch.equal(v, base.unet.state_dict()[k]) for k, v in before.items()) and len(base.tokenizer) == vocab
+    adapter.save(tmp_path / "ad")
+    loaded = Adapter.load(tmp_path / "ad")
+    assert loaded.method == method and set(loaded.tensors) == set(adapter.tensors)
+    adapted = loaded.apply(load_model(str(tiny_model_dir), device="cpu"))
+    prompt = loaded.prompt("folder icon, sks style")
+    a = generate(adapted, [prompt], steps=2, seed=1)
+    b = generate(load_model(str(tiny_model_dir), device="cpu"), ["folder icon, sks style"], steps=2, seed=1)
+    assert not torch.allclose(a, b)                    # the adaptation changes what is generated
+
+
+def test_hypernetworks_start_as_the_identity(tiny_bundle):
+    import copy
+
+    unet = copy.deepcopy(tiny_bundle.unet)
+    z = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    ctx = tiny_bundle.embed(["folder icon", "star icon"])
+    t = torch.tensor([10, 500])
+    with torch.no_grad():
+        expected = unet(z, t, encoder_hidden_states=ctx).sample
+        _install(unet, (1, 2, 1))
+        got = unet(z, t, encoder_hidden_states=ctx).sample
+    assert torch.allclose(expected, got, atol=1e-5)
+
+
+def test_textual_inversion_only_learns_its_token(tiny_bundle):
+    adapter = mimic(tiny_bundle, _images(2), ["sks style", "icon, sks style"], "textual-inversion", steps=4, lr=0.05)
+    assert list(adapter.tensors) == ["<sks>"] and adapter.info["token"] == "<sks>"
+    assert adapter.prompt("a star, sks style") == "a star, <sks> style"
+
+
+def test_mimic_cli_with_sidecar_captions_then_generate(tmp_path, tiny_model_dir):
+    art = tmp_path / "art"
+    art.mkdir()
+    for k in range(3):
+        Image.fromarray((np.arange(16 * 16 * 3).reshape(16, 16, 3) * (k + 1) % 256).astype(np.uint8)).save(art / f"a{k}.png")
+    (art / "a0.txt").write_text("house icon, {trigger} style\n")
+    out = tmp_path / "lora"
+    assert main(["mimic", str(art), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "2", "-q"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["captions"][0] == "house icon, sks style" and (out / "adapter.safetensors").is_file()
+    gen = tmp_path / "gen"
+    assert main(["generate", "--model", str(tiny_model_dir), "--adapter", str(out), "--prompt", "house icon, sks style",
+                 "-n", "1", "--steps", "2", "-o", str(gen), "-q"]) == 0
+    assert json.loads((gen / "results.json").read_text())["adapter"]["method"] == "lora"
+    assert main(["generate", "--model", str(tiny_model_dir), "--adapter", str(tmp_path), "--prompt", "x",
+                 "-o", str(gen), "-q"]) == 2
+
+
+# --- on mini: a short run learns a held-out artist's style ----------------------------------------
+@pytest.mark.parametrize("method, steps", [("lora", 200), ("dreambooth", 150), ("textual-inversion", 300),
+                                           ("hypernetwork", 200)])
+def test_short_mimicry_on_mini_raises_the_judges_style_accuracy(mini_bundle, method, steps):
+    from artshield import corpus
+    from artshield.metrics.judge import Judge
+
+    theme = "gartoon"
+    finetune = corpus.items(split="finetune", theme=theme)
+    images = list(corpus.load_images(finetune, 64))
+    captions = [i.caption.replace(f"{theme} style", "sks style") for i in finetune]
+    prompts = [i.caption.replace(f"{theme} style", "sks style") for i in corpus.items(split="reference", theme=theme)][:24]
+    judge = Judge.load()
+
+    def accuracy(bundle, adapter=None):
+        styles, _ = judge.predict(generate(bundle, [adapter.prompt(p) if adapter else p for p in prompts], seed=0))
+        return sum(s == theme for s in styles) / len(styles)
+
+    adapter = mimic(mini_bundle, images, captions, method, steps=steps, batch_size=8)
+    adapted = adapter.apply(load_model("mini", device="cpu"))
+    base, after = accuracy(mini_bundle), accuracy(adapted, adapter)
+    assert after >= base + 0.15, (base, after)
