@@ -48,8 +48,8 @@ def test_hub_id_offline_is_one_line_and_exit_2(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["bench", "--preset", "full", "-o", "{tmp}/b"], "not available"),
-    (["mimic", "x", "-o", "{tmp}/p"], "not in artshield"),
+    (["bench", "--preset", "nope", "-o", "{tmp}/b"], "unknown (available"),
+    (["erase", "--concept", "x", "-o", "{tmp}/p"], "not in artshield"),
     (["protect", "x.png", "--method", "nope", "-o", "{tmp}/p"], "unknown; choose one of"),
     (["protect", "{tmp}", "-o", "{tmp}/p"], "no input images"),
     (["protect", "x.png", "--budget", "300", "-o", "{tmp}/p"], "must be in (0, 255]"),

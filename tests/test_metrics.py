@@ -67,3 +67,17 @@ def test_speed_bench_measures_both_methods(tiny_bundle):
     for method in ("advdm", "sds"):
         row = time_steps(tiny_bundle, method, batch=2, steps=1)
         assert row["seconds_per_step"] > 0 and row["peak_memory_mib"] >= 0 and row["method"] == method
+
+
+def test_precision_recall_known_cases():
+    from artshield.metrics.precision_recall import precision_recall
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(300, 4))
+    assert precision_recall(real, real) == (1.0, 1.0)
+    far = rng.normal(size=(300, 4)) + 50
+    assert precision_recall(real, far) == (0.0, 0.0)
+    # generations collapsed onto a small part of the real distribution: precise, but low recall
+    collapsed = rng.normal(size=(300, 4)) * 0.1
+    p, r = precision_recall(real, collapsed)
+    assert p > 0.9 and r < 0.3

@@ -23,7 +23,7 @@ PLANNED = {
     "erase": "concept erasure (esd-x, esd-u)",
     "audit": "memorisation audit (extraction attack, memorisation detection)",
 }
-BENCH_PRESETS = ("model-quality",)
+BENCH_PRESETS = ("model-quality", "quick", "full")
 
 
 def _quiet_libraries() -> None:
@@ -136,8 +136,9 @@ def cmd_generate(args) -> int:
 
 def cmd_bench(args) -> int:
     if args.preset not in BENCH_PRESETS:
-        raise ArtshieldError(f"bench --preset {args.preset}: not available in artshield {__version__} yet "
-                             f"(available: {', '.join(BENCH_PRESETS)})")
+        raise ArtshieldError(f"bench --preset {args.preset}: unknown (available: {', '.join(BENCH_PRESETS)})")
+    if args.preset != "model-quality":
+        return _bench_experiment(args)
     from . import corpus
     from .bench import model_quality
     from .io import grid, write_image
@@ -485,6 +486,32 @@ def _report_failures(args, failures: list[dict]) -> int:
     return 1
 
 
+def _bench_experiment(args) -> int:
+    from dataclasses import asdict
+
+    from .bench import experiment, report_html
+    from .io import write_text
+    from .metrics.judge import Judge
+    from .models import load_model
+
+    start = time.time()
+    preset = experiment.PRESETS[args.preset]
+    if args.model != "mini":
+        raise ArtshieldError(f"bench --preset {args.preset} measures with the icon judge, so it needs --model mini")
+    out = _output_dir(args.output)
+    bundle = load_model(args.model, args.device)
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    log(f"bench {args.preset}: {len(experiment.cells(preset))} cells; finished ones in {out / 'cells'} are reused")
+    records = experiment.Runner(bundle, Judge.load(), preset, out, log=log).run()
+    rows = experiment.summary(records, preset)
+    results = {"command": f"artshield bench --preset {args.preset} -o {args.output}",
+               "preset_name": args.preset, "preset": asdict(preset), "model": bundle.describe(),
+               "summary": rows, "cells": records, "seconds": round(time.time() - start, 1),
+               "environment": _environment()}
+    write_text(report_html.render(results, rows), out / "report.html")
+    return _finish(args, out, results)
+
+
 def cmd_planned(args) -> int:
     raise ArtshieldError(f"'{args.command}' ({PLANNED[args.command]}) is not in artshield {__version__} yet")
 
@@ -590,6 +617,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in PLANNED:      # whatever options follow: say plainly that it is not here yet
+        print(f"artshield: error: '{argv[0]}' ({PLANNED[argv[0]]}) is not in artshield {__version__} yet",
+              file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     try:

@@ -1,0 +1,260 @@
+"""Does a protection hold? One experiment: artists x conditions x mimicry methods x seeds.
+
+A condition is what the mimic gets: the artist's clean images, or the images protected by a
+method at a budget, optionally passed through a purifier first. For every cell the mimic
+fine-tunes on those images (same captions, same settings) and generates from the same prompts with
+the same seeds; the judge then says whether the generations are in the artist's style.
+
+    mimicry_success   fraction of generations the judge names as the artist's style
+    domain_fid        judge-feature FID of the generations against the artist's reference set
+    precision/recall  k-NN manifold precision and recall in judge features (k = 3)
+    protection_*      how visible the protection is: PSNR / SSIM / LPIPS of protected vs clean
+    purifier_*        the same for purified vs protected
+
+Artists are held-out themes of the corpus (never seen by mini): the mimic trains on the theme's
+fine-tuning images, prompts are the theme's reference captions with the trigger in place of the
+name, and the reference images are the real distribution. Finished cells are stored in
+OUT/cells/ and reused: an interrupted run goes on where it stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import corpus
+from ..generate import generate
+from ..io import grid, write_image, write_json
+from ..metrics.distribution import frechet_distance
+from ..metrics.image import lpips, psnr, ssim
+from ..metrics.judge import Judge
+from ..metrics.precision_recall import precision_recall
+from ..mimic import mimic
+from ..models import ModelBundle
+from ..protect import protect
+from ..purify import purify
+
+TRIGGER = "sks"
+
+
+@dataclass
+class Preset:
+    artists: list[str]
+    protections: list[str]
+    budgets: list[float]
+    purifiers: list[str]
+    mimicry: list[str]
+    seeds: list[int]
+    images_per_artist: int = 30
+    prompts_per_artist: int = 32
+    mimicry_steps: dict = field(default_factory=lambda: {"lora": 300, "dreambooth": 300,
+                                                          "textual-inversion": 300, "hypernetwork": 300})
+    protect_options: dict = field(default_factory=dict)     # method -> options (steps ...)
+    purify_options: dict = field(default_factory=dict)      # purifier -> options
+
+
+PRESETS = {
+    "quick": Preset(artists=["gartoon"], protections=["advdm", "mist"], budgets=[8, 16],
+                    purifiers=["bilateral", "noisy-upscale"], mimicry=["lora"], seeds=[0]),
+    "full": Preset(artists=corpus.themes(heldout=True) if corpus.CORPUS_DIR.exists() else [],
+                   protections=["advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl"], budgets=[8, 16],
+                   purifiers=["bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "noisy-upscale",
+                              "diffpure", "impress"],
+                   mimicry=["lora", "textual-inversion", "dreambooth", "hypernetwork"], seeds=[0],
+                   purify_options={"impress": {"iterations": 300}}),
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    artist: str
+    protection: str      # "none" or a method
+    budget: float        # 0 for "none"
+    purifier: str        # "none" or a purifier
+    mimicry: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True)
+        return f"{self.artist}-{self.protection}-{self.budget:g}-{self.purifier}-{self.mimicry}-{self.seed}-" \
+               + hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    @property
+    def condition(self) -> str:
+        if self.protection == "none":
+            return "clean"
+        label = f"{self.protection}@{self.budget:g}"
+        return label if self.purifier == "none" else f"{label} + {self.purifier}"
+
+
+def cells(preset: Preset) -> list[Cell]:
+    out = []
+    for artist in preset.artists:
+        for seed in preset.seeds:
+            for m in preset.mimicry:
+                out.append(Cell(artist, "none", 0, "none", m, seed))
+                for p in preset.protections:
+                    for b in preset.budgets:
+                        for q in ["none", *preset.purifiers]:
+                            out.append(Cell(artist, p, float(b), q, m, seed))
+    return out
+
+
+@dataclass
+class ArtistData:
+    images: list[torch.Tensor]
+    captions: list[str]
+    prompts: list[str]
+    reference: torch.Tensor
+
+
+def artist_data(artist: str, preset: Preset) -> ArtistData:
+    if artist not in corpus.themes(heldout=True):
+        raise ValueError(f"artist {artist!r} is not a held-out theme of the corpus ({', '.join(corpus.themes(True))})")
+    finetune = corpus.items(split="finetune", theme=artist)[:preset.images_per_artist]
+    reference = corpus.items(split="reference", theme=artist)
+    swap = (lambda c: c.replace(f"{artist} style", f"{TRIGGER} style"))
+    return ArtistData(list(corpus.load_images(finetune, 64)), [swap(i.caption) for i in finetune],
+                      [swap(i.caption) for i in reference][:preset.prompts_per_artist],
+                      corpus.load_images(reference, 64))
+
+
+class Runner:
+    """Runs the cells of a preset, reusing finished ones from OUT/cells/."""
+
+    def __init__(self, bundle: ModelBundle, judge: Judge, preset: Preset, out: Path, log=print):
+        self.bundle, self.judge, self.preset, self.out, self.log = bundle, judge, preset, Path(out), log
+        self.data: dict[str, ArtistData] = {}
+        self.conditions: dict[tuple, tuple[list[torch.Tensor], dict]] = {}
+        (self.out / "cells").mkdir(parents=True, exist_ok=True)
+
+    def cell_path(self, cell: Cell) -> Path:
+        return self.out / "cells" / f"{cell.key}.json"
+
+    def run(self) -> list[dict]:
+        todo = cells(self.preset)
+        results, start, done_now = [], time.time(), 0
+        for k, cell in enumerate(todo):
+            path = self.cell_path(cell)
+            if path.exists():
+                results.append(json.loads(path.read_text()))
+                self.log(f"[{k + 1}/{len(todo)}] {cell.artist} {cell.condition} {cell.mimicry}: reused")
+                continue
+            t0 = time.time()
+            record = self.run_cell(cell)
+            record["seconds"] = round(time.time() - t0, 1)
+            write_json(record, path)
+            results.append(record)
+            done_now += 1
+            left = len(todo) - k - 1
+            eta = (time.time() - start) / done_now * left
+            self.log(f"[{k + 1}/{len(todo)}] {cell.artist} {cell.condition} {cell.mimicry}: mimicry success "
+                     f"{record['mimicry_success']:.3f} ({record['seconds']:.0f}s; about {eta / 60:.1f} min left)")
+        return results
+
+    def artist(self, name: str) -> ArtistData:
+        if name not in self.data:
+            self.data[name] = artist_data(name, self.preset)
+        return self.data[name]
+
+    def condition_images(self, cell: Cell) -> tuple[list[torch.Tensor], dict]:
+        """The images the mimic gets in this cell, and the visibility figures of how they were made."""
+        data = self.artist(cell.artist)
+        if cell.protection == "none":
+            return data.images, {}
+        key = (cell.artist, cell.protection, cell.budget, cell.seed)
+        if key not in self.conditions:
+            opts = self.preset.protect_options.get(cell.protection, {})
+            result = protect(self.bundle, data.images, method=cell.protection, budget=cell.budget, seed=cell.seed,
+                             score=False, **opts)
+            protected = result.protected(data.images)
+            figures = _visibility("protection", data.images, protected)
+            self.conditions[key] = (protected, figures)
+        protected, figures = self.conditions[key]
+        if cell.purifier == "none":
+            return protected, dict(figures)
+        pkey = key + (cell.purifier,)
+        if pkey not in self.conditions:
+            opts = self.preset.purify_options.get(cell.purifier, {})
+            purified = purify(protected, cell.purifier, bundle=self.bundle, seed=cell.seed, **opts)
+            self.conditions[pkey] = (purified, {**figures, **_visibility("purifier", protected, purified)})
+        return self.conditions[pkey]
+
+    def run_cell(self, cell: Cell) -> dict:
+        data = self.artist(cell.artist)
+        images, figures = self.condition_images(cell)
+        steps = self.preset.mimicry_steps.get(cell.mimicry, 300)
+        adapter = mimic(self.bundle, images, data.captions, cell.mimicry, steps=steps, seed=cell.seed, batch_size=8)
+        from ..models import load_model
+
+        adapted = adapter.apply(_fresh_copy(self.bundle, load_model))
+        generations = generate(adapted, [adapter.prompt(p) for p in data.prompts], seed=cell.seed)
+        styles, _ = self.judge.predict(generations)
+        f_gen = self.judge.features(generations).numpy()
+        f_ref = self.judge.features(data.reference).numpy()
+        precision, recall = precision_recall(f_ref, f_gen)
+        sample = self.out / "grids" / f"{cell.key}.png"
+        write_image(grid(generations[:8], columns=8), sample)
+        example = self.out / "inputs" / f"{cell.key}.png"
+        write_image(grid(torch.stack([x.expand(3, -1, -1) for x in images[:4]]), columns=4), example)
+        return {**asdict(cell), "condition": cell.condition,
+                "mimicry_success": round(float(np.mean([s == cell.artist for s in styles])), 4),
+                "domain_fid": round(frechet_distance(f_gen, f_ref), 3),
+                "precision": round(precision, 4), "recall": round(recall, 4),
+                **{k: round(v, 4) for k, v in figures.items()},
+                "mimicry_steps": steps, "mimicry_lr": adapter.info["config"]["lr"],
+                "mimicry_final_loss": round(adapter.info["final_loss"], 5), "prompts": len(data.prompts),
+                "training_images": len(images), "predicted_styles": _counts(styles),
+                "grid": str(sample.relative_to(self.out)), "inputs": str(example.relative_to(self.out))}
+
+
+def _visibility(prefix: str, before: list[torch.Tensor], after: list[torch.Tensor]) -> dict:
+    return {f"{prefix}_psnr_db": float(np.mean([psnr(b, a) for a, b in zip(after, before)])),
+            f"{prefix}_ssim": float(np.mean([ssim(b, a) for a, b in zip(after, before)])),
+            f"{prefix}_lpips": float(np.mean([lpips(b, a) for a, b in zip(after, before)]))}
+
+
+def _counts(names: list[str]) -> dict:
+    out: dict[str, int] = {}
+    for n in names:
+        out[n] = out.get(n, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _fresh_copy(bundle: ModelBundle, load_model) -> ModelBundle:
+    """A bundle whose UNet, text encoder and tokenizer can take an adaptation; the VAE is shared."""
+    import copy
+
+    return ModelBundle(vae=bundle.vae, unet=copy.deepcopy(bundle.unet), text_encoder=copy.deepcopy(bundle.text_encoder),
+                       tokenizer=copy.deepcopy(bundle.tokenizer), scheduler=bundle.scheduler, spec=bundle.spec,
+                       source=bundle.source, device=bundle.device, dtype=bundle.dtype, defaults=dict(bundle.defaults))
+
+
+def summary(records: list[dict], preset: Preset) -> list[dict]:
+    """Per artist, mimicry, protection and budget: success without purification, with each
+    purifier, and the worst case (the highest success over no purification and every purifier)."""
+    rows = []
+    groups: dict[tuple, dict] = {}
+    for r in records:
+        if r["protection"] == "none":
+            continue
+        k = (r["artist"], r["mimicry"], r["protection"], r["budget"])
+        groups.setdefault(k, {})[r["purifier"]] = r["mimicry_success"]
+    clean = {(r["artist"], r["mimicry"]): r["mimicry_success"] for r in records if r["protection"] == "none"}
+    for (artist, m, p, b), by in sorted(groups.items()):
+        worst = max(by.values())
+        row = {"artist": artist, "mimicry": m, "protection": p, "budget": b,
+               "clean": clean.get((artist, m)), "none": by.get("none"),
+               **{q: by.get(q) for q in preset.purifiers},
+               "worst_case": worst, "worst_purifier": max(by, key=by.get)}
+        from .report_html import verdict
+
+        row["verdict"] = verdict(row)
+        rows.append(row)
+    return rows
