@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
@@ -35,7 +34,6 @@ def labels(items, styles, concepts):
 
 
 def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    b = x.shape[0]
     # shifts of up to 2 pixels over a white border
     pad = F.pad(x, (2, 2, 2, 2), value=1.0)
     dx, dy = torch.randint(0, 5, (2,), generator=g).tolist()
