@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,7 +44,7 @@ class MimicConfig(Overridable):
             raise ValueError("steps and batch_size must be at least 1 and lr positive")
 
 
-class Mimic:
+class Mimic(ABC):
     """Subclasses set Config and implement prepare (make a trainable copy and return the
     parameters to train), state (the tensors to save) and apply (put saved tensors on a bundle)."""
 
@@ -60,15 +61,18 @@ class Mimic:
             self.config.lr = float(bundle.defaults.get(f"{self.name.replace('-', '_')}_lr", self.paper_lr))
 
     # --- per method ---------------------------------------------------------------------------
+    @abstractmethod
     def prepare(self, bundle: ModelBundle) -> list[torch.nn.Parameter]:
-        raise NotImplementedError
+        """Make `bundle` (a trainable copy) ready and return the parameters to train."""
 
+    @abstractmethod
     def state(self, bundle: ModelBundle) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """The trained tensors to save."""
 
     @classmethod
+    @abstractmethod
     def apply(cls, bundle: ModelBundle, tensors: dict[str, torch.Tensor], info: dict) -> None:
-        raise NotImplementedError
+        """Put saved tensors on a bundle, in place."""
 
     # --- shared ---------------------------------------------------------------------------------
     def trainable_bundle(self) -> ModelBundle:

@@ -75,18 +75,19 @@ class ASPL(Protection):
         for r in range(cfg.rounds):
             surrogate = copy.deepcopy(model)
             self.finetune(surrogate, clean, cfg.train_steps, r * cfg.train_steps)
-
-            def loss(views, surrogate=surrogate):
-                latents = self.bundle.encode(views).float()
-                return denoising_loss(self.bundle, latents, self.context(len(views)).float(), self.generator,
-                                      unet=surrogate).sum()
-
-            pgd.run(loss, maximize=True, progress=progress, steps=cfg.pgd_steps, first=r * cfg.pgd_steps)
+            self.surrogate = surrogate
+            pgd.run(lambda views: self.loss(views, pgd), maximize=True, progress=progress, steps=cfg.pgd_steps, first=r * cfg.pgd_steps)
             # ends at rounds * pgd_steps, which may be fewer than `steps` when they do not divide
-            del surrogate
+            del surrogate, self.surrogate
             protected = pgd.views(moving=False, transform=False).detach()
             self.finetune(model, protected, cfg.train_steps, r * cfg.train_steps)
         return pgd.deltas()
+
+    def loss(self, views: torch.Tensor, pgd) -> torch.Tensor:
+        """The denoising loss of the current round's surrogate."""
+        latents = self.bundle.encode(views).float()
+        return denoising_loss(self.bundle, latents, self.context(len(views)).float(), self.generator,
+                              unet=self.surrogate).sum()
 
     def total_steps(self, n_images: int) -> int:
         return self.config.rounds * self.config.pgd_steps

@@ -7,6 +7,7 @@ report the objective before and after, and under random noise of the same budget
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,7 +44,7 @@ class ProtectConfig(Overridable):
                       decay=decay, eot=tuple(self.eot))
 
 
-class Protection:
+class Protection(ABC):
     """Base class. Subclasses set `name` (by @register), `Config`, `objective_name`, `objective_goal`
     ("up" or "down"), and implement `loss` and `score` (or override `run`)."""
 
@@ -76,13 +77,13 @@ class Protection:
     def setup(self, pgd: PGD) -> None:
         """Precompute what the loss needs (targets) from the clean images."""
 
+    @abstractmethod
     def loss(self, views: torch.Tensor, pgd: PGD) -> torch.Tensor:
         """A scalar that PGD moves in the direction of `maximize`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def score(self, views: torch.Tensor) -> torch.Tensor:
         """The objective, per image, with fixed random draws: comparable across calls."""
-        raise NotImplementedError
 
     def components(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
         """The objective and, for composite objectives, its parts, per image."""

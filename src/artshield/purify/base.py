@@ -7,6 +7,7 @@ images of the same shapes. Randomness comes from the CPU generator it is given.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,7 @@ class PurifyConfig(Overridable):
     """Base of the purifiers' configs."""
 
 
-class Purifier:
+class Purifier(ABC):
     name = ""
     Config = PurifyConfig
     needs_model = False          # True: it runs the diffusion model (noisy-upscale, diffpure, impress)
@@ -38,8 +39,9 @@ class Purifier:
     def __call__(self, images: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
         return [self.one(x, generator) for x in images]
 
+    @abstractmethod
     def one(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        raise NotImplementedError
+        """One (C, H, W) image in [0, 1] -> its purified copy, same shape."""
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
