@@ -48,7 +48,11 @@ SEED = 20261121
 # model 0.09; 32 prompts each, so +-0.09).
 CONVENTIONS = {"generic_prompt": "icon", "style_prompt": "icon, {} style",
                "styles": corpus.themes(heldout=False), "lora_lr": 1e-3, "dreambooth_lr": 1e-4,
-               "textual_inversion_lr": 2e-2, "hypernetwork_lr": 1e-3}
+               "textual_inversion_lr": 2e-2, "hypernetwork_lr": 1e-3,
+               # ESD on mini (measured: docs/results/erase/): 200 iterations; ESD-x at 1e-4 erases
+               # a style, ESD-u at 1e-4 wrecks every style, at 1e-5 (the paper's rate) it is usable
+               "esd_iterations": 200, "esd_x_lr": 1e-4, "esd_x_strict_lr": 1e-4, "esd_u_lr": 1e-5,
+               "esd_ddim_steps": 30}
 # KL weight relative to a per-pixel mean loss: SD's 1e-6 multiplies a loss summed over pixels
 VAE_STEPS, VAE_BATCH, VAE_LR, VAE_KL = 4500, 32, 1e-3, 1e-8
 DECODER_STEPS, DECODER_LR = 3000, 3e-4

@@ -20,7 +20,6 @@ from .errors import ArtshieldError
 
 # Commands of the design that this version does not have yet: the CLI says so instead of faking.
 PLANNED = {
-    "erase": "concept erasure (esd-x, esd-u)",
     "audit": "memorisation audit (extraction attack, memorisation detection)",
 }
 BENCH_PRESETS = ("model-quality", "quick", "full")
@@ -512,6 +511,109 @@ def _bench_experiment(args) -> int:
     return _finish(args, out, results)
 
 
+def cmd_erase(args) -> int:
+    from .erase import ERASERS, make_eraser
+    from .models import load_model
+
+    start = time.time()
+    if args.method not in ERASERS:
+        raise ArtshieldError(f"--method {args.method}: unknown; choose one of {', '.join(ERASERS)}")
+    concepts = [c.strip() for c in args.concept]
+    if any(not c for c in concepts):
+        raise ArtshieldError("--concept: empty text")
+    out = Path(args.output)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "edit.json").is_file())):
+        raise ArtshieldError(f"-o {args.output}: exists and is not an empty folder or an earlier edit")
+    bundle = load_model(args.model, args.device)
+    targets = _erase_targets(bundle, concepts)
+    options = {"templates": args.template, "seed": args.seed}
+    if args.method == "uce":
+        preserve = args.preserve
+        if preserve is None and targets and all(targets.values()):
+            from .erase.evaluate import preserve_captions
+
+            preserve = sorted({p for t in targets.values() for p in preserve_captions(t, args.seed, args.eval_prompts,
+                                                                                  _per_other(args))})
+        options.update(guide=args.guide, preserve=preserve)
+    else:
+        options.update(iterations=args.iterations, lr=args.lr, eta=args.eta)
+    try:
+        eraser = make_eraser(args.method, **{k: v for k, v in options.items() if v is not None})
+    except ValueError as e:
+        raise ArtshieldError(f"--method {args.method}: {e}") from None
+    if args.method == "uce":      # one solve per key/value projection
+        from .erase import select_parameters
+
+        total, unit = len(select_parameters(bundle.unet, "cross-attention-kv")), "matrix"
+    else:
+        total, unit = eraser.settings(bundle)[0], "step"
+    bar = _Progress(args, total, f"erase ({args.method})", unit=unit)
+    try:
+        edit = eraser.erase(bundle, concepts, progress=bar)
+    except ValueError as e:
+        raise ArtshieldError(f"--concept: {e}") from None
+    bar.close()
+    out = _output_dir(args.output)
+    edit.save(out)
+    results = {"command": "erase", "method": args.method, "concept": concepts[0] if len(concepts) == 1 else concepts,
+               "model": bundle.describe(), "seed": args.seed, "edit": str(out),
+               **{k: v for k, v in edit.info.items() if k not in ("method",)},
+               "erase_seconds": edit.info["seconds"],
+               "generate_with": f"artshield generate --model {out} --prompt \"{concepts[0]}\""}
+    results["evaluations"] = _evaluate_erasure(args, bundle, edit, targets, out)
+    if len(concepts) == 1 and results["evaluations"] and "before" in results["evaluations"][0]:
+        results.update({k: results["evaluations"][0][k] for k in ("before", "after", "recovery")
+                        if k in results["evaluations"][0]})
+    results["seconds"] = round(time.time() - start, 2)
+    results["environment"] = _environment()
+    return _finish(args, out, results)
+
+
+def _per_other(args) -> int:
+    return max(2, args.eval_prompts // 4)
+
+
+def _erase_targets(bundle, concepts: list[str]) -> dict:
+    """For each concept, what the judge calls it (None where it cannot tell); {} for models the
+    judge was not made for (it knows the styles and concepts of mini's corpus only)."""
+    from .erase.evaluate import parse_target
+
+    if not bundle.defaults.get("styles"):
+        return {}
+    return {c: parse_target(c) for c in concepts}
+
+
+def _evaluate_erasure(args, bundle, edit, targets: dict, out: Path) -> list[dict]:
+    import torch
+
+    from .erase.evaluate import evaluate
+    from .io import grid, write_image
+
+    if args.no_eval:
+        return []
+    if not targets:
+        _warn(args, "no evaluation: the judge knows the styles and concepts of mini's corpus only")
+        return [{"concept": c, "skipped": "the judge knows mini's corpus only"} for c in args.concept]
+    records = []
+    for i, (concept, target) in enumerate(targets.items()):
+        if target is None:
+            _warn(args, f"no evaluation of {concept!r}: not a training style or concept the judge knows")
+            records.append({"concept": concept, "skipped": "not a training style or concept of mini's corpus"})
+            continue
+        n = args.eval_prompts
+        bar = _Progress(args, None, f"evaluate {concept}")
+        results, images = evaluate(bundle, edit, target, seed=args.seed, n_target=n, per_other=_per_other(args),
+                                   recovery_steps=args.recovery_steps, steps=args.steps, guidance=args.guidance,
+                                   progress=bar)
+        bar.close()
+        rows = [images[k][:8] for k in ("before", "after", "recovery") if k in images]
+        name = f"eval_{i}.png"
+        write_image(grid(torch.cat(rows), columns=len(rows[0])), out / name)
+        records.append({"concept": concept, **results, "grid": name,
+                        "grid_rows": [k for k in ("before", "after", "recovery") if k in images]})
+    return records
+
+
 def cmd_planned(args) -> int:
     raise ArtshieldError(f"'{args.command}' ({PLANNED[args.command]}) is not in artshield {__version__} yet")
 
@@ -608,6 +710,32 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--budget", type=float, default=None, help="L-infinity budget, 0-255 units (default: the method's)")
     de.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the method's)")
     de.set_defaults(func=cmd_demo)
+
+    from .erase import ERASERS
+
+    er = sub.add_parser("erase", parents=[common, model, sampling], help="remove a concept or style from the weights",
+                        description="Erase concepts from the model's UNet (ESD-x, ESD-u: fine-tuning without data; "
+                        "uce: closed form, seconds). Writes the changed tensors to OUT/edit.safetensors; "
+                        "--model OUT then loads the erased model in every command. On mini the erasure is "
+                        "evaluated (before, after, and after a concept-inversion attack) into OUT/results.json.")
+    er.add_argument("--concept", action="append", required=True,
+                    help="text of the concept, e.g. 'faenza style' or 'trash can' (repeat for several)")
+    er.add_argument("--method", default="esd-x", help=f"one of: {', '.join(ERASERS)} (default esd-x)")
+    er.add_argument("-o", "--output", required=True, help="output folder (edit.safetensors, edit.json, results.json)")
+    er.add_argument("--iterations", type=int, default=None, help="esd: training iterations (default: the model's, else 1000)")
+    er.add_argument("--lr", type=float, default=None, help="esd: learning rate (default: the model's, else 1e-5)")
+    er.add_argument("--eta", type=float, default=None, help="esd: negative guidance strength (default 1)")
+    er.add_argument("--guide", default=None, help="uce: what the concept should read as (default: nothing)")
+    er.add_argument("--preserve", action="append", default=None,
+                    help="uce: a prompt to keep as it is (repeatable; default on mini: captions of the other "
+                    "styles or concepts)")
+    er.add_argument("--template", action="append", default=None,
+                    help="a sentence with {} for the concept, to edit it in context (repeatable; default: the model's)")
+    er.add_argument("--no-eval", action="store_true", help="skip the evaluation")
+    er.add_argument("--eval-prompts", type=int, default=32, help="evaluation: prompts asking for the concept (default 32)")
+    er.add_argument("--recovery-steps", type=int, default=300,
+                    help="evaluation: textual-inversion steps of the recovery attack (default 300; 0 skips it)")
+    er.set_defaults(func=cmd_erase)
 
     for name, what in PLANNED.items():
         p = sub.add_parser(name, help=f"{what} (not in this version yet)", add_help=False)

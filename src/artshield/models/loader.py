@@ -131,6 +131,8 @@ def load_model(spec: str = "mini", device: str = "auto", dtype: torch.dtype | No
         bundle.defaults.update(info.get("conventions", {}))
         return bundle
     path = Path(spec).expanduser()
+    if path.is_dir() and (path / "edit.json").is_file():
+        return _load_edit(path, spec, dev, dtype)
     if path.exists():
         if not path.is_dir():
             raise ArtshieldError(f"--model {spec}: expected a diffusers folder (with vae/, unet/, text_encoder/, "
@@ -140,6 +142,27 @@ def load_model(spec: str = "mini", device: str = "auto", dtype: torch.dtype | No
         return _load_hub(spec, dev, dtype)
     raise ArtshieldError(f"--model {spec}: no such folder, and not a hub id of the form org/name "
                          "(use --model mini or a local diffusers folder)")
+
+
+def _load_edit(path: Path, spec: str, device: torch.device, dtype: torch.dtype, depth: int = 0) -> ModelBundle:
+    """A folder written by artshield erase: its base model with the edited UNet tensors on it."""
+    from ..erase.base import Edit
+
+    edit = Edit.load(path)
+    base = edit.info["base_model"]
+    if depth > 8 or Path(base).expanduser().resolve() == path.resolve():
+        raise ArtshieldError(f"--model {spec}: its edit.json names a chain of base models that does not end")
+    base_path = Path(base).expanduser()
+    if base_path.is_dir() and (base_path / "edit.json").is_file():
+        bundle = _load_edit(base_path, base, device, dtype, depth + 1)
+    else:
+        try:
+            bundle = load_model(base, device, dtype)
+        except ArtshieldError as e:
+            raise ArtshieldError(f"--model {spec}: its base model cannot be loaded: {e}") from None
+    edit.apply(bundle)
+    bundle.spec, bundle.source = spec, "edit"
+    return bundle
 
 
 def _load_parts(load, spec: str) -> dict:

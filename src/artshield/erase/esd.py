@@ -1,0 +1,155 @@
+"""ESD: Erasing Concepts from Diffusion Models (Gandikota, Materzynska, Fiotto-Kaufman, Bau; ICCV 2023).
+
+The edited UNet's conditional prediction for a concept c is regressed onto a negatively guided
+prediction of the frozen original model,
+
+    target = eps*(x_t, t) - eta * (eps*(x_t, c, t) - eps*(x_t, t)),
+
+with the MSE loss, on latents x_t that the model being edited samples itself: DDIM from pure noise,
+conditioned on c with guidance `start_guidance`, stopped after a random number of steps. No images
+are needed, only the concept's text. The target is an affine combination of model outputs whose
+weights sum to one, so it means the same in epsilon and in v parameterisation: v-prediction
+models (SD 2.x) are handled by the same line.
+
+Variants differ only in the weights that train:
+    esd-x         every cross-attention projection (attn2 q, k, v, out): prompt-specific; the
+                  paper's choice for artists' styles and specific objects
+    esd-u         every weight outside cross-attention, except the time embedding and the output
+                  layer (as in the paper's script): global; for broad concepts such as nudity
+    esd-x-strict  attn2 to_k and to_v only, the weights UCE edits
+
+Defaults are the paper's for SD 1.4 (eta 1, 1000 iterations, Adam at lr 1e-5, batch 1, 50 DDIM
+steps, start guidance 3). The frozen model is not a second UNet: it is the same module called with
+the original values of the trained tensors (torch.func.functional_call), so memory grows by one
+copy of the trained tensors only (ESD-x on SD 1.x: 44M parameters; ESD-u: about 815M).
+
+Scaling to another model. What matters is how far the trained weights move, roughly
+iterations x lr relative to the scale the model was trained at. SD 1.4 was trained at lr 1e-4
+and ESD uses a tenth of that for 1000 steps. A small model trained at a higher rate (mini: 3e-4,
+on 64-image batches) declares its own `esd_x_lr`, `esd_u_lr` and `esd_iterations` next to its
+sampling defaults; they were measured on it (see docs/results/erase/).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.func import functional_call
+
+from ..models import ModelBundle
+from .base import EraseConfig, Eraser, Edit, base_spec, concept_prompts, config_dict, register, select_parameters
+
+VARIANT_GROUPS = {"esd-x": "cross-attention", "esd-u": "non-cross-attention", "esd-x-strict": "cross-attention-kv"}
+
+
+@dataclass
+class ESDConfig(EraseConfig):
+    eta: float = 1.0                  # negative guidance strength; "ESD-u-3" in the paper is eta = 3
+    iterations: int | None = None     # None: the model's "esd_iterations" if declared, else 1000
+    lr: float | None = None           # None: the model's "<variant>_lr" if declared, else 1e-5
+    batch_size: int = 1
+    ddim_steps: int | None = None     # the sampling schedule x_t is drawn from; None: the model's
+                                      # "esd_ddim_steps" if declared, else 50
+    start_guidance: float = 3.0       # guidance while sampling x_t from the edited model
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.eta <= 0 or self.batch_size < 1 or (self.ddim_steps is not None and self.ddim_steps < 2) \
+                or self.start_guidance < 0:
+            raise ValueError("eta must be positive, batch_size at least 1, ddim_steps at least 2, "
+                             "start_guidance non-negative")
+        if (self.iterations is not None and self.iterations < 1) or (self.lr is not None and self.lr <= 0):
+            raise ValueError("iterations must be at least 1 and lr positive")
+
+
+def esd_target(e_uncond: torch.Tensor, e_cond: torch.Tensor, eta: float) -> torch.Tensor:
+    """The frozen model's prediction guided away from the concept."""
+    return e_uncond - eta * (e_cond - e_uncond)
+
+
+class ESD(Eraser):
+    Config = ESDConfig
+    variant = ""
+
+    def settings(self, bundle: ModelBundle) -> tuple[int, float, int]:
+        """(iterations, lr, ddim_steps): the config's, else the model's declared ones, else the paper's."""
+        cfg = self.config
+        iterations = cfg.iterations or int(bundle.defaults.get("esd_iterations", 1000))
+        lr = cfg.lr or float(bundle.defaults.get(f"{self.variant.replace('-', '_')}_lr", 1e-5))
+        ddim_steps = cfg.ddim_steps or int(bundle.defaults.get("esd_ddim_steps", 50))
+        return iterations, lr, ddim_steps
+
+    def erase(self, bundle: ModelBundle, concepts: list[str], progress=None) -> Edit:
+        if not concepts or any(not c.strip() for c in concepts):
+            raise ValueError("give at least one concept, none of them empty")
+        cfg = self.config
+        iterations, lr, ddim_steps = self.settings(bundle)
+        start = time.time()
+        g = torch.Generator("cpu").manual_seed(cfg.seed)
+        dev = bundle.device
+        # fp32 master weights; half-precision models run the forward passes under autocast
+        unet = copy.deepcopy(bundle.unet).float().eval().requires_grad_(False)
+        names = select_parameters(unet, VARIANT_GROUPS[self.variant])
+        params = dict(unet.named_parameters())
+        trained = [params[n].requires_grad_(True) for n in names]
+        original = {n: params[n].detach().clone() for n in names}
+
+        prompts = [p for group in concept_prompts(concepts, self.templates(bundle)) for p in group]
+        with torch.no_grad():
+            contexts = bundle.embed(prompts).float()
+            uncond = bundle.embed([""]).float()
+        sampler = bundle.sampler()
+        sampler.set_timesteps(ddim_steps, device=dev)
+        channels, side = unet.config.in_channels, int(unet.config.sample_size)
+        autocast = (torch.autocast(dev.type, dtype=bundle.dtype) if bundle.dtype != torch.float32
+                    else contextlib.nullcontext())
+        opt = torch.optim.Adam(trained, lr=lr)
+        B = cfg.batch_size
+        losses = []
+        for it in range(iterations):
+            ctx = contexts[it % len(prompts)][None].expand(B, -1, -1)
+            both = torch.cat([uncond.expand(B, -1, -1), ctx])
+            k = int(torch.randint(0, ddim_steps - 1, (1,), generator=g))   # DDIM steps before x_t
+            z = torch.randn(B, channels, side, side, generator=g).to(dev) * sampler.init_noise_sigma
+            with torch.no_grad(), autocast:
+                for t in sampler.timesteps[:k]:
+                    e_u, e_c = unet(torch.cat([z, z]), t, encoder_hidden_states=both).sample.float().chunk(2)
+                    z = sampler.step(e_u + cfg.start_guidance * (e_c - e_u), t, z).prev_sample
+                t = sampler.timesteps[k]
+                ref = functional_call(unet, original, (torch.cat([z, z]), t), {"encoder_hidden_states": both})
+                e_u, e_c = ref.sample.float().chunk(2)
+                target = esd_target(e_u, e_c, cfg.eta)
+            with autocast:
+                pred = unet(z, t, encoder_hidden_states=ctx).sample
+            loss = (pred.float() - target).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            if progress is not None:
+                progress(1)
+        tail = losses[-max(1, len(losses) // 10):]
+        tensors = {n: params[n].detach().to(bundle.dtype).cpu() for n in names}
+        info = {"method": self.name, "concepts": list(concepts), "prompts": prompts, "base_model": base_spec(bundle),
+                "config": {**config_dict(cfg), "iterations": iterations, "lr": lr, "ddim_steps": ddim_steps},
+                "trained_parameters": int(sum(params[n].numel() for n in names)),
+                "final_loss": sum(tail) / len(tail), "seconds": round(time.time() - start, 2)}
+        return Edit(self.name, tensors, info)
+
+
+@register("esd-x")
+class ESDX(ESD):
+    variant = "esd-x"
+
+
+@register("esd-u")
+class ESDU(ESD):
+    variant = "esd-u"
+
+
+@register("esd-x-strict")
+class ESDXStrict(ESD):
+    variant = "esd-x-strict"

@@ -1,0 +1,127 @@
+"""UCE-style closed-form erasure (after Gandikota, Orgad, Belinkov, Materzynska, Bau; WACV 2024).
+
+Cross-attention reads the prompt only through its key and value projections W (to_k, to_v of every
+attn2). For each W the edit solves, in closed form,
+
+    min_W  sum_i |W e_i - W0 g_i|^2  +  sum_j |W r_j - W0 r_j|^2  +  lam |W - W0|_F^2
+    =>  W = (lam W0 + sum_i W0 g_i e_i^T + sum_j W0 r_j r_j^T) (lam I + sum_i e_i e_i^T + sum_j r_j r_j^T)^-1
+
+where e_i are token embeddings of prompts that carry the concept, g_i the embeddings the model
+should read instead (the guide prompt's), and r_j embeddings of prompts to preserve. lam = 0.5 is
+the paper's default; erase and preserve terms can be weighted (erase_scale, preserve_scale).
+
+Which token embeddings: the text encoder is causal, so every position from the concept's last
+token to the end of the sequence (padding included) has seen the concept; those positions of the
+erase prompt are paired with the same positions, counted from the guide's last token, of the guide
+prompt. The concept's earlier tokens are paired with the guide's last token. Preserved prompts
+contribute every position. No training, no sampling: one linear solve per projection, seconds on
+SD 1.5 and well under a second on mini.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..models import ModelBundle
+from .base import EraseConfig, Eraser, Edit, base_spec, config_dict, register, select_parameters
+
+
+@dataclass
+class UCEConfig(EraseConfig):
+    guide: str = ""                  # what the concept should read as; "" = the unconditional prompt
+    preserve: list[str] | None = None   # None: the model's own styles (its "styles" convention), else none
+    lam: float = 0.5
+    erase_scale: float = 1.0
+    preserve_scale: float = 1.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.lam <= 0 or self.erase_scale <= 0 or self.preserve_scale < 0:
+            raise ValueError("lam and erase_scale must be positive, preserve_scale non-negative")
+
+
+def _last_token(bundle: ModelBundle, prompt: str) -> int:
+    """Index of the prompt's last word token (0 = BOS when the prompt is empty)."""
+    ids = bundle.tokenizer(prompt, truncation=True, max_length=bundle.tokenizer.model_max_length).input_ids
+    return len(ids) - 2       # ids = [BOS, words..., EOS]
+
+
+def paired_embeddings(bundle: ModelBundle, prompt: str, guide: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(e, g): token embeddings of `prompt` and what each should be read as, from `guide`."""
+    with torch.no_grad():
+        emb = bundle.embed([prompt, guide]).float()
+    e, g = emb[0], emb[1]
+    length = e.shape[0]
+    p_last, g_last = _last_token(bundle, prompt), _last_token(bundle, guide)
+    first = 1 if prompt.strip() else 0          # BOS reads the same whatever follows: leave it
+    tail = length - max(p_last, g_last)         # positions after the last tokens, paired one to one
+    src = list(range(first, p_last)) + list(range(p_last, p_last + tail))
+    dst = [g_last] * (p_last - first) + list(range(g_last, g_last + tail))
+    return e[src], g[dst]
+
+
+def preserved_embeddings(bundle: ModelBundle, prompts: list[str]) -> torch.Tensor:
+    if not prompts:
+        return torch.zeros(0, bundle.text_encoder.config.hidden_size)
+    with torch.no_grad():
+        return bundle.embed(prompts).float().flatten(0, 1)
+
+
+def closed_form(w0: torch.Tensor, erase_in: torch.Tensor, erase_out_in: torch.Tensor, keep: torch.Tensor,
+                lam: float, erase_scale: float = 1.0, preserve_scale: float = 1.0) -> torch.Tensor:
+    """The minimiser above. w0: (out, in); erase_in, erase_out_in (the guide embeddings), keep: (n, in)."""
+    w0 = w0.double()
+    e, g, r = erase_in.double(), erase_out_in.double(), keep.double()
+    eye = torch.eye(w0.shape[1], dtype=torch.float64, device=w0.device)
+    rhs = lam * w0 + erase_scale * (w0 @ g.T) @ e + preserve_scale * (w0 @ r.T) @ r
+    gram = lam * eye + erase_scale * e.T @ e + preserve_scale * r.T @ r
+    # W gram = rhs, gram symmetric positive definite: solve instead of inverting
+    return torch.linalg.solve(gram, rhs.T).T
+
+
+@register("uce")
+class UCE(Eraser):
+    Config = UCEConfig
+
+    def preserve_prompts(self, bundle: ModelBundle, concepts: list[str]) -> list[str]:
+        if self.config.preserve is not None:
+            return list(self.config.preserve)
+        styles = bundle.defaults.get("styles", [])
+        template = bundle.defaults.get("style_prompt", "{} style")
+        lowered = {c.lower() for c in concepts}
+        keep = [template.format(s) for s in styles]
+        # never preserve what is being erased (erasing "faenza style" must not keep "icon, faenza style")
+        return [p for p in keep if not any(c in p.lower() for c in lowered)]
+
+    def erase(self, bundle: ModelBundle, concepts: list[str], progress=None) -> Edit:
+        if not concepts or any(not c.strip() for c in concepts):
+            raise ValueError("give at least one concept, none of them empty")
+        cfg = self.config
+        start = time.time()
+        # each prompt that carries a concept, with the same sentence around the guide instead
+        sentences = [(t.format(c), t.format(cfg.guide).strip(" ,")) for c in concepts
+                     for t in ["{}"] + self.templates(bundle)]
+        sentences = list(dict.fromkeys(sentences))
+        prompts, guides = [p for p, _ in sentences], [q for _, q in sentences]
+        pairs = [paired_embeddings(bundle, p, q) for p, q in zip(prompts, guides)]
+        e = torch.cat([a for a, _ in pairs]).to(bundle.device)
+        g = torch.cat([b for _, b in pairs]).to(bundle.device)
+        keep_prompts = self.preserve_prompts(bundle, concepts)
+        r = preserved_embeddings(bundle, keep_prompts).to(bundle.device)
+
+        names = select_parameters(bundle.unet, "cross-attention-kv")
+        params = dict(bundle.unet.named_parameters())
+        tensors = {}
+        for n in names:
+            w0 = params[n].detach().float()
+            tensors[n] = closed_form(w0, e, g, r, cfg.lam, cfg.erase_scale, cfg.preserve_scale).to(bundle.dtype).cpu()
+            if progress is not None:
+                progress(1)
+        info = {"method": self.name, "concepts": list(concepts), "prompts": prompts, "guides": guides,
+                "preserve": keep_prompts, "base_model": base_spec(bundle), "config": config_dict(cfg),
+                "trained_parameters": int(sum(params[n].numel() for n in names)),
+                "seconds": round(time.time() - start, 3)}
+        return Edit(self.name, tensors, info)
