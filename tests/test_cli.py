@@ -49,7 +49,10 @@ def test_hub_id_offline_is_one_line_and_exit_2(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["bench", "--preset", "nope", "-o", "{tmp}/b"], "unknown (available"),
-    (["erase", "--concept", "x", "-o", "{tmp}/p"], "not in artshield"),
+    (["erase", "--concept", "x", "--method", "nope", "-o", "{tmp}/p"], "unknown; choose one of"),
+    (["audit", "--method", "nope", "-o", "{tmp}/a"], "choose from extract, detect"),
+    (["audit", "--prompts", "{tmp}/missing.txt", "--generations", "4", "-o", "{tmp}/a"], "cannot read it"),
+    (["audit", "--generations", "1", "-o", "{tmp}/a"], "generations and min_clique"),
     (["protect", "x.png", "--method", "nope", "-o", "{tmp}/p"], "unknown; choose one of"),
     (["protect", "{tmp}", "-o", "{tmp}/p"], "no input images"),
     (["protect", "x.png", "--budget", "300", "-o", "{tmp}/p"], "must be in (0, 255]"),

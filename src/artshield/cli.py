@@ -18,10 +18,6 @@ from pathlib import Path
 from . import __version__
 from .errors import ArtshieldError
 
-# Commands of the design that this version does not have yet: the CLI says so instead of faking.
-PLANNED = {
-    "audit": "memorisation audit (extraction attack, memorisation detection)",
-}
 BENCH_PRESETS = ("model-quality", "quick", "full")
 
 
@@ -614,8 +610,103 @@ def _evaluate_erasure(args, bundle, edit, targets: dict, out: Path) -> list[dict
     return records
 
 
-def cmd_planned(args) -> int:
-    raise ArtshieldError(f"'{args.command}' ({PLANNED[args.command]}) is not in artshield {__version__} yet")
+def cmd_audit(args) -> int:
+    from . import report
+    from .audit import METHODS, ExtractConfig, audit, corpus_prompts, membership_loss
+    from .io import list_images, load_image, write_image, write_text
+    from .models import load_model
+
+    start = time.time()
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ArtshieldError(f"--method {args.method}: choose from {', '.join(METHODS)} (comma-separated)")
+    try:
+        config = ExtractConfig(generations=args.generations, threshold=args.threshold, min_clique=args.min_clique,
+                               grid=args.grid, seed=args.seed)
+    except ValueError as e:
+        raise ArtshieldError(f"audit: {e}") from None
+    bundle = load_model(args.model, args.device)
+    truth, source = None, args.prompts
+    if args.prompts:
+        try:
+            prompts = [line.strip() for line in Path(args.prompts).read_text().splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise ArtshieldError(f"--prompts {args.prompts}: cannot read it ({e.__class__.__name__})") from None
+        if not prompts:
+            raise ArtshieldError(f"--prompts {args.prompts}: no prompts in it (one per line)")
+    elif bundle.defaults.get("styles"):
+        prompts, truth = corpus_prompts(args.seed, args.control)
+        source = (f"mini's corpus: its {sum(truth)} planted-duplicate captions and as many "
+                  + ("captions no training image has" if args.control == "novel" else "ordinary training captions"))
+    else:
+        raise ArtshieldError("--prompts FILE is needed: only mini's own training captions are built in")
+    training, training_items = None, None
+    if truth is not None:
+        from . import corpus
+
+        training_items = corpus.items(split="train")
+        training = corpus.load_images(training_items, bundle.image_size)
+    out = _output_dir(args.output)
+    total = (len(prompts) * config.generations if "extract" in methods else 0) + \
+        (len(prompts) * args.detect_generations if "detect" in methods else 0)
+    bar = _Progress(args, total, "audit")
+    results, flagged = audit(bundle, prompts, truth=truth, training=training, methods=methods, extract=config,
+                             detect_generations=args.detect_generations, detect_steps=args.detect_steps,
+                             steps=args.steps, guidance=args.guidance, progress=bar)
+    bar.close()
+    failures = []
+    if args.candidates:
+        results["membership"], failures = _membership(args, bundle, membership_loss, list_images, load_image)
+    rows = []
+    for k, image in flagged.items():
+        rec = results["per_prompt"][k]
+        write_image(image, out / f"flagged_{k:04d}.png")
+        row = [rec["prompt"], report.Img(f"flagged_{k:04d}.png", f"clique {rec['clique_size']}")]
+        if training is not None:
+            write_image(training[rec["nearest_training"]], out / f"nearest_{k:04d}.png")
+            row += [report.Img(f"nearest_{k:04d}.png", training_items[rec["nearest_training"]].file),
+                    rec["nearest_l2"], "yes" if rec["extracted"] else "no"]
+        if truth is not None:
+            row.append("yes" if truth[k] else "no")
+        rows.append(row)
+    header = ["prompt", "flagged generation"] + (["nearest training image", "L2", "extracted"] if training is not None
+                                                 else []) + (["planted duplicate"] if truth is not None else [])
+    summary = {k: {kk: vv for kk, vv in v.items() if not isinstance(vv, (dict, list))}
+               for k, v in results.items() if k in ("extraction", "detection")}
+    write_text(report.page("artshield audit", report.para(f"Model {bundle.spec}; prompts: {source}."),
+                           report.para(json.dumps(summary)), report.heading("Flagged prompts"),
+                           report.table(header, rows) if rows else report.para("No prompt was flagged.")),
+               out / "report.html")
+    results = {"command": "audit", "model": bundle.describe(), "seed": args.seed, "prompt_source": source,
+               "methods": methods, **results, "report": "report.html", "failed": failures,
+               "seconds": round(time.time() - start, 2), "environment": _environment()}
+    _finish(args, out, results)
+    return _report_failures(args, failures)
+
+
+def _membership(args, bundle, membership_loss, list_images, load_image) -> tuple[dict, list]:
+    """Loss-based membership scores of the candidate images (captions from NAME.txt beside them)."""
+    import torch
+
+    from .protect.engine import fit_view
+
+    files, images, captions, failures = list_images([args.candidates]), [], [], []
+    for f in files:
+        try:
+            images.append(fit_view(load_image(f).pixels.float(), bundle.image_size))
+        except ArtshieldError as e:
+            failures.append({"file": str(f), "error": str(e)})
+            continue
+        side = f.with_suffix(".txt")
+        captions.append(side.read_text().strip() if side.is_file() else "")
+    if not images:
+        raise ArtshieldError(f"--candidates {args.candidates}: no readable images")
+    scores = membership_loss(bundle, torch.stack(images), captions)
+    kept = [f for f in files if str(f) not in {x["file"] for x in failures}]
+    return {"method": "minus the denoising loss at fixed draws (higher: more likely a training member)",
+            "images": [{"file": str(f), "caption": c, "score": round(float(s), 6)}
+                       for f, c, s in zip(kept, captions, scores)]}, failures
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -737,19 +828,32 @@ def build_parser() -> argparse.ArgumentParser:
                     help="evaluation: textual-inversion steps of the recovery attack (default 300; 0 skips it)")
     er.set_defaults(func=cmd_erase)
 
-    for name, what in PLANNED.items():
-        p = sub.add_parser(name, help=f"{what} (not in this version yet)", add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=cmd_planned)
+    au = sub.add_parser("audit", parents=[common, model, sampling], help="find training images a model memorised",
+                        description="Memorisation audit: the generate-and-filter extraction attack and the "
+                        "text-conditional noise magnitude detector, on prompts from a file, or on mini on its "
+                        "planted-duplicate captions mixed with as many ordinary ones (then with precision, recall "
+                        "and AUC). Writes results.json and report.html.")
+    au.add_argument("-o", "--output", required=True, help="report folder")
+    au.add_argument("--prompts", default=None, help="a text file, one prompt per line (default on mini: its corpus)")
+    au.add_argument("--control", choices=("novel", "training"), default="novel",
+                    help="mini's built-in set: the negatives beside the planted duplicates are captions no "
+                    "training image has (novel, default) or ordinary training captions (training)")
+    au.add_argument("--method", default="extract,detect", help="extract, detect, or both (default)")
+    au.add_argument("--generations", type=int, default=500, help="extract: generations per prompt (default 500)")
+    au.add_argument("--threshold", type=float, default=0.15, help="extract: delta, normalised L2 (default 0.15)")
+    au.add_argument("--min-clique", type=int, default=10, help="extract: clique size that flags a prompt (default 10)")
+    au.add_argument("--grid", type=int, default=4, help="extract: tiles per side for the tiled L2 (default 4)")
+    au.add_argument("--detect-generations", type=int, default=4, help="detect: seeds per prompt (default 4)")
+    au.add_argument("--detect-steps", type=int, default=1, help="detect: first sampling steps averaged (default 1)")
+    au.add_argument("--candidates", default=None,
+                    help="a folder of images to score for training membership (captions from NAME.txt)")
+    au.set_defaults(func=cmd_audit)
+
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in PLANNED:      # whatever options follow: say plainly that it is not here yet
-        print(f"artshield: error: '{argv[0]}' ({PLANNED[argv[0]]}) is not in artshield {__version__} yet",
-              file=sys.stderr)
-        return 2
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     try:

@@ -1,0 +1,123 @@
+"""The generate-and-filter extraction attack (Carlini et al., USENIX Security 2023).
+
+For each caption: N generations with fixed seeds; the pairwise tiled L2 distances between them; a
+graph with an edge wherever two generations are within `threshold`; the caption is flagged when
+the graph holds a clique of at least `min_clique` generations (the paper: 10 of 500). A model that
+memorised the caption's training image emits it again and again, so its generations collapse onto
+one picture. The flagged caption's representative is the clique member closest on average to the
+others. Given the training images, it is matched to its nearest one; within `threshold` of it, the
+generation is an extraction in the paper's (l2, delta) sense.
+
+Clique search: the exact maximum clique is NP-hard; this uses a greedy search started from every
+one of the best-connected vertices, which returns a clique (never a non-clique), so a flag is
+always backed by a real clique and the reported size is a lower bound of the maximum.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..generate import generate
+from ..models import ModelBundle
+from .distance import pairwise_tiled_l2
+
+
+@dataclass
+class ExtractConfig:
+    generations: int = 500          # N per caption (the paper's)
+    threshold: float = 0.15         # delta, on the normalised L2 with pixels in [0, 1]
+    min_clique: int = 10            # the paper's 10 of 500
+    grid: int = 4                   # tiles per side: 16 tiles, 128x128 each at 512x512
+    starts: int = 32                # greedy clique searches, from the highest-degree vertices
+    seed: int = 0
+    batch_size: int = 64
+
+    def __post_init__(self):
+        if self.generations < 2 or self.min_clique < 2 or self.threshold <= 0 or self.grid < 1 or self.starts < 1:
+            raise ValueError("generations and min_clique must be at least 2, threshold positive, grid and "
+                             "starts at least 1")
+
+
+def largest_clique(adjacent: np.ndarray, starts: int = 32) -> list[int]:
+    """A large clique of an undirected graph (boolean adjacency, no self loops needed): greedy growth
+    from each of the `starts` highest-degree vertices, always adding the candidate with the most
+    neighbours among the remaining candidates. Returns vertex indices, sorted."""
+    adj = np.asarray(adjacent, dtype=bool).copy()
+    np.fill_diagonal(adj, False)
+    n = len(adj)
+    if n == 0:
+        return []
+    degree = adj.sum(1)
+    best: list[int] = [int(np.argmax(degree))]
+    for v in np.argsort(-degree, kind="stable")[:starts]:
+        if degree[v] + 1 <= len(best):
+            break                                    # no clique through v can be larger
+        clique = [int(v)]
+        candidates = adj[v].copy()
+        while candidates.any():
+            idx = np.flatnonzero(candidates)
+            links = adj[np.ix_(idx, idx)].sum(1)
+            u = int(idx[np.argmax(links)])
+            clique.append(u)
+            candidates &= adj[u]
+        if len(clique) > len(best):
+            best = clique
+    return sorted(best)
+
+
+def filter_generations(images: torch.Tensor, config: ExtractConfig) -> dict:
+    """The filter on one caption's generations: clique, flag, representative, and timing."""
+    start = time.process_time()
+    d = pairwise_tiled_l2(images, grid=config.grid).numpy()
+    clique = largest_clique(d <= config.threshold, config.starts)
+    sub = d[np.ix_(clique, clique)]
+    rep = clique[int(np.argmin(sub.mean(1)))] if len(clique) > 1 else clique[0]
+    off = d[~np.eye(len(d), dtype=bool)]
+    return {"clique_size": len(clique), "flagged": len(clique) >= config.min_clique, "representative": rep,
+            "clique_mean_distance": float(sub[~np.eye(len(clique), dtype=bool)].mean()) if len(clique) > 1 else 0.0,
+            "median_pair_distance": float(np.median(off)) if off.size else 0.0,
+            "filter_cpu_seconds": round(time.process_time() - start, 4), "clique": clique}
+
+
+def nearest(image: torch.Tensor, training: torch.Tensor, grid: int) -> tuple[int, float, float]:
+    """(index, normalised L2, tiled L2) of the training image nearest to `image` (tiled L2)."""
+    tiled = pairwise_tiled_l2(image[None], training, grid=grid)[0]
+    i = int(torch.argmin(tiled))
+    plain = float((image - training[i]).pow(2).mean().sqrt())
+    return i, plain, float(tiled[i])
+
+
+def extraction_attack(bundle: ModelBundle, prompts: list[str], config: ExtractConfig | None = None,
+                      training: torch.Tensor | None = None, steps: int | None = None, guidance: float | None = None,
+                      progress=None) -> tuple[list[dict], dict[int, torch.Tensor]]:
+    """Per prompt: the filter's record (plus the nearest training image when `training` is given,
+    same size as the generations); and the representative generation of each flagged prompt."""
+    cfg = config or ExtractConfig()
+    records, flagged_images = [], {}
+    for k, prompt in enumerate(prompts):
+        t0 = time.time()
+        images = generate(bundle, [prompt] * cfg.generations, seed=cfg.seed, steps=steps, guidance=guidance,
+                          batch_size=cfg.batch_size, progress=progress)
+        rec = {"prompt": prompt, **filter_generations(images, cfg)}
+        rec["generation_seconds"] = round(time.time() - t0 - rec["filter_cpu_seconds"], 3)
+        rep = images[rec["representative"]]
+        if training is not None:
+            idx, plain, tiled = nearest(rep, training, cfg.grid)
+            rec.update({"nearest_training": idx, "nearest_l2": round(plain, 4), "nearest_tiled_l2": round(tiled, 4),
+                        "extracted": bool(rec["flagged"] and plain <= cfg.threshold)})
+        if rec["flagged"]:
+            flagged_images[k] = rep
+        rec["clique"] = rec["clique"][:cfg.min_clique * 2]       # keep the record short
+        records.append(rec)
+    return records, flagged_images
+
+
+def precision_recall(predicted, truth) -> dict:
+    predicted, truth = np.asarray(predicted, dtype=bool), np.asarray(truth, dtype=bool)
+    tp = int((predicted & truth).sum())
+    return {"precision": round(tp / predicted.sum(), 4) if predicted.any() else None,
+            "recall": round(tp / truth.sum(), 4) if truth.any() else None,
+            "flagged": int(predicted.sum()), "true_positives": tp, "positives": int(truth.sum())}

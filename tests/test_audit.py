@@ -1,0 +1,126 @@
+"""audit: tiled L2 and the clique rule on known cases, AUC, and a small end-to-end audit on mini,
+whose corpus plants duplicated training images."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from artshield.audit import (ExtractConfig, audit, auc, corpus_prompts, largest_clique, pairwise_tiled_l2,
+                             precision_recall, tiled_l2)
+from artshield.audit.extract import filter_generations
+from artshield.cli import main
+
+
+def test_tiled_l2_is_the_worst_tile_of_the_normalised_l2():
+    a = torch.zeros(1, 3, 8, 8)
+    b = a.clone()
+    b[:, :, :4, :4] = 0.5                       # one tile of a 2x2 grid differs by 0.5 everywhere
+    assert tiled_l2(a, b, grid=2).item() == pytest.approx(0.5)
+    assert tiled_l2(a, b, grid=1).item() == pytest.approx(0.25)   # the whole image: sqrt(0.25 / 4)
+    c = torch.full((1, 3, 8, 8), 0.1)
+    assert tiled_l2(a, c, grid=4).item() == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        tiled_l2(torch.zeros(1, 3, 9, 9), torch.zeros(1, 3, 9, 9), grid=2)
+
+
+def test_pairwise_tiled_l2_matches_the_direct_computation():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(7, 3, 16, 16, generator=g), torch.rand(5, 3, 16, 16, generator=g)
+    d = pairwise_tiled_l2(x, y, grid=4, chunk=3)
+    direct = torch.stack([tiled_l2(x[i].expand(5, -1, -1, -1), y, grid=4) for i in range(7)])
+    assert torch.allclose(d, direct, atol=1e-5)
+    self_d = pairwise_tiled_l2(x, grid=4)
+    assert torch.all(self_d.diagonal() == 0) and torch.allclose(self_d, self_d.T)
+
+
+def test_largest_clique_on_a_synthetic_graph():
+    n = 30
+    adj = np.zeros((n, n), dtype=bool)
+    clique = [2, 5, 7, 11, 13, 17, 19, 23]
+    for i in clique:
+        for j in clique:
+            adj[i, j] = i != j
+    rng = np.random.default_rng(0)
+    for _ in range(40):                          # sparse noise edges that form no larger clique
+        i, j = rng.integers(0, n, 2)
+        if i != j and not (i in clique and j in clique):
+            adj[i, j] = adj[j, i] = True
+    found = largest_clique(adj)
+    assert found == clique
+    sub = adj[np.ix_(found, found)]
+    assert sub[~np.eye(len(found), dtype=bool)].all()               # it is a clique
+    assert largest_clique(np.zeros((4, 4), dtype=bool)) in ([0], [1], [2], [3])
+
+
+def test_the_filter_flags_collapsed_generations_and_not_diverse_ones():
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(1, 3, 16, 16, generator=g)
+    collapsed = (base + 0.01 * torch.randn(12, 3, 16, 16, generator=g)).clamp(0, 1)
+    diverse = torch.rand(12, 3, 16, 16, generator=g)
+    cfg = ExtractConfig(generations=12, min_clique=10, grid=4)
+    assert filter_generations(collapsed, cfg)["flagged"]
+    rec = filter_generations(diverse, cfg)
+    assert not rec["flagged"] and rec["clique_size"] < 3
+    mixed = torch.cat([collapsed[:6], diverse[:6]])
+    assert filter_generations(mixed, cfg)["clique_size"] == 6
+
+
+def test_auc_and_precision_recall_on_known_cases():
+    assert auc([3, 4, 1, 2], [1, 1, 0, 0]) == 1.0
+    assert auc([1, 2, 3, 4], [1, 1, 0, 0]) == 0.0
+    assert auc([1, 1, 1, 1], [1, 0, 1, 0]) == 0.5
+    assert auc([0.9, 0.2, 0.4, 0.1], [1, 1, 0, 0]) == 0.75
+    with pytest.raises(ValueError):
+        auc([1, 2], [1, 1])
+    pr = precision_recall([1, 1, 0, 0, 1], [1, 0, 0, 1, 1])
+    assert pr["precision"] == pytest.approx(2 / 3, abs=1e-3) and pr["recall"] == pytest.approx(2 / 3, abs=1e-3)
+    assert precision_recall([0, 0], [1, 0])["precision"] is None
+
+
+def test_corpus_prompts_mix_planted_duplicates_with_as_many_control_captions():
+    from artshield import corpus
+
+    train = {i.caption: i for i in corpus.items(split="train")}
+    for control in ("novel", "training"):
+        prompts, truth = corpus_prompts(seed=0, control=control)
+        assert len(prompts) == len(set(prompts)) and sum(truth) * 2 == len(truth) >= 40
+        assert corpus_prompts(seed=0, control=control) == (prompts, truth)
+        assert all(train[p].copies > 1 for p, t in zip(prompts, truth) if t)
+        negatives = [p for p, t in zip(prompts, truth) if not t]
+        if control == "novel":
+            assert not any(p in train for p in negatives)
+        else:
+            assert all(train[p].copies == 1 for p in negatives)
+    with pytest.raises(ValueError):
+        corpus_prompts(control="nope")
+
+
+def test_audit_on_mini_tells_planted_duplicates_from_ordinary_captions(mini_bundle):
+    from artshield import corpus
+
+    prompts, truth = corpus_prompts(seed=0)
+    pick = [i for i, t in enumerate(truth) if t][:4] + [i for i, t in enumerate(truth) if not t][:4]
+    prompts, truth = [prompts[i] for i in pick], [truth[i] for i in pick]
+    train = corpus.items(split="train")
+    results, flagged = audit(mini_bundle, prompts, truth=truth, training=corpus.load_images(train, 32),
+                             extract=ExtractConfig(generations=12, min_clique=8))
+    assert results["detection"]["auc"] >= 0.75
+    ext = results["extraction"]
+    assert ext["recall"] >= 0.75 and ext["precision"] >= 0.75
+    for k in flagged:
+        rec = results["per_prompt"][k]
+        if rec["memorised"] and rec["extracted"]:      # matched to the very image that was planted
+            assert train[rec["nearest_training"]].caption == rec["prompt"]
+
+
+def test_cli_audit_writes_results_and_report(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("people icon, papirus style\n\nfolder icon, tango style\n")
+    out = tmp_path / "audit"
+    assert main(["audit", "--prompts", str(prompts), "--generations", "6", "--min-clique", "4",
+                 "--steps", "8", "-o", str(out), "-q"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["prompts"] == 2 and len(res["per_prompt"]) == 2
+    assert all("magnitude" in r and "clique_size" in r for r in res["per_prompt"])
+    assert "auc" not in res["detection"] and (out / "report.html").is_file()
