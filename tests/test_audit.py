@@ -124,3 +124,22 @@ def test_cli_audit_writes_results_and_report(tmp_path):
     assert res["prompts"] == 2 and len(res["per_prompt"]) == 2
     assert all("magnitude" in r and "clique_size" in r for r in res["per_prompt"])
     assert "auc" not in res["detection"] and (out / "report.html").is_file()
+
+
+def test_filter_speed_benchmark_runs_and_finds_the_planted_clique():
+    from artshield.bench.audit_speed import measure
+
+    row = measure(n=40, size=16, repeats=1)
+    assert row["clique_size"] == 20 and row["cpu_seconds"] >= 0
+
+
+def test_calibrated_delta_is_a_quantile_of_distances_between_distinct_training_images():
+    from artshield.audit.extract import calibrate
+
+    levels = [0.0, 0.1, 0.3, 0.6, 0.6]             # the last is an exact copy: skipped, not distance 0
+    training = torch.stack([torch.full((3, 8, 8), v) for v in levels])
+    tiled, plain = calibrate(training, grid=2, quantile=0.5)
+    # nearest distinct distances: 0.1, 0.1, 0.2, 0.3, 0.3 -> median 0.2, for both distances
+    assert tiled == pytest.approx(0.2, abs=1e-5) and plain == pytest.approx(0.2, abs=1e-5)
+    with pytest.raises(ValueError):
+        calibrate(training, quantile=1.5)

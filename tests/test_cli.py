@@ -50,6 +50,7 @@ def test_hub_id_offline_is_one_line_and_exit_2(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["bench", "--preset", "nope", "-o", "{tmp}/b"], "unknown (available"),
     (["erase", "--concept", "x", "--method", "nope", "-o", "{tmp}/p"], "unknown; choose one of"),
+    (["erase", "--concept", "x", "--model", "{tmp}", "-o", "{tmp}"], "is the model being edited"),
     (["audit", "--method", "nope", "-o", "{tmp}/a"], "choose from extract, detect"),
     (["audit", "--prompts", "{tmp}/missing.txt", "--generations", "4", "-o", "{tmp}/a"], "cannot read it"),
     (["audit", "--generations", "1", "-o", "{tmp}/a"], "generations and min_clique"),

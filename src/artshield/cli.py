@@ -520,6 +520,8 @@ def cmd_erase(args) -> int:
     out = Path(args.output)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "edit.json").is_file())):
         raise ArtshieldError(f"-o {args.output}: exists and is not an empty folder or an earlier edit")
+    if Path(args.model).expanduser().resolve() == out.resolve():
+        raise ArtshieldError(f"-o {args.output}: is the model being edited; write the edit to a new folder")
     bundle = load_model(args.model, args.device)
     targets = _erase_targets(bundle, concepts)
     options = {"templates": args.template, "seed": args.seed}
@@ -621,8 +623,10 @@ def cmd_audit(args) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ArtshieldError(f"--method {args.method}: choose from {', '.join(METHODS)} (comma-separated)")
+    calibrated = args.threshold == "auto"
     try:
-        config = ExtractConfig(generations=args.generations, threshold=args.threshold, min_clique=args.min_clique,
+        threshold = 0.15 if calibrated else float(args.threshold)
+        config = ExtractConfig(generations=args.generations, threshold=threshold, min_clique=args.min_clique,
                                grid=args.grid, seed=args.seed)
     except ValueError as e:
         raise ArtshieldError(f"audit: {e}") from None
@@ -647,6 +651,12 @@ def cmd_audit(args) -> int:
 
         training_items = corpus.items(split="train")
         training = corpus.load_images(training_items, bundle.image_size)
+    if calibrated:
+        if training is None:
+            raise ArtshieldError("--threshold auto needs the training images (built in for mini only)")
+        from .audit.extract import calibrate
+
+        config.threshold, config.match_threshold = calibrate(training, config.grid)
     out = _output_dir(args.output)
     total = (len(prompts) * config.generations if "extract" in methods else 0) + \
         (len(prompts) * args.detect_generations if "detect" in methods else 0)
@@ -840,7 +850,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "training image has (novel, default) or ordinary training captions (training)")
     au.add_argument("--method", default="extract,detect", help="extract, detect, or both (default)")
     au.add_argument("--generations", type=int, default=500, help="extract: generations per prompt (default 500)")
-    au.add_argument("--threshold", type=float, default=0.15, help="extract: delta, normalised L2 (default 0.15)")
+    au.add_argument("--threshold", default="0.15",
+                    help="extract: delta, normalised L2 (default 0.15, the paper's), or 'auto': the 5 %% quantile "
+                    "of distances between distinct training images (needs them: mini)")
     au.add_argument("--min-clique", type=int, default=10, help="extract: clique size that flags a prompt (default 10)")
     au.add_argument("--grid", type=int, default=4, help="extract: tiles per side for the tiled L2 (default 4)")
     au.add_argument("--detect-generations", type=int, default=4, help="detect: seeds per prompt (default 4)")

@@ -8,6 +8,13 @@ one picture. The flagged caption's representative is the clique member closest o
 others. Given the training images, it is matched to its nearest one; within `threshold` of it, the
 generation is an extraction in the paper's (l2, delta) sense.
 
+Calibration: delta = 0.15 was set for 512x512 photographs. Small icons on a white background are
+much closer to each other: on mini's training set, half of the images have a *different* training
+image within 0.13. `calibrate` replaces delta by a low quantile (default 5 %) of the distance from
+each training image to its nearest distinct one, computed separately for the tiled distance (the
+clique edges) and the plain one (the match): "within delta" then means closer than 95 % of
+distinct training images are to each other.
+
 Clique search: the exact maximum clique is NP-hard; this uses a greedy search started from every
 one of the best-connected vertices, which returns a clique (never a non-clique), so a flag is
 always backed by a real clique and the reported size is a lower bound of the maximum.
@@ -29,6 +36,7 @@ from .distance import pairwise_tiled_l2
 class ExtractConfig:
     generations: int = 500          # N per caption (the paper's)
     threshold: float = 0.15         # delta, on the normalised L2 with pixels in [0, 1]
+    match_threshold: float | None = None   # delta for the match to training images; None: threshold
     min_clique: int = 10            # the paper's 10 of 500
     grid: int = 4                   # tiles per side: 16 tiles, 128x128 each at 512x512
     starts: int = 32                # greedy clique searches, from the highest-degree vertices
@@ -36,7 +44,8 @@ class ExtractConfig:
     batch_size: int = 64
 
     def __post_init__(self):
-        if self.generations < 2 or self.min_clique < 2 or self.threshold <= 0 or self.grid < 1 or self.starts < 1:
+        if self.generations < 2 or self.min_clique < 2 or self.threshold <= 0 or self.grid < 1 or self.starts < 1 \
+                or (self.match_threshold is not None and self.match_threshold <= 0):
             raise ValueError("generations and min_clique must be at least 2, threshold positive, grid and "
                              "starts at least 1")
 
@@ -107,12 +116,25 @@ def extraction_attack(bundle: ModelBundle, prompts: list[str], config: ExtractCo
         if training is not None:
             idx, plain, tiled = nearest(rep, training, cfg.grid)
             rec.update({"nearest_training": idx, "nearest_l2": round(plain, 4), "nearest_tiled_l2": round(tiled, 4),
-                        "extracted": bool(rec["flagged"] and plain <= cfg.threshold)})
+                        "extracted": bool(rec["flagged"] and plain <= (cfg.match_threshold or cfg.threshold))})
         if rec["flagged"]:
             flagged_images[k] = rep
         rec["clique"] = rec["clique"][:cfg.min_clique * 2]       # keep the record short
         records.append(rec)
     return records, flagged_images
+
+
+def calibrate(training: torch.Tensor, grid: int = 4, quantile: float = 0.05) -> tuple[float, float]:
+    """(tiled delta, plain delta): the `quantile` of each training image's distance to its nearest
+    distinct training image (exact copies, distance 0, are skipped)."""
+    if not 0 < quantile < 1 or len(training) < 3:
+        raise ValueError("calibration needs a quantile in (0, 1) and at least 3 training images")
+    out = []
+    for g in (grid, 1):
+        d = pairwise_tiled_l2(training, grid=g).numpy().astype(np.float64)
+        d[d < 1e-6] = np.inf                  # the diagonal and exact duplicates
+        out.append(float(np.quantile(d.min(1)[np.isfinite(d.min(1))], quantile)))
+    return out[0], out[1]
 
 
 def precision_recall(predicted, truth) -> dict:
