@@ -96,18 +96,22 @@ def test_corpus_prompts_mix_planted_duplicates_with_as_many_control_captions():
         corpus_prompts(control="nope")
 
 
-def test_audit_on_mini_tells_planted_duplicates_from_ordinary_captions(mini_bundle):
+def test_audit_on_mini_tells_planted_duplicates_from_novel_captions(mini_bundle):
     from artshield import corpus
+    from artshield.audit.extract import calibrate
 
     prompts, truth = corpus_prompts(seed=0)
     pick = [i for i, t in enumerate(truth) if t][:4] + [i for i, t in enumerate(truth) if not t][:4]
     prompts, truth = [prompts[i] for i in pick], [truth[i] for i in pick]
     train = corpus.items(split="train")
-    results, flagged = audit(mini_bundle, prompts, truth=truth, training=corpus.load_images(train, 32),
-                             extract=ExtractConfig(generations=12, min_clique=8))
+    training = corpus.load_images(train, 32)
+    tiled, plain = calibrate(training)
+    results, flagged = audit(mini_bundle, prompts, truth=truth, training=training,
+                             extract=ExtractConfig(generations=12, min_clique=8, threshold=tiled,
+                                                   match_threshold=plain))
     assert results["detection"]["auc"] >= 0.75
     ext = results["extraction"]
-    assert ext["recall"] >= 0.75 and ext["precision"] >= 0.75
+    assert ext["precision"] == 1.0 and ext["recall"] >= 0.5
     for k in flagged:
         rec = results["per_prompt"][k]
         if rec["memorised"] and rec["extracted"]:      # matched to the very image that was planted
