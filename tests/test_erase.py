@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from artshield.cli import main
-from artshield.erase import ERASERS, Edit, erase, select_parameters
+from artshield.erase import ERASERS, erase, select_parameters
 from artshield.erase.esd import esd_target
 from artshield.erase.evaluate import Target, evaluate, parse_target, preserve_captions, prompt_sets
 from artshield.erase.uce import closed_form, paired_embeddings

@@ -225,6 +225,19 @@ def write_json(data: dict, path: str | os.PathLike) -> Path:
     return write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", path)
 
 
+def write_weights(tensors: dict[str, torch.Tensor], info: dict, folder: str | os.PathLike, weights_name: str,
+                  info_name: str, method: str) -> Path:
+    """A folder of trained tensors (safetensors, written atomically) and their JSON description."""
+    from safetensors.torch import save
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata={"method": method})
+    _atomic_write(folder / weights_name, lambda f: f.write(blob))
+    write_json(info, folder / info_name)
+    return folder
+
+
 def grid(images: torch.Tensor, columns: int, pad: int = 2) -> torch.Tensor:
     """Tile (N, 3, H, W) images into one (3, H', W') image with white gaps."""
     n, c, h, w = images.shape

@@ -9,7 +9,6 @@ clique search has real work. Each figure is the best of --repeats runs, in proce
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..errors import ArtshieldError
 from ..models import ModelBundle
@@ -105,16 +105,9 @@ class Edit:
     info: dict = field(default_factory=dict)
 
     def save(self, folder: str | Path) -> Path:
-        from ..io import write_json
+        from ..io import write_weights
 
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (EDIT_FILE + ".part")
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.tensors.items()}, str(tmp),
-                  metadata={"method": self.method})
-        tmp.replace(folder / EDIT_FILE)
-        write_json(self.info, folder / EDIT_INFO)
-        return folder
+        return write_weights(self.tensors, self.info, folder, EDIT_FILE, EDIT_INFO, self.method)
 
     @classmethod
     def load(cls, folder: str | Path) -> Edit:

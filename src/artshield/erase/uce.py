@@ -19,7 +19,6 @@ SD 1.5 and well under a second on mini.
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..models import ModelBundle
 from ..options import Overridable, registrar
@@ -132,15 +132,9 @@ class Adapter:
     info: dict
 
     def save(self, folder: str | Path) -> Path:
-        from ..io import write_json
+        from ..io import write_weights
 
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (ADAPTER_FILE + ".part")
-        save_file(self.tensors, str(tmp), metadata={"method": self.method})
-        tmp.replace(folder / ADAPTER_FILE)
-        write_json(self.info, folder / INFO_FILE)
-        return folder
+        return write_weights(self.tensors, self.info, folder, ADAPTER_FILE, INFO_FILE, self.method)
 
     @classmethod
     def load(cls, folder: str | Path) -> Adapter:
