@@ -118,3 +118,21 @@ def test_purify_cli_writes_copies_and_results(tmp_path, tiny_model_dir):
             assert im.size == (20, 20)
     assert main(["purify", str(src / "a.png"), "-o", str(tmp_path / "x"), "--method", "jpeg", "--option",
                  "nope=1", "-q"]) == 2
+
+
+def test_noisy_upscale_runs_a_real_upscaler_pipeline_folder(tiny_bundle, tmp_path):
+    """The x4-upscaler path: a StableDiffusionUpscalePipeline folder (tiny random weights, the
+    real classes and layout) redraws the noisy image at 4x, and the result comes back at the
+    input's size and channel count, reproducibly for a seed."""
+    from artshield.models.tiny import make_tiny_upscaler
+
+    folder = make_tiny_upscaler(tmp_path / "upscaler")
+    x = [torch.rand(3, 12, 16, generator=torch.Generator().manual_seed(0)), torch.rand(1, 8, 8)]
+    opts = {"upscaler": str(folder), "upscaler_steps": 2}
+    a = purify(x, "noisy-upscale", bundle=tiny_bundle, seed=5, **opts)
+    b = purify(x, "noisy-upscale", bundle=tiny_bundle, seed=5, **opts)
+    assert [t.shape for t in a] == [t.shape for t in x]
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert all(0 <= float(t.min()) and float(t.max()) <= 1 for t in a)
+    c = purify(x, "noisy-upscale", bundle=tiny_bundle, seed=6, **opts)
+    assert not torch.equal(a[0], c[0])
