@@ -153,7 +153,8 @@ def cmd_bench(args) -> int:
     for theme in corpus.themes(heldout=False):
         rows.extend([k for k, it in enumerate(items) if it.theme == theme][:8])
     write_image(grid(images[rows], columns=8), out / "samples.png")
-    results = {"command": "bench", "preset": args.preset, "model": bundle.describe(), "seed": args.seed,
+    results = {"command": f"artshield bench --preset {args.preset} -o {args.output}", "preset": args.preset,
+               "model": bundle.describe(), "seed": args.seed,
                "per_theme": args.per_theme, **figures,
                "samples": {"file": "samples.png", "rows": "training themes in corpus order, 8 captions each",
                            "captions": [items[k].caption for k in rows]},
