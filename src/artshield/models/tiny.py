@@ -10,7 +10,6 @@ from pathlib import Path
 
 import diffusers
 import torch
-
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 from .architecture import TINY, build_text_encoder, build_unet, build_vae, noise_scheduler
@@ -41,7 +40,7 @@ def make_tiny_upscaler(out_dir: str | Path, seed: int = 0) -> Path:
     low-resolution image and takes the noise level as a class label, and a low-resolution noise
     scheduler; only the widths are tiny."""
     out = Path(out_dir)
-    make_tiny_model(out, seed)   # tokenizer, text encoder and scheduler are shared in layout
+    make_tiny_model(out, seed)   # its tokenizer, text encoder and scheduler; vae and unet are replaced
     torch.manual_seed(seed + 1)
     AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
                   up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(8, 16, 16), layers_per_block=1,
