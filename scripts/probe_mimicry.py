@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from artshield import corpus  # noqa: E402
-from artshield.generate import generate  # noqa: E402
-from artshield.metrics.judge import Judge  # noqa: E402
-from artshield.mimic import mimic  # noqa: E402
-from artshield.models import load_model  # noqa: E402
+from artshield import corpus
+from artshield.generate import generate
+from artshield.metrics.judge import Judge
+from artshield.mimic import mimic
+from artshield.models import load_model
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -19,9 +18,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from artshield import corpus  # noqa: E402
-from artshield.metrics.judge import JudgeNet, prepare  # noqa: E402
+from artshield import corpus
+from artshield.metrics.judge import JudgeNet, prepare
 
 SEED = 20261121
 # Width 48 for 40 epochs: test style 0.703, concept 0.434 (width 32 for 50 epochs: 0.655 / 0.438;

@@ -22,7 +22,6 @@ import hashlib
 import json
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -31,28 +30,29 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from artshield import corpus  # noqa: E402
-from artshield.bench.model_quality import psnr  # noqa: E402
-from artshield.models.architecture import (MINI, build_text_encoder, build_unet, build_vae,  # noqa: E402
+from artshield import corpus
+from artshield.metrics.image import psnr_per_image as psnr
+from artshield.models.architecture import (MINI, build_text_encoder, build_unet, build_vae,
                                            noise_scheduler, sampling_scheduler)
-from artshield.models.tokenizer import write_tokenizer  # noqa: E402
+from artshield.models.tokenizer import write_tokenizer
 
 SEED = 20261121
-# How the algorithms should talk to mini (read by load_model into bundle.defaults): its generic
+# How the algorithms should talk to mini (read by load_model into ModelConventions): its generic
 # caption (Stable Diffusion's is "a painting"), how to name a style, the styles it knows, and
 # fine-tuning learning rates for its scale (SD's rates move a model this small too little). The
 # rates were chosen with scripts/probe_mimicry.py (judge style accuracy of the generations
 # after 300 steps on gartoon): lora 1e-4 -> 0.19, 1e-3 -> 0.56; dreambooth 1e-4 -> 0.47,
 # 3e-4 -> 0.41; hypernetwork 1e-3 -> 0.47; textual inversion 5e-3 -> 0.28, 2e-2 -> 0.38 (base
 # model 0.09; 32 prompts each, so +-0.09).
-CONVENTIONS = {"generic_prompt": "icon", "style_prompt": "icon, {} style",
-               "styles": corpus.themes(heldout=False), "lora_lr": 1e-3, "dreambooth_lr": 1e-4,
-               "textual_inversion_lr": 2e-2, "hypernetwork_lr": 1e-3,
-               # ESD on mini (measured: docs/results/erase/): 200 iterations; ESD-x at 1e-4 erases
-               # a style, ESD-u at 1e-4 wrecks every style, at 1e-5 (the paper's rate) it is usable
-               "esd_iterations": 200, "esd_x_lr": 1e-4, "esd_x_strict_lr": 1e-4, "esd_u_lr": 1e-5,
-               "esd_ddim_steps": 30}
+CONVENTIONS = {"generic_prompt": "icon", "style_prompt": "icon, {} style", "init_word": "icon",
+               "styles": corpus.themes(heldout=False),
+               "learning_rates": {"lora": 1e-3, "dreambooth": 1e-4, "textual-inversion": 2e-2, "hypernetwork": 1e-3,
+                                  # ESD on mini (measured: docs/results/erase/): 200 iterations; ESD-x at
+                                  # 1e-4 erases a style, ESD-u at 1e-4 wrecks every style, at 1e-5 (the
+                                  # paper's rate) it is usable
+                                  "esd-x": 1e-4, "esd-x-strict": 1e-4, "esd-u": 1e-5},
+               "esd_iterations": 200, "esd_ddim_steps": 30,
+               "corpus": True}     # trained on the icon corpus: its judge and captions apply
 # KL weight relative to a per-pixel mean loss: SD's 1e-6 multiplies a loss summed over pixels
 VAE_STEPS, VAE_BATCH, VAE_LR, VAE_KL = 4500, 32, 1e-3, 1e-8
 DECODER_STEPS, DECODER_LR = 3000, 3e-4

@@ -96,6 +96,7 @@ def test_corpus_prompts_mix_planted_duplicates_with_as_many_control_captions():
         corpus_prompts(control="nope")
 
 
+@pytest.mark.slow
 def test_audit_on_mini_tells_planted_duplicates_from_novel_captions(mini_bundle):
     from artshield import corpus
     from artshield.audit.extract import calibrate
@@ -106,13 +107,17 @@ def test_audit_on_mini_tells_planted_duplicates_from_novel_captions(mini_bundle)
     train = corpus.items(split="train")
     training = corpus.load_images(train, 32)
     tiled, plain = calibrate(training)
-    results, flagged = audit(mini_bundle, prompts, truth=truth, training=training,
-                             extract=ExtractConfig(generations=12, min_clique=8, threshold=tiled,
-                                                   match_threshold=plain))
+    report = audit(mini_bundle, prompts, truth=truth, training=training,
+                   extract=ExtractConfig(generations=12, min_clique=8, threshold="auto"))
+    results = report.to_dict()
+    # "auto" is the calibration on the training images, recorded as the numbers it chose
+    assert results["extraction"]["config"]["threshold"] == tiled
+    assert results["extraction"]["config"]["match_threshold"] == plain
     assert results["detection"]["auc"] >= 0.75
     ext = results["extraction"]
     assert ext["precision"] == 1.0 and ext["recall"] >= 0.5
-    for k in flagged:
+    assert set(report.flagged) == {k for k, r in enumerate(results["per_prompt"]) if r["flagged"]}
+    for k in report.flagged:
         rec = results["per_prompt"][k]
         if rec["memorised"] and rec["extracted"]:      # matched to the very image that was planted
             assert train[rec["nearest_training"]].caption == rec["prompt"]

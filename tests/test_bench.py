@@ -37,6 +37,7 @@ def test_worst_case_is_the_best_purifier_for_the_mimic():
     assert summary(records, p)[0]["verdict"].startswith("inconclusive")
 
 
+@pytest.mark.slow
 def test_experiment_runs_and_reuses_finished_cells(tmp_path, mini_bundle, monkeypatch):
     from artshield.metrics.judge import Judge
 

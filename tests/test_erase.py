@@ -117,6 +117,7 @@ def test_targets_and_prompt_sets_follow_the_corpus():
     assert keep and not set(keep) & used and not any("faenza" in p for p in keep)
 
 
+@pytest.mark.slow
 def test_uce_erases_a_style_of_mini_and_spares_the_others(mini_bundle):
     target = Target("style", "faenza")
     edit = erase(mini_bundle, ["faenza style"], "uce", preserve=preserve_captions(target, 0, 16, 3))
@@ -128,6 +129,7 @@ def test_uce_erases_a_style_of_mini_and_spares_the_others(mini_bundle):
     assert images["before"].shape == images["after"].shape
 
 
+@pytest.mark.slow
 def test_esd_x_short_run_lowers_a_style_on_mini(mini_bundle):
     target = Target("style", "faenza")
     edit = erase(mini_bundle, ["faenza style"], "esd-x", iterations=60, lr=2e-4)
@@ -135,6 +137,7 @@ def test_esd_x_short_run_lowers_a_style_on_mini(mini_bundle):
     assert results["after"]["target_accuracy"] <= results["before"]["target_accuracy"] - 0.3
 
 
+@pytest.mark.slow
 def test_cli_erase_writes_the_edit_results_and_a_loadable_model(tmp_path):
     out = tmp_path / "no-faenza"
     assert main(["erase", "--concept", "faenza style", "--method", "uce", "-o", str(out), "-q",

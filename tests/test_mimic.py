@@ -75,6 +75,7 @@ def test_mimic_cli_with_sidecar_captions_then_generate(tmp_path, tiny_model_dir)
 
 
 # --- on mini: a short run learns a held-out artist's style ----------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("method, steps", [("lora", 400), ("dreambooth", 150), ("textual-inversion", 800),
                                            ("hypernetwork", 200)])
 def test_short_mimicry_on_mini_raises_the_judges_style_accuracy(mini_bundle, method, steps):

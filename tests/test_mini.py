@@ -11,7 +11,7 @@ def test_mini_loads_by_name_with_sd_parts(mini_bundle):
     assert b.source == "embedded" and b.image_size == 32 and b.dtype == torch.float32
     assert type(b.unet).__name__ == "UNet2DConditionModel" and type(b.vae).__name__ == "AutoencoderKL"
     assert type(b.text_encoder).__name__ == "CLIPTextModel"
-    assert b.defaults["guidance"] > 1
+    assert b.conventions.guidance > 1 and b.conventions.corpus
 
 
 def test_mini_generates_the_same_icons_for_the_same_seed(mini_bundle):

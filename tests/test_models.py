@@ -66,7 +66,7 @@ def test_hub_id_without_network_fails_fast(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))             # an empty cache
     monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1:9")      # nothing listens there
     start = time.time()
-    with pytest.raises(ArtshieldError, match="--model mini or a local diffusers folder"):
+    with pytest.raises(ArtshieldError, match="use mini .the embedded model. or a local diffusers folder"):
         load_model("someone/some-model")
     assert time.time() - start < 10
 

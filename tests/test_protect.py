@@ -11,7 +11,8 @@ from PIL import Image
 from artshield import corpus
 from artshield.cli import main
 from artshield.protect import METHODS, protect
-from artshield.protect.engine import PGD, Budget, fit_view, random_deltas
+from artshield.models.views import fit_view
+from artshield.protect.engine import PGD, Budget, random_deltas
 from artshield.protect.transforms import TRANSFORMS, jpeg
 
 
@@ -90,7 +91,7 @@ def _inputs(folder):
     return folder
 
 
-@pytest.mark.parametrize("model", ["tiny", "mini"])
+@pytest.mark.parametrize("model", ["tiny", pytest.param("mini", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_runs_through_the_cli(tmp_path, tiny_model_dir, method, model):
     src = _inputs(tmp_path / "in")
@@ -152,6 +153,7 @@ def artworks():
     return list(corpus.load_images(items, 64))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", list(METHODS))
 def test_method_moves_its_objective_well_beyond_random_noise_on_mini(mini_bundle, artworks, method):
     options = {"budget": 8, "steps": 30, **EFFICACY_OPTIONS[method]}

@@ -19,7 +19,7 @@ def flat(value=0.5, h=32, w=32):
 def test_jpeg_is_pillows_jpeg_at_quality_75():
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(3, 24, 40, generator=g) * 255).round() / 255
-    (out,) = purify([x], "jpeg")
+    (out,) = purify(None, [x], "jpeg")
     buf = io.BytesIO()
     Image.fromarray((x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(buf, "JPEG", quality=75)
     expected = torch.from_numpy(np.array(Image.open(buf))).permute(2, 0, 1).float() / 255
@@ -28,20 +28,20 @@ def test_jpeg_is_pillows_jpeg_at_quality_75():
 
 def test_gaussian_noise_has_the_stated_sigma_and_follows_the_seed():
     x = flat(0.5, 128, 128)
-    a, b = purify([x], "gaussian-noise", seed=1)[0], purify([x], "gaussian-noise", seed=1)[0]
+    a, b = purify(None, [x], "gaussian-noise", seed=1)[0], purify(None, [x], "gaussian-noise", seed=1)[0]
     assert torch.equal(a, b)
     assert float((a - x).std()) == pytest.approx(0.05, rel=0.05)
-    assert not torch.equal(a, purify([x], "gaussian-noise", seed=2)[0])
+    assert not torch.equal(a, purify(None, [x], "gaussian-noise", seed=2)[0])
 
 
 def test_blur_and_median_keep_flat_images_and_remove_impulses():
     x = flat(0.4)
     for method in ("gaussian-blur", "median", "bilateral"):
-        assert (purify([x], method)[0] - x).abs().max() < 1 / 255 + 1e-6, method
+        assert (purify(None, [x], method)[0] - x).abs().max() < 1 / 255 + 1e-6, method
     salty = x.clone()
     salty[:, 10, 10] = 1.0
-    assert (purify([salty], "median")[0] - x).abs().max() < 1 / 255 + 1e-6
-    spread = purify([salty], "gaussian-blur")[0]
+    assert (purify(None, [salty], "median")[0] - x).abs().max() < 1 / 255 + 1e-6
+    spread = purify(None, [salty], "gaussian-blur")[0]
     assert spread[0, 10, 10] < 0.6 and spread[0, 10, 12] > 0.4 + 1 / 255
 
 
@@ -50,7 +50,7 @@ def test_bilateral_smooths_small_noise_but_keeps_a_hard_edge():
     x = torch.zeros(3, 48, 48)
     x[:, :, 24:] = 1.0
     noisy = (x * 0.6 + 0.2 + torch.randn(x.shape, generator=g) * 4 / 255).clamp(0, 1)
-    (out,) = purify([noisy], "bilateral")
+    (out,) = purify(None, [noisy], "bilateral")
     flat_region = (slice(None), slice(8, 40), slice(4, 18))
     assert out[flat_region].std() < noisy[flat_region].std() / 3
     assert float(out[:, :, 30:].mean() - out[:, :, :18].mean()) > 0.55      # the 0.6 step survives
@@ -66,14 +66,15 @@ def test_guided_filter_with_itself_as_guide_and_tiny_eps_is_the_identity():
 def test_diffusion_purifiers_keep_shape_and_follow_the_seed(tiny_bundle, method):
     opts = {"iterations": 3} if method == "impress" else {}
     x = [torch.rand(3, 20, 28, generator=torch.Generator().manual_seed(0)), torch.rand(1, 16, 16)]
-    a = purify(x, method, bundle=tiny_bundle, seed=3, **opts)
-    b = purify(x, method, bundle=tiny_bundle, seed=3, **opts)
+    a = purify(tiny_bundle, x, method, seed=3, **opts)
+    b = purify(tiny_bundle, x, method, seed=3, **opts)
     assert [t.shape for t in a] == [t.shape for t in x]
     assert all(torch.equal(u, v) for u, v in zip(a, b))
     with pytest.raises(ValueError, match="needs a model"):
-        purify(x, method)
+        purify(None, x, method)
 
 
+@pytest.mark.slow
 def test_impress_restores_vae_consistency_on_mini(mini_bundle):
     from artshield import corpus
     from artshield.protect import protect
@@ -87,17 +88,18 @@ def test_impress_restores_vae_consistency_on_mini(mini_bundle):
             v = img[None]
             return float((v - mini_bundle.decode(mini_bundle.encode(v))).pow(2).mean())
 
-    (cleaned,) = purify([protected], "impress", bundle=mini_bundle, iterations=150, init_noise=0.0)
+    (cleaned,) = purify(mini_bundle, [protected], "impress", iterations=150, init_noise=0.0)
     assert inconsistency(cleaned) < 0.7 * inconsistency(protected)
 
 
+@pytest.mark.slow
 def test_diffpure_changes_more_with_a_larger_t_star(mini_bundle):
     from artshield import corpus
     from artshield.metrics.image import psnr
 
     x = corpus.load_images(corpus.items(split="finetune", theme="moka")[:1], 32)[0]
-    small = purify([x], "diffpure", bundle=mini_bundle, t_star=0.05)[0]
-    large = purify([x], "diffpure", bundle=mini_bundle, t_star=0.6)[0]
+    small = purify(mini_bundle, [x], "diffpure", t_star=0.05)[0]
+    large = purify(mini_bundle, [x], "diffpure", t_star=0.6)[0]
     assert psnr(small, x) > psnr(large, x) + 2
 
 
@@ -129,10 +131,10 @@ def test_noisy_upscale_runs_a_real_upscaler_pipeline_folder(tiny_bundle, tmp_pat
     folder = make_tiny_upscaler(tmp_path / "upscaler")
     x = [torch.rand(3, 12, 16, generator=torch.Generator().manual_seed(0)), torch.rand(1, 8, 8)]
     opts = {"upscaler": str(folder), "upscaler_steps": 2}
-    a = purify(x, "noisy-upscale", bundle=tiny_bundle, seed=5, **opts)
-    b = purify(x, "noisy-upscale", bundle=tiny_bundle, seed=5, **opts)
+    a = purify(tiny_bundle, x, "noisy-upscale", seed=5, **opts)
+    b = purify(tiny_bundle, x, "noisy-upscale", seed=5, **opts)
     assert [t.shape for t in a] == [t.shape for t in x]
     assert all(torch.equal(u, v) for u, v in zip(a, b))
     assert all(0 <= float(t.min()) and float(t.max()) <= 1 for t in a)
-    c = purify(x, "noisy-upscale", bundle=tiny_bundle, seed=6, **opts)
+    c = purify(tiny_bundle, x, "noisy-upscale", seed=6, **opts)
     assert not torch.equal(a[0], c[0])

@@ -1,4 +1,4 @@
-"""The demo's material and its pictures: sample artworks, and what the model makes of them.
+"""The demo: protect sample artworks and show what the protection does, as pictures and a page.
 
 Samples: one icon of each held-out "artist" of the corpus (themes mini never saw) and two real
 photographs from scikit-image's bundled CC0 images (Chelsea the cat by Stefan van der Walt, a coffee
@@ -7,14 +7,16 @@ and written at full resolution while the model sees a resized view.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from . import corpus
+from . import corpus, report
+from .metrics.image import visibility
 from .models import ModelBundle
-from .protect.engine import fit_view
+from .models.views import model_views
+from .protect import protect
 from .sampling import img2img
 
 
@@ -50,8 +52,77 @@ def difference(clean: torch.Tensor, protected: torch.Tensor, budget: float) -> t
 def model_view(bundle: ModelBundle, images: list[torch.Tensor], seed: int, strength: float = 0.5) -> dict:
     """What the model makes of each image at its own resolution: the VAE's reconstruction and an
     img2img pass (SDEdit at `strength`, the model's generic prompt), same seed for every image set."""
-    views = torch.stack([fit_view(x, bundle.image_size) for x in images]).to(bundle.device)
-    prompt = bundle.defaults.get("generic_prompt", "a painting")
+    views = model_views(images, bundle.image_size).to(bundle.device)
+    prompt = bundle.conventions.generic_prompt
     recon = bundle.decode(bundle.encode(views)).float().cpu()
     edited = img2img(bundle, views, [prompt] * len(views), strength, torch.Generator("cpu").manual_seed(seed)).cpu()
     return {"reconstruction": recon, "img2img": edited}
+
+
+@dataclass
+class Demo:
+    """What the demo made: files to write (relative path -> (3, H, W) image), one record per sample,
+    the method's settings, and the page."""
+
+    files: dict[str, torch.Tensor] = field(default_factory=dict)
+    records: list[dict] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    html: str = ""
+
+
+def run(bundle: ModelBundle, method: str = "advdm", seed: int = 0, progress=None, **options) -> Demo:
+    """Protect the samples with `method` (options: its config, e.g. budget, steps), and lay out
+    original, protected, amplified difference and the model's img2img of both, with the figures."""
+    samples_ = samples()
+    images = [s.image for s in samples_]
+    result = protect(bundle, images, method=method, seed=seed, progress=progress, **options)
+    protected = result.protected(images)
+    budget = result.config["budget"]
+    views = {"clean": model_view(bundle, images, seed), "protected": model_view(bundle, protected, seed)}
+    demo = Demo(config=result.config, extra=result.extra)
+    rows = []
+    for i, (s, x, p) in enumerate(zip(samples_, images, protected)):
+        files = {"original": f"original/{s.name}.png", "protected": f"protected/{s.name}.png",
+                 "difference": f"difference/{s.name}.png"}
+        demo.files.update({files["original"]: x, files["protected"]: p,
+                           files["difference"]: difference(x, p, budget)})
+        for kind in ("clean", "protected"):
+            for what, tensors in views[kind].items():
+                files[f"{what}_{kind}"] = f"model/{s.name}-{what}-{kind}.png"
+                demo.files[files[f"{what}_{kind}"]] = tensors[i]
+        obj = result.objective[i]
+        rec = {"name": s.name, "credit": s.credit, "size": [x.shape[2], x.shape[1]], "files": files,
+               **visibility(p, x), "objective": obj}
+        demo.records.append(rec)
+        moved = obj["protected"] - obj["clean"]
+        baseline = obj["random_noise"] - obj["clean"]
+        rows.append([report.Img(files["original"], f"{s.name} {x.shape[2]}x{x.shape[1]}"),
+                     report.Img(files["protected"]), report.Img(files["difference"], f"|change| x{255 / budget:.0f}"),
+                     report.Img(files["img2img_clean"]), report.Img(files["img2img_protected"]),
+                     f"{obj['clean']:.4g} -> {obj['protected']:.4g} ({moved:+.3g}; random noise {baseline:+.3g})",
+                     f"PSNR {rec['psnr_db']:.1f} dB, SSIM {rec['ssim']:.3f}, LPIPS {rec['lpips']:.3f}, "
+                     f"max change {rec['linf_255']:.0f}/255"])
+    cfg = result.config
+    demo.html = report.page(
+        f"artshield demo: {method} on {bundle.spec}",
+        report.para(f"Each image was protected with {method} (budget {budget}/255 L-infinity, {cfg['steps']} "
+                    f"steps, seed {seed}) against the model {bundle.spec}, which sees a {bundle.image_size}x"
+                    f"{bundle.image_size} view of it; the perturbation is computed and written at full size. "
+                    f"The objective column is the quantity the method optimises ({result.objective[0]['name']}, "
+                    f"goal: {result.objective[0]['goal']}), measured with fixed random draws on the clean image, "
+                    "the protected one, and the clean image plus random noise of the same budget."),
+        report.para("This page shows what the protection does to the image and to the model's own reading of it "
+                    "(img2img at strength 0.5). Whether it stops a mimic who fine-tunes on the images, and whether "
+                    "it survives purification, is measured by artshield bench, not here."),
+        report.table(["original", "protected", "difference", "img2img of original", "img2img of protected",
+                      "objective", "visibility"], rows),
+        report.para("Credits: " + "; ".join(f"{s.name}: {s.credit}" for s in samples_)))
+    return demo
+
+
+def total_steps(bundle: ModelBundle, method: str, **options) -> int:
+    """Progress units `run` reports."""
+    from .options import make_method
+
+    return make_method("protect", method, bundle, **options).total_steps(len(samples()))

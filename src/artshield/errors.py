@@ -1,8 +1,30 @@
-"""Errors that the command line turns into one clear line and an exit code."""
+"""Errors that the command line turns into one clear line and an exit code.
+
+Library code names the *parameter* a bad value came in by (`param="model"`), never a command-line
+flag: a Python caller typed `load_model("x")`, not `--model x`. The CLI maps parameters to its
+flags when it prints the error (see `ArtshieldError.render`).
+"""
+from __future__ import annotations
 
 
 class ArtshieldError(Exception):
-    """A problem the user can fix (bad input, missing model, unreachable hub); exit code 2."""
+    """A problem the user can fix (bad input, missing model, unreachable hub); exit code 2.
+
+    `param` and `value`, when given, say which argument was wrong: str(error) reads
+    "model='x': no such folder ..." for a Python caller."""
+
+    def __init__(self, message: str, *, param: str | None = None, value=None):
+        self.message, self.param, self.value = message, param, value
+        super().__init__(message if param is None else f"{param}={value!r}: {message}")
+
+    def render(self, flags: dict[str, str] | None = None) -> str:
+        """The error as one line, naming the parameter by its command-line flag where `flags` has one."""
+        if self.param is None:
+            return self.message
+        flag = (flags or {}).get(self.param)
+        if flag is None:
+            return str(self)
+        return f"{flag} {self.value}: {self.message}"
 
 
 class InputError(ArtshieldError):

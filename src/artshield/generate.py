@@ -17,8 +17,8 @@ def generate(bundle: ModelBundle, prompts: list[str], seed: int = 0, steps: int 
     """One image per prompt, as a (N, 3, H, W) float tensor in [0, 1] on the CPU."""
     if not prompts:
         return torch.zeros(0, 3, size or bundle.image_size, size or bundle.image_size)
-    steps = int(steps or bundle.defaults.get("steps", 30))
-    guidance = float(guidance if guidance is not None else bundle.defaults.get("guidance", 7.5))
+    steps = int(steps or bundle.conventions.steps)
+    guidance = float(guidance if guidance is not None else bundle.conventions.guidance)
     size = size or bundle.image_size
     pipe = bundle.pipeline()
     out = []

@@ -174,6 +174,46 @@ def save_perturbed(loaded: LoadedImage, delta: torch.Tensor, path: str | os.Path
     return path
 
 
+def save_replaced(loaded: LoadedImage, image: torch.Tensor, path: str | os.PathLike, keep_format: bool = True) -> Path:
+    """Write `image` ((C, H, W) in [0, 1], shaped like loaded.pixels: a purified copy) in place of
+    `loaded`'s pixels, with its format, mode, alpha, EXIF and ICC profile, as save_perturbed does."""
+    delta = (image.detach().cpu().float().clamp(0, 1) * 255).round() / 255 - loaded.pixels
+    return save_perturbed(loaded, delta, path, keep_format)
+
+
+@dataclass
+class CaptionedFolder:
+    """The readable images of a folder, each with the text of its NAME.txt sidecar (None without
+    one), and the files that could not be read (file, error)."""
+
+    files: list[Path]
+    images: list[torch.Tensor]
+    captions: list[str | None]
+    failures: list[dict]
+
+
+def read_captioned_folder(folder: str | os.PathLike) -> CaptionedFolder:
+    """Read every image of `folder` (non-recursively) and its caption sidecar; an unreadable image is
+    listed in `failures` and skipped, an unreadable caption file too."""
+    out = CaptionedFolder([], [], [], [])
+    for f in list_images([folder]):
+        try:
+            pixels = load_image(f).pixels
+            side = f.with_suffix(".txt")
+            caption = side.read_text(encoding="utf-8").strip() if side.is_file() else None
+        except InputError as e:
+            out.failures.append({"file": str(f), "error": str(e)})
+            continue
+        except (OSError, UnicodeDecodeError) as e:
+            out.failures.append({"file": str(f), "error": f"{f.with_suffix('.txt')}: cannot read the caption "
+                                                          f"({type(e).__name__})"})
+            continue
+        out.files.append(f)
+        out.images.append(pixels)
+        out.captions.append(caption)
+    return out
+
+
 def list_images(paths: list[str | os.PathLike]) -> list[Path]:
     """Expand folders (non-recursively) into their image files, sorted; keep files as given."""
     out: list[Path] = []
@@ -247,3 +287,80 @@ def grid(images: torch.Tensor, columns: int, pad: int = 2) -> torch.Tensor:
         r, k = divmod(i, columns)
         out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = im
     return out
+
+
+@dataclass
+class Batch:
+    """A batch command's plan: the images to do (each with its output name), records of outputs
+    that already exist (kept unless overwrite), and the inputs that failed (file, error)."""
+
+    out: Path
+    todo: list[tuple[LoadedImage, str]]
+    done: list[dict]
+    failures: list[dict]
+
+
+def plan_batch(inputs: list[str], output: str, what: str, keep_format: bool = True, overwrite: bool = False) -> Batch:
+    """Read the images named by `inputs` (files or folders) for a batch that writes one copy of each
+    into `output`. Refuses an output folder that holds an input, so originals are never overwritten;
+    two inputs that would write the same output name fail, the second one; an existing output is
+    kept (recorded from the folder's results.json) unless `overwrite`."""
+    from .errors import ArtshieldError
+
+    out = Path(output)
+    files = list_images(inputs)
+    if not files:
+        raise ArtshieldError("no input images: give image files or folders that contain them")
+    for p in map(Path, inputs):
+        folder = p if p.is_dir() else p.parent
+        if out.exists() and folder.exists() and out.resolve() == folder.resolve():
+            raise ArtshieldError(f"-o {output} is the folder of the input {p}; choose another folder, "
+                                 "so that originals are never overwritten")
+    if out.exists() and not out.is_dir():
+        raise ArtshieldError(f"-o {output}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    previous = {} if overwrite else _previous_records(out / "results.json")
+    batch, taken = Batch(out, [], [], []), {}
+    for path in files:
+        try:
+            loaded = load_image(path)
+        except InputError as e:
+            batch.failures.append({"file": str(path), "error": str(e)})
+            continue
+        name = output_name(loaded, keep_format=keep_format)
+        if name in taken:
+            batch.failures.append({"file": str(path), "error": f"{path}: its output {name} would overwrite the "
+                                   f"{what} of {taken[name]}; run it separately"})
+            continue
+        taken[name] = path
+        if (out / name).exists() and not overwrite:
+            rec = previous.get(name, {"file": str(path), "output": name})
+            batch.done.append({**rec, "skipped": "output exists (use --overwrite to redo)"})
+            continue
+        batch.todo.append((loaded, name))
+    return batch
+
+
+def _previous_records(path: Path) -> dict:
+    try:
+        return {r["output"]: r for r in json.loads(path.read_text()).get("images", []) if "output" in r}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def read_lines(path: str | os.PathLike, label: str, what: str = "lines") -> list[str]:
+    """The non-empty lines of a UTF-8 text file (a prompts file), stripped; `label` names the file in
+    errors ("--prompts x.txt: ..."). Only regular files are read: a FIFO or a device would block."""
+    from .errors import ArtshieldError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ArtshieldError(f"{label} {path}: cannot read it (" + ("no such file" if not p.exists()
+                                                                   else "not a regular file") + ")")
+    try:
+        lines = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise ArtshieldError(f"{label} {path}: cannot read it ({e.__class__.__name__})") from None
+    if not lines:
+        raise ArtshieldError(f"{label} {path}: no {what} in it (one per line)")
+    return lines

@@ -1,7 +1,25 @@
-"""Method configs: dataclasses of documented defaults, overridden by name from the CLI or the API."""
+"""What every method family shares: config dataclasses with named overrides, one registry type,
+and one factory.
+
+Every method, whatever its family, has the same shape:
+
+    method = make_method("protect", "advdm", bundle, budget=8)     # Method(bundle, Config(...))
+    method.total_steps(len(images))                                 # progress units run reports
+    out = method.run(inputs, generator=g, progress=callback)        # generator: every random draw
+
+A family is a registry (`Registry`) filled one line per method with `@REGISTRY.register("name")`.
+"""
 from __future__ import annotations
 
+import importlib
 from dataclasses import fields
+
+from .errors import ArtshieldError
+
+# family -> (package, name of its registry there)
+FAMILIES = {"protect": ("artshield.protect", "METHODS"), "purify": ("artshield.purify", "PURIFIERS"),
+            "mimic": ("artshield.mimic", "MIMICS"), "erase": ("artshield.erase", "ERASERS"),
+            "audit": ("artshield.audit", "AUDITS")}
 
 
 class Overridable:
@@ -17,12 +35,44 @@ class Overridable:
         return cls(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def registrar(table: dict):
-    """A class decorator factory: @register("name") sets cls.name and files the class in `table`."""
-    def register(name: str):
+class Registry(dict):
+    """The methods of one family by name."""
+
+    def __init__(self, family: str):
+        super().__init__()
+        self.family = family
+
+    def register(self, name: str):
+        """Class decorator: sets cls.name and files the class under `name`."""
         def wrap(cls):
             cls.name = name
-            table[name] = cls
+            self[name] = cls
             return cls
         return wrap
-    return register
+
+    def create(self, name: str, bundle=None, **options):
+        """The method `name` built on `bundle` with its config's defaults overridden by `options`."""
+        if name not in self:
+            raise ArtshieldError(f"unknown {self.family} method; choose one of {', '.join(self)}",
+                                 param="method", value=name)
+        cls = self[name]
+        return cls(bundle, cls.Config.with_overrides(**options))
+
+
+def registry(family: str) -> Registry:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+    package, attribute = FAMILIES[family]
+    return getattr(importlib.import_module(package), attribute)
+
+
+def make_method(family: str, name: str, bundle=None, **options):
+    """The one factory: method `name` of `family` (protect, purify, mimic, erase, audit)."""
+    return registry(family).create(name, bundle, **options)
+
+
+def seeded(generator, seed: int = 0):
+    """`generator`, or a CPU generator seeded with `seed` when none is given."""
+    import torch
+
+    return generator if generator is not None else torch.Generator("cpu").manual_seed(seed)

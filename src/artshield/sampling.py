@@ -16,13 +16,13 @@ from .models import ModelBundle
 def img2img(bundle: ModelBundle, images: torch.Tensor, prompts: list[str], strength: float,
             generator: torch.Generator, steps: int | None = None, guidance: float | None = None,
             eta: float = 0.0) -> torch.Tensor:
-    """(B, 3, H, W) images in [0, 1] (H and W multiples of the model's canvas unit, see canvas())
+    """(B, 3, H, W) images in [0, 1] (H and W multiples of the model's canvas unit, see models.views.canvas)
     -> (B, 3, H, W), in the order of `prompts`. eta = 0: deterministic DDIM; eta = 1: DDPM-like
     ancestral sampling (fresh noise each step, drawn from `generator`)."""
     if not 0 < strength <= 1:
         raise ValueError(f"strength must be in (0, 1], got {strength}")
-    steps = int(steps or bundle.defaults.get("steps", 30))
-    guidance = float(guidance if guidance is not None else bundle.defaults.get("guidance", 7.5))
+    steps = int(steps or bundle.conventions.steps)
+    guidance = float(guidance if guidance is not None else bundle.conventions.guidance)
     sampler = bundle.sampler()
     sampler.set_timesteps(steps, device=bundle.device)
     keep = max(1, min(steps, round(steps * strength)))
@@ -43,12 +43,3 @@ def img2img(bundle: ModelBundle, images: torch.Tensor, prompts: list[str], stren
         variance_noise = torch.randn(latents.shape, generator=generator).to(latents) if eta > 0 else None
         latents = sampler.step(pred, t, latents, eta=eta, variance_noise=variance_noise).prev_sample
     return bundle.decode(latents).float()
-
-
-def canvas(bundle: ModelBundle, height: int, width: int) -> tuple[int, int]:
-    """The size at which the model redraws an image of height x width: the short side at the
-    model's native size, the aspect ratio kept, both sides multiples of what the VAE and UNet
-    downsampling need."""
-    unit = bundle.latent_scale * 2 ** (len(bundle.unet.config.block_out_channels) - 1)
-    scale = bundle.image_size / min(height, width)
-    return (max(unit, round(height * scale / unit) * unit), max(unit, round(width * scale / unit) * unit))

@@ -1,8 +1,10 @@
 """audit: find the training images a model has memorised.
 
-    results, flagged = audit(bundle, prompts, truth=labels, training=images)
+    result = audit(bundle, prompts, truth=labels, training=images)
+    result.to_dict(), result.flagged
 
-Two methods, run on the same prompts:
+Two methods (registered in AUDITS, the same call shape as every other family), run on the same
+prompts:
     extract  the generate-and-filter attack (Carlini et al. 2023): N generations per prompt, the
              tiled-L2 clique rule, flagged generations matched to the training images
     detect   Wen et al. (2024): the magnitude of the text-conditional noise prediction over the
@@ -14,17 +16,20 @@ of the corpus's planted duplicates mixed with as many ordinary training captions
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from ..errors import ArtshieldError
 from ..models import ModelBundle
-from .detect import auc, membership_loss, text_conditional_magnitude
+from .base import AUDITS
+from .detect import Detect, DetectConfig, auc, membership_loss, text_conditional_magnitude
 from .distance import pairwise_tiled_l2, tiled_l2
-from .extract import ExtractConfig, extraction_attack, largest_clique, precision_recall
+from .extract import Extract, ExtractConfig, calibrate, extraction_attack, largest_clique, precision_recall
 
-METHODS = ("extract", "detect")
-__all__ = ["METHODS", "ExtractConfig", "audit", "auc", "corpus_prompts", "extraction_attack", "largest_clique",
+__all__ = ["AUDITS", "AuditResult", "AuditSet", "Detect", "DetectConfig", "Extract", "ExtractConfig", "audit", "auc",
+           "calibrate", "corpus_audit_set", "corpus_prompts", "extraction_attack", "largest_clique", "membership",
            "membership_loss", "pairwise_tiled_l2", "precision_recall", "text_conditional_magnitude", "tiled_l2"]
 
 
@@ -59,54 +64,111 @@ def corpus_prompts(seed: int = 0, control: str = "novel") -> tuple[list[str], li
     return [pairs[j][0] for j in order], [pairs[j][1] for j in order]
 
 
+@dataclass
+class AuditSet:
+    """Prompts with ground truth, and the training images to match flagged generations against."""
+
+    prompts: list[str]
+    truth: list[bool]
+    source: str
+    training: torch.Tensor
+    training_names: list[str]
+
+
+def corpus_audit_set(bundle: ModelBundle, seed: int = 0, control: str = "novel") -> AuditSet:
+    """mini's built-in audit: corpus_prompts, and the training images at the model's size."""
+    from .. import corpus
+
+    prompts, truth = corpus_prompts(seed, control)
+    items = corpus.items(split="train")
+    kind = "captions no training image has" if control == "novel" else "ordinary training captions"
+    return AuditSet(prompts, truth, f"mini's corpus: its {sum(truth)} planted-duplicate captions and as many {kind}",
+                    corpus.load_images(items, bundle.image_size), [i.file for i in items])
+
+
+def membership(bundle: ModelBundle, folder) -> tuple[dict, list[dict]]:
+    """Loss-based membership scores of the images of `folder` (captions from NAME.txt beside them),
+    and the files that could not be read."""
+    from ..io import read_captioned_folder
+    from ..models.views import model_views
+
+    found = read_captioned_folder(folder)
+    if not found.images:
+        raise ArtshieldError("no readable images", param="candidates", value=str(folder))
+    captions = [c or "" for c in found.captions]
+    scores = membership_loss(bundle, model_views(found.images, bundle.image_size), captions)
+    return {"method": "minus the denoising loss at fixed draws (higher: more likely a training member)",
+            "images": [{"file": str(f), "caption": c, "score": round(float(s), 6)}
+                       for f, c, s in zip(found.files, captions, scores)]}, found.failures
+
+
+@dataclass
+class AuditResult:
+    """What an audit found: one record per prompt (its scores, clique, match), the summary of each
+    method that ran, and the representative generation of every flagged prompt (by index)."""
+
+    per_prompt: list[dict]
+    detection: dict | None = None
+    extraction: dict | None = None
+    flagged: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out: dict = {"prompts": len(self.per_prompt)}
+        if self.detection is not None:
+            out["detection"] = self.detection
+        if self.extraction is not None:
+            out["extraction"] = self.extraction
+        out["per_prompt"] = self.per_prompt
+        return out
+
+
 def audit(bundle: ModelBundle, prompts: list[str], truth: list[bool] | None = None,
-          training: torch.Tensor | None = None, methods=METHODS, extract: ExtractConfig | None = None,
-          detect_generations: int = 4, detect_steps: int = 1, steps: int | None = None,
-          guidance: float | None = None, progress=None) -> tuple[dict, dict[int, torch.Tensor]]:
+          training: torch.Tensor | None = None, methods=tuple(AUDITS), extract: ExtractConfig | None = None,
+          detect: DetectConfig | None = None, progress=None) -> AuditResult:
+    """Run the audit `methods` on `prompts`. With `truth` (one label per prompt: memorised or not),
+    the summaries carry precision/recall and AUC; with `training` (the training images at the
+    generations' size), flagged generations are matched to their nearest training image."""
     if not prompts:
         raise ValueError("the audit needs at least one prompt")
-    unknown = sorted(set(methods) - set(METHODS))
+    unknown = sorted(set(methods) - set(AUDITS))
     if unknown:
-        raise ValueError(f"unknown audit method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+        raise ValueError(f"unknown audit method(s) {', '.join(unknown)}; known: {', '.join(AUDITS)}")
     if truth is not None and len(truth) != len(prompts):
         raise ValueError("one ground-truth label per prompt")
-    per_prompt = [{"prompt": p} if truth is None else {"prompt": p, "memorised": bool(t)}
-                  for p, t in zip(prompts, truth or [None] * len(prompts))]
-    results: dict = {"prompts": len(prompts)}
-    flagged: dict[int, torch.Tensor] = {}
+    result = AuditResult([{"prompt": p} if truth is None else {"prompt": p, "memorised": bool(t)}
+                          for p, t in zip(prompts, truth or [None] * len(prompts))])
     if "detect" in methods:
+        method = Detect(bundle, detect)
         t0 = time.time()
-        scores = text_conditional_magnitude(bundle, prompts, generations=detect_generations, steps=detect_steps,
-                                            sampling_steps=steps, guidance=guidance, progress=progress)
+        scores = method.run(prompts, progress=progress)
         seconds = time.time() - t0
-        for rec, s in zip(per_prompt, scores):
-            rec["magnitude"] = round(float(s), 5)
-        results["detection"] = {"method": "text-conditional noise magnitude (Wen et al. 2024)",
-                                "generations": detect_generations, "steps": detect_steps,
-                                "seconds_per_prompt": round(seconds / len(prompts), 4)}
+        for rec, score in zip(result.per_prompt, scores):
+            rec["magnitude"] = round(float(score), 5)
+        result.detection = {"method": "text-conditional noise magnitude (Wen et al. 2024)",
+                            "generations": method.config.generations, "steps": method.config.steps,
+                            "seconds_per_prompt": round(seconds / len(prompts), 4)}
         if truth is not None and 0 < sum(truth) < len(truth):
-            results["detection"]["auc"] = round(auc(scores, truth), 4)
+            result.detection["auc"] = round(auc(scores, truth), 4)
     if "extract" in methods:
-        cfg = extract or ExtractConfig()
+        method = Extract(bundle, (extract or ExtractConfig()).calibrated(training))
         t0 = time.time()
-        records, flagged = extraction_attack(bundle, prompts, cfg, training=training, steps=steps,
-                                             guidance=guidance, progress=progress)
+        records, result.flagged = method.run(prompts, progress=progress, training=training)
         seconds = time.time() - t0
-        for rec, r in zip(per_prompt, records):
+        for rec, r in zip(result.per_prompt, records):
             rec.update({k: v for k, v in r.items() if k != "prompt"})
-        filter_cpu = [r["filter_cpu_seconds"] for r in records]
-        results["extraction"] = {"method": "generate-and-filter (Carlini et al. 2023)",
-                                 "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
-                                 "seconds_per_prompt": round(seconds / len(prompts), 3),
-                                 "filter_cpu_seconds_per_prompt": round(float(np.mean(filter_cpu)), 4)}
+        cfg = method.config
+        result.extraction = {"method": "generate-and-filter (Carlini et al. 2023)",
+                             "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+                             "seconds_per_prompt": round(seconds / len(prompts), 3),
+                             "filter_cpu_seconds_per_prompt": round(float(np.mean(
+                                 [r["filter_cpu_seconds"] for r in records])), 4)}
         if truth is not None:
             # a flag counts as an extraction once a training image lies within delta of it
             # (when the training images are known); else every flag counts
             decided = [r.get("extracted", r["flagged"]) for r in records]
-            results["extraction"].update(precision_recall(decided, truth))
-            results["extraction"]["basis"] = "flagged and matched to a training image" if training is not None \
-                else "flagged by the clique rule"
+            result.extraction.update(precision_recall(decided, truth))
+            result.extraction["basis"] = ("flagged and matched to a training image" if training is not None
+                                          else "flagged by the clique rule")
             if training is not None:
-                results["extraction"]["clique_rule_only"] = precision_recall([r["flagged"] for r in records], truth)
-    results["per_prompt"] = per_prompt
-    return results, flagged
+                result.extraction["clique_rule_only"] = precision_recall([r["flagged"] for r in records], truth)
+    return result

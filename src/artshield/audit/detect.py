@@ -12,10 +12,51 @@ auc  the area under the ROC curve of scores against labels (Mann-Whitney, ties c
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from ..models import ModelBundle
+from ..models.diffusion import denoising_loss
+from ..options import Overridable
+from .base import register
+
+
+@dataclass
+class DetectConfig(Overridable):
+    generations: int = 4              # seeds per prompt
+    steps: int = 1                    # first sampling steps averaged
+    sampling_steps: int | None = None # the DDIM schedule (None: the model's)
+    guidance: float | None = None     # guidance of the sampling steps (None: the model's)
+    seed: int = 0                     # generation g starts from the noise of seed + g
+    batch_size: int = 64
+
+    def __post_init__(self):
+        if self.generations < 1 or self.steps < 1 or self.batch_size < 1:
+            raise ValueError("generations, steps and batch_size must be at least 1")
+
+
+@register("detect")
+class Detect:
+    """Wen et al.'s detector as a method: one score per prompt, higher for memorised prompts."""
+
+    Config = DetectConfig
+
+    def __init__(self, bundle: ModelBundle, config: DetectConfig | None = None):
+        self.bundle = bundle
+        self.config = config or self.Config()
+
+    def total_steps(self, n_prompts: int) -> int:
+        return n_prompts * self.config.generations
+
+    def run(self, prompts: list[str], generator=None, progress=None) -> np.ndarray:
+        """Scores per prompt. The noise of generation g is seeded config.seed + g for every prompt
+        (the same starting points for all, so scores compare), so `generator` is not used."""
+        c = self.config
+        return text_conditional_magnitude(self.bundle, prompts, generations=c.generations, steps=c.steps,
+                                          sampling_steps=c.sampling_steps, guidance=c.guidance, seed=c.seed,
+                                          batch_size=c.batch_size, progress=progress)
 
 
 @torch.no_grad()
@@ -26,8 +67,8 @@ def text_conditional_magnitude(bundle: ModelBundle, prompts: list[str], generati
     of DDIM sampling (guided like a generation, so later steps see realistic x_t)."""
     if generations < 1 or steps < 1:
         raise ValueError("generations and steps must be at least 1")
-    sampling_steps = int(sampling_steps or bundle.defaults.get("steps", 50))
-    guidance = float(guidance if guidance is not None else bundle.defaults.get("guidance", 7.5))
+    sampling_steps = int(sampling_steps or bundle.conventions.steps)
+    guidance = float(guidance if guidance is not None else bundle.conventions.guidance)
     sampler = bundle.sampler()
     sampler.set_timesteps(sampling_steps, device=bundle.device)
     unet = bundle.unet
@@ -61,8 +102,6 @@ def membership_loss(bundle: ModelBundle, images: torch.Tensor, captions: list[st
                     batch_size: int = 32) -> np.ndarray:
     """Minus the mean denoising loss of each image (N, 3, H, W in [0, 1], at the model's size) under
     fixed noise draws at `timesteps`; with captions, conditioned on them (members were trained so)."""
-    from ..protect.base import diffusion_target
-
     out = []
     captions = captions or [""] * len(images)
     for start in range(0, len(images), batch_size):
@@ -73,11 +112,8 @@ def membership_loss(bundle: ModelBundle, images: torch.Tensor, captions: list[st
         g = torch.Generator().manual_seed(seed)
         for t_value in timesteps:
             for _ in range(draws):
-                noise = torch.randn(z.shape, generator=g).to(z)
-                t = torch.full((len(x),), t_value, device=bundle.device, dtype=torch.long)
-                pred = bundle.unet(bundle.scheduler.add_noise(z, noise, t), t, encoder_hidden_states=ctx).sample
-                target = diffusion_target(bundle, z, noise, t)
-                losses += (pred.float() - target.float()).pow(2).flatten(1).mean(1).cpu()
+                t = torch.full((len(x),), t_value, dtype=torch.long)
+                losses += denoising_loss(bundle, z, ctx, g, t).cpu()
         out.append(-(losses / (len(timesteps) * draws)))
     return torch.cat(out).numpy()
 

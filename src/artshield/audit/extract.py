@@ -22,32 +22,72 @@ always backed by a real clique and the reported size is a lower bound of the max
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from ..generate import generate
 from ..models import ModelBundle
+from ..options import Overridable
+from .base import register
 from .distance import pairwise_tiled_l2
 
 
 @dataclass
-class ExtractConfig:
+class ExtractConfig(Overridable):
     generations: int = 500          # N per caption (the paper's)
-    threshold: float = 0.15         # delta, on the normalised L2 with pixels in [0, 1]
+    threshold: float | str = 0.15   # delta, on the normalised L2 with pixels in [0, 1]; "auto": calibrate
+                                    # on the training images (both deltas, see calibrate)
     match_threshold: float | None = None   # delta for the match to training images; None: threshold
     min_clique: int = 10            # the paper's 10 of 500
     grid: int = 4                   # tiles per side: 16 tiles, 128x128 each at 512x512
     starts: int = 32                # greedy clique searches, from the highest-degree vertices
     seed: int = 0
     batch_size: int = 64
+    sampling_steps: int | None = None   # None: the model's
+    guidance: float | None = None       # None: the model's
 
     def __post_init__(self):
-        if self.generations < 2 or self.min_clique < 2 or self.threshold <= 0 or self.grid < 1 or self.starts < 1 \
+        if self.threshold != "auto" and not (isinstance(self.threshold, (int, float)) and self.threshold > 0):
+            raise ValueError(f"threshold must be positive or 'auto', not {self.threshold!r}")
+        if self.generations < 2 or self.min_clique < 2 or self.grid < 1 or self.starts < 1 \
                 or (self.match_threshold is not None and self.match_threshold <= 0):
             raise ValueError("generations and min_clique must be at least 2, threshold positive, grid and "
                              "starts at least 1")
+
+    def calibrated(self, training: torch.Tensor | None) -> ExtractConfig:
+        """This config with threshold "auto" replaced by both deltas calibrated on `training`."""
+        if self.threshold != "auto":
+            return self
+        if training is None:
+            raise ValueError("threshold 'auto' needs the training images")
+        tiled, plain = calibrate(training, self.grid)
+        return replace(self, threshold=tiled, match_threshold=plain)
+
+
+@register("extract")
+class Extract:
+    """The generate-and-filter attack as a method: a record per prompt, and the representative
+    generation of each flagged prompt."""
+
+    Config = ExtractConfig
+
+    def __init__(self, bundle: ModelBundle, config: ExtractConfig | None = None):
+        self.bundle = bundle
+        self.config = config or self.Config()
+
+    def total_steps(self, n_prompts: int) -> int:
+        return n_prompts * self.config.generations
+
+    def run(self, prompts: list[str], generator=None, progress=None,
+            training: torch.Tensor | None = None) -> tuple[list[dict], dict[int, torch.Tensor]]:
+        """Generation i of every prompt uses seed config.seed + i (the generate contract), so
+        `generator` is not used. `training`: the training images, at the generations' size, to
+        match flagged generations against."""
+        c = self.config.calibrated(training)
+        return extraction_attack(self.bundle, prompts, c, training=training, steps=c.sampling_steps,
+                                 guidance=c.guidance, progress=progress)
 
 
 def largest_clique(adjacent: np.ndarray, starts: int = 32) -> list[int]:

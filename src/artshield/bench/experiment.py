@@ -31,7 +31,7 @@ from .. import corpus
 from ..generate import generate
 from ..io import grid, write_image, write_json
 from ..metrics.distribution import frechet_distance
-from ..metrics.image import lpips, psnr, ssim
+from ..metrics.image import visibility
 from ..metrics.judge import Judge
 from ..metrics.precision_recall import precision_recall
 from ..mimic import mimic
@@ -185,7 +185,7 @@ class Runner:
         pkey = key + (cell.purifier,)
         if pkey not in self.conditions:
             opts = self.preset.purify_options.get(cell.purifier, {})
-            purified = purify(protected, cell.purifier, bundle=self.bundle, seed=cell.seed, **opts)
+            purified = purify(self.bundle, protected, cell.purifier, seed=cell.seed, **opts)
             self.conditions[pkey] = (purified, {**figures, **_visibility("purifier", protected, purified)})
         return self.conditions[pkey]
 
@@ -194,9 +194,7 @@ class Runner:
         images, figures = self.condition_images(cell)
         steps = self.preset.mimicry_steps.get(cell.mimicry, 300)
         adapter = mimic(self.bundle, images, data.captions, cell.mimicry, steps=steps, seed=cell.seed, batch_size=8)
-        from ..models import load_model
-
-        adapted = adapter.apply(_fresh_copy(self.bundle, load_model))
+        adapted = adapter.apply(self.bundle.copy())
         generations = generate(adapted, [adapter.prompt(p) for p in data.prompts], seed=cell.seed)
         styles, _ = self.judge.predict(generations)
         f_gen = self.judge.features(generations).numpy()
@@ -218,9 +216,9 @@ class Runner:
 
 
 def _visibility(prefix: str, before: list[torch.Tensor], after: list[torch.Tensor]) -> dict:
-    return {f"{prefix}_psnr_db": float(np.mean([psnr(b, a) for a, b in zip(after, before)])),
-            f"{prefix}_ssim": float(np.mean([ssim(b, a) for a, b in zip(after, before)])),
-            f"{prefix}_lpips": float(np.mean([lpips(b, a) for a, b in zip(after, before)]))}
+    """Mean PSNR, SSIM and LPIPS of each changed image against its original."""
+    each = [visibility(b, a, exact=True) for a, b in zip(after, before)]
+    return {f"{prefix}_{key}": float(np.mean([v[key] for v in each])) for key in ("psnr_db", "ssim", "lpips")}
 
 
 def _counts(names: list[str]) -> dict:
@@ -228,15 +226,6 @@ def _counts(names: list[str]) -> dict:
     for n in names:
         out[n] = out.get(n, 0) + 1
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-
-def _fresh_copy(bundle: ModelBundle, load_model) -> ModelBundle:
-    """A bundle whose UNet, text encoder and tokenizer can take an adaptation; the VAE is shared."""
-    import copy
-
-    return ModelBundle(vae=bundle.vae, unet=copy.deepcopy(bundle.unet), text_encoder=copy.deepcopy(bundle.text_encoder),
-                       tokenizer=copy.deepcopy(bundle.tokenizer), scheduler=bundle.scheduler, spec=bundle.spec,
-                       source=bundle.source, device=bundle.device, dtype=bundle.dtype, defaults=dict(bundle.defaults))
 
 
 def summary(records: list[dict], preset: Preset) -> list[dict]:
@@ -261,3 +250,15 @@ def summary(records: list[dict], preset: Preset) -> list[dict]:
         row["verdict"] = verdict(row)
         rows.append(row)
     return rows
+
+
+def run_preset(bundle: ModelBundle, name: str, out: Path, log=print) -> dict:
+    """Run (or resume) the preset `name` with its cells stored in OUT/cells/; the results of every
+    cell and the verdict table, as results.json holds them (without the environment)."""
+    preset = PRESETS[name]
+    start = time.time()
+    log(f"bench {name}: {len(cells(preset))} cells; finished ones in {Path(out) / 'cells'} are reused")
+    records = Runner(bundle, Judge.load(), preset, Path(out), log=log).run()
+    return {"command": f"artshield bench --preset {name} -o {out}", "preset_name": name, "preset": asdict(preset),
+            "model": bundle.describe(), "summary": summary(records, preset), "cells": records,
+            "seconds": round(time.time() - start, 1)}

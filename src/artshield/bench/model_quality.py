@@ -19,14 +19,11 @@ import torch.nn.functional as F
 
 from .. import corpus
 from ..generate import generate
+from ..io import grid
 from ..metrics.distribution import frechet_distance, kernel_distance
+from ..metrics.image import psnr_per_image
 from ..metrics.judge import Judge
 from ..models import ModelBundle
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    return 10 * torch.log10(1.0 / mse)
 
 
 @torch.no_grad()
@@ -34,7 +31,8 @@ def vae_psnr(bundle: ModelBundle, images: torch.Tensor, batch_size: int = 64) ->
     size = bundle.image_size
     if images.shape[-1] != size:
         images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
-    values = [psnr(bundle.decode(bundle.encode(chunk)).float().cpu(), chunk) for chunk in images.split(batch_size)]
+    values = [psnr_per_image(bundle.decode(bundle.encode(chunk)).float().cpu(), chunk)
+              for chunk in images.split(batch_size)]
     return float(torch.cat(values).mean())
 
 
@@ -90,3 +88,26 @@ def run(bundle: ModelBundle, judge: Judge, seed: int = 0, per_theme: int = 16, s
         "seconds": round(time.time() - start, 1),
     }
     return results, images, items
+
+
+def sample_sheet(images: torch.Tensor, items: list[corpus.Item], columns: int = 8) -> tuple[torch.Tensor, list[str]]:
+    """One row per training theme, its first `columns` generations; and their captions."""
+    rows = []
+    for theme in corpus.themes(heldout=False):
+        rows.extend([k for k, it in enumerate(items) if it.theme == theme][:columns])
+    return grid(images[rows], columns=columns), [items[k].caption for k in rows]
+
+
+def generations(per_theme: int) -> int:
+    return per_theme * len(corpus.themes(heldout=False))
+
+
+def report(bundle: ModelBundle, seed: int = 0, per_theme: int = 16, steps: int | None = None,
+           guidance: float | None = None, progress=None) -> tuple[dict, torch.Tensor]:
+    """The figures as results.json holds them, and the sample sheet (samples.png)."""
+    figures, images, items = run(bundle, Judge.load(), seed=seed, per_theme=per_theme, steps=steps,
+                                 guidance=guidance, progress=progress)
+    sheet, captions = sample_sheet(images, items)
+    return {"model": bundle.describe(), "seed": seed, "per_theme": per_theme, **figures,
+            "samples": {"file": "samples.png", "rows": "training themes in corpus order, 8 captions each",
+                        "captions": captions}}, sheet

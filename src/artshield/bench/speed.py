@@ -24,8 +24,7 @@ from pathlib import Path
 import torch
 
 from ..models import load_model, resolve_device
-from ..protect import make_method
-from ..protect.engine import PGD
+from ..options import make_method
 
 METHODS = ("advdm", "sds")
 
@@ -66,8 +65,9 @@ def time_steps(bundle, method: str, batch: int, steps: int, seed: int = 0) -> di
     size = bundle.image_size
     g = torch.Generator("cpu").manual_seed(seed)
     images = [torch.rand(3, size, size, generator=g) for _ in range(batch)]
-    prot = make_method(bundle, method, seed=seed, steps=steps + 1)
-    pgd = PGD(images, prot.config.budget_spec(), size, prot.generator, bundle.device)
+    prot = make_method("protect", method, bundle, steps=steps + 1)
+    prot.generator = torch.Generator("cpu").manual_seed(seed)
+    pgd = prot.engine(images)
     prot.setup(pgd)
     sync = (lambda: torch.cuda.synchronize(bundle.device)) if bundle.device.type == "cuda" else (lambda: None)
     times = []

@@ -10,23 +10,15 @@ a model whose styles and concepts the judge knows (mini).
 from __future__ import annotations
 
 from ..models import ModelBundle
+from ..models.weights import Edit
 from . import esd, uce  # noqa: F401  (registers the methods)
-from .base import ERASERS, Edit, EraseConfig, Eraser, is_edit_folder, select_parameters
+from .base import ERASERS, EraseConfig, Eraser, select_parameters
 
-__all__ = ["ERASERS", "Edit", "EraseConfig", "Eraser", "erase", "is_edit_folder", "make_eraser",
-           "select_parameters"]
-
-
-def make_eraser(method: str, **options) -> Eraser:
-    try:
-        cls = ERASERS[method]
-    except KeyError:
-        raise ValueError(f"unknown erasure method {method!r}; known: {', '.join(ERASERS)}") from None
-    return cls(cls.Config.with_overrides(**options))
+__all__ = ["ERASERS", "Edit", "EraseConfig", "Eraser", "erase", "select_parameters"]
 
 
 def erase(bundle: ModelBundle, concepts: list[str] | str, method: str = "esd-x", progress=None, **options) -> Edit:
     """Erase `concepts` from a copy of the bundle's UNet; the bundle itself is left as it was."""
     if isinstance(concepts, str):
         concepts = [concepts]
-    return make_eraser(method, **options).erase(bundle, list(concepts), progress=progress)
+    return ERASERS.create(method, bundle, **options).run(list(concepts), progress=progress)

@@ -1,29 +1,26 @@
-"""What every erasure shares: which UNet weights it may change, the prompts it edits, and the
-saved edit.
+"""What every erasure shares: which UNet weights it may change and the prompts it edits.
 
-An edit is a folder: edit.safetensors holds only the UNet tensors that changed (named as in the
-UNet's state dict) and edit.json says which base model they belong to and how they were made.
-`load_model(FOLDER)` recognises such a folder, loads the base model and puts the tensors on it, so
-every command (generate, protect, mimic, bench) runs on an erased model like on any other.
+An erasure returns an Edit (models.weights): a folder whose edit.safetensors holds only the UNet
+tensors that changed (named as in the UNet's state dict) and whose edit.json says which base model
+they belong to and how they were made. `load_model(FOLDER)` recognises such a folder, loads the
+base model and puts the tensors on it, so every command (generate, protect, mimic, bench) runs on
+an erased model like on any other.
 """
 from __future__ import annotations
 
-import json
 import re
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import torch
-from safetensors.torch import load_file
 
 from ..errors import ArtshieldError
 from ..models import ModelBundle
-from ..options import Overridable, registrar
+from ..models.weights import Edit
+from ..options import Overridable, Registry
 
-ERASERS: dict[str, type[Eraser]] = {}
-register = registrar(ERASERS)
-EDIT_FILE, EDIT_INFO = "edit.safetensors", "edit.json"
+ERASERS = Registry("erase")
+register = ERASERS.register
 
 # Parameter groups by name, valid for every diffusers UNet2DConditionModel (SD 1.x/2.x, SDXL):
 # cross-attention lives in `...transformer_blocks.N.attn2.*`; self-attention is attn1.
@@ -71,7 +68,7 @@ def concept_prompts(concepts: list[str], templates: list[str]) -> list[list[str]
 
 @dataclass
 class EraseConfig(Overridable):
-    templates: list[str] | None = None   # None: the model's "erase_templates" convention, else none
+    templates: list[str] | None = None   # None: the model's erase_templates convention (none by default)
     seed: int = 0
 
     def __post_init__(self):
@@ -80,72 +77,34 @@ class EraseConfig(Overridable):
 
 
 class Eraser(ABC):
-    """One erasure method. `erase` returns an Edit and leaves the given bundle unchanged."""
+    """One erasure method, built from a bundle and a config. `run` returns an Edit and leaves the
+    bundle unchanged."""
 
     name = ""
     Config = EraseConfig
 
-    def __init__(self, config: EraseConfig | None = None):
+    def __init__(self, bundle: ModelBundle, config: EraseConfig | None = None):
+        self.bundle = bundle
         self.config = config or self.Config()
 
-    def templates(self, bundle: ModelBundle) -> list[str]:
+    def templates(self) -> list[str]:
         if self.config.templates is not None:
             return list(self.config.templates)
-        return list(bundle.defaults.get("erase_templates", []))
+        return list(self.bundle.conventions.erase_templates)
 
     @abstractmethod
-    def erase(self, bundle: ModelBundle, concepts: list[str], progress=None) -> Edit:
-        """Remove `concepts` from a copy of the bundle's UNet and return the changed tensors."""
+    def run(self, concepts: list[str], generator: torch.Generator | None = None, progress=None) -> Edit:
+        """Remove `concepts` from a copy of the bundle's UNet and return the changed tensors; random
+        draws from `generator` (else one seeded with config.seed)."""
+
+    @abstractmethod
+    def total_steps(self, n_concepts: int) -> int:
+        """Progress units `run` reports."""
 
 
-@dataclass
-class Edit:
-    method: str
-    tensors: dict[str, torch.Tensor]
-    info: dict = field(default_factory=dict)
-
-    def save(self, folder: str | Path) -> Path:
-        from ..io import write_weights
-
-        return write_weights(self.tensors, self.info, folder, EDIT_FILE, EDIT_INFO, self.method)
-
-    @classmethod
-    def load(cls, folder: str | Path) -> Edit:
-        folder = Path(folder)
-        try:
-            info = json.loads((folder / EDIT_INFO).read_text())
-            tensors = load_file(str(folder / EDIT_FILE))
-            method, base = info["method"], info["base_model"]
-        except (OSError, ValueError, KeyError) as e:
-            raise ArtshieldError(f"--model {folder}: not a readable artshield edit ({e})") from None
-        if not isinstance(base, str) or not base:
-            raise ArtshieldError(f"--model {folder}: {EDIT_INFO} names no base model")
-        return cls(method, tensors, info)
-
-    def apply(self, bundle: ModelBundle) -> ModelBundle:
-        """Put the edited tensors on `bundle`'s UNet, in place, and return the bundle."""
-        params = dict(bundle.unet.named_parameters())
-        unknown = sorted(set(self.tensors) - set(params))
-        if unknown:
-            raise ArtshieldError(f"this edit does not fit the model {bundle.spec}: it has no parameter {unknown[0]}")
-        with torch.no_grad():
-            for name, value in self.tensors.items():
-                if params[name].shape != value.shape:
-                    raise ArtshieldError(f"this edit does not fit the model {bundle.spec}: {name} is "
-                                         f"{tuple(params[name].shape)} there, {tuple(value.shape)} in the edit")
-                params[name].copy_(value.to(params[name].dtype))
-        return bundle
-
-
-def is_edit_folder(path: Path) -> bool:
-    return (path / EDIT_INFO).is_file() and (path / EDIT_FILE).is_file()
-
-
-def base_spec(bundle: ModelBundle) -> str:
-    """How edit.json names the base model: "mini", a hub id, or an absolute folder path."""
-    if bundle.source in ("folder", "edit"):   # an edit of an edit names the first edit's folder
-        return str(Path(bundle.spec).expanduser().resolve())
-    return bundle.spec
+def check_concepts(concepts: list[str]) -> None:
+    if not concepts or any(not c.strip() for c in concepts):
+        raise ArtshieldError("give at least one concept, none of them empty", param="concepts", value=concepts)
 
 
 def config_dict(config) -> dict:

@@ -26,8 +26,8 @@ copy of the trained tensors only (ESD-x on SD 1.x: 44M parameters; ESD-u: about 
 Scaling to another model. What matters is how far the trained weights move, roughly
 iterations x lr relative to the scale the model was trained at. SD 1.4 was trained at lr 1e-4
 and ESD uses a tenth of that for 1000 steps. A small model trained at a higher rate (mini: 3e-4,
-on 64-image batches) declares its own `esd_x_lr`, `esd_u_lr` and `esd_iterations` next to its
-sampling defaults; they were measured on it (see docs/results/erase/).
+on 64-image batches) declares its own rates (ModelConventions.learning_rates "esd-x", "esd-u"),
+esd_iterations and esd_ddim_steps; they were measured on it (see docs/results/erase/).
 """
 from __future__ import annotations
 
@@ -39,8 +39,9 @@ from dataclasses import dataclass
 import torch
 from torch.func import functional_call
 
-from ..models import ModelBundle
-from .base import EraseConfig, Eraser, Edit, base_spec, concept_prompts, config_dict, register, select_parameters
+from ..models.weights import Edit, base_spec
+from ..options import seeded
+from .base import EraseConfig, Eraser, check_concepts, concept_prompts, config_dict, register, select_parameters
 
 VARIANT_GROUPS = {"esd-x": "cross-attention", "esd-u": "non-cross-attention", "esd-x-strict": "cross-attention-kv"}
 
@@ -48,11 +49,11 @@ VARIANT_GROUPS = {"esd-x": "cross-attention", "esd-u": "non-cross-attention", "e
 @dataclass
 class ESDConfig(EraseConfig):
     eta: float = 1.0                  # negative guidance strength; "ESD-u-3" in the paper is eta = 3
-    iterations: int | None = None     # None: the model's "esd_iterations" if declared, else 1000
-    lr: float | None = None           # None: the model's "<variant>_lr" if declared, else 1e-5
+    iterations: int | None = None     # None: the model's esd_iterations if declared, else 1000
+    lr: float | None = None           # None: the model's rate for the variant if declared, else 1e-5
     batch_size: int = 1
     ddim_steps: int | None = None     # the sampling schedule x_t is drawn from; None: the model's
-                                      # "esd_ddim_steps" if declared, else 50
+                                      # esd_ddim_steps if declared, else 50
     start_guidance: float = 3.0       # guidance while sampling x_t from the edited model
 
     def __post_init__(self):
@@ -70,34 +71,38 @@ def esd_target(e_uncond: torch.Tensor, e_cond: torch.Tensor, eta: float) -> torc
     return e_uncond - eta * (e_cond - e_uncond)
 
 
+PAPER_ITERATIONS, PAPER_LR, PAPER_DDIM_STEPS = 1000, 1e-5, 50
+
+
 class ESD(Eraser):
     Config = ESDConfig
-    variant = ""
 
-    def settings(self, bundle: ModelBundle) -> tuple[int, float, int]:
+    def settings(self) -> tuple[int, float, int]:
         """(iterations, lr, ddim_steps): the config's, else the model's declared ones, else the paper's."""
-        cfg = self.config
-        iterations = cfg.iterations or int(bundle.defaults.get("esd_iterations", 1000))
-        lr = cfg.lr or float(bundle.defaults.get(f"{self.variant.replace('-', '_')}_lr", 1e-5))
-        ddim_steps = cfg.ddim_steps or int(bundle.defaults.get("esd_ddim_steps", 50))
-        return iterations, lr, ddim_steps
+        cfg, conv = self.config, self.bundle.conventions
+        iterations = cfg.iterations or conv.esd_iterations or PAPER_ITERATIONS
+        lr = cfg.lr or conv.learning_rate(self.name, PAPER_LR)
+        ddim_steps = cfg.ddim_steps or conv.esd_ddim_steps or PAPER_DDIM_STEPS
+        return int(iterations), float(lr), int(ddim_steps)
 
-    def erase(self, bundle: ModelBundle, concepts: list[str], progress=None) -> Edit:
-        if not concepts or any(not c.strip() for c in concepts):
-            raise ValueError("give at least one concept, none of them empty")
-        cfg = self.config
-        iterations, lr, ddim_steps = self.settings(bundle)
+    def total_steps(self, n_concepts: int) -> int:
+        return self.settings()[0]
+
+    def run(self, concepts: list[str], generator: torch.Generator | None = None, progress=None) -> Edit:
+        check_concepts(concepts)
+        cfg, bundle = self.config, self.bundle
+        iterations, lr, ddim_steps = self.settings()
         start = time.time()
-        g = torch.Generator("cpu").manual_seed(cfg.seed)
+        g = seeded(generator, cfg.seed)
         dev = bundle.device
         # fp32 master weights; half-precision models run the forward passes under autocast
         unet = copy.deepcopy(bundle.unet).float().eval().requires_grad_(False)
-        names = select_parameters(unet, VARIANT_GROUPS[self.variant])
+        names = select_parameters(unet, VARIANT_GROUPS[self.name])
         params = dict(unet.named_parameters())
         trained = [params[n].requires_grad_(True) for n in names]
         original = {n: params[n].detach().clone() for n in names}
 
-        prompts = [p for group in concept_prompts(concepts, self.templates(bundle)) for p in group]
+        prompts = [p for group in concept_prompts(concepts, self.templates()) for p in group]
         with torch.no_grad():
             contexts = bundle.embed(prompts).float()
             uncond = bundle.embed([""]).float()
@@ -142,14 +147,14 @@ class ESD(Eraser):
 
 @register("esd-x")
 class ESDX(ESD):
-    variant = "esd-x"
+    pass
 
 
 @register("esd-u")
 class ESDU(ESD):
-    variant = "esd-u"
+    pass
 
 
 @register("esd-x-strict")
 class ESDXStrict(ESD):
-    variant = "esd-x-strict"
+    pass

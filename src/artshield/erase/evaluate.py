@@ -14,7 +14,6 @@ Every figure uses the same prompts and seeds before and after.
 """
 from __future__ import annotations
 
-import copy
 import re
 import time
 from dataclasses import dataclass
@@ -24,10 +23,11 @@ import torch
 
 from .. import corpus
 from ..generate import generate
+from ..io import grid
 from ..metrics.distribution import frechet_distance
 from ..metrics.judge import Judge
 from ..models import ModelBundle
-from .base import Edit
+from ..models.weights import Edit
 
 TRIGGER = "sks"
 
@@ -125,14 +125,8 @@ def measure(bundle: ModelBundle, judge: Judge, target: Target, targets: list, ot
 
 
 def edited(bundle: ModelBundle, edit: Edit) -> ModelBundle:
-    """A bundle sharing `bundle`'s VAE, with a copy of its UNet (text encoder, tokenizer) and the
-    edit applied; `bundle` stays as it was."""
-    out = copy.copy(bundle)
-    out.unet = copy.deepcopy(bundle.unet)
-    out.text_encoder = copy.deepcopy(bundle.text_encoder)
-    out.tokenizer = copy.deepcopy(bundle.tokenizer)
-    out.defaults = dict(bundle.defaults)
-    return edit.apply(out)
+    """A copy of `bundle` (sharing its VAE) with the edit applied; `bundle` stays as it was."""
+    return edit.apply(bundle.copy())
 
 
 def recovery_attack(bundle: ModelBundle, target: Target, steps: int, seed: int, progress=None):
@@ -146,10 +140,7 @@ def recovery_attack(bundle: ModelBundle, target: Target, steps: int, seed: int, 
     images = list(corpus.load_images(real, max(bundle.image_size, 32)))
     adapter = mimic(bundle, images, [target.swap(i.caption, TRIGGER) for i in real], "textual-inversion",
                     steps=steps, seed=seed, trigger=TRIGGER, progress=progress)
-    attacked = copy.copy(bundle)
-    attacked.text_encoder = copy.deepcopy(bundle.text_encoder)
-    attacked.tokenizer = copy.deepcopy(bundle.tokenizer)
-    adapter.apply(attacked)
+    attacked = adapter.apply(bundle.copy(unet=False, text=True))
     return attacked, (lambda it: adapter.prompt(target.swap(it.caption, TRIGGER))), len(real)
 
 
@@ -181,3 +172,43 @@ def evaluate(base: ModelBundle, edit: Edit, target: Target, judge: Judge | None 
         images["recovery"] = img_rec
     results["evaluation_seconds"] = round(time.time() - start, 1)
     return results, images
+
+
+def judged_targets(bundle: ModelBundle, concepts: list[str]) -> dict[str, Target | None]:
+    """For each concept, what the judge calls it (None where it cannot tell); {} for models the
+    judge was not made for (it knows the styles and concepts of mini's corpus only)."""
+    if not bundle.conventions.corpus:
+        return {}
+    return {c: parse_target(c) for c in concepts}
+
+
+def default_preserve(targets: dict[str, Target | None], seed: int, n_target: int, per_other: int) -> list[str] | None:
+    """UCE's preserved prompts when the user names none: on a corpus model, captions of the other
+    styles (concepts) that the evaluation with the same seed does not use; else None (the method's
+    own default)."""
+    if not targets or not all(targets.values()):
+        return None
+    return sorted({p for t in targets.values() for p in preserve_captions(t, seed, n_target, per_other)})
+
+
+def evaluate_all(base: ModelBundle, edit: Edit, targets: dict[str, Target | None], concepts: list[str],
+                 seed: int = 0, n_target: int = 32, per_other: int = 8, recovery_steps: int = 300, steps=None,
+                 guidance=None, progress=None) -> list[tuple[dict, torch.Tensor | None]]:
+    """Every concept's evaluation record, with a grid of its target generations (8 per row: before,
+    after, after the recovery attack); a record says why it was "skipped" (and the grid is None)
+    where the judge cannot evaluate."""
+    if not targets:
+        return [({"concept": c, "skipped": "the judge knows the styles and concepts of mini's corpus only"}, None)
+                for c in concepts]
+    out = []
+    for concept, target in targets.items():
+        if target is None:
+            out.append(({"concept": concept, "skipped": "not a training style or concept the judge knows"}, None))
+            continue
+        results, images = evaluate(base, edit, target, seed=seed, n_target=n_target, per_other=per_other,
+                                   recovery_steps=recovery_steps, steps=steps, guidance=guidance,
+                                   progress=progress)
+        rows = [k for k in ("before", "after", "recovery") if k in images]
+        out.append(({"concept": concept, **results, "grid_rows": rows},
+                    grid(torch.cat([images[k][:8] for k in rows]), columns=min(8, len(images[rows[0]])))))
+    return out

@@ -25,13 +25,14 @@ from dataclasses import dataclass
 import torch
 
 from ..models import ModelBundle
-from .base import EraseConfig, Eraser, Edit, base_spec, config_dict, register, select_parameters
+from ..models.weights import Edit, base_spec
+from .base import EraseConfig, Eraser, check_concepts, config_dict, register, select_parameters
 
 
 @dataclass
 class UCEConfig(EraseConfig):
     guide: str = ""                  # what the concept should read as; "" = the unconditional prompt
-    preserve: list[str] | None = None   # None: the model's own styles (its "styles" convention), else none
+    preserve: list[str] | None = None   # None: the model's own styles (its styles convention), if any
     lam: float = 0.5
     erase_scale: float = 1.0
     preserve_scale: float = 1.0
@@ -85,30 +86,32 @@ def closed_form(w0: torch.Tensor, erase_in: torch.Tensor, erase_out_in: torch.Te
 class UCE(Eraser):
     Config = UCEConfig
 
-    def preserve_prompts(self, bundle: ModelBundle, concepts: list[str]) -> list[str]:
+    def preserve_prompts(self, concepts: list[str]) -> list[str]:
         if self.config.preserve is not None:
             return list(self.config.preserve)
-        styles = bundle.defaults.get("styles", [])
-        template = bundle.defaults.get("style_prompt", "{} style")
         lowered = {c.lower() for c in concepts}
-        keep = [template.format(s) for s in styles]
+        keep = [self.bundle.conventions.style(s) for s in self.bundle.conventions.styles]
         # never preserve what is being erased (erasing "faenza style" must not keep "icon, faenza style")
         return [p for p in keep if not any(c in p.lower() for c in lowered)]
 
-    def erase(self, bundle: ModelBundle, concepts: list[str], progress=None) -> Edit:
-        if not concepts or any(not c.strip() for c in concepts):
-            raise ValueError("give at least one concept, none of them empty")
-        cfg = self.config
+    def total_steps(self, n_concepts: int) -> int:
+        """One solve per key and value projection of cross-attention."""
+        return len(select_parameters(self.bundle.unet, "cross-attention-kv"))
+
+    def run(self, concepts: list[str], generator=None, progress=None) -> Edit:
+        """Closed form: no random draw, so `generator` is not used."""
+        check_concepts(concepts)
+        cfg, bundle = self.config, self.bundle
         start = time.time()
         # each prompt that carries a concept, with the same sentence around the guide instead
         sentences = [(t.format(c), t.format(cfg.guide).strip(" ,")) for c in concepts
-                     for t in ["{}"] + self.templates(bundle)]
+                     for t in ["{}"] + self.templates()]
         sentences = list(dict.fromkeys(sentences))
         prompts, guides = [p for p, _ in sentences], [q for _, q in sentences]
         pairs = [paired_embeddings(bundle, p, q) for p, q in zip(prompts, guides)]
         e = torch.cat([a for a, _ in pairs]).to(bundle.device)
         g = torch.cat([b for _, b in pairs]).to(bundle.device)
-        keep_prompts = self.preserve_prompts(bundle, concepts)
+        keep_prompts = self.preserve_prompts(concepts)
         r = preserved_embeddings(bundle, keep_prompts).to(bundle.device)
 
         names = select_parameters(bundle.unet, "cross-attention-kv")

@@ -4,6 +4,7 @@
 - psnr: peak signal-to-noise ratio in dB (inf for identical images)
 - ssim: structural similarity (scikit-image, Gaussian window as in Wang et al. 2004), 1 = identical
 - lpips: learnt perceptual distance (see metrics/lpips.py), 0 = identical
+- visibility: all four for a pair, the record every command writes
 """
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ def linf_255(a: torch.Tensor, b: torch.Tensor) -> float:
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = float((a.float() - b.float()).pow(2).mean())
     return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def psnr_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """PSNR of each pair of two (N, C, H, W) batches, (N,); identical pairs count as 100 dB."""
+    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10 * torch.log10(1.0 / mse)
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -52,3 +59,11 @@ def perceptual_size(x: torch.Tensor, max_side: int) -> torch.Tensor:
         return x
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def visibility(changed: torch.Tensor, original: torch.Tensor, exact: bool = False) -> dict:
+    """How far `changed` is from `original`, two (C, H, W) images: linf_255 and psnr_db (3 decimals),
+    ssim and lpips (5 decimals); unrounded with `exact`."""
+    values = {"linf_255": (linf_255(changed, original), 3), "psnr_db": (psnr(changed, original), 3),
+              "ssim": (ssim(changed, original), 5), "lpips": (lpips(changed, original), 5)}
+    return {k: v if exact else round(v, digits) for k, (v, digits) in values.items()}

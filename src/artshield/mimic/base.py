@@ -8,33 +8,31 @@ scripts: images centre-cut and resized to the model's native size, encoded once 
 VAE (posterior mean), t ~ U[0, T), epsilon (or v) target, AdamW at a constant learning rate.
 
 An adaptation is saved as OUT/adapter.safetensors (only the trained tensors) and OUT/adapter.json
-(method, trigger, base model, settings); `apply_adapter` puts it on a model bundle, in place.
+(method, trigger, base model, settings), the folder type of models.weights; `Adapter.apply` puts
+it on a model bundle, in place.
 """
 from __future__ import annotations
 
-import copy
-import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
+from ..errors import ArtshieldError
 from ..models import ModelBundle
-from ..options import Overridable, registrar
-from ..protect.base import diffusion_target
-from ..protect.engine import fit_view
+from ..models.diffusion import denoising_loss
+from ..models.views import model_views
+from ..models.weights import WeightChange
+from ..options import Overridable, Registry, seeded
 
-MIMICS: dict[str, type[Mimic]] = {}
-register = registrar(MIMICS)
-ADAPTER_FILE, INFO_FILE = "adapter.safetensors", "adapter.json"
+MIMICS = Registry("mimic")
+register = MIMICS.register
 
 
 @dataclass
 class MimicConfig(Overridable):
     steps: int = 500
-    lr: float | None = None            # None: the model's "<method>_lr" if it declares one, else the paper's
+    lr: float | None = None            # None: the model's rate for the method if it declares one, else the paper's
     batch_size: int = 4
     trigger: str = "sks"               # the word the captions and the prompts use for the artist
     seed: int = 0
@@ -54,11 +52,11 @@ class Mimic(ABC):
     trains_text = False            # True: the text encoder is in the graph (textual inversion)
 
     def __init__(self, bundle: ModelBundle, config: MimicConfig | None = None):
-        self.base = bundle
+        self.bundle = bundle
         self.config = config or self.Config()
         if self.config.lr is None:
             # a model far from SD's scale may declare its own rates (mini does: see artshield_mini.json)
-            self.config.lr = float(bundle.defaults.get(f"{self.name.replace('-', '_')}_lr", self.paper_lr))
+            self.config.lr = bundle.conventions.learning_rate(self.name, self.paper_lr)
 
     # --- per method ---------------------------------------------------------------------------
     @abstractmethod
@@ -75,39 +73,31 @@ class Mimic(ABC):
         """Put saved tensors on a bundle, in place."""
 
     # --- shared ---------------------------------------------------------------------------------
-    def trainable_bundle(self) -> ModelBundle:
-        """A copy of the base bundle whose modules may change; the base stays as it was."""
-        b = self.base
-        return ModelBundle(vae=b.vae, unet=copy.deepcopy(b.unet),
-                           text_encoder=copy.deepcopy(b.text_encoder) if self.trains_text else b.text_encoder,
-                           tokenizer=copy.deepcopy(b.tokenizer), scheduler=b.scheduler, spec=b.spec,
-                           source=b.source, device=b.device, dtype=b.dtype, defaults=dict(b.defaults))
+    def total_steps(self, n_images: int) -> int:
+        return self.config.steps
 
-    def train(self, images: list[torch.Tensor], captions: list[str], progress=None) -> Adapter:
+    def run(self, images: list[torch.Tensor], captions: list[str], generator: torch.Generator | None = None,
+            progress=None) -> Adapter:
+        """Fine-tune a copy of the bundle on (C, H, W) images in [0, 1], one caption each; batches,
+        timesteps and noise are drawn from `generator` (else one seeded with config.seed)."""
         if len(images) != len(captions) or not images:
             raise ValueError("mimicry needs at least one image, and one caption per image")
         cfg = self.config
-        g = torch.Generator("cpu").manual_seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
-        bundle = self.trainable_bundle()
+        g = seeded(generator, cfg.seed)
+        torch.manual_seed(cfg.seed)          # the initial values of new modules (LoRA's A, hypernetworks)
+        bundle = self.bundle.copy(unet=True, text=self.trains_text)
         params = self.prepare(bundle)
         with torch.no_grad():
-            views = torch.stack([fit_view(x.float(), bundle.image_size) for x in images]).to(bundle.device)
+            views = model_views(images, bundle.image_size).to(bundle.device)
             latents = torch.cat([bundle.encode(v[None]) for v in views]).float()
             contexts = None if self.trains_text else bundle.embed(captions).float()
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
         bundle.unet.train()
-        steps_total = bundle.scheduler.config.num_train_timesteps
         losses = []
         for _ in range(cfg.steps):
             idx = torch.randint(len(images), (min(cfg.batch_size, len(images)),), generator=g)
-            z = latents[idx].to(bundle.dtype)
-            noise = torch.randn(z.shape, generator=g).to(z)
-            t = torch.randint(0, steps_total, (len(idx),), generator=g).to(bundle.device)
-            noisy = bundle.scheduler.add_noise(z, noise, t)
             ctx = bundle.embed([captions[i] for i in idx]) if self.trains_text else contexts[idx]
-            pred = bundle.unet(noisy, t, encoder_hidden_states=ctx.to(bundle.dtype)).sample
-            loss = (pred.float() - diffusion_target(bundle, z, noise, t).float()).pow(2).mean()
+            loss = denoising_loss(bundle, latents[idx].to(bundle.dtype), ctx, g, reduction="mean")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -118,7 +108,7 @@ class Mimic(ABC):
         bundle.unet.eval()
         tail = losses[-max(1, len(losses) // 10):]
         return Adapter(self.name, {k: v.detach().float().cpu().contiguous() for k, v in self.state(bundle).items()},
-                       {"method": self.name, "trigger": cfg.trigger, "base_model": self.base.spec,
+                       {"method": self.name, "trigger": cfg.trigger, "base_model": self.bundle.spec,
                         "config": asdict(cfg), "images": len(images), "final_loss": sum(tail) / len(tail)})
 
     def after_step(self, bundle: ModelBundle) -> None:
@@ -126,40 +116,47 @@ class Mimic(ABC):
 
 
 @dataclass
-class Adapter:
-    method: str
-    tensors: dict[str, torch.Tensor]
-    info: dict
+class Adapter(WeightChange):
+    """A saved adaptation: OUT/adapter.safetensors and OUT/adapter.json."""
 
-    def save(self, folder: str | Path) -> Path:
-        from ..io import write_weights
+    kind = "adapter"
+    param = "adapter"
+    what = "artshield adaptation"
 
-        return write_weights(self.tensors, self.info, folder, ADAPTER_FILE, INFO_FILE, self.method)
-
-    @classmethod
-    def load(cls, folder: str | Path) -> Adapter:
-        folder = Path(folder)
+    def apply(self, bundle: ModelBundle, folder: str | None = None) -> ModelBundle:
+        """Put the adaptation on `bundle`, in place, and return it. An adaptation that does not fit
+        the model is an ArtshieldError (naming `folder`, where it was read from)."""
+        if self.method not in MIMICS:
+            raise ArtshieldError(f"unknown mimicry method {self.method!r}", param="adapter", value=folder)
         try:
-            info = json.loads((folder / INFO_FILE).read_text())
-            tensors = load_file(str(folder / ADAPTER_FILE))
-            method = info["method"]
-        except (OSError, ValueError, KeyError) as e:
-            from ..errors import ArtshieldError
-
-            raise ArtshieldError(f"--adapter {folder}: not an artshield adaptation ({e})") from None
-        return cls(method, tensors, info)
-
-    def apply(self, bundle: ModelBundle) -> ModelBundle:
-        """Put the adaptation on `bundle`, in place, and return it."""
-        MIMICS[self.method].apply(bundle, self.tensors, self.info)
+            MIMICS[self.method].apply(bundle, self.tensors, self.info)
+        except (ValueError, RuntimeError, KeyError) as e:
+            raise ArtshieldError(f"does not fit the model {bundle.spec}: {str(e).splitlines()[0]}",
+                                 param="adapter", value=folder) from None
         return bundle
 
     def prompt(self, text: str) -> str:
         """A prompt written with the trigger word, as this adaptation needs it (textual inversion
         learnt a new token in the word's place)."""
         token = self.info.get("token")
-        if not token:
-            return text
-        from .textual_inversion import retag
+        return retag(text, self.info["trigger"], token) if token else text
 
-        return retag(text, self.info["trigger"], token)
+
+def retag(caption: str, trigger: str, token: str) -> str:
+    """Put the placeholder token where the trigger word stands in a caption."""
+    words = caption.split(" ")
+    return " ".join(token + w[len(trigger):] if w.rstrip(",.;") == trigger else w for w in words)
+
+
+def fill_captions(files: list, texts: list[str | None], template: str, trigger: str) -> list[str]:
+    """One caption per image: its own text (a NAME.txt sidecar) or `template`, with {trigger} (the
+    artist's word) and {name} (the file name, spaces for _ and -) filled in."""
+    out = []
+    for f, text in zip(files, texts):
+        try:
+            out.append((text or template).format(trigger=trigger, name=f.stem.replace("_", " ").replace("-", " ")))
+        except (KeyError, IndexError, ValueError) as e:
+            where = f.with_suffix(".txt") if text else f"caption template {template!r}"
+            raise ArtshieldError(f"{where}: a caption may use only {{trigger}} and {{name}} "
+                                 f"({type(e).__name__}: {e})") from None
+    return out

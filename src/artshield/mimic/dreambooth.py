@@ -28,14 +28,14 @@ class DreamBooth(Mimic):
     Config = DreamBoothConfig
     paper_lr = 5e-6
 
-    def train(self, images, captions, progress=None):
+    def run(self, images, captions, generator=None, progress=None):
         if self.config.prior_images > 0:
             from ..generate import generate
 
-            prompt = self.config.prior_prompt or self.base.defaults.get("generic_prompt", "a painting")
-            prior = generate(self.base, [prompt] * self.config.prior_images, seed=self.config.seed + 10_000)
+            prompt = self.config.prior_prompt or self.bundle.conventions.generic_prompt
+            prior = generate(self.bundle, [prompt] * self.config.prior_images, seed=self.config.seed + 10_000)
             images, captions = list(images) + list(prior), list(captions) + [prompt] * len(prior)
-        return super().train(images, captions, progress)
+        return super().run(images, captions, generator, progress)
 
     def prepare(self, bundle):
         bundle.unet.requires_grad_(True)

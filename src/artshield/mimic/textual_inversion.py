@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Mimic, MimicConfig, register
+from .base import Mimic, MimicConfig, register, retag
 
 
 @dataclass
 class TextualInversionConfig(MimicConfig):
     steps: int = 3000
-    init_word: str | None = None       # None: the model's generic prompt's first word, else "art"
+    init_word: str | None = None       # None: the model's (mini: "icon"; Stable Diffusion: "art")
 
 
 def add_token(bundle, token: str) -> int:
@@ -37,14 +37,15 @@ class TextualInversion(Mimic):
     def token(self) -> str:
         return f"<{self.config.trigger}>"
 
-    def train(self, images, captions, progress=None):
-        adapter = super().train(images, [retag(c, self.config.trigger, self.token) for c in captions], progress)
+    def run(self, images, captions, generator=None, progress=None):
+        adapter = super().run(images, [retag(c, self.config.trigger, self.token) for c in captions], generator,
+                              progress)
         adapter.info["token"] = self.token
         return adapter
 
     def prepare(self, bundle):
         self.token_id = add_token(bundle, self.token)
-        init = self.config.init_word or (bundle.defaults.get("generic_prompt", "art").split() or ["art"])[0]
+        init = self.config.init_word or bundle.conventions.init_word
         init_ids = bundle.tokenizer(init, add_special_tokens=False).input_ids
         embeddings = bundle.text_encoder.get_input_embeddings().weight
         with torch.no_grad():
@@ -74,8 +75,3 @@ class TextualInversion(Mimic):
             with torch.no_grad():
                 bundle.text_encoder.get_input_embeddings().weight[token_id] = vector.to(bundle.dtype)
 
-
-def retag(caption: str, trigger: str, token: str) -> str:
-    """Put the placeholder token where the trigger word stands in a caption."""
-    words = caption.split(" ")
-    return " ".join(token + w[len(trigger):] if w.rstrip(",.;") == trigger else w for w in words)

@@ -12,7 +12,9 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from .architecture import noise_scheduler
-from .loader import MINI_DIR, ModelBundle
+from .bundle import ModelBundle
+from .conventions import ModelConventions
+from .loader import MINI_DIR
 
 
 def sd15_random_bundle(device: torch.device, dtype: torch.dtype = torch.float32, seed: int = 0) -> ModelBundle:
@@ -38,4 +40,4 @@ def sd15_random_bundle(device: torch.device, dtype: torch.dtype = torch.float32,
         module.to(device, dtype).eval().requires_grad_(False)
     return ModelBundle(vae=vae, unet=unet, text_encoder=text, tokenizer=tokenizer, scheduler=noise_scheduler(),
                        spec="sd15-random", source="random", device=device, dtype=dtype,
-                       defaults={"steps": 50, "guidance": 7.5})
+                       conventions=ModelConventions(steps=50))

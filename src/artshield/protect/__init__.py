@@ -15,9 +15,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ..models import ModelBundle
+from ..models.views import model_views
+from ..options import seeded
 from . import advdm, aspl, glaze, mist, photoguard, sds  # noqa: F401  (registers the methods)
 from .base import METHODS, Protection
-from .engine import fit_view, random_deltas
+from .engine import random_deltas
 
 RANDOM_BASELINE_SEED = 7
 
@@ -34,17 +36,6 @@ class ProtectResult:
         return [(x.cpu() + d).clamp(0, 1) for x, d in zip(images, self.deltas)]
 
 
-def method_names() -> list[str]:
-    return list(METHODS)
-
-
-def make_method(bundle: ModelBundle, method: str, seed: int = 0, **options) -> Protection:
-    if method not in METHODS:
-        raise ValueError(f"unknown protection {method!r}; choose one of {', '.join(METHODS)}")
-    cls = METHODS[method]
-    return cls(bundle, cls.Config.with_overrides(**options), seed=seed)
-
-
 def protect(bundle: ModelBundle, images: list[torch.Tensor], method: str = "advdm", seed: int = 0,
             progress: Callable[[int], None] | None = None, score: bool = True, **options) -> ProtectResult:
     """Protect a batch of (C, H, W) images in [0, 1] (any sizes; C = 1 or 3). Options override the
@@ -53,14 +44,14 @@ def protect(bundle: ModelBundle, images: list[torch.Tensor], method: str = "advd
     of each image, with fixed random draws, so the three are comparable."""
     if not images:
         return ProtectResult(method, {}, [])
-    prot = make_method(bundle, method, seed=seed, **options)
-    deltas = prot.run(images, progress=progress)
+    prot = METHODS.create(method, bundle, **options)
+    deltas = prot.run(images, seeded(None, seed), progress=progress)
     result = ProtectResult(method, _config_dict(prot), deltas)
     if hasattr(prot, "target_style"):
         result.extra["target_style"] = prot.target_style
     if score:
         noise = random_deltas(images, prot.config.budget, torch.Generator("cpu").manual_seed(RANDOM_BASELINE_SEED + seed))
-        rows = {name: _views(bundle, images, d) for name, d in
+        rows = {name: model_views(_applied(images, d), bundle.image_size).to(bundle.device) for name, d in
                 (("clean", None), ("protected", deltas), ("random_noise", noise))}
         parts = {name: prot.components(v) for name, v in rows.items()}
         for i in range(len(images)):
@@ -73,10 +64,10 @@ def protect(bundle: ModelBundle, images: list[torch.Tensor], method: str = "advd
     return result
 
 
-def _views(bundle: ModelBundle, images: list[torch.Tensor], deltas) -> torch.Tensor:
-    size = bundle.image_size
-    out = [fit_view((x.cpu() + (0 if deltas is None else deltas[i])).clamp(0, 1), size) for i, x in enumerate(images)]
-    return torch.stack(out).to(bundle.device)
+def _applied(images: list[torch.Tensor], deltas) -> list[torch.Tensor]:
+    if deltas is None:
+        return [x.cpu().clamp(0, 1) for x in images]
+    return [(x.cpu() + d).clamp(0, 1) for x, d in zip(images, deltas)]
 
 
 def _config_dict(prot: Protection) -> dict:
@@ -95,4 +86,4 @@ def _config_dict(prot: Protection) -> dict:
     return cfg
 
 
-__all__ = ["METHODS", "ProtectResult", "make_method", "method_names", "protect"]
+__all__ = ["METHODS", "ProtectResult", "Protection", "protect"]

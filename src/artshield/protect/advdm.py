@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import ProtectConfig, Protection, denoising_loss, register, scored_denoising_loss
+from ..models.diffusion import denoising_loss
+from .base import ProtectConfig, Protection, register, scored_denoising_loss
 
 
 @dataclass

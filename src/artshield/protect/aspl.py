@@ -24,8 +24,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import ProtectConfig, Protection, denoising_loss, register, scored_denoising_loss
-from .engine import PGD
+from ..models.diffusion import denoising_loss
+from ..options import seeded
+from .base import ProtectConfig, Protection, register, scored_denoising_loss
+
+
+PAPER_LR = 5e-7
 
 
 @dataclass
@@ -51,7 +55,9 @@ class ASPL(Protection):
 
     @property
     def lr(self) -> float:
-        return self.config.lr if self.config.lr is not None else float(self.bundle.defaults.get("dreambooth_lr", 5e-7))
+        if self.config.lr is not None:
+            return self.config.lr
+        return self.bundle.conventions.learning_rate("dreambooth", PAPER_LR)
 
     def finetune(self, unet, images: torch.Tensor, steps: int, start: int) -> None:
         """`steps` AdamW steps of the denoising loss, one image per step, cycling through them."""
@@ -67,9 +73,10 @@ class ASPL(Protection):
             opt.step()
         unet.eval().requires_grad_(False)
 
-    def run(self, images, progress=None):
+    def run(self, images, generator=None, progress=None):
         cfg = self.config
-        pgd = PGD(images, cfg.budget_spec(), self.bundle.image_size, self.generator, self.bundle.device)
+        self.generator = seeded(generator)
+        pgd = self.engine(images)
         clean = pgd.views(moving=False, transform=False).detach()
         model = copy.deepcopy(self.bundle.unet).float()
         for r in range(cfg.rounds):

@@ -1,9 +1,11 @@
-"""What every protection shares: the registry, the config base, and the diffusion losses.
+"""What every protection shares: the registry, the config base, and the scored objective.
 
 A protection is one class with a config dataclass of documented defaults (its paper's), registered
-under a name. It gets a model bundle and a batch of images, and returns one full-resolution
-perturbation per image. It also names the objective it optimises and can score it, so a run can
-report the objective before and after, and under random noise of the same budget.
+under a name. Built from a model bundle and a config, it runs on a batch of images with a generator
+and returns one full-resolution perturbation per image. It also names the objective it optimises
+and can score it, so a run can report the objective before and after, and under random noise of
+the same budget. The diffusion loss itself lives in models.diffusion, shared with mimicry and the
+audit.
 """
 from __future__ import annotations
 
@@ -14,15 +16,14 @@ from dataclasses import dataclass
 import torch
 
 from ..models import ModelBundle
-from ..options import Overridable, registrar
+from ..models.diffusion import denoising_loss, stratified_timesteps
+from ..options import Overridable, Registry, seeded
 from .engine import PGD, Budget
 
-METHODS: dict[str, type[Protection]] = {}
+METHODS = Registry("protect")
+register = METHODS.register
 SCORE_SEED = 20230601    # the fixed draws (timesteps, noise) every objective is scored with
 SCORE_DRAWS = 8
-
-
-register = registrar(METHODS)
 
 
 @dataclass
@@ -55,16 +56,16 @@ class Protection(ABC):
     maximize = True            # PGD's direction on `loss`
     step_decay = False
 
-    def __init__(self, bundle: ModelBundle, config: ProtectConfig | None = None, seed: int = 0):
+    def __init__(self, bundle: ModelBundle, config: ProtectConfig | None = None):
         self.bundle = bundle
         self.config = config or self.Config()
-        self.generator = torch.Generator("cpu").manual_seed(seed)
+        self.generator = seeded(None)       # replaced by run's generator
         self.context_cache: dict[str, torch.Tensor] = {}
 
     # --- helpers for subclasses -------------------------------------------------------------
     @property
     def prompt(self) -> str:
-        return self.config.prompt if self.config.prompt is not None else generic_prompt(self.bundle)
+        return self.config.prompt if self.config.prompt is not None else self.bundle.conventions.generic_prompt
 
     def context(self, batch: int, prompt: str | None = None) -> torch.Tensor:
         prompt = self.prompt if prompt is None else prompt
@@ -89,57 +90,23 @@ class Protection(ABC):
         """The objective and, for composite objectives, its parts, per image."""
         return {self.objective_name: self.score(views)}
 
-    def run(self, images: list[torch.Tensor], progress: Callable[[int], None] | None = None) -> list[torch.Tensor]:
-        pgd = PGD(images, self.config.budget_spec(self.step_decay), self.bundle.image_size, self.generator,
-                  self.bundle.device)
+    def run(self, images: list[torch.Tensor], generator: torch.Generator | None = None,
+            progress: Callable[[int], None] | None = None) -> list[torch.Tensor]:
+        """One perturbation per (C, H, W) image, on the 8-bit grid within the budget; every random
+        draw (start, timesteps, noise, transforms) from `generator`."""
+        self.generator = seeded(generator)
+        pgd = self.engine(images)
         self.setup(pgd)
         pgd.run(lambda views: self.loss(views, pgd), maximize=self.maximize, progress=progress)
         return pgd.deltas()
 
+    def engine(self, images: list[torch.Tensor]) -> PGD:
+        return PGD(images, self.config.budget_spec(self.step_decay), self.bundle.image_size, self.generator,
+                   self.bundle.device)
+
     def total_steps(self, n_images: int) -> int:
         """Progress units `run` reports."""
         return self.config.steps
-
-
-def generic_prompt(bundle: ModelBundle) -> str:
-    """The prompt a protection conditions on when none is given: AdvDM's and Mist's "a painting"
-    for Stable Diffusion models; the model's own generic caption where it declares one (mini)."""
-    return bundle.defaults.get("generic_prompt", "a painting")
-
-
-def diffusion_target(bundle: ModelBundle, latents: torch.Tensor, noise: torch.Tensor,
-                     t: torch.Tensor) -> torch.Tensor:
-    """What the UNet is trained to predict: the noise, or v for v-prediction models (SD 2.x)."""
-    if bundle.scheduler.config.get("prediction_type", "epsilon") == "v_prediction":
-        return bundle.scheduler.get_velocity(latents, noise, t)
-    return noise
-
-
-def draws(bundle: ModelBundle, shape: tuple, generator: torch.Generator,
-          timesteps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noise and timesteps for a batch of latents: t ~ U[0, T) unless given."""
-    noise = torch.randn(shape, generator=generator).to(bundle.device, bundle.dtype)
-    if timesteps is None:
-        timesteps = torch.randint(0, bundle.scheduler.config.num_train_timesteps, (shape[0],), generator=generator)
-    return noise, timesteps.to(bundle.device)
-
-
-def denoising_loss(bundle: ModelBundle, latents: torch.Tensor, context: torch.Tensor, generator: torch.Generator,
-                   timesteps: torch.Tensor | None = None, unet=None) -> torch.Tensor:
-    """The latent diffusion training loss per image, ||eps_theta(z_t, t, c) - eps||^2 averaged over
-    latent elements, for one draw of (t, eps) per image."""
-    noise, t = draws(bundle, tuple(latents.shape), generator, timesteps)
-    noisy = bundle.scheduler.add_noise(latents, noise, t)
-    unet = unet or bundle.unet
-    pred = unet(noisy.to(unet.dtype), t, encoder_hidden_states=context.to(unet.dtype)).sample
-    target = diffusion_target(bundle, latents, noise, t)
-    return (pred.float() - target.float()).pow(2).flatten(1).mean(1)
-
-
-def stratified_timesteps(bundle: ModelBundle, k: int) -> torch.Tensor:
-    """k timesteps spread evenly over [0, T): the centres of k equal strata."""
-    total = bundle.scheduler.config.num_train_timesteps
-    return ((torch.arange(k) + 0.5) * total / k).long()
 
 
 @torch.no_grad()

@@ -34,8 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
+from ..models.views import fit_view, view_slack
 from .transforms import TRANSFORMS
 
 
@@ -56,27 +56,6 @@ class Budget:
         unknown = [t for t in self.eot if t not in TRANSFORMS]
         if unknown:
             raise ValueError(f"unknown EOT transform(s) {unknown}; known: {', '.join(TRANSFORMS)}")
-
-
-def fit_view(image: torch.Tensor, size: int, offset: tuple[int, int] | None = None) -> torch.Tensor:
-    """(C, H, W) -> (3, size, size): short side resized to `size`, then a square cut at `offset`
-    (top, left) in the resized image, centred when None. Grey images (C = 1) are repeated to RGB."""
-    c, h, w = image.shape
-    scale = size / min(h, w)
-    rh, rw = max(size, round(h * scale)), max(size, round(w * scale))
-    x = image[None]
-    if (rh, rw) != (h, w):
-        x = F.interpolate(x, size=(rh, rw), mode="bilinear", antialias=True, align_corners=False)
-    top, left = offset if offset is not None else ((rh - size) // 2, (rw - size) // 2)
-    x = x[0, :, top:top + size, left:left + size]
-    return x.expand(3, -1, -1) if c == 1 else x
-
-
-def view_slack(image: torch.Tensor, size: int) -> tuple[int, int]:
-    """How far the square cut can move (rows, columns) once the short side is `size`."""
-    _, h, w = image.shape
-    scale = size / min(h, w)
-    return max(size, round(h * scale)) - size, max(size, round(w * scale)) - size
 
 
 @dataclass

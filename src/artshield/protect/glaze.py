@@ -18,7 +18,7 @@ source; this follows the paper's formulation:
 
 The feature term is normalised by its value on the clean image, so alpha = 10 means that one unit
 of LPIPS above p weighs ten times the whole initial feature distance. Optimised with sign-PGD
-steps of 0.5/255 for 200 iterations (the IMPRESS/CopyrightMeter reimplementation uses 200).
+steps of 0.5/255 for 200 iterations (IMPRESS's reimplementation of Glaze runs 500).
 """
 from __future__ import annotations
 
@@ -57,10 +57,10 @@ class Glaze(Protection):
     maximize = False
 
     def styles(self) -> list[str]:
-        return list(self.bundle.defaults.get("styles") or ART_STYLES)
+        return list(self.bundle.conventions.styles or ART_STYLES)
 
     def style_prompt(self, style: str) -> str:
-        return self.bundle.defaults.get("style_prompt", "an artwork in the style of {}").format(style)
+        return self.bundle.conventions.style(style)
 
     @torch.no_grad()
     def setup(self, pgd) -> None:

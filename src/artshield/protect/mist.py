@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..models.diffusion import denoising_loss
 from . import targets
-from .base import ProtectConfig, Protection, denoising_loss, register, scored_denoising_loss
+from .base import ProtectConfig, Protection, register, scored_denoising_loss
 
 SD_LATENT_ELEMENTS = 4 * 64 * 64
 
@@ -36,7 +37,7 @@ class MistConfig(ProtectConfig):
 
 
 @register("mist")
-class Mist(Protection):
+class Mist(targets.TargetLatent, Protection):
     Config = MistConfig
     objective_name = "fused_objective"     # w * denoising loss - textural loss
     objective_goal = "up"
@@ -45,11 +46,6 @@ class Mist(Protection):
     @property
     def weight(self) -> float:
         return 10.0 ** (self.config.rate + 3)
-
-    def target_latent(self) -> torch.Tensor:
-        if not hasattr(self, "_target"):
-            self._target = targets.latent(self.bundle, self.config.target)
-        return self._target
 
     def textural(self, latents: torch.Tensor) -> torch.Tensor:
         return (latents.float() - self.target_latent().float()).pow(2).flatten(1).mean(1) * SD_LATENT_ELEMENTS

@@ -30,17 +30,12 @@ class PhotoGuardConfig(ProtectConfig):
 
 
 @register("photoguard")
-class PhotoGuard(Protection):
+class PhotoGuard(targets.TargetLatent, Protection):
     Config = PhotoGuardConfig
     objective_name = "latent_distance_to_target"
     objective_goal = "down"
     maximize = False
     step_decay = True
-
-    def target_latent(self) -> torch.Tensor:
-        if not hasattr(self, "_target"):
-            self._target = targets.latent(self.bundle, self.config.target)
-        return self._target
 
     def distance(self, latents: torch.Tensor) -> torch.Tensor:
         return (latents.float() - self.target_latent().float()).flatten(1).norm(dim=1)

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import (ProtectConfig, Protection, diffusion_target, draws, register, scored_denoising_loss)
+from ..models.diffusion import diffusion_target, draws
+from .base import ProtectConfig, Protection, register, scored_denoising_loss
 
 
 @dataclass

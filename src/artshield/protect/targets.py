@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from ..models.views import fit_view
+
 
 def texture(size: int) -> torch.Tensor:
     """A (3, size, size) black-and-white pattern in [0, 1]; its period scales with size."""
@@ -29,8 +31,6 @@ def grey(size: int) -> torch.Tensor:
 
 def resized(image: torch.Tensor, size: int) -> torch.Tensor:
     """A (3, H, W) target image resized and centre-cut to (3, size, size)."""
-    from .engine import fit_view
-
     return fit_view(image, size).clamp(0, 1)
 
 
@@ -54,3 +54,13 @@ def named(name: str, size: int) -> torch.Tensor:
     raise ValueError(f"unknown target {name!r} (texture, grey, zero, or an image)")
 
 
+class TargetLatent:
+    """Mixin for protections that pull an image's latent toward `config.target`'s (Mist's textural
+    term, PhotoGuard's encoder attack): the target's latent is computed once, on first use."""
+
+    _target: torch.Tensor | None = None
+
+    def target_latent(self) -> torch.Tensor:
+        if self._target is None:
+            self._target = latent(self.bundle, self.config.target)
+        return self._target

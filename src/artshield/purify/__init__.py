@@ -1,8 +1,8 @@
 """purify: what a mimic runs on downloaded images to strip protective perturbations.
 
     from artshield.purify import purify
-    cleaned = purify([image], "bilateral")                    # filters need no model
-    cleaned = purify([image], "diffpure", bundle=model)       # diffusion purifiers do
+    cleaned = purify(None, [image], "bilateral")              # filters need no model
+    cleaned = purify(model, [image], "diffpure")              # diffusion purifiers do
 
 Purifiers (one file each, defaults from their sources): bilateral (with the AdverseCleaner
 recipe), jpeg, gaussian-noise, gaussian-blur, median, noisy-upscale, diffpure, impress.
@@ -12,21 +12,15 @@ from __future__ import annotations
 import torch
 
 from . import bilateral, diffpure, gaussian_blur, gaussian_noise, impress, jpeg, median, noisy_upscale  # noqa: F401
+from ..options import seeded
 from .base import PURIFIERS, Purifier
 
 
-def make_purifier(method: str, bundle=None, **options) -> Purifier:
-    if method not in PURIFIERS:
-        raise ValueError(f"unknown purifier {method!r}; choose one of {', '.join(PURIFIERS)}")
-    cls = PURIFIERS[method]
-    return cls(cls.Config.with_overrides(**options), bundle=bundle)
+def purify(bundle, images: list[torch.Tensor], method: str, seed: int = 0, progress=None,
+           **options) -> list[torch.Tensor]:
+    """Purify (C, H, W) images in [0, 1] with `bundle` (None for the filters); returns images of the
+    same shapes, on the CPU."""
+    return PURIFIERS.create(method, bundle, **options).run(images, seeded(None, seed), progress)
 
 
-def purify(images: list[torch.Tensor], method: str, bundle=None, seed: int = 0, **options) -> list[torch.Tensor]:
-    """Purify (C, H, W) images in [0, 1]; returns images of the same shapes, on the CPU."""
-    purifier = make_purifier(method, bundle=bundle, **options)
-    generator = torch.Generator("cpu").manual_seed(seed)
-    return [x.cpu().float().clamp(0, 1) for x in purifier(images, generator)]
-
-
-__all__ = ["PURIFIERS", "make_purifier", "purify"]
+__all__ = ["PURIFIERS", "Purifier", "purify"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..sampling import canvas
+from ..models.views import canvas
 
 
 def to_canvas(bundle, image: torch.Tensor) -> torch.Tensor:

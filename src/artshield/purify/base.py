@@ -2,8 +2,9 @@
 
 A purifier is what a mimic runs on downloaded images before fine-tuning, to strip a protective
 perturbation. Each is one class with a config dataclass of documented defaults (from its source),
-registered under a name; it maps a list of (C, H, W) images in [0, 1] (any sizes) to purified
-images of the same shapes. Randomness comes from the CPU generator it is given.
+registered under a name. Built from a bundle (None for the filters, which need no model) and a
+config, it maps a list of (C, H, W) images in [0, 1] (any sizes) to purified images of the same
+shapes. Randomness comes from the CPU generator it is given.
 """
 from __future__ import annotations
 
@@ -13,11 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..options import Overridable, registrar
-PURIFIERS: dict[str, type[Purifier]] = {}
+from ..options import Overridable, Registry, seeded
 
-
-register = registrar(PURIFIERS)
+PURIFIERS = Registry("purify")
+register = PURIFIERS.register
 
 
 @dataclass
@@ -30,14 +30,25 @@ class Purifier(ABC):
     Config = PurifyConfig
     needs_model = False          # True: it runs the diffusion model (noisy-upscale, diffpure, impress)
 
-    def __init__(self, config: PurifyConfig | None = None, bundle=None):
-        self.config = config or self.Config()
+    def __init__(self, bundle=None, config: PurifyConfig | None = None):
         self.bundle = bundle
+        self.config = config or self.Config()
         if self.needs_model and bundle is None:
             raise ValueError(f"{self.name} needs a model")
 
-    def __call__(self, images: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
-        return [self.one(x, generator) for x in images]
+    def run(self, images: list[torch.Tensor], generator: torch.Generator | None = None,
+            progress=None) -> list[torch.Tensor]:
+        """Purified copies of (C, H, W) images in [0, 1], same shapes, on the CPU, in [0, 1]."""
+        generator = seeded(generator)
+        out = []
+        for x in images:
+            out.append(self.one(x, generator).cpu().float().clamp(0, 1))
+            if progress is not None:
+                progress(1)
+        return out
+
+    def total_steps(self, n_images: int) -> int:
+        return n_images
 
     @abstractmethod
     def one(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

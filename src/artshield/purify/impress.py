@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ..metrics.image import perceptual_size
 from ..metrics.lpips import lpips_model
-from ..sampling import canvas
+from ..models.views import canvas
 from .base import Purifier, PurifyConfig, register
 
 

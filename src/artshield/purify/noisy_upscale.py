@@ -38,8 +38,8 @@ class NoisyUpscale(Purifier):
     Config = NoisyUpscaleConfig
     needs_model = True
 
-    def __init__(self, config=None, bundle=None):
-        super().__init__(config, bundle)
+    def __init__(self, bundle=None, config=None):
+        super().__init__(bundle, config)
         self.pipe = None
         if self.config.upscaler:
             from diffusers import StableDiffusionUpscalePipeline
@@ -50,9 +50,7 @@ class NoisyUpscale(Purifier):
 
     def one(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         noisy = (image.float().cpu() + torch.randn(image.shape, generator=generator) * self.config.sigma).clamp(0, 1)
-        prompt = self.config.prompt
-        if prompt is None:
-            prompt = self.bundle.defaults.get("generic_prompt", "a painting")
+        prompt = self.config.prompt if self.config.prompt is not None else self.bundle.conventions.generic_prompt
         if self.pipe is not None:
             rgb = noisy.expand(3, -1, -1) if noisy.shape[0] == 1 else noisy
             out = self.pipe(prompt=prompt, image=rgb[None].to(self.bundle.device), noise_level=self.config.noise_level,

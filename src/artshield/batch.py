@@ -1,0 +1,94 @@
+"""Batch jobs over image files: protect or purify a folder, writing one copy of each image.
+
+The layer between the algorithms (tensors in, tensors out) and the front ends (the command line,
+and later the app and a cluster): it reads the inputs (io.plan_batch), runs the method, writes each
+copy atomically in the input's format, reads the written file back and measures it against the
+original. A file that fails is recorded and the batch goes on.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ArtshieldError
+from .io import Batch, load_image, save_perturbed, save_replaced
+from .metrics.image import visibility
+
+JPEG_NOTE = ("JPEG re-encoding (quality 95) weakens the protection and can exceed the budget; use --format png "
+             "to keep it exact")
+
+
+@dataclass
+class BatchResult:
+    records: list[dict]                               # one per image done or kept
+    failures: list[dict]                              # file, error
+    method: dict = field(default_factory=dict)        # the method's settings as it ran (config, extra facts)
+
+
+def write_copy(out: Path, loaded, name: str, save) -> tuple[dict | None, dict | None]:
+    """`save(path)` writes the copy of `loaded` as out/name; the file is read back and measured against
+    the original. Returns (record, None), or (None, failure) when it cannot be written."""
+    try:
+        save(out / name)
+        written = load_image(out / name).pixels
+    except (OSError, ValueError, ArtshieldError) as e:
+        return None, {"file": str(loaded.path), "error": f"{loaded.path}: cannot write {name}: "
+                                                         f"{str(e).splitlines()[0]}"}
+    return {"file": str(loaded.path), "output": name, "size": [written.shape[2], written.shape[1]],
+            **visibility(written, loaded.pixels), "notes": loaded.notes}, None
+
+
+def protect_batch(bundle, batch: Batch, method: str, seed: int = 0, batch_size: int = 4, keep_format: bool = True,
+                  progress=None, **options) -> BatchResult:
+    """Protect batch.todo, `batch_size` images at a time (ASPL: all at once, it learns the set);
+    chunk k starts from seed + k."""
+    from .protect import protect
+
+    result = BatchResult(list(batch.done), list(batch.failures))
+    size = len(batch.todo) if method == "aspl" else batch_size
+    for k in range(0, len(batch.todo), size):
+        chunk = batch.todo[k:k + size]
+        t0 = time.time()
+        made = protect(bundle, [loaded.pixels for loaded, _ in chunk], method=method, seed=seed + k,
+                       progress=progress, **options)
+        seconds = (time.time() - t0) / len(chunk)
+        result.method = {"config": made.config, **made.extra}
+        for (loaded, name), delta, objective in zip(chunk, made.deltas, made.objective):
+            rec, failure = write_copy(batch.out, loaded, name,
+                                      lambda path: save_perturbed(loaded, delta, path, keep_format=keep_format))
+            if failure:
+                result.failures.append(failure)
+                continue
+            rec.update(budget=made.config["budget"], objective=objective, seconds=round(seconds, 3))
+            if loaded.format == "JPEG" and keep_format:
+                rec["notes"] = rec["notes"] + [JPEG_NOTE]
+            result.records.append(rec)
+    return result
+
+
+def protect_steps(bundle, n_images: int, method: str, batch_size: int = 4, **options) -> int:
+    """Progress units protect_batch reports for n_images."""
+    from .options import make_method
+
+    size = n_images if method == "aspl" else batch_size
+    return make_method("protect", method, bundle, **options).total_steps(size) * -(-n_images // max(1, size))
+
+
+def purify_batch(purifier, batch: Batch, generator, keep_format: bool = True, progress=None) -> BatchResult:
+    """Purify batch.todo one image at a time with one generator (so the batch is reproducible)."""
+    result = BatchResult(list(batch.done), list(batch.failures))
+    for loaded, name in batch.todo:
+        t0 = time.time()
+        try:
+            (cleaned,) = purifier.run([loaded.pixels], generator, progress=progress)
+        except (ValueError, RuntimeError, ArtshieldError) as e:
+            result.failures.append({"file": str(loaded.path), "error": f"{loaded.path}: {str(e).splitlines()[0]}"})
+            continue
+        rec, failure = write_copy(batch.out, loaded, name,
+                                  lambda path: save_replaced(loaded, cleaned, path, keep_format=keep_format))
+        if failure:
+            result.failures.append(failure)
+            continue
+        result.records.append({**rec, "seconds": round(time.time() - t0, 3)})
+    return result

@@ -1,0 +1,65 @@
+"""The diffusion primitives every method family shares: noise draws, the training target, and the
+one latent-diffusion loss.
+
+    loss = || unet(z_t, t, c) - target ||^2,   z_t = sqrt(abar_t) z + sqrt(1 - abar_t) eps,
+    target = eps (epsilon prediction) or v = sqrt(abar_t) eps - sqrt(1 - abar_t) z (v-prediction),
+
+with t ~ U[0, T) and eps ~ N(0, I) drawn from a CPU generator, so the same seed gives the same
+draws on every device. Protections ascend it (AdvDM, Mist, ASPL), mimicry descends it (LoRA,
+DreamBooth, textual inversion, hypernetworks), and the audit scores training membership with it:
+one function, so a change reaches all three.
+"""
+from __future__ import annotations
+
+import torch
+
+from .bundle import ModelBundle
+
+
+def prediction_type(bundle: ModelBundle) -> str:
+    return bundle.scheduler.config.get("prediction_type", "epsilon")
+
+
+def diffusion_target(bundle: ModelBundle, latents: torch.Tensor, noise: torch.Tensor,
+                     t: torch.Tensor) -> torch.Tensor:
+    """What the UNet is trained to predict: the noise, or v for v-prediction models (SD 2.x)."""
+    kind = prediction_type(bundle)
+    if kind == "v_prediction":
+        return bundle.scheduler.get_velocity(latents, noise, t)
+    if kind != "epsilon":
+        raise ValueError(f"prediction type {kind!r} is not supported (epsilon or v_prediction)")
+    return noise
+
+
+def draws(bundle: ModelBundle, shape: tuple, generator: torch.Generator,
+          timesteps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise and timesteps for a batch of latents: t ~ U[0, T) unless given. Noise first, then t."""
+    noise = torch.randn(shape, generator=generator).to(bundle.device, bundle.dtype)
+    if timesteps is None:
+        timesteps = torch.randint(0, bundle.scheduler.config.num_train_timesteps, (shape[0],), generator=generator)
+    return noise, timesteps.to(bundle.device)
+
+
+def denoising_loss(bundle: ModelBundle, latents: torch.Tensor, context: torch.Tensor, generator: torch.Generator,
+                   timesteps: torch.Tensor | None = None, unet=None, reduction: str = "image") -> torch.Tensor:
+    """The latent diffusion training loss for one draw of (t, eps) per latent.
+
+    reduction "image": the squared error averaged over each latent's elements, shape (B,);
+    "mean": averaged over the whole batch, a scalar (what a training step descends).
+    `unet` replaces the bundle's (a trainable copy, a surrogate)."""
+    noise, t = draws(bundle, tuple(latents.shape), generator, timesteps)
+    noisy = bundle.scheduler.add_noise(latents, noise, t)
+    unet = unet or bundle.unet
+    pred = unet(noisy.to(unet.dtype), t, encoder_hidden_states=context.to(unet.dtype)).sample
+    error = (pred.float() - diffusion_target(bundle, latents, noise, t).float()).pow(2)
+    if reduction == "mean":
+        return error.mean()
+    if reduction != "image":
+        raise ValueError(f"reduction must be 'image' or 'mean', not {reduction!r}")
+    return error.flatten(1).mean(1)
+
+
+def stratified_timesteps(bundle: ModelBundle, k: int) -> torch.Tensor:
+    """k timesteps spread evenly over [0, T): the centres of k equal strata."""
+    total = bundle.scheduler.config.num_train_timesteps
+    return ((torch.arange(k) + 0.5) * total / k).long()

@@ -1,0 +1,12 @@
+"""Method names of every family, as static tables: the command line lists and checks them without
+importing torch, diffusers or transformers. tests/test_layers.py checks that each table equals its
+family's registry, so a new method cannot be forgotten here."""
+
+PROTECT = ("advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl")
+PURIFY = ("bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "noisy-upscale", "diffpure", "impress")
+MIMIC = ("lora", "textual-inversion", "dreambooth", "hypernetwork")
+ERASE = ("esd-x", "esd-u", "esd-x-strict", "uce")
+AUDIT = ("extract", "detect")
+BENCH_PRESETS = ("model-quality", "quick", "full")
+
+FAMILIES = {"protect": PROTECT, "purify": PURIFY, "mimic": MIMIC, "erase": ERASE, "audit": AUDIT}
