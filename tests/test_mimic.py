@@ -75,25 +75,41 @@ def test_mimic_cli_with_sidecar_captions_then_generate(tmp_path, tiny_model_dir)
 
 
 # --- on mini: a short run learns a held-out artist's style ----------------------------------------
-@pytest.mark.slow
-@pytest.mark.parametrize("method, steps", [("lora", 400), ("dreambooth", 150), ("textual-inversion", 800),
-                                           ("hypernetwork", 200)])
-def test_short_mimicry_on_mini_raises_the_judges_style_accuracy(mini_bundle, method, steps):
+# Settings chosen on a tuning split (moka's reference captions 24..72, never the 24 scored here;
+# judge style accuracy on it, base model 0.00): lora 150 steps at 3e-3 -> 0.40 (400 at mini's 1e-3
+# took three times as long); dreambooth 80 at 2e-4 -> 0.69; hypernetwork 100 at 2e-3 -> 0.33;
+# textual inversion learns slowly whatever the rate (250 at 0.08 -> 0.06, 400 at 0.04 -> 0.17,
+# batch 4 -> 0.06 to 0.13), so it keeps 800 steps at mini's 0.02 (-> 0.38).
+THEME = "moka"        # the bench's artist: of the held-out three, the one mini's short runs learn best
+
+
+@pytest.fixture(scope="module")
+def moka():
     from artshield import corpus
     from artshield.metrics.judge import Judge
 
-    theme = "moka"        # the bench's artist: of the held-out three, the one mini's short runs learn best
-    finetune = corpus.items(split="finetune", theme=theme)
-    images = list(corpus.load_images(finetune, 64))
-    captions = [i.caption.replace(f"{theme} style", "sks style") for i in finetune]
-    prompts = [i.caption.replace(f"{theme} style", "sks style") for i in corpus.items(split="reference", theme=theme)][:24]
-    judge = Judge.load()
+    finetune = corpus.items(split="finetune", theme=THEME)
+    swap = (lambda c: c.replace(f"{THEME} style", "sks style"))
+    return {"images": list(corpus.load_images(finetune, 64)), "captions": [swap(i.caption) for i in finetune],
+            "prompts": [swap(i.caption) for i in corpus.items(split="reference", theme=THEME)][:24],
+            "judge": Judge.load()}
 
-    def accuracy(bundle, adapter=None):
-        styles, _ = judge.predict(generate(bundle, [adapter.prompt(p) if adapter else p for p in prompts], seed=0))
-        return sum(s == theme for s in styles) / len(styles)
 
-    adapter = mimic(mini_bundle, images, captions, method, steps=steps, batch_size=8)
-    adapted = adapter.apply(load_model("mini", device="cpu"))
-    base, after = accuracy(mini_bundle), accuracy(adapted, adapter)
-    assert after >= base + 0.15, (base, after)
+def style_accuracy(data, bundle, adapter=None) -> float:
+    prompts = [adapter.prompt(p) if adapter else p for p in data["prompts"]]
+    styles, _ = data["judge"].predict(generate(bundle, prompts, seed=0))
+    return sum(s == THEME for s in styles) / len(styles)
+
+
+@pytest.fixture(scope="module")
+def base_accuracy(mini_bundle, moka):
+    return style_accuracy(moka, mini_bundle)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, steps, lr", [("lora", 150, 3e-3), ("dreambooth", 80, 2e-4),
+                                               ("textual-inversion", 800, None), ("hypernetwork", 100, 2e-3)])
+def test_short_mimicry_on_mini_raises_the_judges_style_accuracy(mini_bundle, moka, base_accuracy, method, steps, lr):
+    adapter = mimic(mini_bundle, moka["images"], moka["captions"], method, steps=steps, lr=lr, batch_size=8)
+    after = style_accuracy(moka, adapter.apply(mini_bundle.copy()), adapter)
+    assert after >= base_accuracy + 0.15, (base_accuracy, after)
