@@ -15,8 +15,8 @@ from .errors import ArtshieldError
 from .io import Batch, load_image, save_perturbed, save_replaced
 from .metrics.image import visibility
 
-JPEG_NOTE = ("JPEG re-encoding (quality 95) weakens the protection and can exceed the budget; use --format png "
-             "to keep it exact")
+JPEG_NOTE = ("JPEG re-encoding (quality 95) weakens the protection and can exceed the budget; write PNG "
+             "(--format png) to keep it exact")
 
 
 @dataclass

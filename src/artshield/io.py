@@ -314,10 +314,10 @@ def plan_batch(inputs: list[str], output: str, what: str, keep_format: bool = Tr
     for p in map(Path, inputs):
         folder = p if p.is_dir() else p.parent
         if out.exists() and folder.exists() and out.resolve() == folder.resolve():
-            raise ArtshieldError(f"-o {output} is the folder of the input {p}; choose another folder, "
-                                 "so that originals are never overwritten")
+            raise ArtshieldError(f"is the folder of the input {p}; choose another folder, so that originals "
+                                 "are never overwritten", param="output", value=output)
     if out.exists() and not out.is_dir():
-        raise ArtshieldError(f"-o {output}: exists and is not a folder")
+        raise ArtshieldError("exists and is not a folder", param="output", value=output)
     out.mkdir(parents=True, exist_ok=True)
     previous = {} if overwrite else _previous_records(out / "results.json")
     batch, taken = Batch(out, [], [], []), {}
@@ -350,7 +350,8 @@ def _previous_records(path: Path) -> dict:
 
 def read_lines(path: str | os.PathLike, label: str, what: str = "lines") -> list[str]:
     """The non-empty lines of a UTF-8 text file (a prompts file), stripped; `label` names the file in
-    errors ("--prompts x.txt: ..."). Only regular files are read: a FIFO or a device would block."""
+    errors (label "--prompts": "--prompts x.txt: ..."). Only regular files are read: a FIFO or a
+    device would block."""
     from .errors import ArtshieldError
 
     p = Path(path)
