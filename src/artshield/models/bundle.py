@@ -38,7 +38,8 @@ class ModelBundle:
     def scaling_factor(self) -> float:
         return float(self.vae.config.scaling_factor)
 
-    def encode(self, images: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+    def encode(self, images: torch.Tensor, sample: bool = False,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         """Images in [0, 1], (B, 3, H, W) -> scaled latents (B, C, H/f, W/f). Differentiable."""
         dist = self.vae.encode((images * 2 - 1).to(self.device, self.dtype)).latent_dist
         z = dist.sample(generator) if sample else dist.mean
