@@ -12,7 +12,9 @@ A family is a registry (`Registry`) filled one line per method with `@REGISTRY.r
 from __future__ import annotations
 
 import importlib
-from dataclasses import fields
+import math
+from dataclasses import dataclass, fields
+from typing import ClassVar
 
 from .errors import ArtshieldError
 
@@ -22,17 +24,88 @@ FAMILIES = {"protect": ("artshield.protect", "METHODS"), "purify": ("artshield.p
             "audit": ("artshield.audit", "AUDITS")}
 
 
+@dataclass(frozen=True)
+class Limit:
+    """The accepted range of a numeric option: low <= value <= high (strict where open)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    unit: str = ""
+
+    def admits(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+    def describe(self) -> str:
+        left = "-inf" if self.low is None else f"{self.low:g}"
+        right = "inf" if self.high is None else f"{self.high:g}"
+        text = f"{'(' if self.low_open or self.low is None else '['}{left}, {right}" \
+               f"{')' if self.high_open or self.high is None else ']'}"
+        return f"{text} {self.unit}".rstrip()
+
+
+POSITIVE = Limit(0, None, low_open=True)
+AT_LEAST_ONE = Limit(1)
+FRACTION = Limit(0, 1)
+SEED = Limit(0, 2**63 - 1)          # what torch.Generator.manual_seed takes
+
+
 class Overridable:
     """Mixin for config dataclasses: `Config.with_overrides(budget=8, steps=None)` keeps the defaults
-    where a value is None and refuses names the config does not have."""
+    where a value is None and refuses names the config does not have.
+
+    Every config checks its values when it is made (the one validation layer of every option, for
+    the command line and the Python API alike): a field annotated bool, int, float or str gets a
+    value of that type (an integral float is taken for an int), numbers are finite, and the fields
+    named in `limits` lie in their range. A bad value is a ValueError naming the option, the value
+    and what is accepted. Subclasses with their own __post_init__ call super().__post_init__()."""
+
+    limits: ClassVar[dict[str, Limit]] = {}
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kinds = {k.strip() for k in str(f.type).split("|")} - {"None"}
+            if value is None and "None" in str(f.type):
+                continue
+            if kinds <= {"bool", "int", "float", "str"} and kinds:
+                setattr(self, f.name, _checked(f.name, value, kinds, self.limits.get(f.name)))
 
     @classmethod
     def with_overrides(cls, **overrides):
         names = {f.name for f in fields(cls)}
         unknown = sorted(k for k, v in overrides.items() if v is not None and k not in names)
         if unknown:
-            raise ValueError(f"unknown option(s) for this method: {', '.join(unknown)}")
+            raise ValueError(f"unknown option(s) for this method: {', '.join(unknown)} "
+                             f"(known: {', '.join(sorted(names))})")
         return cls(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _checked(name: str, value, kinds: set[str], limit: Limit | None):
+    if "str" in kinds:
+        if isinstance(value, str):
+            return value
+        if kinds == {"str"}:
+            raise ValueError(f"{name} must be text, not {value!r}")
+    if "bool" in kinds:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        wanted = " or ".join(sorted(kinds))
+        raise ValueError(f"{name} must be a number ({wanted}), not {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
+    if kinds <= {"int"} or ("int" in kinds and "float" not in kinds):
+        if float(value) != int(value):
+            raise ValueError(f"{name} must be a whole number, not {value!r}")
+        value = int(value)
+    if limit is not None and not limit.admits(value):
+        raise ValueError(f"{name} must be in {limit.describe()}, not {value!r}")
+    return value
 
 
 class Registry(dict):
@@ -49,6 +122,13 @@ class Registry(dict):
             self[name] = cls
             return cls
         return wrap
+
+    def config(self, name: str, **options):
+        """Method `name`'s config with `options`, checked, without building the method (no model needed)."""
+        if name not in self:
+            raise ArtshieldError(f"unknown {self.family} method; choose one of {', '.join(self)}",
+                                 param="method", value=name)
+        return self[name].Config.with_overrides(**options)
 
     def create(self, name: str, bundle=None, **options):
         """The method `name` built on `bundle` with its config's defaults overridden by `options`."""

@@ -19,7 +19,7 @@ import torch
 
 from ..models import ModelBundle
 from ..models.diffusion import denoising_loss
-from ..options import Overridable
+from ..options import SEED, Limit, Overridable
 from .base import register
 
 
@@ -32,9 +32,8 @@ class DetectConfig(Overridable):
     seed: int = 0                     # generation g starts from the noise of seed + g
     batch_size: int = 64
 
-    def __post_init__(self):
-        if self.generations < 1 or self.steps < 1 or self.batch_size < 1:
-            raise ValueError("generations, steps and batch_size must be at least 1")
+    limits = {"generations": Limit(1, 10_000), "steps": Limit(1, 1000), "sampling_steps": Limit(1, 1000),
+              "guidance": Limit(0, 100), "seed": SEED, "batch_size": Limit(1, 4096)}
 
 
 @register("detect")

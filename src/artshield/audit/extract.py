@@ -29,7 +29,7 @@ import torch
 
 from ..generate import generate
 from ..models import ModelBundle
-from ..options import Overridable
+from ..options import POSITIVE, SEED, Limit, Overridable
 from .base import register
 from .distance import pairwise_tiled_l2
 
@@ -48,13 +48,17 @@ class ExtractConfig(Overridable):
     sampling_steps: int | None = None   # None: the model's
     guidance: float | None = None       # None: the model's
 
+    limits = {"generations": Limit(2, 100_000), "threshold": POSITIVE, "match_threshold": POSITIVE,
+              "min_clique": Limit(2, 100_000), "grid": Limit(1, 64), "starts": Limit(1, 100_000), "seed": SEED,
+              "batch_size": Limit(1, 4096), "sampling_steps": Limit(1, 1000), "guidance": Limit(0, 100)}
+
     def __post_init__(self):
-        if self.threshold != "auto" and not (isinstance(self.threshold, (int, float)) and self.threshold > 0):
-            raise ValueError(f"threshold must be positive or 'auto', not {self.threshold!r}")
-        if self.generations < 2 or self.min_clique < 2 or self.grid < 1 or self.starts < 1 \
-                or (self.match_threshold is not None and self.match_threshold <= 0):
-            raise ValueError("generations and min_clique must be at least 2, threshold positive, grid and "
-                             "starts at least 1")
+        super().__post_init__()
+        if isinstance(self.threshold, str) and self.threshold != "auto":
+            raise ValueError(f"threshold must be a positive number or 'auto', not {self.threshold!r}")
+        if self.min_clique > self.generations:
+            raise ValueError(f"min_clique ({self.min_clique}) cannot exceed generations ({self.generations}): "
+                             "no prompt could ever be flagged")
 
     def calibrated(self, training: torch.Tensor | None) -> ExtractConfig:
         """This config with threshold "auto" replaced by both deltas calibrated on `training`."""

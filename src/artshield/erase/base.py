@@ -17,7 +17,7 @@ import torch
 from ..errors import ArtshieldError
 from ..models import ModelBundle
 from ..models.weights import Edit
-from ..options import Overridable, Registry
+from ..options import SEED, Overridable, Registry
 
 ERASERS = Registry("erase")
 register = ERASERS.register
@@ -71,9 +71,14 @@ class EraseConfig(Overridable):
     templates: list[str] | None = None   # None: the model's erase_templates convention (none by default)
     seed: int = 0
 
+    limits = {"seed": SEED}
+
     def __post_init__(self):
-        if self.templates is not None and any("{}" not in t for t in self.templates):
-            raise ValueError("each template must contain {} where the concept goes")
+        super().__post_init__()
+        if self.templates is not None and (isinstance(self.templates, str) or any(
+                not isinstance(t, str) or t.count("{}") != 1 or t.replace("{}", "").count("{") or
+                t.replace("{}", "").count("}") for t in self.templates)):
+            raise ValueError("each template must contain {} once, where the concept goes, and no other braces")
 
 
 class Eraser(ABC):

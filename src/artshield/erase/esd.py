@@ -40,7 +40,7 @@ import torch
 from torch.func import functional_call
 
 from ..models.weights import Edit, base_spec
-from ..options import seeded
+from ..options import POSITIVE, Limit, seeded
 from .base import EraseConfig, Eraser, check_concepts, concept_prompts, config_dict, register, select_parameters
 
 VARIANT_GROUPS = {"esd-x": "cross-attention", "esd-u": "non-cross-attention", "esd-x-strict": "cross-attention-kv"}
@@ -56,14 +56,9 @@ class ESDConfig(EraseConfig):
                                       # esd_ddim_steps if declared, else 50
     start_guidance: float = 3.0       # guidance while sampling x_t from the edited model
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.eta <= 0 or self.batch_size < 1 or (self.ddim_steps is not None and self.ddim_steps < 2) \
-                or self.start_guidance < 0:
-            raise ValueError("eta must be positive, batch_size at least 1, ddim_steps at least 2, "
-                             "start_guidance non-negative")
-        if (self.iterations is not None and self.iterations < 1) or (self.lr is not None and self.lr <= 0):
-            raise ValueError("iterations must be at least 1 and lr positive")
+    limits = {**EraseConfig.limits, "eta": Limit(0, 100, low_open=True), "iterations": Limit(1, 1_000_000),
+              "lr": POSITIVE, "batch_size": Limit(1, 1024), "ddim_steps": Limit(2, 1000),
+              "start_guidance": Limit(0, 100)}
 
 
 def esd_target(e_uncond: torch.Tensor, e_cond: torch.Tensor, eta: float) -> torch.Tensor:

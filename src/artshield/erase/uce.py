@@ -26,6 +26,7 @@ import torch
 
 from ..models import ModelBundle
 from ..models.weights import Edit, base_spec
+from ..options import POSITIVE, Limit
 from .base import EraseConfig, Eraser, check_concepts, config_dict, register, select_parameters
 
 
@@ -37,10 +38,7 @@ class UCEConfig(EraseConfig):
     erase_scale: float = 1.0
     preserve_scale: float = 1.0
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.lam <= 0 or self.erase_scale <= 0 or self.preserve_scale < 0:
-            raise ValueError("lam and erase_scale must be positive, preserve_scale non-negative")
+    limits = {**EraseConfig.limits, "lam": POSITIVE, "erase_scale": POSITIVE, "preserve_scale": Limit(0)}
 
 
 def _last_token(bundle: ModelBundle, prompt: str) -> int:

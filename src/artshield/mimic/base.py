@@ -23,7 +23,7 @@ from ..models import ModelBundle
 from ..models.diffusion import denoising_loss
 from ..models.views import model_views
 from ..models.weights import WeightChange
-from ..options import Overridable, Registry, seeded
+from ..options import POSITIVE, SEED, Limit, Overridable, Registry, seeded
 
 MIMICS = Registry("mimic")
 register = MIMICS.register
@@ -37,9 +37,7 @@ class MimicConfig(Overridable):
     trigger: str = "sks"               # the word the captions and the prompts use for the artist
     seed: int = 0
 
-    def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1 or (self.lr is not None and self.lr <= 0):
-            raise ValueError("steps and batch_size must be at least 1 and lr positive")
+    limits = {"steps": Limit(1, 1_000_000), "lr": POSITIVE, "batch_size": Limit(1, 4096), "seed": SEED}
 
 
 class Mimic(ABC):

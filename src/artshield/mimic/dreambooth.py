@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..options import Limit
 from .base import Mimic, MimicConfig, register
 
 
@@ -21,6 +22,7 @@ class DreamBoothConfig(MimicConfig):
     batch_size: int = 1
     prior_images: int = 0
     prior_prompt: str | None = None
+    limits = {**MimicConfig.limits, "prior_images": Limit(0, 10_000)}
 
 
 @register("dreambooth")

@@ -24,6 +24,14 @@ class HypernetworkConfig(MimicConfig):
     steps: int = 2000
     structure: tuple[int, ...] = (1, 2, 1)
 
+    def __post_init__(self):
+        super().__post_init__()
+        s = self.structure
+        if isinstance(s, (str, bytes)) or not hasattr(s, "__len__") or len(s) < 2 or s[0] != 1 or s[-1] != 1 or \
+                not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 16 for v in s):
+            raise ValueError(f"structure must be layer widths relative to the context, starting and ending "
+                             f"with 1, each in (0, 16], e.g. (1, 2, 1); not {s!r}")
+
 
 class ContextMLP(nn.Module):
     def __init__(self, dim: int, structure=(1, 2, 1)):

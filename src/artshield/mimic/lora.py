@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..options import POSITIVE, Limit
 from .base import Mimic, MimicConfig, register
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -16,6 +17,7 @@ TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 class LoRAConfig(MimicConfig):
     rank: int = 4
     alpha: float = 4.0
+    limits = {**MimicConfig.limits, "rank": Limit(1, 1024), "alpha": POSITIVE}
 
 
 def _peft_config(rank: int, alpha: float):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models.diffusion import denoising_loss
-from ..options import seeded
+from ..options import AT_LEAST_ONE, POSITIVE, Limit, seeded
 from .base import ProtectConfig, Protection, register, scored_denoising_loss
 
 
@@ -39,7 +39,9 @@ class ASPLConfig(ProtectConfig):
     steps: int = 300               # PGD steps in all: rounds = steps // pgd_steps (50)
     pgd_steps: int = 6
     train_steps: int = 3
-    lr: float | None = None        # None: the model's "dreambooth_lr", else 5e-7
+    lr: float | None = None        # None: the model's dreambooth rate, else 5e-7
+
+    limits = {**ProtectConfig.limits, "pgd_steps": AT_LEAST_ONE, "train_steps": Limit(0, 100_000), "lr": POSITIVE}
 
     @property
     def rounds(self) -> int:

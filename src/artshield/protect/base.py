@@ -17,7 +17,7 @@ import torch
 
 from ..models import ModelBundle
 from ..models.diffusion import denoising_loss, stratified_timesteps
-from ..options import Overridable, Registry, seeded
+from ..options import Limit, Overridable, Registry, seeded
 from .engine import PGD, Budget
 
 METHODS = Registry("protect")
@@ -35,10 +35,14 @@ class ProtectConfig(Overridable):
     eot: tuple[str, ...] = ()  # EOT transforms, see transforms.py
     random_start: bool = True
 
+    limits = {"budget": Limit(0, 255, low_open=True, unit="(0-255 pixel units)"),
+              "step": Limit(0, 255, low_open=True, unit="(0-255 pixel units)"), "steps": Limit(1, 1_000_000)}
+
     def __post_init__(self):
-        if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
-        self.budget_spec()          # checks the budget, the step and the EOT names
+        super().__post_init__()
+        if isinstance(self.eot, str) or not all(isinstance(t, str) for t in self.eot):
+            raise ValueError(f"eot must be a list of transform names, not {self.eot!r}")
+        self.budget_spec()          # checks the EOT names
 
     def budget_spec(self, decay: bool = False) -> Budget:
         return Budget(linf=self.budget, step=self.step, steps=self.steps, random_start=self.random_start,

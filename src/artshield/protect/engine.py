@@ -49,10 +49,10 @@ class Budget:
     eot: tuple[str, ...] = ()      # transforms to draw from each step, e.g. ("jpeg", "blur", "resize")
 
     def __post_init__(self):
-        if not 0 < self.linf <= 255:
+        if not 0 < self.linf <= 255:          # false for NaN too
             raise ValueError(f"budget must be in (0, 255] pixel units, got {self.linf}")
-        if self.step <= 0 or self.steps < 0:
-            raise ValueError("step must be positive and steps non-negative")
+        if not (0 < self.step < math.inf) or not self.steps >= 0:
+            raise ValueError("step must be positive and finite, and steps non-negative")
         unknown = [t for t in self.eot if t not in TRANSFORMS]
         if unknown:
             raise ValueError(f"unknown EOT transform(s) {unknown}; known: {', '.join(TRANSFORMS)}")

@@ -29,6 +29,7 @@ import torch
 from ..metrics.image import perceptual_size
 from ..metrics.lpips import lpips_model
 from ..sampling import img2img
+from ..options import FRACTION, Limit
 from .base import ProtectConfig, Protection, register
 
 ART_STYLES = ("Vincent van Gogh", "Claude Monet", "Katsushika Hokusai", "Gustav Klimt", "Rembrandt",
@@ -45,6 +46,8 @@ class GlazeConfig(ProtectConfig):
     strength: float = 0.6          # img2img strength of the style transfer Omega
     target_style: str | None = None
     percentile: float = 0.75       # which candidate to take, ranked by distance from the artwork
+    limits = {**ProtectConfig.limits, "lpips_budget": FRACTION, "alpha": Limit(0), "percentile": FRACTION,
+              "strength": Limit(0, 1, low_open=True)}
     random_start: bool = False     # grow from the artwork itself: a random start would spend the
                                    # perceptual budget on noise
 

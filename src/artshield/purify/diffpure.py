@@ -15,6 +15,7 @@ import torch
 
 from ..sampling import img2img
 from ._redraw import from_canvas, to_canvas
+from ..options import Limit
 from .base import Purifier, PurifyConfig, register
 
 
@@ -22,6 +23,7 @@ from .base import Purifier, PurifyConfig, register
 class DiffPureConfig(PurifyConfig):
     t_star: float = 0.15
     steps: int = 100           # sampler grid over the whole schedule; about t_star * steps are run
+    limits = {"t_star": Limit(0, 1, low_open=True), "steps": Limit(1, 1000)}
 
 
 @register("diffpure")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import cv2
 import torch
 
+from ..options import Limit
 from .base import Purifier, PurifyConfig, from_uint8, register, to_uint8
 
 
@@ -14,6 +15,7 @@ from .base import Purifier, PurifyConfig, from_uint8, register, to_uint8
 class GaussianBlurConfig(PurifyConfig):
     kernel: int = 7
     sigma: float = 0.0      # 0: from the kernel size
+    limits = {"kernel": Limit(1, 255, unit="(pixels; even sizes are made odd)"), "sigma": Limit(0, 100)}
 
 
 @register("gaussian-blur")

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 import torch
 
+from ..options import Limit
 from .base import Purifier, PurifyConfig, register
 
 
 @dataclass
 class GaussianNoiseConfig(PurifyConfig):
     sigma: float = 0.05
+    limits = {"sigma": Limit(0, 1, unit="(on pixels in [0, 1])")}
 
 
 @register("gaussian-noise")

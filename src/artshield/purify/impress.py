@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from ..metrics.image import perceptual_size
 from ..metrics.lpips import lpips_model
 from ..models.views import canvas
+from ..options import FRACTION, POSITIVE, Limit
 from .base import Purifier, PurifyConfig, register
 
 
@@ -32,6 +33,7 @@ class ImpressConfig(PurifyConfig):
     alpha: float = 0.1
     delta: float = 0.1             # LPIPS budget
     init_noise: float = 0.1
+    limits = {"iterations": Limit(1, 1_000_000), "lr": POSITIVE, "alpha": Limit(0), "delta": FRACTION, "init_noise": Limit(0, 1)}
 
 
 @register("impress")

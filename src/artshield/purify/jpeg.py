@@ -9,12 +9,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..options import Limit
 from .base import Purifier, PurifyConfig, from_uint8, register, to_uint8
 
 
 @dataclass
 class JPEGConfig(PurifyConfig):
     quality: int = 75
+    limits = {"quality": Limit(1, 100)}
 
 
 @register("jpeg")

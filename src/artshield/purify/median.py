@@ -8,12 +8,14 @@ from dataclasses import dataclass
 import cv2
 import torch
 
+from ..options import Limit
 from .base import Purifier, PurifyConfig, from_uint8, register, to_uint8
 
 
 @dataclass
 class MedianConfig(PurifyConfig):
     kernel: int = 3
+    limits = {"kernel": Limit(1, 255, unit="(pixels; even sizes are made odd)")}
 
 
 @register("median")

@@ -20,6 +20,7 @@ import torch
 
 from ..sampling import img2img
 from ._redraw import from_canvas, to_canvas
+from ..options import Limit
 from .base import Purifier, PurifyConfig, register
 
 
@@ -31,6 +32,8 @@ class NoisyUpscaleConfig(PurifyConfig):
     upscaler: str | None = None      # a local StableDiffusionUpscalePipeline folder
     noise_level: int = 20
     upscaler_steps: int = 75
+    limits = {"sigma": Limit(0, 1), "strength": Limit(0, 1, low_open=True), "noise_level": Limit(0, 350),
+              "upscaler_steps": Limit(1, 1000)}
 
 
 @register("noisy-upscale")
