@@ -60,8 +60,9 @@ def test_hub_id_offline_is_one_line_and_exit_2(tmp_path):
     (["protect", "x.png", "--method", "nope", "-o", "{tmp}/p"], "unknown; choose one of"),
     (["protect", "{tmp}", "-o", "{tmp}/p"], "no input images"),
     (["protect", "x.png", "--budget", "300", "-o", "{tmp}/p"], "must be in (0, 255]"),
-    (["generate", "--model", "{tmp}/nope", "--prompt", "x", "-o", "{tmp}/g"], "not a hub id"),
-    (["generate", "--prompt", "x", "-n", "0", "-o", "{tmp}/g"], "-n must be"),
+    (["generate", "--model", "{tmp}/nope", "--prompt", "x", "-o", "{tmp}/g"], "no such file or folder"),
+    (["generate", "--model", "nope", "--prompt", "x", "-o", "{tmp}/g"], "not a hub id"),
+    (["generate", "--prompt", "x", "-n", "0", "-o", "{tmp}/g"], "-n 0: must be in [1, "),
 ])
 def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])

@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import sys
 import time
 import warnings
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from . import __version__, names
 from .errors import ArtshieldError
+from .provenance import environment
 
 # library parameter -> the flag a command-line user typed it with
 FLAGS = {"model": "--model", "device": "--device", "adapter": "--adapter", "method": "--method",
@@ -44,16 +44,6 @@ def _progress(args, total: int | None, desc: str, unit: str = "img"):
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, disable=args.quiet)
 
 
-def _environment() -> dict:
-    import diffusers
-    import torch
-    import transformers
-
-    return {"artshield": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
-            "transformers": transformers.__version__, "python": platform.python_version(),
-            "platform": platform.platform()}
-
-
 def _load(args, **kw):
     from .models import load_model
 
@@ -61,11 +51,9 @@ def _load(args, **kw):
 
 
 def _output_dir(path: str) -> Path:
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ArtshieldError(f"-o {path}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    from .io import output_folder
+
+    return output_folder(path)
 
 
 def _write_images(out: Path, files: dict) -> None:
@@ -100,9 +88,41 @@ def _report_failures(args, failures: list[dict]) -> int:
     return 1
 
 
-def _check_method(method: str, known: tuple[str, ...]) -> None:
-    if method not in known:
-        raise ArtshieldError(f"--method {method}: unknown; choose one of {', '.join(known)}")
+def _check_method(args, family: str, **options) -> None:
+    """--method names a method of `family` and `options` fit its config: checked before any model is
+    loaded or any folder made."""
+    from .options import registry
+
+    known = names.FAMILIES[family]
+    if args.method not in known:
+        raise ArtshieldError(f"--method {args.method}: unknown; choose one of {', '.join(known)}")
+    try:
+        registry(family).config(args.method, **options)
+    except (ValueError, TypeError) as e:
+        raise ArtshieldError(f"--method {args.method}: {e}") from None
+
+
+def _check_common(args) -> None:
+    """The options several commands share, checked before anything is loaded or written."""
+    import math
+
+    from .io import check_output_folder
+
+    check_output_folder(args.output)
+    if not 0 <= getattr(args, "seed", 0) < 2**63:
+        raise ArtshieldError(f"--seed {args.seed}: must be in [0, 2**63 - 1]")
+    if getattr(args, "steps", None) is not None and args.command in ("generate", "bench", "erase", "audit") \
+            and not 1 <= args.steps <= 1000:
+        raise ArtshieldError(f"--steps {args.steps}: sampling steps must be in [1, 1000]")
+    guidance = getattr(args, "guidance", None)
+    if guidance is not None and not (math.isfinite(guidance) and 0 <= guidance <= 100):
+        raise ArtshieldError(f"--guidance {guidance}: must be a finite number in [0, 100]")
+    for flag in ("n", "per_theme", "eval_prompts", "detect_generations", "detect_steps", "batch"):
+        value = getattr(args, flag, None)
+        if value is not None and not 1 <= value <= 100_000:
+            raise ArtshieldError(f"-{'-' * (len(flag) > 1)}{flag.replace('_', '-')} {value}: must be in [1, 100000]")
+    if getattr(args, "recovery_steps", 0) < 0:
+        raise ArtshieldError(f"--recovery-steps {args.recovery_steps}: must be 0 (no attack) or more")
 
 
 def _method(family: str, args, bundle, **options):
@@ -118,10 +138,7 @@ def _method(family: str, args, bundle, **options):
 def cmd_generate(args) -> int:
     from .generate import generate
 
-    if args.n < 1:
-        raise ArtshieldError("-n must be at least 1")
     start = time.time()
-    out = _output_dir(args.output)
     bundle = _load(args)
     adapter = None
     if args.adapter:
@@ -137,6 +154,7 @@ def cmd_generate(args) -> int:
     bar = _progress(args, len(prompts), "generate")
     images = generate(bundle, prompts, seed=args.seed, steps=args.steps, guidance=args.guidance, progress=bar.update)
     bar.close()
+    out = _output_dir(args.output)
     _write_images(out, {f"{i:04d}.png": img for i, img in enumerate(images)})
     results = {
         "command": "generate", "model": bundle.describe(), "seed": args.seed,
@@ -144,7 +162,7 @@ def cmd_generate(args) -> int:
         "steps": args.steps or bundle.conventions.steps,
         "guidance": args.guidance if args.guidance is not None else bundle.conventions.guidance,
         "images": [{"file": f"{i:04d}.png", "prompt": p, "seed": args.seed + i} for i, p in enumerate(prompts)],
-        "seconds": round(time.time() - start, 2), "environment": _environment(),
+        "seconds": round(time.time() - start, 2), "environment": environment(),
     }
     return _finish(args, out, results)
 
@@ -164,7 +182,7 @@ def cmd_bench(args) -> int:
     bar.close()
     _write_images(out, {"samples.png": sheet})
     results = {"command": f"artshield bench --preset {args.preset} -o {args.output}", "preset": args.preset,
-               **results, "environment": _environment()}
+               **results, "environment": environment()}
     return _finish(args, out, results)
 
 
@@ -178,7 +196,7 @@ def _bench_experiment(args) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     results = experiment.run_preset(_load(args), args.preset, out, log=log)
     results["command"] = f"artshield bench --preset {args.preset} -o {args.output}"
-    results["environment"] = _environment()
+    results["environment"] = environment()
     write_text(report_html.render(results, results["summary"]), out / "report.html")
     return _finish(args, out, results)
 
@@ -197,15 +215,13 @@ def cmd_protect(args) -> int:
     from .io import plan_batch
 
     start = time.time()
-    _check_method(args.method, names.PROTECT)
     if args.budget is not None and not 0 < args.budget <= 255:
         raise ArtshieldError(f"--budget {args.budget}: must be in (0, 255] pixel units")
-    if args.batch < 1:
-        raise ArtshieldError("--batch must be at least 1")
-    batch = plan_batch(args.images, args.output, "protected copy", args.format == "keep", args.overwrite)
     options = {"budget": args.budget, "steps": args.steps, "step": args.step, "prompt": args.prompt,
                "eot": tuple(args.eot.split(",")) if args.eot else None, "target": _parse_target(args.target),
                "target_style": args.target_style}
+    _check_method(args, "protect", **options)
+    batch = plan_batch(args.images, args.output, "protected copy", args.format == "keep", args.overwrite)
     done, model = None, {"spec": args.model}
     if batch.todo:
         bundle = _load(args)
@@ -221,7 +237,7 @@ def cmd_protect(args) -> int:
     records, failures = (done.records, done.failures) if done else (batch.done, batch.failures)
     results = {"command": "protect", "method": args.method, "model": model, "seed": args.seed,
                **(done.method if done else {}), "images": records, "failed": failures,
-               "seconds": round(time.time() - start, 2), "environment": _environment()}
+               "seconds": round(time.time() - start, 2), "environment": environment()}
     _finish(args, batch.out, results)
     for rec in (r for r in records if "skipped" not in r):
         for note in rec["notes"]:
@@ -233,11 +249,11 @@ def cmd_demo(args) -> int:
     from . import demo
     from .io import write_text
 
-    _check_method(args.method, names.PROTECT)
+    options = {"budget": args.budget, "steps": args.steps}
+    _check_method(args, "protect", **options)
     start = time.time()
     out = _output_dir(args.output)
     bundle = _load(args)
-    options = {"budget": args.budget, "steps": args.steps}
     try:
         total = demo.total_steps(bundle, args.method, **options)
     except ValueError as e:
@@ -249,7 +265,7 @@ def cmd_demo(args) -> int:
     write_text(made.html, out / "index.html")
     results = {"command": "demo", "method": args.method, "model": bundle.describe(), "seed": args.seed,
                "config": made.config, **made.extra, "images": made.records, "page": "index.html",
-               "seconds": round(time.time() - start, 2), "environment": _environment()}
+               "seconds": round(time.time() - start, 2), "environment": environment()}
     _finish(args, out, results)
     if not args.quiet:
         print(f"open {out / 'index.html'}", file=sys.stderr)
@@ -263,7 +279,9 @@ def cmd_mimic(args) -> int:
     from .mimic import fill_captions
 
     start = time.time()
-    _check_method(args.method, names.MIMIC)
+    options = {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "trigger": args.trigger,
+               "seed": args.seed}
+    _check_method(args, "mimic", **options)
     folder = read_captioned_folder(args.images) if Path(args.images).is_dir() else None
     if not folder or not (folder.images or folder.failures):
         raise ArtshieldError(f"{args.images}: expected a folder of images (with optional .txt captions beside them)")
@@ -272,36 +290,20 @@ def cmd_mimic(args) -> int:
     bundle = _load(args, dtype=torch.float32)
     template = args.caption or bundle.conventions.style("{trigger}")
     captions = fill_captions(folder.files, folder.captions, template, args.trigger)
-    options = {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "trigger": args.trigger,
-               "seed": args.seed}
     method = _method("mimic", args, bundle, **options)
-    out = _output_dir(args.output)
     bar = _progress(args, method.total_steps(len(folder.images)), f"mimic ({args.method})", unit="step")
     adapter = method.run(folder.images, captions, progress=bar.update)
     bar.close()
     adapter.info.update({"captions": captions, "folder": str(args.images)})
+    out = _output_dir(args.output)
     adapter.save(out)
     results = {"command": "mimic", "method": args.method, "model": bundle.describe(), "adapter": str(out),
                **{k: v for k, v in adapter.info.items() if k != "captions"}, "captions": captions,
-               "failed": folder.failures, "seconds": round(time.time() - start, 2), "environment": _environment(),
+               "failed": folder.failures, "seconds": round(time.time() - start, 2), "environment": environment(),
                "generate_with": f"artshield generate --model {args.model} --adapter {out} "
                                 f"--prompt \"{template.format(trigger=args.trigger, name='your subject')}\""}
     _finish(args, out, results)
     return _report_failures(args, folder.failures)
-
-
-def _parse_options(pairs: list[str] | None) -> dict:
-    """--option key=value pairs; values parsed as JSON where they can be (numbers, true, null)."""
-    parsed = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ArtshieldError(f"--option {pair}: expected key=value")
-        try:
-            parsed[key.replace("-", "_")] = json.loads(value)
-        except ValueError:
-            parsed[key.replace("-", "_")] = value
-    return parsed
 
 
 def cmd_purify(args) -> int:
@@ -311,11 +313,15 @@ def cmd_purify(args) -> int:
 
     from .batch import purify_batch
     from .io import plan_batch
+    from .options import parse_assignments
     from .purify import PURIFIERS
 
     start = time.time()
-    _check_method(args.method, names.PURIFY)
-    options = _parse_options(args.option)
+    try:
+        options = parse_assignments(args.option or [])
+    except ValueError as e:
+        raise ArtshieldError(f"--option {e}") from None
+    _check_method(args, "purify", **options)
     batch = plan_batch(args.images, args.output, "purified copy", args.format == "keep", args.overwrite)
     bundle = _load(args) if batch.todo and PURIFIERS[args.method].needs_model else None
     try:
@@ -330,7 +336,7 @@ def cmd_purify(args) -> int:
     results = {"command": "purify", "method": args.method,
                "config": asdict(purifier.config) if purifier else options,
                "model": bundle.describe() if bundle else None, "seed": args.seed, "images": records,
-               "failed": failures, "seconds": round(time.time() - start, 2), "environment": _environment()}
+               "failed": failures, "seconds": round(time.time() - start, 2), "environment": environment()}
     _finish(args, batch.out, results)
     return _report_failures(args, failures)
 
@@ -340,20 +346,18 @@ def cmd_erase(args) -> int:
     from .models.weights import Edit
 
     start = time.time()
-    _check_method(args.method, names.ERASE)
+    common = {"templates": args.template, "seed": args.seed}
+    own = {"guide": args.guide, "preserve": args.preserve} if args.method == "uce" else \
+        {"iterations": args.iterations, "lr": args.lr, "eta": args.eta}
+    _check_method(args, "erase", **common, **own)
     concepts = [c.strip() for c in args.concept]
     Edit.check_destination(args.output, args.model)
     bundle = _load(args)
     targets = judged_targets(bundle, concepts)
     per_other = max(2, args.eval_prompts // 4)
-    options = {"templates": args.template, "seed": args.seed}
-    if args.method == "uce":
-        preserve = args.preserve if args.preserve is not None else \
-            default_preserve(targets, args.seed, args.eval_prompts, per_other)
-        options.update(guide=args.guide, preserve=preserve)
-    else:
-        options.update(iterations=args.iterations, lr=args.lr, eta=args.eta)
-    eraser = _method("erase", args, bundle, **options)
+    if args.method == "uce" and args.preserve is None:
+        own["preserve"] = default_preserve(targets, args.seed, args.eval_prompts, per_other)
+    eraser = _method("erase", args, bundle, **common, **own)
     bar = _progress(args, eraser.total_steps(len(concepts)), f"erase ({args.method})",
                     unit="matrix" if args.method == "uce" else "step")
     edit = eraser.run(concepts, progress=bar.update)
@@ -369,7 +373,7 @@ def cmd_erase(args) -> int:
     if len(concepts) == 1 and evaluations:       # one concept: its figures at the top level too
         results.update({k: evaluations[0][k] for k in ("before", "after", "recovery") if k in evaluations[0]})
     return _finish(args, out, {**results, "evaluations": evaluations, "seconds": round(time.time() - start, 2),
-                               "environment": _environment()})
+                               "environment": environment()})
 
 
 def _evaluate_erasure(args, bundle, edit, targets: dict, concepts: list[str], per_other: int, out: Path) -> list:
@@ -431,7 +435,7 @@ def cmd_audit(args) -> int:
     write_text(html, out / "report.html")
     results = {"command": "audit", "model": bundle.describe(), "seed": args.seed, "prompt_source": source,
                "methods": methods, **results, "report": "report.html", "failed": failures,
-               "seconds": round(time.time() - start, 2), "environment": _environment()}
+               "seconds": round(time.time() - start, 2), "environment": environment()}
     _finish(args, out, results)
     return _report_failures(args, failures)
 
@@ -578,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     try:
+        _check_common(args)
         return args.func(args)
     except ArtshieldError as e:
         print(f"artshield: error: {e.render(FLAGS)}", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from .models import ModelBundle
+from .sampling import sampling_settings
 
 
 @torch.no_grad()
@@ -17,8 +18,7 @@ def generate(bundle: ModelBundle, prompts: list[str], seed: int = 0, steps: int 
     """One image per prompt, as a (N, 3, H, W) float tensor in [0, 1] on the CPU."""
     if not prompts:
         return torch.zeros(0, 3, size or bundle.image_size, size or bundle.image_size)
-    steps = int(steps or bundle.conventions.steps)
-    guidance = float(guidance if guidance is not None else bundle.conventions.guidance)
+    steps, guidance = sampling_settings(bundle, steps, guidance)
     size = size or bundle.image_size
     pipe = bundle.pipeline()
     out = []

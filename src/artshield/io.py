@@ -20,6 +20,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import InputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+# The only decoders Pillow may use, whatever a file's suffix says (Pillow picks a decoder by content):
+# never EPS/PS/PDF, which hand the file to Ghostscript, nor any other plugin.
+DECODERS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
 MAX_PIXELS = 64_000_000
 
 
@@ -66,11 +69,13 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         raise InputError(path, "no such file")
     if path.is_dir():
         raise InputError(path, "is a folder, not an image")
+    if not path.is_file():       # never opened for reading: a FIFO would block, a device never end
+        raise InputError(path, "not a regular file (a FIFO, device or socket)")
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(path, formats=DECODERS) as im:
                 if im.width * im.height > MAX_PIXELS:
                     raise InputError(path, f"{im.width}x{im.height} is too large (limit {MAX_PIXELS} pixels)")
                 frames = getattr(im, "n_frames", 1)
@@ -144,6 +149,10 @@ def save_perturbed(loaded: LoadedImage, delta: torch.Tensor, path: str | os.Path
     The change is added to the stored colour values, so 8-bit channels change by exactly
     round(255 * delta) and 16-bit ones by 257 times that."""
     path = Path(path)
+    if tuple(delta.shape) != tuple(loaded.pixels.shape):
+        raise ValueError(f"the change is {tuple(delta.shape)}, the image {tuple(loaded.pixels.shape)}")
+    if not bool(torch.isfinite(delta).all()):
+        raise ValueError("the computed change holds NaN or infinite values; nothing was written")
     step = loaded.maxval // 255
     d = (delta.detach().float().cpu() * 255).round().to(torch.int64).permute(1, 2, 0).numpy()
     out = np.clip(loaded.native.astype(np.int64) + d * step, 0, loaded.maxval)
@@ -177,6 +186,8 @@ def save_perturbed(loaded: LoadedImage, delta: torch.Tensor, path: str | os.Path
 def save_replaced(loaded: LoadedImage, image: torch.Tensor, path: str | os.PathLike, keep_format: bool = True) -> Path:
     """Write `image` ((C, H, W) in [0, 1], shaped like loaded.pixels: a purified copy) in place of
     `loaded`'s pixels, with its format, mode, alpha, EXIF and ICC profile, as save_perturbed does."""
+    if not bool(torch.isfinite(image).all()):
+        raise ValueError("the result holds NaN or infinite values; nothing was written")
     delta = (image.detach().cpu().float().clamp(0, 1) * 255).round() / 255 - loaded.pixels
     return save_perturbed(loaded, delta, path, keep_format)
 
@@ -229,6 +240,8 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     """A (3, H, W) tensor in [0, 1] to an 8-bit RGB image (rounded, not truncated)."""
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected a (3, H, W) tensor, got {tuple(image.shape)}")
+    if not bool(torch.isfinite(image).all()):
+        raise ValueError("the image holds NaN or infinite values; nothing was written")
     arr = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr, "RGB")
 
@@ -270,6 +283,13 @@ def write_weights(tensors: dict[str, torch.Tensor], info: dict, folder: str | os
     """A folder of trained tensors (safetensors, written atomically) and their JSON description."""
     from safetensors.torch import save
 
+    from .errors import ArtshieldError
+
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ArtshieldError(f"the {method} run produced NaN or infinite values (in {bad[0]}"
+                             f"{f' and {len(bad) - 1} more tensors' if len(bad) > 1 else ''}): it diverged; "
+                             "nothing was written (a lower learning rate or fewer steps may help)")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata={"method": method})
@@ -286,6 +306,35 @@ def grid(images: torch.Tensor, columns: int, pad: int = 2) -> torch.Tensor:
     for i, im in enumerate(images):
         r, k = divmod(i, columns)
         out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = im
+    return out
+
+
+def check_output_folder(path: str | os.PathLike) -> None:
+    """Refuse, before any work, an output folder that is a file or that could not be created or
+    written (its nearest existing folder is not writable); nothing is created."""
+    from .errors import ArtshieldError
+
+    out = Path(path).expanduser().absolute()
+    if out.exists() and not out.is_dir():
+        raise ArtshieldError("exists and is not a folder", param="output", value=str(path))
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ArtshieldError(f"cannot be written ({existing} is not a writable folder)", param="output",
+                             value=str(path))
+
+
+def output_folder(path: str | os.PathLike) -> Path:
+    """The output folder `path`, created if needed; an ArtshieldError (parameter "output") when it is
+    a file or cannot be created."""
+    from .errors import ArtshieldError
+
+    check_output_folder(path)
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArtshieldError(f"cannot create the folder ({e.strerror or type(e).__name__})", param="output",
+                             value=str(path)) from None
     return out
 
 
@@ -316,9 +365,7 @@ def plan_batch(inputs: list[str], output: str, what: str, keep_format: bool = Tr
         if out.exists() and folder.exists() and out.resolve() == folder.resolve():
             raise ArtshieldError(f"is the folder of the input {p}; choose another folder, so that originals "
                                  "are never overwritten", param="output", value=output)
-    if out.exists() and not out.is_dir():
-        raise ArtshieldError("exists and is not a folder", param="output", value=output)
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(output)
     previous = {} if overwrite else _previous_records(out / "results.json")
     batch, taken = Batch(out, [], [], []), {}
     for path in files:

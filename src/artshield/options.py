@@ -156,3 +156,20 @@ def seeded(generator, seed: int = 0):
     import torch
 
     return generator if generator is not None else torch.Generator("cpu").manual_seed(seed)
+
+
+def parse_assignments(pairs: list[str]) -> dict:
+    """"key=value" texts as options: values read as JSON where they can be (numbers, true, null,
+    lists), else kept as text; dashes in keys become underscores. A text without "=" is a ValueError."""
+    import json
+
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{pair}: expected key=value")
+        try:
+            parsed[key.replace("-", "_")] = json.loads(value)
+        except ValueError:
+            parsed[key.replace("-", "_")] = value
+    return parsed

@@ -7,9 +7,23 @@ Glaze-style cloak (the style-transferred target) and by the diffusion purifiers.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .models import ModelBundle
+
+
+def sampling_settings(bundle: ModelBundle, steps: int | None, guidance: float | None) -> tuple[int, float]:
+    """(steps, guidance): the given ones, else the model's; checked (steps a whole number >= 1,
+    guidance finite and >= 0)."""
+    steps = bundle.conventions.steps if steps is None else steps
+    guidance = bundle.conventions.guidance if guidance is None else guidance
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a whole number of at least 1, not {steps!r}")
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 0 <= guidance < math.inf:
+        raise ValueError(f"guidance must be a finite number of at least 0, not {guidance!r}")
+    return steps, float(guidance)
 
 
 @torch.no_grad()
@@ -21,8 +35,7 @@ def img2img(bundle: ModelBundle, images: torch.Tensor, prompts: list[str], stren
     ancestral sampling (fresh noise each step, drawn from `generator`)."""
     if not 0 < strength <= 1:
         raise ValueError(f"strength must be in (0, 1], got {strength}")
-    steps = int(steps or bundle.conventions.steps)
-    guidance = float(guidance if guidance is not None else bundle.conventions.guidance)
+    steps, guidance = sampling_settings(bundle, steps, guidance)
     sampler = bundle.sampler()
     sampler.set_timesteps(steps, device=bundle.device)
     keep = max(1, min(steps, round(steps * strength)))

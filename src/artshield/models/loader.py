@@ -32,12 +32,36 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ArtshieldError("no CUDA device is available on this machine", param="device", value=device)
     try:
-        return torch.device(device)
-    except RuntimeError:
-        raise ArtshieldError("not a device name (use auto, cpu or cuda)", param="device", value=device) from None
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ArtshieldError("not a device name (use auto, cpu, cuda or cuda:N)", param="device",
+                             value=device) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ArtshieldError("no CUDA device is available on this machine", param="device", value=device)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ArtshieldError(f"this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0",
+                                 param="device", value=device)
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ArtshieldError("no MPS (Apple GPU) device is available on this machine", param="device", value=device)
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ArtshieldError("not a device artshield runs on (use auto, cpu, cuda, cuda:N or mps)", param="device",
+                             value=device)
+    return dev
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".bin", ".pt", ".pth")
+
+
+def looks_like_path(spec: str) -> bool:
+    """Whether `spec` names a local path rather than a hub id: it starts with ".", "/" or "~", ends
+    in a weight file's suffix, or its first part is a folder that exists here ("models/sd15" where
+    ./models exists). Checked before any network call, so a mistyped path is reported as missing."""
+    if spec.startswith((".", "/", "~")) or spec.lower().endswith(WEIGHT_SUFFIXES) or os.sep != "/" and os.sep in spec:
+        return True
+    parts = Path(spec).parts
+    return len(parts) > 1 and Path(parts[0]).is_dir()
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -69,6 +93,8 @@ def load_model(spec: str = "mini", device: str = "auto", dtype: torch.dtype | No
             raise ArtshieldError("expected a diffusers folder (with vae/, unet/, text_encoder/, tokenizer/), "
                                  "not a single file", param="model", value=spec)
         return _load_folder(path, spec, "folder", dev, dtype)
+    if looks_like_path(spec):
+        raise ArtshieldError("no such file or folder", param="model", value=spec)
     if HUB_ID.match(spec):
         return _load_hub(spec, dev, dtype)
     raise ArtshieldError("no such folder, and not a hub id of the form org/name; use mini (the embedded model) "

@@ -61,6 +61,10 @@ class WeightChange(ABC):
             method = info["method"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ArtshieldError(f"not a readable {cls.what} ({e})", param=cls.param, value=str(folder)) from None
+        bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise ArtshieldError(f"{cls.weights_file()} holds NaN or infinite values (tensor {bad[0]})",
+                                 param=cls.param, value=str(folder))
         change = cls(method, tensors, info)
         change.check(folder)
         return change
