@@ -52,6 +52,7 @@ class WeightChange(ABC):
 
     @classmethod
     def load(cls, folder: str | Path):
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         folder = Path(folder)
@@ -59,7 +60,7 @@ class WeightChange(ABC):
             info = json.loads((folder / cls.info_file()).read_text())
             tensors = load_file(str(folder / cls.weights_file()))
             method = info["method"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, SafetensorError) as e:
             raise ArtshieldError(f"not a readable {cls.what} ({e})", param=cls.param, value=str(folder)) from None
         bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if bad:

@@ -1,0 +1,256 @@
+"""Hardening: every bad option, file and fault gets one clear line and a usage exit code, nothing is
+loaded or created before the options are checked, and nothing wrong (NaN, black, partial) is written.
+
+Each case runs the real command line on the tiny random-weight model and asserts: the exit code of
+the contract, exactly one line on stderr that names the culprit, the originals byte-identical, and
+no output folder left behind by a refused run."""
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from artshield.cli import main
+
+
+@pytest.fixture
+def art(tmp_path):
+    folder = tmp_path / "art"
+    folder.mkdir()
+    for k in range(2):
+        Image.fromarray((np.arange(20 * 20 * 3).reshape(20, 20, 3) * (k + 2) % 256).astype(np.uint8)).save(
+            folder / f"a{k}.png")
+    return folder
+
+
+def digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
+
+
+# (argv, the words the one stderr line must hold); {art} {tiny} {tmp} {out} are filled in
+USAGE = [
+    # protect: numbers that are not numbers, out of range, or of the wrong kind
+    (["protect", "{art}", "--step", "nan"], "--method advdm: step must be a finite number"),
+    (["protect", "{art}", "--step", "-1"], "step must be in (0, 255]"),
+    (["protect", "{art}", "--steps", "0"], "steps must be in [1, "),
+    (["protect", "{art}", "--budget", "0"], "--budget 0.0: must be in (0, 255]"),
+    (["protect", "{art}", "--budget", "inf"], "--budget inf: must be in (0, 255]"),
+    (["protect", "{art}", "--budget", "nan"], "--budget nan: must be in (0, 255]"),
+    (["protect", "{art}", "--eot", "nope"], "unknown EOT transform"),
+    (["protect", "{art}", "--batch", "0"], "--batch 0: must be in [1, "),
+    (["protect", "{art}", "--method", "glaze", "--target-style", "x", "--steps", "-5"], "steps must be in [1, "),
+    # purify: every option through --option, parsed as JSON (NaN and Infinity included)
+    (["purify", "{art}", "--method", "gaussian-noise", "--option", "sigma=NaN"], "sigma must be a finite number"),
+    (["purify", "{art}", "--method", "jpeg", "--option", "quality=Infinity"], "quality must be a finite number"),
+    (["purify", "{art}", "--method", "jpeg", "--option", "quality=101"], "quality must be in [1, 100]"),
+    (["purify", "{art}", "--method", "jpeg", "--option", "quality=x"], "quality must be a number"),
+    (["purify", "{art}", "--method", "jpeg", "--option", "quality=7.5"], "quality must be a whole number"),
+    (["purify", "{art}", "--method", "gaussian-blur", "--option", "kernel=-3"], "kernel must be in [1, 255]"),
+    (["purify", "{art}", "--method", "median", "--option", "kernel=100001"], "kernel must be in [1, 255]"),
+    (["purify", "{art}", "--method", "bilateral", "--option", "passes=true"], "passes must be a number"),
+    (["purify", "{art}", "--method", "jpeg", "--option", "nope=1"], "unknown option(s) for this method: nope"),
+    (["purify", "{art}", "--method", "jpeg", "--option", "quality"], "--option quality: expected key=value"),
+    (["purify", "{art}", "--method", "diffpure", "--option", "t_star=0"], "t_star must be in (0, 1]"),
+    # mimic
+    (["mimic", "{art}", "--lr", "nan"], "lr must be a finite number"),
+    (["mimic", "{art}", "--steps", "0"], "steps must be in [1, "),
+    (["mimic", "{art}", "--batch-size", "0"], "batch_size must be in [1, "),
+    (["mimic", "{art}", "--method", "nope"], "--method nope: unknown; choose one of"),
+    # erase
+    (["erase", "--concept", "x", "--eta", "nan"], "eta must be a finite number"),
+    (["erase", "--concept", "x", "--iterations", "0"], "iterations must be in [1, "),
+    (["erase", "--concept", "x", "--lr", "-1"], "lr must be in (0, inf)"),
+    (["erase", "--concept", "x", "--method", "uce", "--template", "{} and {}"], "contain {} once"),
+    (["erase", "--concept", "x", "--method", "uce", "--template", "a {x} {}"], "no other braces"),
+    (["erase", "--concept", "x", "--eval-prompts", "0"], "--eval-prompts 0: must be in [1, "),
+    (["erase", "--concept", "x", "--recovery-steps", "-1"], "--recovery-steps -1: must be 0"),
+    # generate
+    (["generate", "--prompt", "x", "--steps", "-1"], "--steps -1: sampling steps must be in [1, 1000]"),
+    (["generate", "--prompt", "x", "--guidance", "nan"], "--guidance nan: must be a finite number"),
+    (["generate", "--prompt", "x", "--seed", str(2 ** 64)], f"--seed {2 ** 64}: must be in [0, 2**63 - 1]"),
+    (["generate", "--prompt", "x", "--seed", "-1"], "--seed -1: must be in [0, 2**63 - 1]"),
+    (["generate", "--prompt", "x", "-n", "0"], "-n 0: must be in [1, "),
+    # audit
+    (["audit", "--generations", "0"], "generations must be in [2, "),
+    (["audit", "--generations", "8"], "min_clique (10) cannot exceed generations (8)"),
+    (["audit", "--threshold", "nan"], "threshold must be a finite number"),
+    (["audit", "--threshold", "auto?"], "could not convert string to float"),
+    (["audit", "--detect-generations", "0"], "--detect-generations 0: must be in [1, "),
+    (["audit", "--method", "extract,nope"], "choose from extract, detect"),
+    # the demo, the bench
+    (["demo", "--budget", "0"], "budget must be in (0, 255]"),
+    (["demo", "--method", "advdm", "--steps", "0"], "steps must be in [1, "),
+    (["bench", "--per-theme", "0"], "--per-theme 0: must be in [1, "),
+    # models and devices, before anything is loaded
+    (["generate", "--prompt", "x", "--model", "./no/such/model"], "--model ./no/such/model: no such file or folder"),
+    (["generate", "--prompt", "x", "--model", "model.safetensors"], "no such file or folder"),
+    (["generate", "--prompt", "x", "--device", "foo"], "--device foo: not a device name"),
+    (["generate", "--prompt", "x", "--device", "cuda:7"], "--device cuda:7:"),
+    (["generate", "--prompt", "x", "--device", "mps"], "--device mps: no MPS"),
+]
+
+
+@pytest.mark.parametrize("argv, words", USAGE, ids=[" ".join(a[:1] + a[2:])[:60] for a, _ in USAGE])
+def test_a_bad_option_is_one_line_exit_2_and_nothing_written(tmp_path, art, tiny_model_dir, capsys, argv, words):
+    before = digests(art)
+    out = tmp_path / "out"
+    filled = [a.replace("{art}", str(art)).replace("{tmp}", str(tmp_path)) for a in argv]
+    if "--model" not in filled and filled[0] not in ("bench", "demo", "audit", "erase"):
+        filled += ["--model", str(tiny_model_dir)]
+    code = main(filled + ["-o", str(out), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and words in err[0], err
+    assert not out.exists()                               # refused before any folder was made
+    assert digests(art) == before
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_up_front(tmp_path, art, tiny_model_dir, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep")
+    for out in (blocker, blocker / "sub"):
+        code = main(["protect", str(art), "-o", str(out), "--model", str(tiny_model_dir), "-q"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and err[0].startswith(f"artshield: error: -o {out}")
+    assert blocker.read_text() == "keep"
+
+
+def test_a_prompts_file_that_is_a_fifo_or_not_utf8_is_refused(tmp_path, tiny_model_dir, capsys):
+    fifo = tmp_path / "prompts.fifo"
+    os.mkfifo(fifo)                            # reading it would block forever
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9 icon\n".encode("latin-1"))
+    for path, words in ((fifo, "not a regular file"), (latin, "UnicodeDecodeError")):
+        code = main(["audit", "--prompts", str(path), "--generations", "4", "--min-clique", "2",
+                     "--model", str(tiny_model_dir), "-o", str(tmp_path / "a"), "-q"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and f"--prompts {path}" in err[0] and words in err[0]
+
+
+def test_files_pillow_would_hand_to_an_interpreter_or_that_block_are_refused(tmp_path, tiny_model_dir, capsys):
+    """A PostScript file named .png reaches no decoder (Pillow would run Ghostscript on it), a FIFO
+    named as an input is never opened; the good image is done all the same."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(src / "good.png")
+    (src / "evil.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\nshowpage\n")
+    os.mkfifo(src / "pipe.png")
+    out = tmp_path / "out"
+    code = main(["protect", str(src / "good.png"), str(src / "evil.png"), str(src / "pipe.png"), "-o", str(out),
+                 "--model", str(tiny_model_dir), "--steps", "1", "-q"])
+    err = capsys.readouterr().err
+    res = json.loads((out / "results.json").read_text())
+    failed = {os.path.basename(f["file"]): f["error"] for f in res["failed"]}
+    assert code == 1 and [os.path.basename(r["file"]) for r in res["images"]] == ["good.png"]
+    assert "not a readable image" in failed["evil.png"] and "not a regular file" in failed["pipe.png"]
+    assert all(e in err for e in failed.values())
+
+
+def _write_change(folder, kind, tensors, info):
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    save_file(tensors, str(folder / f"{kind}.safetensors"))
+    (folder / f"{kind}.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize("case", ["nan-adapter", "garbled-adapter", "wrong-method-adapter", "nan-edit",
+                                  "garbled-edit", "edit-without-base"])
+def test_a_bad_adapter_or_edit_is_refused_with_one_line(tmp_path, tiny_model_dir, tiny_bundle, capsys, case):
+    from artshield.mimic import mimic
+
+    folder = tmp_path / case
+    if case.endswith("adapter"):
+        adapter = mimic(tiny_bundle, [torch.rand(3, 16, 16)], ["x, sks style"], "lora", steps=1)
+        tensors = dict(adapter.tensors)
+        info = dict(adapter.info)
+        if case == "nan-adapter":
+            tensors[next(iter(tensors))] = torch.full_like(next(iter(tensors.values())), float("nan"))
+        if case == "wrong-method-adapter":
+            info["method"] = "hypernetwork"                 # the json names another method than its tensors
+        _write_change(folder, "adapter", tensors, info)
+        if case == "garbled-adapter":
+            (folder / "adapter.safetensors").write_bytes(b"not safetensors")
+        argv = ["--model", str(tiny_model_dir), "--adapter", str(folder)]
+        flag = f"--adapter {folder}"
+    else:
+        name = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+        weight = dict(tiny_bundle.unet.named_parameters())[name].detach().clone()
+        if case == "nan-edit":
+            weight[0, 0] = float("inf")
+        info = {"method": "uce", "base_model": str(tiny_model_dir)} if case != "edit-without-base" else {"method": "uce"}
+        _write_change(folder, "edit", {name: weight}, info)
+        if case == "garbled-edit":
+            (folder / "edit.json").write_text("{not json")
+        argv = ["--model", str(folder)]
+        flag = f"--model {folder}"
+    out = tmp_path / "gen"
+    code = main(["generate", "--prompt", "x", "-n", "1", "--steps", "2", "-o", str(out), "-q", *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and flag in err[0], err
+    assert not out.exists()
+
+
+def test_a_diverged_run_writes_no_weights(tmp_path, tiny_bundle):
+    from artshield.errors import ArtshieldError
+    from artshield.models.weights import Edit
+
+    edit = Edit("uce", {"w": torch.tensor([1.0, float("nan")])}, {"method": "uce", "base_model": "mini"})
+    with pytest.raises(ArtshieldError, match="NaN or infinite"):
+        edit.save(tmp_path / "e")
+    assert not (tmp_path / "e").exists()
+
+
+def test_no_nan_image_is_ever_written(tmp_path):
+    from artshield.io import load_image, save_perturbed, write_image
+
+    Image.fromarray(np.full((12, 12, 3), 100, np.uint8)).save(tmp_path / "a.png")
+    loaded = load_image(tmp_path / "a.png")
+    bad = torch.zeros(3, 12, 12)
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        save_perturbed(loaded, bad, tmp_path / "b.png")
+    with pytest.raises(ValueError, match="NaN"):
+        write_image(bad, tmp_path / "c.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+# --- a seeded property test: random values for every option of every method -----------------------
+BAD = [float("nan"), float("inf"), float("-inf"), -1, -1e30, 0, 1e30, "x", True, [1], {"a": 1}]
+
+
+def test_every_numeric_option_of_every_method_refuses_or_accepts_a_sane_value():
+    """Every config field typed bool, int or float gets values of every bad kind: each is either
+    refused with a ValueError naming the field, or stored as a finite number of the field's type."""
+    import math
+    import random
+    from dataclasses import fields
+
+    from artshield.options import registry
+
+    rng = random.Random(20261129)
+    tried = 0
+    for family in ("protect", "purify", "mimic", "erase", "audit"):
+        for name, cls in registry(family).items():
+            for f in fields(cls.Config):
+                kinds = {k.strip() for k in str(f.type).split("|")} - {"None"}
+                if not kinds or not kinds <= {"int", "float", "bool"}:
+                    continue
+                for value in BAD + [rng.uniform(-1e6, 1e6), rng.randint(-10**9, 10**9)]:
+                    tried += 1
+                    try:
+                        config = registry(family).config(name, **{f.name: value})
+                    except ValueError as e:
+                        assert f.name in str(e), (family, name, f.name, value, str(e))
+                        continue
+                    stored = getattr(config, f.name)
+                    if "bool" in kinds:
+                        assert isinstance(stored, bool), (family, name, f.name, value)
+                    else:
+                        assert isinstance(stored, (int, float)) and not isinstance(stored, bool)
+                        assert math.isfinite(stored), (family, name, f.name, value)
+                        if kinds == {"int"}:
+                            assert isinstance(stored, int), (family, name, f.name, value)
+    assert tried > 500
