@@ -36,9 +36,9 @@ USAGE = [
     (["protect", "{art}", "--step", "nan"], "--method advdm: step must be a finite number"),
     (["protect", "{art}", "--step", "-1"], "step must be in (0, 255]"),
     (["protect", "{art}", "--steps", "0"], "steps must be in [1, "),
-    (["protect", "{art}", "--budget", "0"], "--budget 0.0: must be in (0, 255]"),
-    (["protect", "{art}", "--budget", "inf"], "--budget inf: must be in (0, 255]"),
-    (["protect", "{art}", "--budget", "nan"], "--budget nan: must be in (0, 255]"),
+    (["protect", "{art}", "--budget", "0"], "--method advdm: budget must be in (0, 255] (0-255 pixel units)"),
+    (["protect", "{art}", "--budget", "inf"], "budget must be a finite number, not inf"),
+    (["protect", "{art}", "--budget", "nan"], "budget must be a finite number, not nan"),
     (["protect", "{art}", "--eot", "nope"], "unknown EOT transform"),
     (["protect", "{art}", "--batch", "0"], "--batch 0: must be in [1, "),
     (["protect", "{art}", "--method", "glaze", "--target-style", "x", "--steps", "-5"], "steps must be in [1, "),
@@ -254,3 +254,84 @@ def test_every_numeric_option_of_every_method_refuses_or_accepts_a_sane_value():
                         if kinds == {"int"}:
                             assert isinstance(stored, int), (family, name, f.name, value)
     assert tried > 500
+
+
+# --- resume: an output counts as done only if this run would have made it --------------------------
+def _protect(art, out, tiny, *extra):
+    return main(["protect", str(art), "-o", str(out), "--model", str(tiny), "--steps", "1", "-q", *extra])
+
+
+def _records(out):
+    res = json.loads((out / "results.json").read_text())
+    return {r["output"]: r for r in res["images"]}, res["failed"]
+
+
+def test_a_file_artshield_did_not_write_is_never_taken_as_done_or_replaced(tmp_path, art, tiny_model_dir, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a0.png").write_bytes((art / "a0.png").read_bytes())       # an unprotected copy already there
+    assert _protect(art, out, tiny_model_dir) == 1
+    done, failed = _records(out)
+    assert "a1.png" in done and "a0.png" not in done
+    assert "no run of artshield wrote it" in failed[0]["error"] and "--overwrite" in failed[0]["error"]
+    assert (out / "a0.png").read_bytes() == (art / "a0.png").read_bytes()
+    assert _protect(art, out, tiny_model_dir, "--overwrite") == 0
+    assert (out / "a0.png").read_bytes() != (art / "a0.png").read_bytes()
+
+
+def test_a_changed_artwork_or_other_settings_are_redone_the_same_are_kept(tmp_path, art, tiny_model_dir):
+    out = tmp_path / "out"
+    assert _protect(art, out, tiny_model_dir) == 0
+    first, _ = _records(out)
+    assert _protect(art, out, tiny_model_dir) == 0
+    again, _ = _records(out)
+    assert all("skipped" in r for r in again.values())                 # same inputs, same settings
+    Image.fromarray(np.full((20, 20, 3), 7, np.uint8)).save(art / "a0.png")   # the artist redrew a0
+    assert _protect(art, out, tiny_model_dir) == 0
+    redone, _ = _records(out)
+    assert "skipped" not in redone["a0.png"] and "skipped" in redone["a1.png"]
+    assert redone["a0.png"]["input_sha256"] == hashlib.sha256((art / "a0.png").read_bytes()).hexdigest()
+    assert _protect(art, out, tiny_model_dir, "--budget", "4") == 0      # other settings: both redone
+    other, _ = _records(out)
+    assert not any("skipped" in r for r in other.values()) and all(r["budget"] == 4 for r in other.values())
+
+
+def test_an_input_linked_from_the_output_folder_is_never_replaced(tmp_path, art, tiny_model_dir):
+    out = tmp_path / "out"
+    out.mkdir()
+    original = out / "mine.png"                          # the artist keeps the original in the folder
+    Image.fromarray(np.full((16, 16, 3), 50, np.uint8)).save(original)
+    before = original.read_bytes()
+    link = tmp_path / "mine.png"
+    link.symlink_to(original)
+    code = main(["protect", str(link), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q",
+                 "--overwrite"])
+    assert code == 1 and original.read_bytes() == before
+    assert "is this very file" in _records(out)[1][0]["error"]
+
+
+def test_partial_files_of_a_killed_run_are_cleaned_and_records_are_saved_as_it_goes(tmp_path, art, tiny_model_dir,
+                                                                                    monkeypatch, capsys):
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".a0.png.x1y2.part").write_bytes(b"half an image")          # left by kill -9 mid-write
+    package = sys.modules["artshield.protect"]
+    real, calls = package.protect, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(package, "protect", interrupted)
+    assert _protect(art, out, tiny_model_dir, "--batch", "1") == 130
+    assert not list(out.glob("*.part")) and not list(out.glob(".*.part"))
+    done, _ = _records(out)                          # the first image's record was saved before the stop
+    assert list(done) == ["a0.png"] and "linf_255" in done["a0.png"]
+    monkeypatch.setattr(package, "protect", real)
+    assert _protect(art, out, tiny_model_dir, "--batch", "1") == 0      # the rerun finishes the job
+    done, _ = _records(out)
+    assert "skipped" in done["a0.png"] and "skipped" not in done["a1.png"]

@@ -26,6 +26,22 @@ class BatchResult:
     method: dict = field(default_factory=dict)        # the method's settings as it ran (config, extra facts)
 
 
+def reporter(batch: Batch, head: dict, start: float):
+    """(report, checkpoint): report(result) is results.json's content (`head`, then the records, the
+    failures, the seconds since `start`, the versions); checkpoint(result) writes it, mid-run, so an
+    interrupted batch keeps the records of what it finished."""
+    from .io import write_json
+    from .provenance import environment
+
+    env = environment()
+
+    def report(done: BatchResult) -> dict:
+        return {**head, **done.method, "images": done.records, "failed": done.failures,
+                "seconds": round(time.time() - start, 2), "environment": env}
+
+    return report, lambda done: write_json(report(done), batch.out / "results.json")
+
+
 def write_copy(out: Path, loaded, name: str, save) -> tuple[dict | None, dict | None]:
     """`save(path)` writes the copy of `loaded` as out/name; the file is read back and measured against
     the original. Returns (record, None), or (None, failure) when it cannot be written."""
@@ -40,9 +56,9 @@ def write_copy(out: Path, loaded, name: str, save) -> tuple[dict | None, dict | 
 
 
 def protect_batch(bundle, batch: Batch, method: str, seed: int = 0, batch_size: int = 4, keep_format: bool = True,
-                  progress=None, **options) -> BatchResult:
+                  progress=None, checkpoint=None, **options) -> BatchResult:
     """Protect batch.todo, `batch_size` images at a time (ASPL: all at once, it learns the set);
-    chunk k starts from seed + k."""
+    chunk k starts from seed + k. `checkpoint(result)` after each chunk (to save the records so far)."""
     from .protect import protect
 
     result = BatchResult(list(batch.done), list(batch.failures))
@@ -60,10 +76,12 @@ def protect_batch(bundle, batch: Batch, method: str, seed: int = 0, batch_size: 
             if failure:
                 result.failures.append(failure)
                 continue
-            rec.update(budget=made.config["budget"], objective=objective, seconds=round(seconds, 3))
+            rec.update(budget=made.config["budget"], objective=objective, seconds=round(seconds, 3), **batch.stamp(name))
             if loaded.format == "JPEG" and keep_format:
                 rec["notes"] = rec["notes"] + [JPEG_NOTE]
             result.records.append(rec)
+        if checkpoint is not None:
+            checkpoint(result)
     return result
 
 
@@ -75,8 +93,10 @@ def protect_steps(bundle, n_images: int, method: str, batch_size: int = 4, **opt
     return make_method("protect", method, bundle, **options).total_steps(size) * -(-n_images // max(1, size))
 
 
-def purify_batch(purifier, batch: Batch, generator, keep_format: bool = True, progress=None) -> BatchResult:
-    """Purify batch.todo one image at a time with one generator (so the batch is reproducible)."""
+def purify_batch(purifier, batch: Batch, generator, keep_format: bool = True, progress=None,
+                 checkpoint=None) -> BatchResult:
+    """Purify batch.todo one image at a time with one generator (so the batch is reproducible);
+    `checkpoint(result)` after each image."""
     result = BatchResult(list(batch.done), list(batch.failures))
     for loaded, name in batch.todo:
         t0 = time.time()
@@ -90,5 +110,7 @@ def purify_batch(purifier, batch: Batch, generator, keep_format: bool = True, pr
         if failure:
             result.failures.append(failure)
             continue
-        result.records.append({**rec, "seconds": round(time.time() - t0, 3)})
+        result.records.append({**rec, "seconds": round(time.time() - t0, 3), **batch.stamp(name)})
+        if checkpoint is not None:
+            checkpoint(result)
     return result

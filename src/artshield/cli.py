@@ -210,39 +210,42 @@ def _parse_target(value: str | None):
     return read_image(value)
 
 
+def _settings(args) -> dict:
+    """What makes a batch's outputs what they are: every option but where, how loud, and the device."""
+    return {k: v for k, v in vars(args).items() if k not in ("func", "images", "output", "quiet", "json", "device",
+                                                            "overwrite")}
+
+
 def cmd_protect(args) -> int:
-    from .batch import protect_batch, protect_steps
+    from .batch import BatchResult, protect_batch, protect_steps, reporter
     from .io import plan_batch
 
     start = time.time()
-    if args.budget is not None and not 0 < args.budget <= 255:
-        raise ArtshieldError(f"--budget {args.budget}: must be in (0, 255] pixel units")
     options = {"budget": args.budget, "steps": args.steps, "step": args.step, "prompt": args.prompt,
                "eot": tuple(args.eot.split(",")) if args.eot else None, "target": _parse_target(args.target),
                "target_style": args.target_style}
     _check_method(args, "protect", **options)
-    batch = plan_batch(args.images, args.output, "protected copy", args.format == "keep", args.overwrite)
-    done, model = None, {"spec": args.model}
+    batch = plan_batch(args.images, args.output, "protected copy", args.format == "keep", args.overwrite,
+                       settings=_settings(args))
+    head = {"command": "protect", "method": args.method, "model": {"spec": args.model}, "seed": args.seed}
+    report, checkpoint = reporter(batch, head, start)
+    done = BatchResult(batch.done, batch.failures)
     if batch.todo:
         bundle = _load(args)
-        model = bundle.describe()
+        head["model"] = bundle.describe()
         try:            # builds the method once: a bad option is refused before any work
             total = protect_steps(bundle, len(batch.todo), args.method, args.batch, **options)
         except (ValueError, TypeError) as e:
             raise ArtshieldError(f"--method {args.method}: {e}") from None
         bar = _progress(args, total, f"protect ({args.method})", unit="step")
         done = protect_batch(bundle, batch, args.method, args.seed, args.batch, args.format == "keep",
-                             progress=bar.update, **options)
+                             progress=bar.update, checkpoint=checkpoint, **options)
         bar.close()
-    records, failures = (done.records, done.failures) if done else (batch.done, batch.failures)
-    results = {"command": "protect", "method": args.method, "model": model, "seed": args.seed,
-               **(done.method if done else {}), "images": records, "failed": failures,
-               "seconds": round(time.time() - start, 2), "environment": environment()}
-    _finish(args, batch.out, results)
-    for rec in (r for r in records if "skipped" not in r):
+    _finish(args, batch.out, report(done))
+    for rec in (r for r in done.records if "skipped" not in r):
         for note in rec["notes"]:
             _warn(args, f"{rec['file']}: {note}")
-    return _report_failures(args, failures)
+    return _report_failures(args, done.failures)
 
 
 def cmd_demo(args) -> int:
@@ -307,14 +310,11 @@ def cmd_mimic(args) -> int:
 
 
 def cmd_purify(args) -> int:
-    from dataclasses import asdict
-
     import torch
 
-    from .batch import purify_batch
+    from .batch import purify_batch, reporter
     from .io import plan_batch
-    from .options import parse_assignments
-    from .purify import PURIFIERS
+    from .options import parse_assignments, registry
 
     start = time.time()
     try:
@@ -322,23 +322,22 @@ def cmd_purify(args) -> int:
     except ValueError as e:
         raise ArtshieldError(f"--option {e}") from None
     _check_method(args, "purify", **options)
-    batch = plan_batch(args.images, args.output, "purified copy", args.format == "keep", args.overwrite)
-    bundle = _load(args) if batch.todo and PURIFIERS[args.method].needs_model else None
+    batch = plan_batch(args.images, args.output, "purified copy", args.format == "keep", args.overwrite,
+                       settings=_settings(args))
+    bundle = _load(args) if batch.todo and registry("purify")[args.method].needs_model else None
     try:
         purifier = _method("purify", args, bundle, **options) if batch.todo else None
     except OSError as e:
         raise ArtshieldError(f"--method {args.method}: {e}") from None
+    head = {"command": "purify", "method": args.method, "config": vars(registry("purify").config(args.method,
+            **options)), "model": bundle.describe() if bundle else None, "seed": args.seed}
+    report, checkpoint = reporter(batch, head, start)
     bar = _progress(args, len(batch.todo), f"purify ({args.method})")
     done = purify_batch(purifier, batch, torch.Generator("cpu").manual_seed(args.seed), args.format == "keep",
-                        progress=bar.update)
+                        progress=bar.update, checkpoint=checkpoint)
     bar.close()
-    records, failures = done.records, done.failures
-    results = {"command": "purify", "method": args.method,
-               "config": asdict(purifier.config) if purifier else options,
-               "model": bundle.describe() if bundle else None, "seed": args.seed, "images": records,
-               "failed": failures, "seconds": round(time.time() - start, 2), "environment": environment()}
-    _finish(args, batch.out, results)
-    return _report_failures(args, failures)
+    _finish(args, batch.out, report(done))
+    return _report_failures(args, done.failures)
 
 
 def cmd_erase(args) -> int:

@@ -341,19 +341,39 @@ def output_folder(path: str | os.PathLike) -> Path:
 @dataclass
 class Batch:
     """A batch command's plan: the images to do (each with its output name), records of outputs
-    that already exist (kept unless overwrite), and the inputs that failed (file, error)."""
+    that already exist and still hold (kept unless overwrite), the inputs that failed (file, error),
+    the run's fingerprint and each input file's digest (which every record of this run carries)."""
 
     out: Path
     todo: list[tuple[LoadedImage, str]]
     done: list[dict]
     failures: list[dict]
+    run_id: str = ""
+    digests: dict = field(default_factory=dict)       # output name -> sha256 of its input file
+
+    def stamp(self, name: str) -> dict:
+        """What a record of output `name` carries so that a later run can tell whether it still holds."""
+        return {"input_sha256": self.digests.get(name), "run_id": self.run_id}
 
 
-def plan_batch(inputs: list[str], output: str, what: str, keep_format: bool = True, overwrite: bool = False) -> Batch:
+def run_fingerprint(settings: dict) -> str:
+    """A short digest of the settings that make an output what it is (method, options, model, seed, format)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def plan_batch(inputs: list[str], output: str, what: str, keep_format: bool = True, overwrite: bool = False,
+               settings: dict | None = None) -> Batch:
     """Read the images named by `inputs` (files or folders) for a batch that writes one copy of each
-    into `output`. Refuses an output folder that holds an input, so originals are never overwritten;
-    two inputs that would write the same output name fail, the second one; an existing output is
-    kept (recorded from the folder's results.json) unless `overwrite`."""
+    into `output`. Refuses an output folder that holds an input, so originals are never overwritten,
+    and an output that is an input itself (through a link). Two inputs that would write the same
+    output name fail, the second one. An existing output is kept only when the folder's results.json
+    says this very input was made into it with these very `settings`; one that an earlier run made
+    from another input or with other settings is redone; a file that no run of artshield wrote
+    there is never replaced without `overwrite`. Partial files of interrupted runs are removed."""
+    import hashlib
+
     from .errors import ArtshieldError
 
     out = Path(output)
@@ -366,23 +386,39 @@ def plan_batch(inputs: list[str], output: str, what: str, keep_format: bool = Tr
             raise ArtshieldError(f"is the folder of the input {p}; choose another folder, so that originals "
                                  "are never overwritten", param="output", value=output)
     output_folder(output)
-    previous = {} if overwrite else _previous_records(out / "results.json")
-    batch, taken = Batch(out, [], [], []), {}
+    for stale in out.glob(".*.part"):            # left by a run that was killed while writing
+        stale.unlink(missing_ok=True)
+    previous = _previous_records(out / "results.json")
+    batch, taken = Batch(out, [], [], [], run_fingerprint(settings or {})), {}
     for path in files:
         try:
             loaded = load_image(path)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
         except InputError as e:
             batch.failures.append({"file": str(path), "error": str(e)})
             continue
+        except OSError as e:
+            batch.failures.append({"file": str(path), "error": f"{path}: cannot read it ({e.strerror})"})
+            continue
         name = output_name(loaded, keep_format=keep_format)
+        target = out / name
+        problem = None
         if name in taken:
-            batch.failures.append({"file": str(path), "error": f"{path}: its output {name} would overwrite the "
-                                   f"{what} of {taken[name]}; run it separately"})
+            problem = f"its output {name} would overwrite the {what} of {taken[name]}; run it separately"
+        elif target.exists() and os.path.samefile(target, path):
+            problem = f"its output {target} is this very file (through a link); choose another folder"
+        elif target.exists() and not overwrite and name not in previous:
+            problem = f"{target} exists and no run of artshield wrote it; use --overwrite to replace it"
+        if problem:
+            batch.failures.append({"file": str(path), "error": f"{path}: {problem}"})
             continue
         taken[name] = path
-        if (out / name).exists() and not overwrite:
-            rec = previous.get(name, {"file": str(path), "output": name})
-            batch.done.append({**rec, "skipped": "output exists (use --overwrite to redo)"})
+        batch.digests[name] = digest
+        rec = previous.get(name)
+        if target.exists() and not overwrite and rec.get("input_sha256") == digest and \
+                rec.get("run_id") == batch.run_id:
+            batch.done.append({**rec, "skipped": "output exists, made from this input with these settings "
+                                                 "(use --overwrite to redo)"})
             continue
         batch.todo.append((loaded, name))
     return batch
