@@ -335,3 +335,48 @@ def test_partial_files_of_a_killed_run_are_cleaned_and_records_are_saved_as_it_g
     assert _protect(art, out, tiny_model_dir, "--batch", "1") == 0      # the rerun finishes the job
     done, _ = _records(out)
     assert "skipped" in done["a0.png"] and "skipped" not in done["a1.png"]
+
+
+def test_a_folder_s_unreadable_entries_are_reported_not_skipped(tmp_path, art, tiny_model_dir, capsys):
+    (art / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (art / "broken.png").symlink_to(tmp_path / "nowhere.png")
+    os.mkfifo(art / "pipe.jpg")
+    (art / "a0.txt").write_text("a caption, not an image")
+    out = tmp_path / "out"
+    assert main(["protect", str(art), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q"]) == 1
+    res = json.loads((out / "results.json").read_text())
+    failed = {os.path.basename(f["file"]): f["error"] for f in res["failed"]}
+    assert sorted(r["output"] for r in res["images"]) == ["a0.png", "a1.png"]
+    assert set(failed) == {"phone.heic", "broken.png", "pipe.jpg"}
+    assert "not supported" in failed["phone.heic"] and "no such file" in failed["broken.png"]
+    assert "not a regular file" in failed["pipe.jpg"]
+
+
+def test_an_image_that_breaks_its_chunk_fails_alone(tmp_path, art, tiny_model_dir, monkeypatch):
+    import sys
+
+    Image.fromarray(np.full((20, 23, 3), 30, np.uint8)).save(art / "odd.png")
+    package = sys.modules["artshield.protect"]
+    real = package.protect
+
+    def fragile(bundle, images, *a, **k):
+        if any(x.shape[-1] == 23 for x in images):
+            raise RuntimeError("a kernel failed on this image")
+        return real(bundle, images, *a, **k)
+
+    monkeypatch.setattr(package, "protect", fragile)
+    out = tmp_path / "out"
+    assert main(["protect", str(art), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q"]) == 1
+    res = json.loads((out / "results.json").read_text())
+    assert sorted(r["output"] for r in res["images"]) == ["a0.png", "a1.png"]
+    assert len(res["failed"]) == 1 and "odd.png: a kernel failed" in res["failed"][0]["error"]
+
+
+def test_the_longest_file_name_the_system_takes_is_written(tmp_path, tiny_model_dir):
+    src = tmp_path / "in"
+    src.mkdir()
+    name = "x" * 240 + ".png"                                  # 244 bytes; the limit is 255
+    Image.fromarray(np.full((16, 16, 3), 60, np.uint8)).save(src / name)
+    out = tmp_path / "out"
+    assert main(["protect", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q"]) == 0
+    assert (out / name).is_file() and not list(out.glob(".*.part"))

@@ -55,18 +55,31 @@ def write_copy(out: Path, loaded, name: str, save) -> tuple[dict | None, dict | 
             **visibility(written, loaded.pixels), "notes": loaded.notes}, None
 
 
+def _read(items, result: BatchResult) -> list:
+    """The chunk's images, read now (plan_batch kept only their paths); a file that cannot be read
+    any more fails alone."""
+    chunk = []
+    for path, name in items:
+        try:
+            chunk.append((load_image(path), name))
+        except ArtshieldError as e:
+            result.failures.append({"file": str(path), "error": str(e)})
+    return chunk
+
+
 def protect_batch(bundle, batch: Batch, method: str, seed: int = 0, batch_size: int = 4, keep_format: bool = True,
                   progress=None, checkpoint=None, **options) -> BatchResult:
     """Protect batch.todo, `batch_size` images at a time (ASPL: all at once, it learns the set);
-    chunk k starts from seed + k. `checkpoint(result)` after each chunk (to save the records so far)."""
+    chunk k starts from seed + k. A chunk that fails is redone image by image, so that only the
+    image at fault fails. `checkpoint(result)` after each chunk (to save the records so far)."""
     from .protect import protect
 
     result = BatchResult(list(batch.done), list(batch.failures))
     size = len(batch.todo) if method == "aspl" else batch_size
-    for k in range(0, len(batch.todo), size):
-        chunk = batch.todo[k:k + size]
+
+    def one_chunk(chunk, chunk_seed):
         t0 = time.time()
-        made = protect(bundle, [loaded.pixels for loaded, _ in chunk], method=method, seed=seed + k,
+        made = protect(bundle, [loaded.pixels for loaded, _ in chunk], method=method, seed=chunk_seed,
                        progress=progress, **options)
         seconds = (time.time() - t0) / len(chunk)
         result.method = {"config": made.config, **made.extra}
@@ -76,10 +89,28 @@ def protect_batch(bundle, batch: Batch, method: str, seed: int = 0, batch_size: 
             if failure:
                 result.failures.append(failure)
                 continue
-            rec.update(budget=made.config["budget"], objective=objective, seconds=round(seconds, 3), **batch.stamp(name))
+            rec.update(budget=made.config["budget"], objective=objective, seconds=round(seconds, 3),
+                       **batch.stamp(name))
             if loaded.format == "JPEG" and keep_format:
                 rec["notes"] = rec["notes"] + [JPEG_NOTE]
             result.records.append(rec)
+
+    for k in range(0, len(batch.todo), size):
+        chunk = _read(batch.todo[k:k + size], result)
+        try:
+            if chunk:
+                one_chunk(chunk, seed + k)
+        except (RuntimeError, ValueError, ArtshieldError) as e:
+            if len(chunk) == 1:
+                result.failures.append({"file": str(chunk[0][0].path),
+                                        "error": f"{chunk[0][0].path}: {str(e).splitlines()[0]}"})
+            else:
+                for i, item in enumerate(chunk):
+                    try:
+                        one_chunk([item], seed + k + i)
+                    except (RuntimeError, ValueError, ArtshieldError) as e1:
+                        result.failures.append({"file": str(item[0].path),
+                                                "error": f"{item[0].path}: {str(e1).splitlines()[0]}"})
         if checkpoint is not None:
             checkpoint(result)
     return result
@@ -98,8 +129,11 @@ def purify_batch(purifier, batch: Batch, generator, keep_format: bool = True, pr
     """Purify batch.todo one image at a time with one generator (so the batch is reproducible);
     `checkpoint(result)` after each image."""
     result = BatchResult(list(batch.done), list(batch.failures))
-    for loaded, name in batch.todo:
-        t0 = time.time()
+    for item in batch.todo:
+        chunk = _read([item], result)
+        if not chunk:
+            continue
+        (loaded, name), t0 = chunk[0], time.time()
         try:
             (cleaned,) = purifier.run([loaded.pixels], generator, progress=progress)
         except (ValueError, RuntimeError, ArtshieldError) as e:

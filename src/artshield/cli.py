@@ -26,7 +26,7 @@ FLAGS = {"model": "--model", "device": "--device", "adapter": "--adapter", "meth
          "concepts": "--concept", "prompts": "--prompts", "candidates": "--candidates", "output": "-o"}
 
 
-def _quiet_libraries() -> None:
+def _quiet_libraries(quiet: bool) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -35,6 +35,8 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", module=r"huggingface_hub(\..*)?")
     for name in ("transformers", "diffusers"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if quiet:                    # -q: no library warning reaches stderr either
+        warnings.simplefilter("ignore")
 
 
 def _progress(args, total: int | None, desc: str, unit: str = "img"):
@@ -533,8 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="text of the concept, e.g. 'faenza style' or 'trash can' (repeat for several)")
     er.add_argument("--method", default="esd-x", help=f"one of: {', '.join(names.ERASE)} (default esd-x)")
     er.add_argument("-o", "--output", required=True, help="output folder (edit.safetensors, edit.json, results.json)")
-    er.add_argument("--iterations", type=int, default=None,
-                    help="esd: training iterations (default: the model's, else 1000)")
+    er.add_argument("--iterations", type=int, default=None, help="esd: iterations (default: the model's, else 1000)")
     er.add_argument("--lr", type=float, default=None, help="esd: learning rate (default: the model's, else 1e-5)")
     er.add_argument("--eta", type=float, default=None, help="esd: negative guidance strength (default 1)")
     er.add_argument("--guide", default=None, help="uce: what the concept should read as (default: nothing)")
@@ -544,8 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--template", action="append", default=None,
                     help="a sentence with {} for the concept, to edit it in context (repeatable; default: the model's)")
     er.add_argument("--no-eval", action="store_true", help="skip the evaluation")
-    er.add_argument("--eval-prompts", type=int, default=32,
-                    help="evaluation: prompts asking for the concept (default 32)")
+    er.add_argument("--eval-prompts", type=int, default=32, help="evaluation: prompts with the concept (default 32)")
     er.add_argument("--recovery-steps", type=int, default=300,
                     help="evaluation: textual-inversion steps of the recovery attack (default 300; 0 skips it)")
     er.set_defaults(func=cmd_erase)
@@ -579,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    _quiet_libraries()
+    _quiet_libraries(args.quiet)
     try:
         _check_common(args)
         return args.func(args)

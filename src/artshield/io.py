@@ -19,7 +19,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+# image files a portfolio may hold that artshield does not read: reported, never skipped silently
+UNSUPPORTED_SUFFIXES = {".avif", ".heic", ".heif", ".jxl", ".psd", ".svg", ".eps", ".pdf", ".ico", ".tga",
+                        ".raw", ".cr2", ".nef", ".dng", ".kra", ".xcf"}
 # The only decoders Pillow may use, whatever a file's suffix says (Pillow picks a decoder by content):
 # never EPS/PS/PDF, which hand the file to Ghostscript, nor any other plugin.
 DECODERS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
@@ -71,6 +74,8 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         raise InputError(path, "is a folder, not an image")
     if not path.is_file():       # never opened for reading: a FIFO would block, a device never end
         raise InputError(path, "not a regular file (a FIFO, device or socket)")
+    if path.suffix.lower() in UNSUPPORTED_SUFFIXES:
+        raise InputError(path, f"{path.suffix} images are not supported (use PNG, JPEG, WebP, TIFF, BMP or GIF)")
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
@@ -226,11 +231,15 @@ def read_captioned_folder(folder: str | os.PathLike) -> CaptionedFolder:
 
 
 def list_images(paths: list[str | os.PathLike]) -> list[Path]:
-    """Expand folders (non-recursively) into their image files, sorted; keep files as given."""
+    """Expand folders (non-recursively) into the entries that are or claim to be images, sorted; keep
+    files as given. Entries with an image suffix that are no regular file (a FIFO, a broken link) and
+    image formats artshield does not read (AVIF, HEIC, ...) are listed too, so that reading them
+    reports them as failures instead of skipping them without a word; other files (captions) are not."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()))
+            out.extend(sorted(f for f in p.iterdir() if not f.name.startswith(".")
+                              and f.suffix.lower() in IMAGE_SUFFIXES | UNSUPPORTED_SUFFIXES))
         else:
             out.append(p)
     return out
@@ -248,7 +257,8 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    # the temporary name must fit where the final one fits: at most 255 bytes in all
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -345,7 +355,7 @@ class Batch:
     the run's fingerprint and each input file's digest (which every record of this run carries)."""
 
     out: Path
-    todo: list[tuple[LoadedImage, str]]
+    todo: list[tuple[Path, str]]                      # (input, output name); read again when its turn comes
     done: list[dict]
     failures: list[dict]
     run_id: str = ""
@@ -420,7 +430,7 @@ def plan_batch(inputs: list[str], output: str, what: str, keep_format: bool = Tr
             batch.done.append({**rec, "skipped": "output exists, made from this input with these settings "
                                                  "(use --overwrite to redo)"})
             continue
-        batch.todo.append((loaded, name))
+        batch.todo.append((path, name))     # only the path is kept: memory grows with a chunk, not the folder
     return batch
 
 
