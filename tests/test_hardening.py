@@ -380,3 +380,42 @@ def test_the_longest_file_name_the_system_takes_is_written(tmp_path, tiny_model_
     out = tmp_path / "out"
     assert main(["protect", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q"]) == 0
     assert (out / name).is_file() and not list(out.glob(".*.part"))
+
+
+def test_generate_and_demo_never_overwrite_files_they_did_not_write(tmp_path, tiny_model_dir, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "index.html").write_text("the artist's own page")
+    (out / "0000.png").write_bytes(b"the artist's own picture")
+    for argv in (["generate", "--prompt", "x", "-n", "1", "--steps", "2"], ["demo", "--steps", "1"]):
+        code = main(argv + ["--model", str(tiny_model_dir), "-o", str(out), "-q"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and "holds files that no artshield" in err[0]
+    assert (out / "index.html").read_text() == "the artist's own page"
+    assert (out / "0000.png").read_bytes() == b"the artist's own picture"
+    gen = tmp_path / "gen"                               # its own earlier output may be replaced
+    for _ in range(2):
+        assert main(["generate", "--prompt", "x", "-n", "1", "--steps", "2", "--model", str(tiny_model_dir),
+                     "-o", str(gen), "-q"]) == 0
+
+
+def test_two_runs_never_write_into_one_folder_at_once(tmp_path, art, tiny_model_dir, capsys):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+                               "from artshield.io import lock_output\nlock_output(Path(sys.argv[1]))\n"
+                               "print('locked', flush=True)\ntime.sleep(60)", str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code = main(["protect", str(art), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and "another artshield run is writing into this folder" in err[0]
+        assert not (out / "a0.png").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["protect", str(art), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q"]) == 0

@@ -52,10 +52,10 @@ def _load(args, **kw):
     return load_model(args.model, args.device, **kw)
 
 
-def _output_dir(path: str) -> Path:
-    from .io import output_folder
+def _output_dir(args, *own: str) -> Path:
+    from .io import claim_output
 
-    return output_folder(path)
+    return claim_output(args.output, args.command, own)
 
 
 def _write_images(out: Path, files: dict) -> None:
@@ -156,7 +156,7 @@ def cmd_generate(args) -> int:
     bar = _progress(args, len(prompts), "generate")
     images = generate(bundle, prompts, seed=args.seed, steps=args.steps, guidance=args.guidance, progress=bar.update)
     bar.close()
-    out = _output_dir(args.output)
+    out = _output_dir(args)
     _write_images(out, {f"{i:04d}.png": img for i, img in enumerate(images)})
     results = {
         "command": "generate", "model": bundle.describe(), "seed": args.seed,
@@ -176,7 +176,7 @@ def cmd_bench(args) -> int:
         return _bench_experiment(args)
     from .bench import model_quality
 
-    out = _output_dir(args.output)
+    out = _output_dir(args)
     bundle = _load(args)
     bar = _progress(args, model_quality.generations(args.per_theme), "model-quality")
     results, sheet = model_quality.report(bundle, seed=args.seed, per_theme=args.per_theme, steps=args.steps,
@@ -194,7 +194,7 @@ def _bench_experiment(args) -> int:
 
     if args.model != "mini":
         raise ArtshieldError(f"bench --preset {args.preset} measures with the icon judge, so it needs --model mini")
-    out = _output_dir(args.output)
+    out = _output_dir(args, "cells")
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     results = experiment.run_preset(_load(args), args.preset, out, log=log)
     results["command"] = f"artshield bench --preset {args.preset} -o {args.output}"
@@ -235,10 +235,7 @@ def cmd_protect(args) -> int:
     if batch.todo:
         bundle = _load(args)
         head["model"] = bundle.describe()
-        try:            # builds the method once: a bad option is refused before any work
-            total = protect_steps(bundle, len(batch.todo), args.method, args.batch, **options)
-        except (ValueError, TypeError) as e:
-            raise ArtshieldError(f"--method {args.method}: {e}") from None
+        total = protect_steps(bundle, len(batch.todo), args.method, args.batch, **options)
         bar = _progress(args, total, f"protect ({args.method})", unit="step")
         done = protect_batch(bundle, batch, args.method, args.seed, args.batch, args.format == "keep",
                              progress=bar.update, checkpoint=checkpoint, **options)
@@ -257,12 +254,9 @@ def cmd_demo(args) -> int:
     options = {"budget": args.budget, "steps": args.steps}
     _check_method(args, "protect", **options)
     start = time.time()
-    out = _output_dir(args.output)
+    out = _output_dir(args)
     bundle = _load(args)
-    try:
-        total = demo.total_steps(bundle, args.method, **options)
-    except ValueError as e:
-        raise ArtshieldError(f"--method {args.method}: {e}") from None
+    total = demo.total_steps(bundle, args.method, **options)     # options were checked by _check_method
     bar = _progress(args, total, f"protect ({args.method})", unit="step")
     made = demo.run(bundle, args.method, seed=args.seed, progress=bar.update, **options)
     bar.close()
@@ -300,7 +294,7 @@ def cmd_mimic(args) -> int:
     adapter = method.run(folder.images, captions, progress=bar.update)
     bar.close()
     adapter.info.update({"captions": captions, "folder": str(args.images)})
-    out = _output_dir(args.output)
+    out = _output_dir(args, "adapter.json")
     adapter.save(out)
     results = {"command": "mimic", "method": args.method, "model": bundle.describe(), "adapter": str(out),
                **{k: v for k, v in adapter.info.items() if k != "captions"}, "captions": captions,
@@ -363,7 +357,7 @@ def cmd_erase(args) -> int:
                     unit="matrix" if args.method == "uce" else "step")
     edit = eraser.run(concepts, progress=bar.update)
     bar.close()
-    out = _output_dir(args.output)
+    out = _output_dir(args, "edit.json")
     edit.save(out)
     results = {"command": "erase", "method": args.method, "concept": concepts[0] if len(concepts) == 1 else concepts,
                "model": bundle.describe(), "seed": args.seed, "edit": str(out),
@@ -422,7 +416,7 @@ def cmd_audit(args) -> int:
         training, training_names = builtin.training, builtin.training_names
     if extract.threshold == "auto" and training is None:
         raise ArtshieldError("--threshold auto needs the training images (built in for mini only)")
-    out = _output_dir(args.output)
+    out = _output_dir(args)
     bar = _progress(args, sum(c.generations * len(prompts) for m, c in (("extract", extract), ("detect", detect))
                               if m in methods), "audit")
     result = audit(bundle, prompts, truth=truth, training=training, methods=methods, extract=extract,
@@ -592,6 +586,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:          # output piped into a reader that stopped (head, less)
         sys.stderr.close()
         return 0
+    finally:
+        if "artshield.io" in sys.modules:
+            sys.modules["artshield.io"].release_locks()
 
 
 if __name__ == "__main__":

@@ -348,6 +348,56 @@ def output_folder(path: str | os.PathLike) -> Path:
     return out
 
 
+_LOCKS: list = []          # open lock files: held until release_locks() or the end of the process
+
+
+def release_locks() -> None:
+    """Let other runs write into the folders this run locked (the command line does it when a
+    command ends)."""
+    while _LOCKS:
+        _LOCKS.pop().close()
+
+
+def lock_output(out: Path) -> None:
+    """Hold `out`/.artshield.lock until release_locks(), so that two runs never write into one
+    folder at once (the second is refused with one line). Where the system has no advisory locks
+    (Windows), nothing is held."""
+    from .errors import ArtshieldError
+
+    try:
+        import fcntl
+    except ImportError:
+        return
+    handle = open(out / ".artshield.lock", "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ArtshieldError("another artshield run is writing into this folder; wait for it or choose another",
+                             param="output", value=str(out)) from None
+    _LOCKS.append(handle)
+
+
+def claim_output(path: str | os.PathLike, command: str, own: tuple[str, ...] = ()) -> Path:
+    """The output folder of a `command` run, created and locked. A folder that already holds files
+    is taken only when they are an earlier run's of the same command (its results.json says so, or
+    it holds one of `own`, e.g. an adapter.json): files artshield did not write are never replaced."""
+    from .errors import ArtshieldError
+
+    out = output_folder(path)
+    lock_output(out)
+    present = [p for p in out.iterdir() if not p.name.startswith(".")]
+    if present and not any((out / name).exists() for name in own):
+        try:
+            earlier = str(json.loads((out / "results.json").read_text()).get("command", ""))
+        except (OSError, ValueError, AttributeError):
+            earlier = ""
+        if earlier != command and not earlier.startswith(f"artshield {command}"):
+            raise ArtshieldError(f"holds files that no artshield {command} run wrote (such as {present[0].name}); "
+                                 "choose an empty folder", param="output", value=str(path))
+    return out
+
+
 @dataclass
 class Batch:
     """A batch command's plan: the images to do (each with its output name), records of outputs
@@ -395,7 +445,7 @@ def plan_batch(inputs: list[str], output: str, what: str, keep_format: bool = Tr
         if out.exists() and folder.exists() and out.resolve() == folder.resolve():
             raise ArtshieldError(f"is the folder of the input {p}; choose another folder, so that originals "
                                  "are never overwritten", param="output", value=output)
-    output_folder(output)
+    lock_output(output_folder(output))
     for stale in out.glob(".*.part"):            # left by a run that was killed while writing
         stale.unlink(missing_ok=True)
     previous = _previous_records(out / "results.json")
