@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 import warnings
@@ -125,16 +126,6 @@ def _check_common(args) -> None:
             raise ArtshieldError(f"-{'-' * (len(flag) > 1)}{flag.replace('_', '-')} {value}: must be in [1, 100000]")
     if getattr(args, "recovery_steps", 0) < 0:
         raise ArtshieldError(f"--recovery-steps {args.recovery_steps}: must be 0 (no attack) or more")
-
-
-def _method(family: str, args, bundle, **options):
-    """The method of --method, its config checked: a bad option is a usage error naming --method."""
-    from .options import make_method
-
-    try:
-        return make_method(family, args.method, bundle, **options)
-    except (ValueError, TypeError) as e:
-        raise ArtshieldError(f"--method {args.method}: {e}") from None
 
 
 def cmd_generate(args) -> int:
@@ -276,6 +267,7 @@ def cmd_mimic(args) -> int:
 
     from .io import read_captioned_folder
     from .mimic import fill_captions
+    from .options import make_method
 
     start = time.time()
     options = {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "trigger": args.trigger,
@@ -289,7 +281,7 @@ def cmd_mimic(args) -> int:
     bundle = _load(args, dtype=torch.float32)
     template = args.caption or bundle.conventions.style("{trigger}")
     captions = fill_captions(folder.files, folder.captions, template, args.trigger)
-    method = _method("mimic", args, bundle, **options)
+    method = make_method("mimic", args.method, bundle, **options)
     bar = _progress(args, method.total_steps(len(folder.images)), f"mimic ({args.method})", unit="step")
     adapter = method.run(folder.images, captions, progress=bar.update)
     bar.close()
@@ -310,7 +302,7 @@ def cmd_purify(args) -> int:
 
     from .batch import purify_batch, reporter
     from .io import plan_batch
-    from .options import parse_assignments, registry
+    from .options import make_method, parse_assignments, registry
 
     start = time.time()
     try:
@@ -322,9 +314,9 @@ def cmd_purify(args) -> int:
                        settings=_settings(args))
     bundle = _load(args) if batch.todo and registry("purify")[args.method].needs_model else None
     try:
-        purifier = _method("purify", args, bundle, **options) if batch.todo else None
-    except OSError as e:
-        raise ArtshieldError(f"--method {args.method}: {e}") from None
+        purifier = make_method("purify", args.method, bundle, **options) if batch.todo else None
+    except (OSError, ValueError) as e:       # an upscaler folder that does not load
+        raise ArtshieldError(f"--method {args.method}: {str(e).splitlines()[0]}") from None
     head = {"command": "purify", "method": args.method, "config": vars(registry("purify").config(args.method,
             **options)), "model": bundle.describe() if bundle else None, "seed": args.seed}
     report, checkpoint = reporter(batch, head, start)
@@ -339,6 +331,7 @@ def cmd_purify(args) -> int:
 def cmd_erase(args) -> int:
     from .erase.evaluate import default_preserve, judged_targets
     from .models.weights import Edit
+    from .options import make_method
 
     start = time.time()
     common = {"templates": args.template, "seed": args.seed}
@@ -352,7 +345,7 @@ def cmd_erase(args) -> int:
     per_other = max(2, args.eval_prompts // 4)
     if args.method == "uce" and args.preserve is None:
         own["preserve"] = default_preserve(targets, args.seed, args.eval_prompts, per_other)
-    eraser = _method("erase", args, bundle, **common, **own)
+    eraser = make_method("erase", args.method, bundle, **common, **own)
     bar = _progress(args, eraser.total_steps(len(concepts)), f"erase ({args.method})",
                     unit="matrix" if args.method == "uce" else "step")
     edit = eraser.run(concepts, progress=bar.update)
@@ -570,10 +563,15 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     _quiet_libraries(args.quiet)
+    signal.signal(signal.SIGTERM, _terminated)      # a polite kill unwinds like ^C: no partial file stays
     try:
         _check_common(args)
         return args.func(args)
@@ -583,6 +581,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("artshield: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:             # the disk filled up, a folder turned read-only mid-run
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"artshield: error: {where}{e.strerror or str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
     except BrokenPipeError:          # output piped into a reader that stopped (head, less)
         sys.stderr.close()
         return 0

@@ -6,6 +6,7 @@ then renamed, so an interrupted run never leaves a half-written image or overwri
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -89,6 +90,8 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
                 im.load()
                 fmt, mode = im.format or "PNG", im.mode
                 icc = im.info.get("icc_profile")
+                if mode in ("CMYK", "LAB"):
+                    im, icc = _to_srgb(im, icc, notes)
                 im = ImageOps.exif_transpose(im)
                 exif = im.getexif().tobytes() if len(im.getexif()) else None
     except InputError:
@@ -129,6 +132,24 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         a = torch.from_numpy(alpha.astype(np.float32) / 255)[None]
         pixels = pixels * a + (1 - a)
     return LoadedImage(path, pixels, np.ascontiguousarray(native), alpha, fmt, mode, exif, icc, notes)
+
+
+def _to_srgb(im: Image.Image, icc: bytes | None, notes: list[str]) -> tuple[Image.Image, bytes | None]:
+    """A CMYK or Lab image as sRGB: through its own ICC profile where it has one, so its colours
+    hold; the profile written with the copy is then sRGB's, never the CMYK/Lab one."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.createProfile("sRGB")
+    if icc:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            out = ImageCms.profileToProfile(im, source, srgb, outputMode="RGB")
+            notes.append(f"{im.mode} image converted to sRGB through its ICC profile; written as RGB")
+            return out, ImageCms.ImageCmsProfile(srgb).tobytes()
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass
+    notes.append(f"{im.mode} image converted to RGB (no usable ICC profile); written as RGB without one")
+    return im.convert("RGB"), None
 
 
 def _palette_is_grey(im: Image.Image) -> bool:
@@ -208,6 +229,13 @@ class CaptionedFolder:
     failures: list[dict]
 
 
+def text_problem(e: Exception) -> str:
+    """Why a text file could not be read, in a few words (where a decoding error is, by byte)."""
+    if isinstance(e, UnicodeDecodeError):
+        return f"UnicodeDecodeError: not UTF-8 at byte {e.start}"
+    return f"{type(e).__name__}: {e.strerror}" if isinstance(e, OSError) and e.strerror else type(e).__name__
+
+
 def read_captioned_folder(folder: str | os.PathLike) -> CaptionedFolder:
     """Read every image of `folder` (non-recursively) and its caption sidecar; an unreadable image is
     listed in `failures` and skipped, an unreadable caption file too."""
@@ -222,7 +250,7 @@ def read_captioned_folder(folder: str | os.PathLike) -> CaptionedFolder:
             continue
         except (OSError, UnicodeDecodeError) as e:
             out.failures.append({"file": str(f), "error": f"{f.with_suffix('.txt')}: cannot read the caption "
-                                                          f"({type(e).__name__})"})
+                                                          f"({text_problem(e)})"})
             continue
         out.files.append(f)
         out.images.append(pixels)
@@ -504,7 +532,7 @@ def read_lines(path: str | os.PathLike, label: str, what: str = "lines") -> list
     try:
         lines = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as e:
-        raise ArtshieldError(f"{label} {path}: cannot read it ({e.__class__.__name__})") from None
+        raise ArtshieldError(f"{label} {path}: cannot read it ({text_problem(e)})") from None
     if not lines:
         raise ArtshieldError(f"{label} {path}: no {what} in it (one per line)")
     return lines

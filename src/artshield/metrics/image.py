@@ -30,10 +30,13 @@ def psnr_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse)
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    """SSIM of two (C, H, W) images; images under 7 pixels a side are compared upscaled to 7."""
+def ssim(a: torch.Tensor, b: torch.Tensor, max_side: int = 2048) -> float:
+    """SSIM of two (C, H, W) images; images under 7 pixels a side are compared upscaled to 7, images
+    over `max_side` on the long side at that size (so memory stays bounded whatever the image)."""
     from skimage.metrics import structural_similarity
 
+    if max(a.shape[-2:]) > max_side:
+        a, b = (perceptual_size(t.float()[None], max_side)[0] for t in (a, b))
     x = a.detach().float().cpu().permute(1, 2, 0).numpy().astype(np.float64)
     y = b.detach().float().cpu().permute(1, 2, 0).numpy().astype(np.float64)
     return float(structural_similarity(x, y, data_range=1.0, channel_axis=2, gaussian_weights=True,

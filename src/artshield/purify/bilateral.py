@@ -36,8 +36,9 @@ class BilateralConfig(PurifyConfig):
     guided_passes: int = 4
     guided_radius: int = 4
     guided_eps: float = 16.0       # 0-255 units, squared scale as in AdverseCleaner
-    limits = {"diameter": Limit(1, 31), "sigma_color": Limit(0, 1000, low_open=True), "sigma_space": Limit(0, 1000, low_open=True),
-              "passes": Limit(0, 1000), "guided_passes": Limit(0, 100), "guided_radius": Limit(1, 64), "guided_eps": POSITIVE}
+    limits = {"diameter": Limit(1, 31), "sigma_color": Limit(0, 1000, low_open=True),
+              "sigma_space": Limit(0, 1000, low_open=True), "passes": Limit(0, 1000), "guided_passes": Limit(0, 100),
+              "guided_radius": Limit(1, 64), "guided_eps": POSITIVE}
 
 
 def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:

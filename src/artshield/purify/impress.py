@@ -33,7 +33,8 @@ class ImpressConfig(PurifyConfig):
     alpha: float = 0.1
     delta: float = 0.1             # LPIPS budget
     init_noise: float = 0.1
-    limits = {"iterations": Limit(1, 1_000_000), "lr": POSITIVE, "alpha": Limit(0), "delta": FRACTION, "init_noise": Limit(0, 1)}
+    limits = {"iterations": Limit(1, 1_000_000), "lr": POSITIVE, "alpha": Limit(0), "delta": FRACTION,
+              "init_noise": Limit(0, 1)}
 
 
 @register("impress")

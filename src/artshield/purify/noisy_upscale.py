@@ -15,6 +15,7 @@ Mist and Anti-DreamBooth.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -46,6 +47,11 @@ class NoisyUpscale(Purifier):
         self.pipe = None
         if self.config.upscaler:
             from diffusers import StableDiffusionUpscalePipeline
+
+            folder = Path(self.config.upscaler).expanduser()
+            if not (folder / "model_index.json").is_file():
+                raise ValueError(f"upscaler {self.config.upscaler}: not a diffusers upscaler folder "
+                                 "(no model_index.json there)")
 
             self.pipe = StableDiffusionUpscalePipeline.from_pretrained(self.config.upscaler, use_safetensors=True)
             self.pipe.to(bundle.device)
