@@ -419,3 +419,61 @@ def test_two_runs_never_write_into_one_folder_at_once(tmp_path, art, tiny_model_
         holder.kill()
         holder.wait()
     assert main(["protect", str(art), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q"]) == 0
+
+
+def test_a_lab_image_is_converted_through_its_profile_and_written_with_srgb(tmp_path, tiny_model_dir):
+    from PIL import ImageCms
+
+    src = tmp_path / "in"
+    src.mkdir()
+    lab = Image.new("LAB", (16, 16), (60, 150, 100))
+    lab.save(src / "lab.tif", icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes())
+    out = tmp_path / "out"
+    assert main(["protect", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q"]) == 0
+    with Image.open(out / "lab.tif") as im:
+        assert im.mode == "RGB"
+        profile = ImageCms.ImageCmsProfile(io_bytes(im.info["icc_profile"]))
+        assert "sRGB" in ImageCms.getProfileDescription(profile)
+    rec = json.loads((out / "results.json").read_text())["images"][0]
+    assert any("through its ICC profile" in n for n in rec["notes"])
+
+
+def io_bytes(data):
+    import io
+
+    return io.BytesIO(data)
+
+
+def test_sigterm_mid_run_leaves_no_partial_file(tmp_path, art, tiny_model_dir):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "artshield.cli", "protect", str(art), "-o", str(out), "--model",
+                          str(tiny_model_dir), "--steps", "100000", "-q"], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / ".artshield.lock").exists() and time.time() < deadline:     # the run has begun
+        time.sleep(0.2)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "interrupted" in err
+    assert not list(out.glob("*.part")) and not list(out.glob(".*.part"))
+
+
+def test_a_missing_upscaler_folder_says_so(tmp_path, art, tiny_model_dir, capsys):
+    code = main(["purify", str(art), "-o", str(tmp_path / "o"), "--method", "noisy-upscale", "--option",
+                 f"upscaler={tmp_path / 'nope'}", "--model", str(tiny_model_dir), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "not a diffusers upscaler folder" in err[0]
+
+
+def test_a_caption_that_is_not_utf8_names_the_file_and_byte(tmp_path, art, tiny_model_dir, capsys):
+    (art / "a1.txt").write_bytes(b"house icon, \xe9t\xe9 style")
+    out = tmp_path / "lora"
+    assert main(["mimic", str(art), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q"]) == 1
+    failed = json.loads((out / "results.json").read_text())["failed"]
+    assert len(failed) == 1 and f"{art / 'a1.txt'}: cannot read the caption" in failed[0]["error"]
+    assert "not UTF-8 at byte 12" in failed[0]["error"]
