@@ -87,6 +87,8 @@ USAGE = [
     # models and devices, before anything is loaded
     (["generate", "--prompt", "x", "--model", "./no/such/model"], "--model ./no/such/model: no such file or folder"),
     (["generate", "--prompt", "x", "--model", "model.safetensors"], "no such file or folder"),
+    (["protect", "{art}", "--model", "./no/such/model"], "--model ./no/such/model: no such file or folder"),
+    (["purify", "{art}", "--method", "diffpure", "--model", "~/no/such/model"], "no such file or folder"),
     (["generate", "--prompt", "x", "--device", "foo"], "--device foo: not a device name"),
     (["generate", "--prompt", "x", "--device", "cuda:7"], "--device cuda:7:"),
     (["generate", "--prompt", "x", "--device", "mps"], "--device mps: no MPS"),

@@ -110,8 +110,10 @@ def _check_common(args) -> None:
     import math
 
     from .io import check_output_folder
+    from .models.loader import check_spec
 
     check_output_folder(args.output)
+    check_spec(getattr(args, "model", "mini"))
     if not 0 <= getattr(args, "seed", 0) < 2**63:
         raise ArtshieldError(f"--seed {args.seed}: must be in [0, 2**63 - 1]")
     if getattr(args, "steps", None) is not None and args.command in ("generate", "bench", "erase", "audit") \

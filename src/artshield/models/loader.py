@@ -54,6 +54,12 @@ def resolve_device(device: str = "auto") -> torch.device:
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".bin", ".pt", ".pth")
 
 
+def check_spec(spec: str) -> None:
+    """Refuse, before any loading, a model spec that names a local path that is not there."""
+    if spec != "mini" and not Path(spec).expanduser().exists() and looks_like_path(spec):
+        raise ArtshieldError("no such file or folder", param="model", value=spec)
+
+
 def looks_like_path(spec: str) -> bool:
     """Whether `spec` names a local path rather than a hub id: it starts with ".", "/" or "~", ends
     in a weight file's suffix, or its first part is a folder that exists here ("models/sd15" where
@@ -93,8 +99,7 @@ def load_model(spec: str = "mini", device: str = "auto", dtype: torch.dtype | No
             raise ArtshieldError("expected a diffusers folder (with vae/, unet/, text_encoder/, tokenizer/), "
                                  "not a single file", param="model", value=spec)
         return _load_folder(path, spec, "folder", dev, dtype)
-    if looks_like_path(spec):
-        raise ArtshieldError("no such file or folder", param="model", value=spec)
+    check_spec(spec)
     if HUB_ID.match(spec):
         return _load_hub(spec, dev, dtype)
     raise ArtshieldError("no such folder, and not a hub id of the form org/name; use mini (the embedded model) "
