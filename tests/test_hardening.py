@@ -479,3 +479,20 @@ def test_a_caption_that_is_not_utf8_names_the_file_and_byte(tmp_path, art, tiny_
     failed = json.loads((out / "results.json").read_text())["failed"]
     assert len(failed) == 1 and f"{art / 'a1.txt'}: cannot read the caption" in failed[0]["error"]
     assert "not UTF-8 at byte 12" in failed[0]["error"]
+
+
+def test_float_and_32_bit_images_are_read_right_or_refused(tmp_path, tiny_model_dir):
+    src = tmp_path / "in"
+    src.mkdir()
+    ramp = np.linspace(0, 1, 20 * 20, dtype=np.float32).reshape(20, 20)
+    Image.fromarray(ramp, "F").save(src / "float01.tif")                     # came out black before
+    Image.fromarray((np.arange(400).reshape(20, 20) * 1000).astype(np.int32), "I").save(src / "deep32.tif")
+    out = tmp_path / "out"
+    assert main(["protect", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1",
+                 "--budget", "2", "-q"]) == 1
+    res = json.loads((out / "results.json").read_text())
+    assert [r["output"] for r in res["images"]] == ["float01.tif"]
+    assert "beyond 16 bits" in res["failed"][0]["error"]                      # refused, not clipped
+    with Image.open(out / "float01.tif") as im:
+        written = np.asarray(im).astype(np.float64) / 65535
+    assert abs(written.mean() - 0.5) < 0.01 and np.abs(written - ramp).max() <= 2 / 255 + 1e-3

@@ -112,8 +112,8 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
     if fmt == "PNG" and mode in ("RGB", "RGBA") and _png_bit_depth(path) == 16:
         notes.append("16-bit colour PNG is read at 8 bits per channel; written as 8-bit")
     alpha = None
-    if mode in ("I;16", "I;16B", "I;16L", "I") and im.mode.startswith("I"):
-        native = np.clip(np.asarray(im, dtype=np.int64), 0, 65535).astype(np.uint16)[..., None]
+    if im.mode in ("F", "I") or im.mode.startswith("I;"):
+        native = _deep_grey(path, im, notes)
     else:
         has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
         grey = im.mode in ("L", "LA", "1") or (im.mode == "P" and _palette_is_grey(im))
@@ -150,6 +150,29 @@ def _to_srgb(im: Image.Image, icc: bytes | None, notes: list[str]) -> tuple[Imag
             pass
     notes.append(f"{im.mode} image converted to RGB (no usable ICC profile); written as RGB without one")
     return im.convert("RGB"), None
+
+
+def _deep_grey(path: Path, im: Image.Image, notes: list[str]) -> np.ndarray:
+    """A 16-bit, 32-bit integer or 32-bit float grey image as 16-bit values (H, W, 1): integers as
+    they are when they fit 0-65535, floats read as [0, 1] (or 0-255 when they go beyond 1). Values
+    that fit neither are refused: clipping them would write a wrong picture."""
+    values = np.asarray(im, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise InputError(path, "the image holds NaN or infinite values")
+    low, high = float(values.min()), float(values.max())
+    if im.mode == "F":
+        scale = 1.0 if high <= 1.0 else 255.0
+        if low < 0 or high > scale:
+            raise InputError(path, f"a float image with values in [{low:g}, {high:g}]; artshield reads floats in "
+                                   "[0, 1] or [0, 255]: convert it to 8 or 16 bits first")
+        notes.append(f"32-bit float image read as [0, {scale:g}]; written as 16-bit")
+        return np.round(values / scale * 65535).astype(np.uint16)[..., None]
+    if low < 0 or high > 65535:
+        raise InputError(path, f"an integer image ({im.mode}) with values in [{low:g}, {high:g}], beyond 16 "
+                               "bits; convert it to 8 or 16 bits first")
+    if im.mode == "I" and im.format != "PNG":
+        notes.append("32-bit integer image written as 16-bit (its values fit)")
+    return values.astype(np.uint16)[..., None]
 
 
 def _palette_is_grey(im: Image.Image) -> bool:
