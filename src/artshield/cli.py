@@ -143,23 +143,19 @@ def cmd_generate(args) -> int:
         if adapter.info.get("base_model") not in (None, args.model):
             _warn(args, f"--adapter {args.adapter} was trained on {adapter.info['base_model']}, not {args.model}")
         adapter.apply(bundle, folder=args.adapter)
-    prompts = [p for p in args.prompt for _ in range(args.n)]
-    if adapter is not None:
-        prompts = [adapter.prompt(p) for p in prompts]
+    prompts = [adapter.prompt(p) if adapter else p for p in args.prompt for _ in range(args.n)]
     bar = _progress(args, len(prompts), "generate")
     images = generate(bundle, prompts, seed=args.seed, steps=args.steps, guidance=args.guidance, progress=bar.update)
     bar.close()
     out = _output_dir(args)
     _write_images(out, {f"{i:04d}.png": img for i, img in enumerate(images)})
-    results = {
+    return _finish(args, out, {
         "command": "generate", "model": bundle.describe(), "seed": args.seed,
         "adapter": {"folder": args.adapter, **adapter.info} if adapter else None,
         "steps": args.steps or bundle.conventions.steps,
         "guidance": args.guidance if args.guidance is not None else bundle.conventions.guidance,
         "images": [{"file": f"{i:04d}.png", "prompt": p, "seed": args.seed + i} for i, p in enumerate(prompts)],
-        "seconds": round(time.time() - start, 2), "environment": environment(),
-    }
-    return _finish(args, out, results)
+        "seconds": round(time.time() - start, 2), "environment": environment()})
 
 
 def cmd_bench(args) -> int:
@@ -384,7 +380,7 @@ def _evaluate_erasure(args, bundle, edit, targets: dict, concepts: list[str], pe
 
 
 def cmd_audit(args) -> int:
-    from .audit import DetectConfig, ExtractConfig, audit, corpus_audit_set, membership
+    from .audit import AuditSet, DetectConfig, ExtractConfig, audit, corpus_audit_set, membership
     from .audit.report import page
     from .io import read_lines, write_text
 
@@ -400,34 +396,37 @@ def cmd_audit(args) -> int:
                               sampling_steps=args.steps, guidance=args.guidance)
     except ValueError as e:
         raise ArtshieldError(f"audit: {e}") from None
-    prompts = read_lines(args.prompts, "--prompts", "prompts") if args.prompts else None
+    chosen = AuditSet(read_lines(args.prompts, "--prompts", "prompts"), source=args.prompts) if args.prompts else None
     bundle = _load(args)
-    truth, source, training, training_names = None, args.prompts, None, None
-    if prompts is None:
+    if chosen is None:
         if not bundle.conventions.corpus:
             raise ArtshieldError("--prompts FILE is needed: only mini's own training captions are built in")
-        builtin = corpus_audit_set(bundle, args.seed, args.control)
-        prompts, truth, source = builtin.prompts, builtin.truth, builtin.source
-        training, training_names = builtin.training, builtin.training_names
+        chosen = corpus_audit_set(bundle, args.seed, args.control)
+    prompts, training = chosen.prompts, chosen.training
     if extract.threshold == "auto" and training is None:
         raise ArtshieldError("--threshold auto needs the training images (built in for mini only)")
     out = _output_dir(args)
     bar = _progress(args, sum(c.generations * len(prompts) for m, c in (("extract", extract), ("detect", detect))
                               if m in methods), "audit")
-    result = audit(bundle, prompts, truth=truth, training=training, methods=methods, extract=extract,
+    result = audit(bundle, prompts, truth=chosen.truth, training=training, methods=methods, extract=extract,
                    detect=detect, progress=bar.update)
     bar.close()
     results, failures = result.to_dict(), []
     if args.candidates:
         results["membership"], failures = membership(bundle, args.candidates)
-    html, files = page(result, bundle.spec, source, training, training_names)
+    html, files = page(result, bundle.spec, chosen.source, training, chosen.training_names)
     _write_images(out, files)
     write_text(html, out / "report.html")
-    results = {"command": "audit", "model": bundle.describe(), "seed": args.seed, "prompt_source": source,
+    results = {"command": "audit", "model": bundle.describe(), "seed": args.seed, "prompt_source": chosen.source,
                "methods": methods, **results, "report": "report.html", "failed": failures,
                "seconds": round(time.time() - start, 2), "environment": environment()}
     _finish(args, out, results)
     return _report_failures(args, failures)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):        # one line, as every usage error; not argparse's usage block
+        self.exit(2, f"artshield: error: {self.prog}: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -448,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     sampling.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
 
-    ap = argparse.ArgumentParser(prog="artshield", description="Copyright protection around text-to-image "
+    ap = _Parser(prog="artshield", description="Copyright protection around text-to-image "
                                  "diffusion models: protect, purify, mimic, measure, erase, audit.")
     ap.add_argument("--version", action="version", version=f"artshield {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")

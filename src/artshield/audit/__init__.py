@@ -66,13 +66,14 @@ def corpus_prompts(seed: int = 0, control: str = "novel") -> tuple[list[str], li
 
 @dataclass
 class AuditSet:
-    """Prompts with ground truth, and the training images to match flagged generations against."""
+    """Prompts, with ground truth and the training images to match flagged generations against where
+    they are known (mini's built-in set), and where the prompts came from."""
 
     prompts: list[str]
-    truth: list[bool]
-    source: str
-    training: torch.Tensor
-    training_names: list[str]
+    truth: list[bool] | None = None
+    source: str = ""
+    training: torch.Tensor | None = None
+    training_names: list[str] | None = None
 
 
 def corpus_audit_set(bundle: ModelBundle, seed: int = 0, control: str = "novel") -> AuditSet:
