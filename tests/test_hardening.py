@@ -496,3 +496,63 @@ def test_float_and_32_bit_images_are_read_right_or_refused(tmp_path, tiny_model_
     with Image.open(out / "float01.tif") as im:
         written = np.asarray(im).astype(np.float64) / 65535
     assert abs(written.mean() - 0.5) < 0.01 and np.abs(written - ramp).max() <= 2 / 255 + 1e-3
+
+
+# --- the same, end to end: random values through every command on tiny components ------------------
+FUZZ = [float("nan"), float("inf"), float("-inf"), -1, 0, 1e12, 0.5, "x", "true"]
+COMMANDS = {   # command -> (the argv it starts from, its numeric options as flags or --option keys)
+    "protect": (["protect", "{art}", "--steps", "1"], ["--budget", "--step", "--steps", "--batch"]),
+    "purify-jpeg": (["purify", "{art}", "--method", "jpeg"], ["quality"]),
+    "purify-noise": (["purify", "{art}", "--method", "gaussian-noise"], ["sigma"]),
+    "purify-blur": (["purify", "{art}", "--method", "gaussian-blur"], ["kernel", "sigma"]),
+    "purify-bilateral": (["purify", "{art}", "--method", "bilateral", "--option", "passes=1"],
+                         ["diameter", "sigma_color", "guided_eps"]),
+    "purify-diffpure": (["purify", "{art}", "--method", "diffpure", "--option", "steps=4"], ["t_star"]),
+    "mimic": (["mimic", "{art}", "--steps", "1"], ["--lr", "--steps", "--batch-size"]),
+    "erase": (["erase", "--concept", "folder icon", "--method", "esd-x", "--iterations", "1", "--no-eval"],
+              ["--eta", "--lr", "--iterations"]),
+    "generate": (["generate", "--prompt", "x", "-n", "1", "--steps", "2"], ["--steps", "--guidance", "-n", "--seed"]),
+    "audit": (["audit", "--prompts", "{prompts}", "--generations", "3", "--min-clique", "2", "--steps", "2",
+               "--method", "detect"], ["--detect-generations", "--detect-steps", "--generations", "--guidance"]),
+}
+
+
+def test_random_option_values_never_give_a_traceback_or_a_wrong_output(tmp_path, art, tiny_model_dir, capsys):
+    import math
+    import random
+
+    rng = random.Random(7)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("folder icon\n")
+    before = digests(art)
+    runs = 0
+    for name, (argv, knobs) in COMMANDS.items():
+        for knob in knobs:
+            for value in rng.sample(FUZZ, 4):
+                runs += 1
+                out = tmp_path / f"run{runs}"
+                filled = [a.replace("{art}", str(art)).replace("{prompts}", str(prompts)) for a in argv]
+                text = "nan" if isinstance(value, float) and math.isnan(value) else str(value)
+                extra = [knob, text] if knob.startswith("-") else ["--option", f"{knob}={text}"]
+                try:
+                    code = main(filled + extra + ["--model", str(tiny_model_dir), "-o", str(out), "-q"])
+                except SystemExit as e:            # argparse: "-inf" reads as a flag, "x" is no number
+                    code = e.code
+                err = capsys.readouterr().err.strip().splitlines()
+                assert code in (0, 1, 2), (name, knob, value, code)
+                if code == 2:
+                    assert len(err) == 1, (name, knob, value, err)
+                    continue
+                results = json.loads((out / "results.json").read_text())     # done: check what was written
+                for rec in results.get("images", []):
+                    if "output" in rec:
+                        with Image.open(out / rec["output"]) as im:
+                            pixels = np.asarray(im, dtype=np.float64)
+                        assert np.isfinite(pixels).all() and pixels.max() > 0, (name, knob, value)
+                        if name == "protect":
+                            assert rec["linf_255"] <= rec["budget"] + 1e-6, (name, knob, value)
+                for weights in list(out.glob("*.safetensors")):
+                    from safetensors.torch import load_file
+
+                    assert all(bool(torch.isfinite(t).all()) for t in load_file(str(weights)).values())
+    assert runs >= 80 and digests(art) == before
