@@ -556,3 +556,22 @@ def test_random_option_values_never_give_a_traceback_or_a_wrong_output(tmp_path,
 
                     assert all(bool(torch.isfinite(t).all()) for t in load_file(str(weights)).values())
     assert runs >= 80 and digests(art) == before
+
+
+def test_a_model_folder_with_nan_weights_is_refused(tmp_path, tiny_model_dir, capsys):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    path = broken / "unet" / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(str(path))
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name].clone().fill_(float("nan"))
+    save_file(tensors, str(path))
+    out = tmp_path / "gen"
+    code = main(["generate", "--model", str(broken), "--prompt", "x", "-n", "1", "-o", str(out), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and f"--model {broken}: its unet weights hold NaN" in err[0]
+    assert name in err[0] and not out.exists()

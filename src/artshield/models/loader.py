@@ -155,11 +155,21 @@ def _finish(parts: dict, scheduler, spec: str, source: str, device: torch.device
             conventions: ModelConventions | None = None) -> ModelBundle:
     for name in ("vae", "unet", "text_encoder"):
         module = parts[name]
+        check_finite(module, f"{name} weights", spec)
         if module.dtype != dtype:
             module.to(dtype=dtype)
         module.to(device).eval().requires_grad_(False)
     return ModelBundle(**parts, scheduler=scheduler, spec=spec, source=source, device=device, dtype=dtype,
                        conventions=conventions or ModelConventions())
+
+
+def check_finite(module: torch.nn.Module, what: str, spec: str) -> None:
+    """Refuse weights with NaN or infinite values (a diverged fine-tune, a corrupt download): every
+    result made with them would be black or NaN."""
+    for name, tensor in module.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ArtshieldError(f"its {what} hold NaN or infinite values (tensor {name})", param="model",
+                                 value=spec)
 
 
 def _load_folder(path: Path, spec: str, source: str, device: torch.device, dtype: torch.dtype) -> ModelBundle:

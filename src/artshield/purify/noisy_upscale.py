@@ -54,6 +54,12 @@ class NoisyUpscale(Purifier):
                                  "(no model_index.json there)")
 
             self.pipe = StableDiffusionUpscalePipeline.from_pretrained(self.config.upscaler, use_safetensors=True)
+            for part in ("vae", "unet", "text_encoder"):
+                module = getattr(self.pipe, part)
+                if any(t.is_floating_point() and not bool(torch.isfinite(t).all())
+                       for t in module.state_dict().values()):
+                    raise ValueError(f"upscaler {self.config.upscaler}: its {part} weights hold NaN or "
+                                     "infinite values")
             self.pipe.to(bundle.device)
             self.pipe.set_progress_bar_config(disable=True)
 
