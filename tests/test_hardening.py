@@ -575,3 +575,24 @@ def test_a_model_folder_with_nan_weights_is_refused(tmp_path, tiny_model_dir, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and f"--model {broken}: its unet weights hold NaN" in err[0]
     assert name in err[0] and not out.exists()
+
+
+def test_a_protect_run_that_would_not_fit_in_memory_is_refused_up_front(tmp_path, tiny_model_dir, capsys,
+                                                                        monkeypatch):
+    from artshield import batch as batch_module
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(3):
+        Image.fromarray(np.full((40, 50, 3), 20 * k, np.uint8)).save(src / f"p{k}.png")
+    # 3 images of 2000 pixels, 4 to a chunk: 64 * 6000 + 150 * 2000 bytes = 684,000
+    assert batch_module.protect_memory([2000] * 3, "advdm", 4) == 64 * 6000 + 150 * 2000
+    assert batch_module.protect_memory([2000] * 3, "advdm", 1) == 64 * 2000 + 150 * 2000
+    monkeypatch.setattr(batch_module, "available_memory", lambda: 500_000)     # a machine with 0.5 MB free
+    out = tmp_path / "out"
+    code = main(["protect", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("artshield: error: --batch 4: these images need")
+    assert not list(out.glob("*.png"))
+    assert main(["protect", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q",
+                 "--batch", "1"]) == 0                                   # one at a time fits

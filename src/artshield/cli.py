@@ -23,8 +23,8 @@ from .errors import ArtshieldError
 from .provenance import environment
 
 # library parameter -> the flag a command-line user typed it with
-FLAGS = {"model": "--model", "device": "--device", "adapter": "--adapter", "method": "--method",
-         "concepts": "--concept", "prompts": "--prompts", "candidates": "--candidates", "output": "-o"}
+FLAGS = {p: f"--{p}" for p in ("model", "device", "adapter", "method", "prompts", "candidates", "batch")} | {
+    "concepts": "--concept", "output": "-o"}
 
 
 def _quiet_libraries(quiet: bool) -> None:
@@ -208,7 +208,7 @@ def _settings(args) -> dict:
 
 
 def cmd_protect(args) -> int:
-    from .batch import BatchResult, protect_batch, protect_steps, reporter
+    from .batch import BatchResult, check_protect_memory, protect_batch, protect_steps, reporter
     from .io import plan_batch
 
     start = time.time()
@@ -222,6 +222,7 @@ def cmd_protect(args) -> int:
     report, checkpoint = reporter(batch, head, start)
     done = BatchResult(batch.done, batch.failures)
     if batch.todo:
+        check_protect_memory(batch, args.method, args.batch)
         bundle = _load(args)
         head["model"] = bundle.describe()
         total = protect_steps(bundle, len(batch.todo), args.method, args.batch, **options)

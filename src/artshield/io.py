@@ -461,6 +461,7 @@ class Batch:
     failures: list[dict]
     run_id: str = ""
     digests: dict = field(default_factory=dict)       # output name -> sha256 of its input file
+    pixels: dict = field(default_factory=dict)        # output name -> its image's pixel count (H x W)
 
     def stamp(self, name: str) -> dict:
         """What a record of output `name` carries so that a later run can tell whether it still holds."""
@@ -525,6 +526,7 @@ def plan_batch(inputs: list[str], output: str, what: str, keep_format: bool = Tr
             continue
         taken[name] = path
         batch.digests[name] = digest
+        batch.pixels[name] = int(loaded.pixels.shape[1] * loaded.pixels.shape[2])
         rec = previous.get(name)
         if target.exists() and not overwrite and rec.get("input_sha256") == digest and \
                 rec.get("run_id") == batch.run_id:
