@@ -596,3 +596,13 @@ def test_a_protect_run_that_would_not_fit_in_memory_is_refused_up_front(tmp_path
     assert not list(out.glob("*.png"))
     assert main(["protect", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q",
                  "--batch", "1"]) == 0                                   # one at a time fits
+
+
+def test_a_run_refused_after_its_folder_was_planned_leaves_no_folder(tmp_path, art, capsys):
+    out = tmp_path / "new" / "out"
+    code = main(["protect", str(art), "-o", str(out), "--model", str(tmp_path / "absent-model"), "-q"])
+    assert code == 2 and not out.exists()
+    code = main(["purify", str(art), "-o", str(out), "--method", "diffpure", "--model", "nope/absent", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "cannot be reached" in err[0]      # after the folder was planned
+    assert not out.exists()

@@ -83,12 +83,10 @@ def _warn(args, message: str) -> None:
 
 
 def _report_failures(args, failures: list[dict]) -> int:
-    if not failures:
-        return 0
-    print(f"artshield: {len(failures)} input(s) failed:", file=sys.stderr)
-    for f in failures:
-        print(f"  {f['error']}", file=sys.stderr)
-    return 1
+    if failures:
+        print(f"artshield: {len(failures)} input(s) failed:", *(f"  {f['error']}" for f in failures), sep="\n",
+              file=sys.stderr)
+    return 1 if failures else 0
 
 
 def _check_method(args, family: str, **options) -> None:
@@ -574,9 +572,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries(args.quiet)
     signal.signal(signal.SIGTERM, _terminated)      # a polite kill unwinds like ^C: no partial file stays
+    code = 2
     try:
         _check_common(args)
-        return args.func(args)
+        code = args.func(args)
+        return code
     except ArtshieldError as e:
         print(f"artshield: error: {e.render(FLAGS)}", file=sys.stderr)
         return 2
@@ -592,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         if "artshield.io" in sys.modules:
-            sys.modules["artshield.io"].release_locks()
+            sys.modules["artshield.io"].release_locks(refused=code == 2)
 
 
 if __name__ == "__main__":

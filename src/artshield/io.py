@@ -391,6 +391,8 @@ def output_folder(path: str | os.PathLike) -> Path:
 
     check_output_folder(path)
     out = Path(path)
+    if not out.exists():
+        _CREATED.append(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -400,13 +402,20 @@ def output_folder(path: str | os.PathLike) -> Path:
 
 
 _LOCKS: list = []          # open lock files: held until release_locks() or the end of the process
+_CREATED: list = []        # output folders this run created
 
 
-def release_locks() -> None:
+def release_locks(refused: bool = False) -> None:
     """Let other runs write into the folders this run locked (the command line does it when a
-    command ends)."""
+    command ends). `refused`: the run stopped with an error; the folders it created and left
+    empty (but for its lock) are removed, so a refused run leaves nothing behind."""
     while _LOCKS:
         _LOCKS.pop().close()
+    while _CREATED:
+        folder = _CREATED.pop()
+        if refused and folder.is_dir() and all(p.name == ".artshield.lock" for p in folder.iterdir()):
+            (folder / ".artshield.lock").unlink(missing_ok=True)
+            folder.rmdir()
 
 
 def lock_output(out: Path) -> None:
