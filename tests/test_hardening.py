@@ -602,6 +602,7 @@ def test_a_run_refused_after_its_folder_was_planned_leaves_no_folder(tmp_path, a
     out = tmp_path / "new" / "out"
     code = main(["protect", str(art), "-o", str(out), "--model", str(tmp_path / "absent-model"), "-q"])
     assert code == 2 and not out.exists()
+    capsys.readouterr()
     code = main(["purify", str(art), "-o", str(out), "--method", "diffpure", "--model", "nope/absent", "-q"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "cannot be reached" in err[0]      # after the folder was planned
