@@ -586,8 +586,8 @@ def test_a_protect_run_that_would_not_fit_in_memory_is_refused_up_front(tmp_path
     for k in range(3):
         Image.fromarray(np.full((40, 50, 3), 20 * k, np.uint8)).save(src / f"p{k}.png")
     # 3 images of 2000 pixels, 4 to a chunk: 64 * 6000 + 150 * 2000 bytes = 684,000
-    assert batch_module.protect_memory([2000] * 3, "advdm", 4) == 64 * 6000 + 150 * 2000
-    assert batch_module.protect_memory([2000] * 3, "advdm", 1) == 64 * 2000 + 150 * 2000
+    assert batch_module.memory_needed([2000] * 3, 4, 64) == 64 * 6000 + 150 * 2000
+    assert batch_module.memory_needed([2000] * 3, 1, 64) == 64 * 2000 + 150 * 2000
     monkeypatch.setattr(batch_module, "available_memory", lambda: 500_000)     # a machine with 0.5 MB free
     out = tmp_path / "out"
     code = main(["protect", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q"])
@@ -606,4 +606,15 @@ def test_a_run_refused_after_its_folder_was_planned_leaves_no_folder(tmp_path, a
     code = main(["purify", str(art), "-o", str(out), "--method", "diffpure", "--model", "nope/absent", "-q"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "cannot be reached" in err[0]      # after the folder was planned
+    assert not out.exists()
+
+
+def test_a_purify_run_that_would_not_fit_in_memory_is_refused(tmp_path, art, capsys, monkeypatch):
+    from artshield import batch as batch_module
+
+    monkeypatch.setattr(batch_module, "available_memory", lambda: 10_000)
+    out = tmp_path / "out"
+    code = main(["purify", str(art), "-o", str(out), "--method", "jpeg", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "these images need about" in err[0] and "use smaller images" in err[0]
     assert not out.exists()

@@ -19,24 +19,23 @@ JPEG_NOTE = ("JPEG re-encoding (quality 95) weakens the protection and can excee
              "(--format png) to keep it exact")
 
 
-# Memory a protection needs beyond the model, measured with `/usr/bin/time -v artshield protect IMG
-# --steps 2` on mini (peak resident memory at 512, 1024, 2048 and 4096 pixels a side, advdm; glaze,
-# aspl and photoguard within 15 % at 2048): the full-resolution perturbation, its gradient and the
-# resized views cost about 64 bytes per pixel of every image of a chunk; the visibility metrics,
-# image by image, about 150 bytes per pixel up to SSIM's view of 2048 x 2048.
-PERTURBATION_BYTES_PER_PIXEL = 64
+# Memory a batch needs beyond the model, measured with `/usr/bin/time -v artshield protect|purify IMG`
+# on mini (peak resident memory at 512, 1024, 2048 and 4096 pixels a side): a protection's
+# full-resolution perturbation, its gradient and the resized views cost about 64 bytes per pixel of
+# every image of a chunk (advdm; glaze, aspl and photoguard within 15 % at 2048); a purifier, one
+# image at a time, about 80 (jpeg and impress alike: 2.36 and 2.57 GB at 4096); the visibility
+# metrics, image by image, about 150 bytes per pixel up to SSIM's view of 2048 x 2048.
+PROTECT_BYTES_PER_PIXEL = 64
+PURIFY_BYTES_PER_PIXEL = 80
 METRIC_BYTES_PER_PIXEL = 150
 METRIC_PIXEL_CAP = 2048 * 2048
 
 
-def protect_memory(pixels: list[int], method: str, batch_size: int) -> int:
-    """Bytes a protect batch needs beyond the model: its largest chunk's perturbations and the
-    metrics of its largest image."""
-    size = len(pixels) if method == "aspl" else batch_size
-    ordered = list(pixels)
-    chunks = [sum(ordered[k:k + size]) for k in range(0, len(ordered), size)] or [0]
-    return PERTURBATION_BYTES_PER_PIXEL * max(chunks) + METRIC_BYTES_PER_PIXEL * min(max(pixels or [0]),
-                                                                                      METRIC_PIXEL_CAP)
+def memory_needed(pixels: list[int], chunk: int, per_pixel: int) -> int:
+    """Bytes a batch needs beyond the model: its largest chunk (`chunk` images at a time, at
+    `per_pixel` bytes per pixel) and the metrics of its largest image."""
+    chunks = [sum(pixels[k:k + chunk]) for k in range(0, len(pixels), max(1, chunk))] or [0]
+    return per_pixel * max(chunks) + METRIC_BYTES_PER_PIXEL * min(max(pixels or [0]), METRIC_PIXEL_CAP)
 
 
 def available_memory() -> int | None:
@@ -51,15 +50,16 @@ def available_memory() -> int | None:
     return None
 
 
-def check_protect_memory(batch: Batch, method: str, batch_size: int) -> None:
-    """Refuse up front a protect run whose images would not fit in the memory this machine has free."""
-    need = protect_memory([batch.pixels[name] for _, name in batch.todo], method, batch_size)
+def check_memory(batch: Batch, chunk: int, per_pixel: int) -> None:
+    """Refuse up front a batch whose images would not fit in the memory this machine has free."""
+    need = memory_needed([batch.pixels[name] for _, name in batch.todo], chunk, per_pixel)
     free = available_memory()
     if free is not None and need > 0.9 * free:
-        raise ArtshieldError(f"these images need about {need / 2**30:.1f} GiB for the perturbation and the metrics "
-                             f"({PERTURBATION_BYTES_PER_PIXEL} bytes per pixel of a batch), more than the "
-                             f"{free / 2**30:.1f} GiB this machine has free; use --batch 1 or smaller images",
-                             param="batch", value=batch_size)
+        where = {"param": "batch", "value": chunk} if chunk > 1 else {}
+        raise ArtshieldError(f"these images need about {need / 2**30:.1f} GiB for the work and the metrics "
+                             f"({per_pixel} bytes per pixel of {chunk} image(s) at a time), more than the "
+                             f"{free / 2**30:.1f} GiB this machine has free; use "
+                             f"{'--batch 1 or ' if chunk > 1 else ''}smaller images", **where)
 
 
 @dataclass

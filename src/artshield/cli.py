@@ -23,7 +23,7 @@ from .errors import ArtshieldError
 from .provenance import environment
 
 # library parameter -> the flag a command-line user typed it with
-FLAGS = {p: f"--{p}" for p in ("model", "device", "adapter", "method", "prompts", "candidates", "batch")} | {
+FLAGS = {p: f"--{p}" for p in ("model", "device", "adapter", "method", "prompts", "candidates", "batch", "option")} | {
     "concepts": "--concept", "output": "-o"}
 
 
@@ -206,7 +206,7 @@ def _settings(args) -> dict:
 
 
 def cmd_protect(args) -> int:
-    from .batch import BatchResult, check_protect_memory, protect_batch, protect_steps, reporter
+    from .batch import PROTECT_BYTES_PER_PIXEL, BatchResult, check_memory, protect_batch, protect_steps, reporter
     from .io import plan_batch
 
     start = time.time()
@@ -220,7 +220,7 @@ def cmd_protect(args) -> int:
     report, checkpoint = reporter(batch, head, start)
     done = BatchResult(batch.done, batch.failures)
     if batch.todo:
-        check_protect_memory(batch, args.method, args.batch)
+        check_memory(batch, len(batch.todo) if args.method == "aspl" else args.batch, PROTECT_BYTES_PER_PIXEL)
         bundle = _load(args)
         head["model"] = bundle.describe()
         total = protect_steps(bundle, len(batch.todo), args.method, args.batch, **options)
@@ -297,18 +297,16 @@ def cmd_mimic(args) -> int:
 def cmd_purify(args) -> int:
     import torch
 
-    from .batch import purify_batch, reporter
+    from .batch import PURIFY_BYTES_PER_PIXEL, check_memory, purify_batch, reporter
     from .io import plan_batch
     from .options import make_method, parse_assignments, registry
 
     start = time.time()
-    try:
-        options = parse_assignments(args.option or [])
-    except ValueError as e:
-        raise ArtshieldError(f"--option {e}") from None
+    options = parse_assignments(args.option or [])
     _check_method(args, "purify", **options)
     batch = plan_batch(args.images, args.output, "purified copy", args.format == "keep", args.overwrite,
                        settings=_settings(args))
+    check_memory(batch, 1, PURIFY_BYTES_PER_PIXEL)
     bundle = _load(args) if batch.todo and registry("purify")[args.method].needs_model else None
     try:
         purifier = make_method("purify", args.method, bundle, **options) if batch.todo else None

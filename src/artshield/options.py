@@ -160,14 +160,14 @@ def seeded(generator, seed: int = 0):
 
 def parse_assignments(pairs: list[str]) -> dict:
     """"key=value" texts as options: values read as JSON where they can be (numbers, true, null,
-    lists), else kept as text; dashes in keys become underscores. A text without "=" is a ValueError."""
+    lists), else kept as text; dashes in keys become underscores. A text without "=" is refused."""
     import json
 
     parsed = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"{pair}: expected key=value")
+            raise ArtshieldError("expected key=value", param="option", value=pair)
         try:
             parsed[key.replace("-", "_")] = json.loads(value)
         except ValueError:
