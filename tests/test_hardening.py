@@ -618,3 +618,26 @@ def test_a_purify_run_that_would_not_fit_in_memory_is_refused(tmp_path, art, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "these images need about" in err[0] and "use smaller images" in err[0]
     assert not out.exists()
+
+
+def test_a_full_disk_fails_with_its_list_and_leaves_the_previous_files_intact(tmp_path, art, tiny_model_dir,
+                                                                              monkeypatch, capsys):
+    import errno
+
+    from artshield import io as aio
+
+    out = tmp_path / "out"
+    assert _protect(art, out, tiny_model_dir) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(aio, "_atomic_write", full)
+    code = _protect(art, out, tiny_model_dir, "--overwrite")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[0] == "artshield: 2 input(s) failed:"
+    assert all("No space left on device" in line for line in err[1:])
+    assert err[-1].startswith("artshield: error: ") and err[-1].endswith("results.json: No space left on device")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

@@ -82,7 +82,13 @@ def reporter(batch: Batch, head: dict, start: float):
         return {**head, **done.method, "images": done.records, "failed": done.failures,
                 "seconds": round(time.time() - start, 2), "environment": env}
 
-    return report, lambda done: write_json(report(done), batch.out / "results.json")
+    def checkpoint(done: BatchResult) -> None:
+        try:
+            write_json(report(done), batch.out / "results.json")
+        except OSError:              # a full disk: the run goes on, and its final write says so
+            pass
+
+    return report, checkpoint
 
 
 def write_copy(out: Path, loaded, name: str, save) -> tuple[dict | None, dict | None]:

@@ -67,26 +67,27 @@ def _write_images(out: Path, files: dict) -> None:
 
 
 def _finish(args, out: Path, results: dict) -> int:
+    """Write results.json and list the inputs that failed (even when results.json cannot be written:
+    a full disk); exit code 1 when some failed, else 0."""
     from .io import write_json
 
-    write_json(results, out / "results.json")
+    failures = results.get("failed") or []
+    try:
+        write_json(results, out / "results.json")
+    finally:
+        if failures:
+            print(f"artshield: {len(failures)} input(s) failed:", *(f"  {f['error']}" for f in failures), sep="\n",
+                  file=sys.stderr)
     if args.json:
         print(json.dumps(results, indent=2, default=str))
     elif not args.quiet:
         print(f"wrote {out / 'results.json'}", file=sys.stderr)
-    return 0
+    return 1 if failures else 0
 
 
 def _warn(args, message: str) -> None:
     if not args.quiet:
         print(f"artshield: warning: {message}", file=sys.stderr)
-
-
-def _report_failures(args, failures: list[dict]) -> int:
-    if failures:
-        print(f"artshield: {len(failures)} input(s) failed:", *(f"  {f['error']}" for f in failures), sep="\n",
-              file=sys.stderr)
-    return 1 if failures else 0
 
 
 def _check_method(args, family: str, **options) -> None:
@@ -228,11 +229,10 @@ def cmd_protect(args) -> int:
         done = protect_batch(bundle, batch, args.method, args.seed, args.batch, args.format == "keep",
                              progress=bar.update, checkpoint=checkpoint, **options)
         bar.close()
-    _finish(args, batch.out, report(done))
     for rec in (r for r in done.records if "skipped" not in r):
         for note in rec["notes"]:
             _warn(args, f"{rec['file']}: {note}")
-    return _report_failures(args, done.failures)
+    return _finish(args, batch.out, report(done))
 
 
 def cmd_demo(args) -> int:
@@ -290,8 +290,7 @@ def cmd_mimic(args) -> int:
                "failed": folder.failures, "seconds": round(time.time() - start, 2), "environment": environment(),
                "generate_with": f"artshield generate --model {args.model} --adapter {out} "
                                 f"--prompt \"{template.format(trigger=args.trigger, name='your subject')}\""}
-    _finish(args, out, results)
-    return _report_failures(args, folder.failures)
+    return _finish(args, out, results)
 
 
 def cmd_purify(args) -> int:
@@ -319,8 +318,7 @@ def cmd_purify(args) -> int:
     done = purify_batch(purifier, batch, torch.Generator("cpu").manual_seed(args.seed), args.format == "keep",
                         progress=bar.update, checkpoint=checkpoint)
     bar.close()
-    _finish(args, batch.out, report(done))
-    return _report_failures(args, done.failures)
+    return _finish(args, batch.out, report(done))
 
 
 def cmd_erase(args) -> int:
@@ -417,8 +415,7 @@ def cmd_audit(args) -> int:
     results = {"command": "audit", "model": bundle.describe(), "seed": args.seed, "prompt_source": chosen.source,
                "methods": methods, **results, "report": "report.html", "failed": failures,
                "seconds": round(time.time() - start, 2), "environment": environment()}
-    _finish(args, out, results)
-    return _report_failures(args, failures)
+    return _finish(args, out, results)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -581,13 +578,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("artshield: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:          # output piped into a reader that stopped (head, less)
+        sys.stderr.close()
+        return 0
     except OSError as e:             # the disk filled up, a folder turned read-only mid-run
         where = f"{e.filename}: " if e.filename else ""
         print(f"artshield: error: {where}{e.strerror or str(e).splitlines()[0]}", file=sys.stderr)
         return 2
-    except BrokenPipeError:          # output piped into a reader that stopped (head, less)
-        sys.stderr.close()
-        return 0
     finally:
         if "artshield.io" in sys.modules:
             sys.modules["artshield.io"].release_locks(refused=code == 2)
