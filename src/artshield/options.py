@@ -99,7 +99,7 @@ def _checked(name: str, value, kinds: set[str], limit: Limit | None):
         raise ValueError(f"{name} must be a number ({wanted}), not {value!r}")
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, not {value!r}")
-    if kinds <= {"int"} or ("int" in kinds and "float" not in kinds):
+    if "int" in kinds and "float" not in kinds:
         if float(value) != int(value):
             raise ValueError(f"{name} must be a whole number, not {value!r}")
         value = int(value)
