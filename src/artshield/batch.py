@@ -104,6 +104,11 @@ def write_copy(out: Path, loaded, name: str, save) -> tuple[dict | None, dict | 
             **visibility(written, loaded.pixels), "notes": loaded.notes}, None
 
 
+def _failure(path, error: Exception) -> dict:
+    """A failed input's record: the file, and one line naming it and what went wrong."""
+    return {"file": str(path), "error": f"{path}: {str(error).splitlines()[0]}"}
+
+
 def _read(items, result: BatchResult) -> list:
     """The chunk's images, read now (plan_batch kept only their paths); a file that cannot be read
     any more fails alone."""
@@ -116,6 +121,11 @@ def _read(items, result: BatchResult) -> list:
     return chunk
 
 
+def chunk_size(method: str, n_images: int, batch_size: int) -> int:
+    """Images protected together: `batch_size`, except ASPL, which learns the whole set at once."""
+    return n_images if method == "aspl" else batch_size
+
+
 def protect_batch(bundle, batch: Batch, method: str, seed: int = 0, batch_size: int = 4, keep_format: bool = True,
                   progress=None, checkpoint=None, **options) -> BatchResult:
     """Protect batch.todo, `batch_size` images at a time (ASPL: all at once, it learns the set);
@@ -124,7 +134,7 @@ def protect_batch(bundle, batch: Batch, method: str, seed: int = 0, batch_size: 
     from .protect import protect
 
     result = BatchResult(list(batch.done), list(batch.failures))
-    size = len(batch.todo) if method == "aspl" else batch_size
+    size = chunk_size(method, len(batch.todo), batch_size)
 
     def one_chunk(chunk, chunk_seed):
         t0 = time.time()
@@ -151,15 +161,13 @@ def protect_batch(bundle, batch: Batch, method: str, seed: int = 0, batch_size: 
                 one_chunk(chunk, seed + k)
         except (RuntimeError, ValueError, ArtshieldError) as e:
             if len(chunk) == 1:
-                result.failures.append({"file": str(chunk[0][0].path),
-                                        "error": f"{chunk[0][0].path}: {str(e).splitlines()[0]}"})
+                result.failures.append(_failure(chunk[0][0].path, e))
             else:
                 for i, item in enumerate(chunk):
                     try:
                         one_chunk([item], seed + k + i)
                     except (RuntimeError, ValueError, ArtshieldError) as e1:
-                        result.failures.append({"file": str(item[0].path),
-                                                "error": f"{item[0].path}: {str(e1).splitlines()[0]}"})
+                        result.failures.append(_failure(item[0].path, e1))
         if checkpoint is not None:
             checkpoint(result)
     return result
@@ -169,7 +177,7 @@ def protect_steps(bundle, n_images: int, method: str, batch_size: int = 4, **opt
     """Progress units protect_batch reports for n_images."""
     from .options import make_method
 
-    size = n_images if method == "aspl" else batch_size
+    size = chunk_size(method, n_images, batch_size)
     return make_method("protect", method, bundle, **options).total_steps(size) * -(-n_images // max(1, size))
 
 
@@ -186,7 +194,7 @@ def purify_batch(purifier, batch: Batch, generator, keep_format: bool = True, pr
         try:
             (cleaned,) = purifier.run([loaded.pixels], generator, progress=progress)
         except (ValueError, RuntimeError, ArtshieldError) as e:
-            result.failures.append({"file": str(loaded.path), "error": f"{loaded.path}: {str(e).splitlines()[0]}"})
+            result.failures.append(_failure(loaded.path, e))
             continue
         rec, failure = write_copy(batch.out, loaded, name,
                                   lambda path: save_replaced(loaded, cleaned, path, keep_format=keep_format))

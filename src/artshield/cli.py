@@ -207,7 +207,8 @@ def _settings(args) -> dict:
 
 
 def cmd_protect(args) -> int:
-    from .batch import PROTECT_BYTES_PER_PIXEL, BatchResult, check_memory, protect_batch, protect_steps, reporter
+    from .batch import (PROTECT_BYTES_PER_PIXEL, BatchResult, check_memory, chunk_size, protect_batch, protect_steps,
+                        reporter)
     from .io import plan_batch
 
     start = time.time()
@@ -221,7 +222,7 @@ def cmd_protect(args) -> int:
     report, checkpoint = reporter(batch, head, start)
     done = BatchResult(batch.done, batch.failures)
     if batch.todo:
-        check_memory(batch, len(batch.todo) if args.method == "aspl" else args.batch, PROTECT_BYTES_PER_PIXEL)
+        check_memory(batch, chunk_size(args.method, len(batch.todo), args.batch), PROTECT_BYTES_PER_PIXEL)
         bundle = _load(args)
         head["model"] = bundle.describe()
         total = protect_steps(bundle, len(batch.todo), args.method, args.batch, **options)

@@ -339,6 +339,11 @@ def write_json(data: dict, path: str | os.PathLike) -> Path:
     return write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", path)
 
 
+def nonfinite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors that hold a NaN or an infinite value."""
+    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def write_weights(tensors: dict[str, torch.Tensor], info: dict, folder: str | os.PathLike, weights_name: str,
                   info_name: str, method: str) -> Path:
     """A folder of trained tensors (safetensors, written atomically) and their JSON description."""
@@ -346,7 +351,7 @@ def write_weights(tensors: dict[str, torch.Tensor], info: dict, folder: str | os
 
     from .errors import ArtshieldError
 
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = nonfinite(tensors)
     if bad:
         raise ArtshieldError(f"the {method} run produced NaN or infinite values (in {bad[0]}"
                              f"{f' and {len(bad) - 1} more tensors' if len(bad) > 1 else ''}): it diverged; "

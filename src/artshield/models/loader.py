@@ -166,10 +166,11 @@ def _finish(parts: dict, scheduler, spec: str, source: str, device: torch.device
 def check_finite(module: torch.nn.Module, what: str, spec: str) -> None:
     """Refuse weights with NaN or infinite values (a diverged fine-tune, a corrupt download): every
     result made with them would be black or NaN."""
-    for name, tensor in module.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ArtshieldError(f"its {what} hold NaN or infinite values (tensor {name})", param="model",
-                                 value=spec)
+    from ..io import nonfinite
+
+    bad = nonfinite(module.state_dict())
+    if bad:
+        raise ArtshieldError(f"its {what} hold NaN or infinite values (tensor {bad[0]})", param="model", value=spec)
 
 
 def _load_folder(path: Path, spec: str, source: str, device: torch.device, dtype: torch.dtype) -> ModelBundle:

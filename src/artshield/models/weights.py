@@ -62,7 +62,9 @@ class WeightChange(ABC):
             method = info["method"]
         except (OSError, ValueError, KeyError, TypeError, SafetensorError) as e:
             raise ArtshieldError(f"not a readable {cls.what} ({e})", param=cls.param, value=str(folder)) from None
-        bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        from ..io import nonfinite
+
+        bad = nonfinite(tensors)
         if bad:
             raise ArtshieldError(f"{cls.weights_file()} holds NaN or infinite values (tensor {bad[0]})",
                                  param=cls.param, value=str(folder))

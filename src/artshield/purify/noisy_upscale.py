@@ -54,10 +54,10 @@ class NoisyUpscale(Purifier):
                                  "(no model_index.json there)")
 
             self.pipe = StableDiffusionUpscalePipeline.from_pretrained(self.config.upscaler, use_safetensors=True)
+            from ..io import nonfinite
+
             for part in ("vae", "unet", "text_encoder"):
-                module = getattr(self.pipe, part)
-                if any(t.is_floating_point() and not bool(torch.isfinite(t).all())
-                       for t in module.state_dict().values()):
+                if nonfinite(getattr(self.pipe, part).state_dict()):
                     raise ValueError(f"upscaler {self.config.upscaler}: its {part} weights hold NaN or "
                                      "infinite values")
             self.pipe.to(bundle.device)
