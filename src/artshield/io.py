@@ -6,6 +6,7 @@ then renamed, so an interrupted run never leaves a half-written image or overwri
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -306,11 +307,21 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr, "RGB")
 
 
+@functools.cache
+def _umask() -> int:
+    """The process's umask (read once: reading it means setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # the temporary name must fit where the final one fits: at most 255 bytes in all
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".part", dir=path.parent)
     try:
+        # mkstemp makes the file 0600; a result is shared like any file the user writes (0644 under umask 022)
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)
@@ -345,7 +356,7 @@ def nonfinite(tensors: dict[str, torch.Tensor]) -> list[str]:
 
 
 def write_weights(tensors: dict[str, torch.Tensor], info: dict, folder: str | os.PathLike, weights_name: str,
-                  info_name: str, method: str) -> Path:
+                  info_name: str, method: str, metadata: dict[str, str] | None = None) -> Path:
     """A folder of trained tensors (safetensors, written atomically) and their JSON description."""
     from safetensors.torch import save
 
@@ -358,7 +369,7 @@ def write_weights(tensors: dict[str, torch.Tensor], info: dict, folder: str | os
                              "nothing was written (a lower learning rate or fewer steps may help)")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata={"method": method})
+    blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata={**(metadata or {}), "method": method})
     _atomic_write(folder / weights_name, lambda f: f.write(blob))
     write_json(info, folder / info_name)
     return folder

@@ -124,13 +124,17 @@ class AuditResult:
 
 
 def audit(bundle: ModelBundle, prompts: list[str], truth: list[bool] | None = None,
-          training: torch.Tensor | None = None, methods=tuple(AUDITS), extract: ExtractConfig | None = None,
+          training=None, methods=tuple(AUDITS), extract: ExtractConfig | None = None,
           detect: DetectConfig | None = None, progress=None) -> AuditResult:
     """Run the audit `methods` on `prompts`. With `truth` (one label per prompt: memorised or not),
     the summaries carry precision/recall and AUC; with `training` (the training images at the
-    generations' size), flagged generations are matched to their nearest training image."""
+    generations' size: a tensor, or a list of PIL images or arrays), flagged generations are matched to their nearest training image."""
     if not prompts:
         raise ValueError("the audit needs at least one prompt")
+    if training is not None and not isinstance(training, torch.Tensor):   # PIL images or arrays
+        from ..images import as_tensors
+
+        training = torch.stack([t.expand(3, -1, -1) for t in as_tensors(training)[0]])
     unknown = sorted(set(methods) - set(AUDITS))
     if unknown:
         raise ValueError(f"unknown audit method(s) {', '.join(unknown)}; known: {', '.join(AUDITS)}")

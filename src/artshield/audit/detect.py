@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..models import ModelBundle
-from ..models.diffusion import denoising_loss
+from ..models.diffusion import denoising_loss, predicted_noise
 from ..options import SEED, Limit, Overridable
 from .base import register
 
@@ -84,10 +84,13 @@ def text_conditional_magnitude(bundle: ModelBundle, prompts: list[str], generati
         both = torch.cat([uncond.expand(len(chunk), -1, -1), ctx])
         total = torch.zeros(len(chunk))
         for t in sampler.timesteps[:steps]:
-            e_u, e_c = unet(sampler.scale_model_input(torch.cat([z, z]), t), t,
+            p_u, p_c = unet(sampler.scale_model_input(torch.cat([z, z]), t), t,
                             encoder_hidden_states=both).sample.float().chunk(2)
+            # the magnitude is defined on noise predictions: a v- or sample-prediction model's
+            # outputs are read as the noise they stand for
+            e_u, e_c = (predicted_noise(bundle, p, z.float(), t) for p in (p_u, p_c))
             total += (e_c - e_u).flatten(1).norm(dim=1).cpu()
-            z = sampler.step((e_u + guidance * (e_c - e_u)).to(z.dtype), t, z).prev_sample
+            z = sampler.step((p_u + guidance * (p_c - p_u)).to(z.dtype), t, z).prev_sample
         for (i, _), value in zip(chunk, total / steps):
             scores[i] += float(value) / generations
         if progress is not None:

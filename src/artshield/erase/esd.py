@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import functional_call
 
-from ..models.weights import Edit, base_spec
+from ..models.weights import Edit, base_fields
 from ..options import POSITIVE, Limit, seeded
 from .base import EraseConfig, Eraser, check_concepts, concept_prompts, config_dict, register, select_parameters
 
@@ -132,8 +132,8 @@ class ESD(Eraser):
             if progress is not None:
                 progress(1)
         tail = losses[-max(1, len(losses) // 10):]
-        tensors = {n: params[n].detach().to(bundle.dtype).cpu() for n in names}
-        info = {"method": self.name, "concepts": list(concepts), "prompts": prompts, "base_model": base_spec(bundle),
+        tensors = {n: params[n].detach().float().cpu() for n in names}   # fp32, whatever the model's dtype
+        info = {"method": self.name, "concepts": list(concepts), "prompts": prompts, **base_fields(bundle),
                 "config": {**config_dict(cfg), "iterations": iterations, "lr": lr, "ddim_steps": ddim_steps},
                 "trained_parameters": int(sum(params[n].numel() for n in names)),
                 "final_loss": sum(tail) / len(tail), "seconds": round(time.time() - start, 2)}

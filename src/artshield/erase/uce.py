@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models import ModelBundle
-from ..models.weights import Edit, base_spec
+from ..models.weights import Edit, base_fields
 from ..options import POSITIVE, Limit
 from .base import EraseConfig, Eraser, check_concepts, config_dict, register, select_parameters
 
@@ -117,11 +117,11 @@ class UCE(Eraser):
         tensors = {}
         for n in names:
             w0 = params[n].detach().float()
-            tensors[n] = closed_form(w0, e, g, r, cfg.lam, cfg.erase_scale, cfg.preserve_scale).to(bundle.dtype).cpu()
+            tensors[n] = closed_form(w0, e, g, r, cfg.lam, cfg.erase_scale, cfg.preserve_scale).float().cpu()
             if progress is not None:
                 progress(1)
         info = {"method": self.name, "concepts": list(concepts), "prompts": prompts, "guides": guides,
-                "preserve": keep_prompts, "base_model": base_spec(bundle), "config": config_dict(cfg),
+                "preserve": keep_prompts, **base_fields(bundle), "config": config_dict(cfg),
                 "trained_parameters": int(sum(params[n].numel() for n in names)),
                 "seconds": round(time.time() - start, 3)}
         return Edit(self.name, tensors, info)

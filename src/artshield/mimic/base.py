@@ -13,6 +13,7 @@ it on a model bundle, in place.
 """
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 
@@ -85,6 +86,14 @@ class Mimic(ABC):
         torch.manual_seed(cfg.seed)          # the initial values of new modules (LoRA's A, hypernetworks)
         bundle = self.bundle.copy(unet=True, text=self.trains_text)
         params = self.prepare(bundle)
+        # a half-precision model trains as diffusers' scripts do: fp32 master copies of the trained
+        # parameters (AdamW's epsilon and small updates vanish in fp16), forward passes under
+        # autocast, and a gradient scaler for fp16; the frozen weights stay in half precision
+        half = bundle.dtype != torch.float32
+        for p in params:
+            p.data = p.data.float()
+        autocast = torch.autocast(bundle.device.type, dtype=bundle.dtype) if half else contextlib.nullcontext()
+        scaler = torch.amp.GradScaler(bundle.device.type, enabled=bundle.dtype == torch.float16)
         with torch.no_grad():
             views = model_views(images, bundle.image_size).to(bundle.device)
             latents = torch.cat([bundle.encode(v[None]) for v in views]).float()
@@ -94,11 +103,13 @@ class Mimic(ABC):
         losses = []
         for _ in range(cfg.steps):
             idx = torch.randint(len(images), (min(cfg.batch_size, len(images)),), generator=g)
-            ctx = bundle.embed([captions[i] for i in idx]) if self.trains_text else contexts[idx]
-            loss = denoising_loss(bundle, latents[idx].to(bundle.dtype), ctx, g, reduction="mean")
+            with autocast:
+                ctx = bundle.embed([captions[i] for i in idx]) if self.trains_text else contexts[idx]
+                loss = denoising_loss(bundle, latents[idx].to(bundle.dtype), ctx, g, reduction="mean")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             self.after_step(bundle)
             losses.append(float(loss.detach()))
             if progress is not None:
@@ -132,6 +143,10 @@ class Adapter(WeightChange):
             raise ArtshieldError(f"does not fit the model {bundle.spec}: {str(e).splitlines()[0]}",
                                  param="adapter", value=folder) from None
         return bundle
+
+    def file_metadata(self) -> dict[str, str]:
+        method = MIMICS[self.method] if self.method in MIMICS else None
+        return method.file_metadata(self.info) if hasattr(method, "file_metadata") else {}
 
     def prompt(self, text: str) -> str:
         """A prompt written with the trigger word, as this adaptation needs it (textual inversion

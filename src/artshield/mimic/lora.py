@@ -5,12 +5,16 @@ issue's mimicry setting: rank 4, alpha 4, lr 1e-4 constant (a model may declare 
 "lora_lr": mini does). Only the LoRA matrices are saved."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+
+import torch
 
 from ..options import POSITIVE, Limit
 from .base import Mimic, MimicConfig, register
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+PREFIX = "unet."                 # diffusers' name for the UNet's part of a pipeline LoRA file
 
 
 @dataclass
@@ -42,7 +46,14 @@ class LoRA(Mimic):
     def state(self, bundle):
         from peft import get_peft_model_state_dict
 
-        return get_peft_model_state_dict(bundle.unet)
+        return {PREFIX + k: v for k, v in get_peft_model_state_dict(bundle.unet).items()}
+
+    @classmethod
+    def file_metadata(cls, info: dict) -> dict[str, str]:
+        """What diffusers reads to rebuild the LoRA configuration (rank, alpha, targets)."""
+        cfg = info["config"]
+        return {"lora_adapter_metadata": json.dumps({f"{PREFIX}r": cfg["rank"], f"{PREFIX}lora_alpha": cfg["alpha"],
+                                                     f"{PREFIX}target_modules": TARGETS}, sort_keys=True)}
 
     @classmethod
     def apply(cls, bundle, tensors, info):
@@ -50,7 +61,39 @@ class LoRA(Mimic):
 
         cfg = info["config"]
         bundle.unet.add_adapter(_peft_config(cfg["rank"], cfg["alpha"]))
-        result = set_peft_model_state_dict(bundle.unet, {k: v.to(bundle.device, bundle.dtype) for k, v in tensors.items()})
+        # files from before the "unet." prefix carry the bare peft names
+        tensors = {k.removeprefix(PREFIX): v.to(bundle.device, bundle.dtype) for k, v in tensors.items()}
+        result = set_peft_model_state_dict(bundle.unet, tensors)
         if getattr(result, "unexpected_keys", None):
             raise ValueError(f"LoRA tensors do not fit this model: {result.unexpected_keys[:3]}")
         bundle.unet.eval().requires_grad_(False)
+
+
+def kohya_state(tensors: dict[str, torch.Tensor], info: dict) -> dict[str, torch.Tensor]:
+    """The LoRA in kohya's key layout, with one alpha per module."""
+    alpha = torch.tensor(float(info["config"]["alpha"]))
+    out = {}
+    for key, value in tensors.items():
+        name = key.removeprefix(PREFIX)
+        for ours, theirs in ((".lora_A.weight", ".lora_down.weight"), (".lora_B.weight", ".lora_up.weight")):
+            if name.endswith(ours):
+                module = "lora_unet_" + name[:-len(ours)].replace(".", "_")
+                out[module + theirs] = value
+                out[module + ".alpha"] = alpha.clone()
+    return out
+
+
+def merge(bundle, tensors: dict[str, torch.Tensor], info: dict) -> None:
+    """Fold the LoRA into the UNet's weights, in place: W += (alpha / r) B A for each module."""
+    cfg = info["config"]
+    scale = float(cfg["alpha"]) / int(cfg["rank"])
+    params = dict(bundle.unet.named_parameters())
+    with torch.no_grad():
+        for key, down in tensors.items():
+            if not key.endswith(".lora_A.weight"):
+                continue
+            module = key.removeprefix(PREFIX)[:-len(".lora_A.weight")]
+            up = tensors[key.replace(".lora_A.", ".lora_B.")]
+            weight = params[module + ".weight"]
+            delta = (up.float().flatten(1) @ down.float().flatten(1)) * scale
+            weight.add_(delta.reshape(weight.shape).to(weight.device, weight.dtype))

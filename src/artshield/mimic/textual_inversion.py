@@ -44,6 +44,9 @@ class TextualInversion(Mimic):
         return adapter
 
     def prepare(self, bundle):
+        # the text encoder trains in fp32 whatever the model's dtype, as in diffusers' script (it is
+        # the small network; its layer norms would otherwise see fp32 embeddings with fp16 weights)
+        bundle.text_encoder.float()
         self.token_id = add_token(bundle, self.token)
         init = self.config.init_word or bundle.conventions.init_word
         init_ids = bundle.tokenizer(init, add_special_tokens=False).input_ids

@@ -24,6 +24,8 @@ class ModelBundle:
     device: torch.device
     dtype: torch.dtype
     conventions: ModelConventions = field(default_factory=ModelConventions)
+    architecture: str | None = None   # single files: the configuration named at load (None: detected)
+    memory: dict = field(default_factory=dict)   # the memory options in force (save_memory)
 
     @property
     def latent_scale(self) -> int:
@@ -83,6 +85,28 @@ class ModelBundle:
                        text_encoder=_copy.deepcopy(self.text_encoder) if text else self.text_encoder,
                        tokenizer=_copy.deepcopy(self.tokenizer) if text else self.tokenizer)
 
+    def save_memory(self, gradient_checkpointing: bool = False, attention_slicing: bool = False,
+                    vae_tiling: bool = False) -> ModelBundle:
+        """Trade speed for memory, in place. Gradient checkpointing recomputes the UNet's and the
+        VAE's activations during backward passes (protect, mimic, erase); attention slicing computes
+        attention one head group at a time; VAE tiling encodes and decodes large images in
+        overlapping tiles. Attention already runs through torch's fused SDPA kernel by default."""
+        if gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+            self.vae.enable_gradient_checkpointing()
+            if hasattr(self.text_encoder, "gradient_checkpointing_enable"):
+                self.text_encoder.gradient_checkpointing_enable()
+        if attention_slicing:
+            self.unet.set_attention_slice("auto")
+        if vae_tiling:
+            self.vae.enable_tiling()
+        self.memory = {"gradient_checkpointing": gradient_checkpointing, "attention_slicing": attention_slicing,
+                       "vae_tiling": vae_tiling}
+        return self
+
     def describe(self) -> dict:
-        return {"spec": self.spec, "source": self.source, "device": str(self.device), "dtype": str(self.dtype),
-                "image_size": self.image_size}
+        out = {"spec": self.spec, "source": self.source, "device": str(self.device), "dtype": str(self.dtype),
+               "image_size": self.image_size}
+        if self.memory:
+            out["memory_options"] = dict(self.memory)
+        return out

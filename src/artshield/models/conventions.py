@@ -55,6 +55,13 @@ class ModelConventions:
         except TypeError as e:
             raise ArtshieldError(f"{source}: {e}") from None
 
+    def to_dict(self) -> dict:
+        """The conventions-file form: what `from_dict` reads back."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+        return {"sampling": {"steps": values.pop("steps"), "guidance": values.pop("guidance")},
+                "conventions": values}
+
     @classmethod
     def from_folder(cls, folder: Path) -> ModelConventions:
         """The conventions a model folder declares, or Stable Diffusion's when it declares none."""

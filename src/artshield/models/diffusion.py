@@ -2,7 +2,8 @@
 one latent-diffusion loss.
 
     loss = || unet(z_t, t, c) - target ||^2,   z_t = sqrt(abar_t) z + sqrt(1 - abar_t) eps,
-    target = eps (epsilon prediction) or v = sqrt(abar_t) eps - sqrt(1 - abar_t) z (v-prediction),
+    target = eps (epsilon prediction), v = sqrt(abar_t) eps - sqrt(1 - abar_t) z (v-prediction),
+             or z (sample prediction), as the model's scheduler config says,
 
 with t ~ U[0, T) and eps ~ N(0, I) drawn from a CPU generator, so the same seed gives the same
 draws on every device. Protections ascend it (AdvDM, Mist, ASPL), mimicry descends it (LoRA,
@@ -22,13 +23,32 @@ def prediction_type(bundle: ModelBundle) -> str:
 
 def diffusion_target(bundle: ModelBundle, latents: torch.Tensor, noise: torch.Tensor,
                      t: torch.Tensor) -> torch.Tensor:
-    """What the UNet is trained to predict: the noise, or v for v-prediction models (SD 2.x)."""
+    """What the UNet is trained to predict, as its scheduler says: the noise (epsilon, SD 1.x),
+    v = sqrt(abar_t) eps - sqrt(1 - abar_t) z (v_prediction, SD 2.x at 768 px), or the clean
+    latents themselves (sample)."""
     kind = prediction_type(bundle)
     if kind == "v_prediction":
         return bundle.scheduler.get_velocity(latents, noise, t)
+    if kind == "sample":
+        return latents
     if kind != "epsilon":
-        raise ValueError(f"prediction type {kind!r} is not supported (epsilon or v_prediction)")
+        raise ValueError(f"prediction type {kind!r} is not supported (epsilon, v_prediction or sample)")
     return noise
+
+
+def predicted_noise(bundle: ModelBundle, prediction: torch.Tensor, noisy: torch.Tensor, t) -> torch.Tensor:
+    """The noise a UNet output stands for at (noisy, t), whatever the prediction type: methods
+    defined on noise predictions (the audit's noise magnitude) read every model the same way."""
+    kind = prediction_type(bundle)
+    if kind == "epsilon":
+        return prediction
+    abar = bundle.scheduler.alphas_cumprod.to(noisy.device)[torch.as_tensor(t, device=noisy.device).long()]
+    abar = abar.reshape(-1, *[1] * (noisy.ndim - 1)).float()
+    if kind == "v_prediction":
+        return abar.sqrt() * prediction + (1 - abar).sqrt() * noisy
+    if kind == "sample":
+        return (noisy - abar.sqrt() * prediction) / (1 - abar).sqrt()
+    raise ValueError(f"prediction type {kind!r} is not supported (epsilon, v_prediction or sample)")
 
 
 def draws(bundle: ModelBundle, shape: tuple, generator: torch.Generator,

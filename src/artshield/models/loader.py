@@ -3,7 +3,11 @@
     load_model("mini")                     the embedded scale model (the default)
     load_model("/path/to/diffusers/dir")   a local diffusers folder (vae/, unet/, text_encoder/, ...)
     load_model("/path/to/edit")            a folder written by erase: its base model with the edit
+    load_model("/path/to/model.safetensors")   a single-file checkpoint (A1111/ComfyUI layout), offline
     load_model("org/name")                 a hub id: from the local cache, else from the hub
+
+SD 1.x and 2.x (epsilon or v-prediction, as the scheduler config says) load; SDXL is recognised
+and refused in one sentence, as are pickled checkpoints (never unpickled).
 
 Errors name the parameter (`model`, `device`); the CLI shows them under its flags.
 """
@@ -30,8 +34,11 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "auto":     # CUDA, then Apple's MPS, then the CPU
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
@@ -82,11 +89,15 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def load_model(spec: str = "mini", device: str = "auto", dtype: torch.dtype | None = None) -> ModelBundle:
-    """Load a model bundle; raises ArtshieldError with one clear sentence when it cannot."""
+def load_model(spec: str = "mini", device: str = "auto", dtype: torch.dtype | str | None = None,
+               config: str | None = None) -> ModelBundle:
+    """Load a model bundle; raises ArtshieldError with one clear sentence when it cannot.
+
+    dtype: a torch dtype, or "auto" / None (fp16 on CUDA and MPS, fp32 on the CPU and for mini),
+    "fp32", "fp16", "bf16". config (single files only): the architecture, one of sd15, sd2 (768 px,
+    v-prediction), sd2-base (512 px, epsilon), or a diffusers folder of the same architecture."""
     dev = resolve_device(device) if isinstance(device, str) else device
-    if dtype is None:
-        dtype = torch.float16 if dev.type == "cuda" and spec != "mini" else torch.float32
+    dtype = resolve_dtype(dtype, dev, spec)
     if spec == "mini":
         if not (MINI_DIR / "unet").is_dir():
             raise ArtshieldError(f"the embedded model is missing from {MINI_DIR}; reinstall artshield")
@@ -96,14 +107,43 @@ def load_model(spec: str = "mini", device: str = "auto", dtype: torch.dtype | No
         return _load_edit(path, spec, dev, dtype)
     if path.exists():
         if not path.is_dir():
-            raise ArtshieldError("expected a diffusers folder (with vae/, unet/, text_encoder/, tokenizer/), "
-                                 "not a single file", param="model", value=spec)
+            return _load_single_file(path, spec, dev, dtype, config)
         return _load_folder(path, spec, "folder", dev, dtype)
     check_spec(spec)
     if HUB_ID.match(spec):
         return _load_hub(spec, dev, dtype)
     raise ArtshieldError("no such folder, and not a hub id of the form org/name; use mini (the embedded model) "
                          "or a local diffusers folder", param="model", value=spec)
+
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_dtype(dtype, device: torch.device, spec: str = "") -> torch.dtype:
+    """auto: half precision where it is fast (CUDA, MPS), fp32 on the CPU and for mini (whose
+    tiny widths gain nothing from it)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.float16 if device.type in ("cuda", "mps") and spec != "mini" else torch.float32
+    if dtype not in DTYPES:
+        raise ArtshieldError(f"not a dtype (use auto, {', '.join(DTYPES)})", param="dtype", value=str(dtype))
+    return DTYPES[dtype]
+
+
+def _load_single_file(path: Path, spec: str, device: torch.device, dtype: torch.dtype,
+                      config: str | None) -> ModelBundle:
+    from .single_file import load_single_file, refuse_pickle
+
+    refuse_pickle(path, spec)
+    if path.suffix.lower() != ".safetensors":
+        raise ArtshieldError("expected a diffusers folder or a single-file .safetensors checkpoint",
+                             param="model", value=spec)
+    parts = load_single_file(path, spec, dtype, config)
+    scheduler = parts.pop("scheduler")
+    bundle = _finish(parts, scheduler, spec, "single-file", device, dtype)
+    bundle.architecture = config
+    return bundle
 
 
 def _load_edit(path: Path, spec: str, device: torch.device, dtype: torch.dtype, depth: int = 0) -> ModelBundle:
@@ -118,7 +158,7 @@ def _load_edit(path: Path, spec: str, device: torch.device, dtype: torch.dtype, 
         bundle = _load_edit(base_path, base, device, dtype, depth + 1)
     else:
         try:
-            bundle = load_model(base, device, dtype)
+            bundle = load_model(base, device, dtype, config=edit.info.get("base_config"))
         except ArtshieldError as e:
             raise ArtshieldError(f"its base model cannot be loaded: {e}",
                                  param="model", value=spec) from None
@@ -153,6 +193,9 @@ def _scheduler(load) -> DDPMScheduler:
 
 def _finish(parts: dict, scheduler, spec: str, source: str, device: torch.device, dtype: torch.dtype,
             conventions: ModelConventions | None = None) -> ModelBundle:
+    if parts["unet"].config.get("addition_embed_type") == "text_time":    # SDXL's added time ids, from any source
+        raise ArtshieldError("an SDXL model: artshield does not run SDXL models yet (SD 1.x and 2.x only)",
+                             param="model", value=spec)
     for name in ("vae", "unet", "text_encoder"):
         module = parts[name]
         check_finite(module, f"{name} weights", spec)
@@ -174,6 +217,7 @@ def check_finite(module: torch.nn.Module, what: str, spec: str) -> None:
 
 
 def _load_folder(path: Path, spec: str, source: str, device: torch.device, dtype: torch.dtype) -> ModelBundle:
+    refuse_sdxl(path, spec)
     missing = [p for p in REQUIRED_PARTS if not (path / p).is_dir()]
     if missing:
         raise ArtshieldError(f"not a diffusers Stable Diffusion folder (missing {', '.join(missing)}/)",
@@ -184,10 +228,32 @@ def _load_folder(path: Path, spec: str, source: str, device: torch.device, dtype
             return cls.from_pretrained(path / sub)
         if cls is DDPMScheduler:
             return cls.from_pretrained(path / sub)
-        return cls.from_pretrained(path / sub, torch_dtype=dtype, use_safetensors=True)
+        return cls.from_pretrained(path / sub, torch_dtype=dtype, use_safetensors=True, variant=variant(path / sub))
 
     conventions = ModelConventions.from_folder(path)
     return _finish(_load_parts(load, spec), _scheduler(load), spec, source, device, dtype, conventions)
+
+
+def variant(folder: Path) -> str | None:
+    """"fp16" for a component saved only as fp16-variant weights (*.fp16.safetensors), as many hub
+    folders are; they load (and are cast to the run's dtype) like the others."""
+    if any(folder.glob("*.fp16.safetensors")) and not any(
+            f for f in folder.glob("*.safetensors") if not f.name.endswith(".fp16.safetensors")):
+        return "fp16"
+    return None
+
+
+def refuse_sdxl(path: Path, spec: str) -> None:
+    import json
+
+    index = path / "model_index.json"
+    try:
+        name = json.loads(index.read_text()).get("_class_name", "") if index.is_file() else ""
+    except (OSError, ValueError):
+        name = ""
+    if "XL" in name or (path / "text_encoder_2").is_dir():
+        raise ArtshieldError("an SDXL model: artshield does not run SDXL models yet (SD 1.x and 2.x only)",
+                             param="model", value=spec)
 
 
 def _load_hub(spec: str, device: torch.device, dtype: torch.dtype) -> ModelBundle:

@@ -19,17 +19,41 @@ TINY_CAPTIONS = ["trash can icon, papirus style", "folder icon, tango style", "p
                  "a painting of a house", "an icon in the style of an artist"]
 
 
-def make_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
-    """Write a random-weight Stable-Diffusion-shaped diffusers folder to out_dir and return it."""
+def make_tiny_model(out_dir: str | Path, seed: int = 0, family: str = "sd1") -> Path:
+    """Write a random-weight Stable-Diffusion-shaped diffusers folder to out_dir and return it.
+
+    family "sd1": SD 1.x's wiring (convolutional attention projections, OpenAI CLIP's quick GELU,
+    epsilon prediction); "sd2": SD 2.x's (linear projections, OpenCLIP's GELU, v-prediction)."""
+    if family not in ("sd1", "sd2"):
+        raise ValueError(f"family must be sd1 or sd2, not {family!r}")
     out = Path(out_dir)
     torch.manual_seed(seed)
     tok = write_tokenizer(TINY_CAPTIONS, out / "tokenizer", num_merges=200, max_length=TINY.max_tokens)
     build_vae(TINY).save_pretrained(out / "vae", safe_serialization=True)
-    build_unet(TINY).save_pretrained(out / "unet", safe_serialization=True)
-    build_text_encoder(TINY, len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id).save_pretrained(
-        out / "text_encoder", safe_serialization=True)
-    noise_scheduler().save_pretrained(out / "scheduler")
+    unet = build_unet(TINY)
+    text = build_text_encoder(TINY, len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+    scheduler = noise_scheduler()
+    if family == "sd2":
+        unet = UNet2DConditionModel.from_config(unet.config, use_linear_projection=True)
+        text.config.hidden_act = "gelu"
+        text = type(text)(text.config)
+        scheduler = DDPMScheduler.from_config(scheduler.config, prediction_type="v_prediction")
+    unet.save_pretrained(out / "unet", safe_serialization=True)
+    text.save_pretrained(out / "text_encoder", safe_serialization=True)
+    scheduler.save_pretrained(out / "scheduler")
+    write_model_index(out)
     return out
+
+
+def write_model_index(out: Path, pipeline: str = "StableDiffusionPipeline") -> None:
+    """The model_index.json that lets diffusers' own `from_pretrained` open the folder."""
+    (out / "model_index.json").write_text(json.dumps({
+        "_class_name": pipeline, "_diffusers_version": diffusers.__version__,
+        "vae": ["diffusers", "AutoencoderKL"], "unet": ["diffusers", "UNet2DConditionModel"],
+        "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+        "scheduler": ["diffusers", "DDPMScheduler"], "safety_checker": [None, None],
+        "feature_extractor": [None, None], "image_encoder": [None, None], "requires_safety_checker": False},
+        indent=1))
 
 
 def make_tiny_upscaler(out_dir: str | Path, seed: int = 0) -> Path:

@@ -48,7 +48,12 @@ class WeightChange(ABC):
     def save(self, folder: str | Path) -> Path:
         from ..io import write_weights
 
-        return write_weights(self.tensors, self.info, folder, self.weights_file(), self.info_file(), self.method)
+        return write_weights(self.tensors, self.info, folder, self.weights_file(), self.info_file(), self.method,
+                             self.file_metadata())
+
+    def file_metadata(self) -> dict[str, str]:
+        """Extra entries for the safetensors header (what other tools read to load the file)."""
+        return {}
 
     @classmethod
     def load(cls, folder: str | Path):
@@ -118,7 +123,17 @@ class Edit(WeightChange):
 
 
 def base_spec(bundle: ModelBundle) -> str:
-    """How a saved change names its base model: "mini", a hub id, or an absolute folder path."""
-    if bundle.source in ("folder", "edit"):   # an edit of an edit names the first edit's folder
+    """How a saved change names its base model: "mini", a hub id, or an absolute folder or file path."""
+    if bundle.source in ("folder", "edit", "single-file"):   # an edit of an edit names the first edit's folder
         return str(Path(bundle.spec).expanduser().resolve())
     return bundle.spec
+
+
+def base_fields(bundle: ModelBundle) -> dict:
+    """What a saved change records of its base model: its spec, and for a single file loaded with a
+    named configuration, that configuration (so the change loads on the same architecture)."""
+    out = {"base_model": base_spec(bundle)}
+    if bundle.architecture:
+        arch = bundle.architecture
+        out["base_config"] = arch if "/" not in arch and not Path(arch).exists() else str(Path(arch).resolve())
+    return out

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ..images import as_tensors, like_inputs
 from ..models import ModelBundle
 from ..models.views import model_views
 from ..options import seeded
@@ -32,18 +33,23 @@ class ProtectResult:
     objective: list[dict] = field(default_factory=list)  # per image: name, goal, clean, protected, random_noise
     extra: dict = field(default_factory=dict)        # method-specific facts (glaze: target_style)
 
-    def protected(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [(x.cpu() + d).clamp(0, 1) for x, d in zip(images, self.deltas)]
+    def protected(self, images: list) -> list:
+        """The protected copies of `images` (the ones protected), of the same kind: PIL images for
+        PIL images, numpy arrays for numpy arrays, tensors for tensors."""
+        tensors, kinds = as_tensors(images)
+        return like_inputs([(x.cpu() + d).clamp(0, 1) for x, d in zip(tensors, self.deltas)], kinds)
 
 
 def protect(bundle: ModelBundle, images: list[torch.Tensor], method: str = "advdm", seed: int = 0,
             progress: Callable[[int], None] | None = None, score: bool = True, **options) -> ProtectResult:
-    """Protect a batch of (C, H, W) images in [0, 1] (any sizes; C = 1 or 3). Options override the
+    """Protect a batch of images: PIL images, numpy arrays or (C, H, W) tensors in [0, 1] (any sizes;
+    1 or 3 channels); `result.protected(images)` gives them back protected. Options override the
     method's config (budget, step, steps, prompt, eot, and the method's own). With `score`, the
     method's objective is measured on the clean, the protected and a same-budget random-noise copy
     of each image, with fixed random draws, so the three are comparable."""
     if not images:
         return ProtectResult(method, {}, [])
+    images, _ = as_tensors(images)
     prot = METHODS.create(method, bundle, **options)
     deltas = prot.run(images, seeded(None, seed), progress=progress)
     result = ProtectResult(method, _config_dict(prot), deltas)

@@ -9,18 +9,17 @@ recipe), jpeg, gaussian-noise, gaussian-blur, median, noisy-upscale, diffpure, i
 """
 from __future__ import annotations
 
-import torch
-
 from . import bilateral, diffpure, gaussian_blur, gaussian_noise, impress, jpeg, median, noisy_upscale  # noqa: F401
+from ..images import as_tensors, like_inputs
 from ..options import seeded
 from .base import PURIFIERS, Purifier
 
 
-def purify(bundle, images: list[torch.Tensor], method: str, seed: int = 0, progress=None,
-           **options) -> list[torch.Tensor]:
-    """Purify (C, H, W) images in [0, 1] with `bundle` (None for the filters); returns images of the
-    same shapes, on the CPU."""
-    return PURIFIERS.create(method, bundle, **options).run(images, seeded(None, seed), progress)
+def purify(bundle, images: list, method: str, seed: int = 0, progress=None, **options) -> list:
+    """Purify images with `bundle` (None for the filters). Images are PIL images, numpy arrays or
+    (C, H, W) tensors in [0, 1]; each comes back the same kind and size (tensors on the CPU)."""
+    tensors, kinds = as_tensors(images)
+    return like_inputs(PURIFIERS.create(method, bundle, **options).run(tensors, seeded(None, seed), progress), kinds)
 
 
 __all__ = ["PURIFIERS", "Purifier", "purify"]

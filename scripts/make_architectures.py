@@ -1,0 +1,69 @@
+"""Write the diffusers configurations artshield ships for single-file checkpoints
+(src/artshield/assets/architectures/<name>/): Stable Diffusion 1.x, 2.x (768 px, v-prediction)
+and 2.x-base (512 px, epsilon). The numbers are those of the published models' diffusers folders
+(SD 1.5, SD 2.1, SD 2.1-base); the modules are built on the meta device, so nothing is allocated.
+
+    python scripts/make_architectures.py
+"""
+import json
+import shutil
+from pathlib import Path
+
+from accelerate import init_empty_weights
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from transformers import CLIPTextConfig
+
+OUT = Path(__file__).resolve().parents[1] / "src" / "artshield" / "assets" / "architectures"
+DOWN = ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)
+UP = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3
+
+ARCHITECTURES = {
+    "sd15": dict(size=512, prediction="epsilon", cross=768, heads=8, linear=False, upcast=False,
+                 text=dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
+                           hidden_act="quick_gelu", projection_dim=768, bos_token_id=0, eos_token_id=2,
+                           pad_token_id=1),
+                 pad="<|endoftext|>"),
+    "sd2": dict(size=768, prediction="v_prediction", cross=1024, heads=[5, 10, 20, 20], linear=True, upcast=True,
+                text=dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_hidden_layers=23,
+                          hidden_act="gelu", projection_dim=512, bos_token_id=0, eos_token_id=2, pad_token_id=1),
+                pad="!"),
+    "sd2-base": dict(size=512, prediction="epsilon", cross=1024, heads=[5, 10, 20, 20], linear=True, upcast=False,
+                     text=dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_hidden_layers=23,
+                               hidden_act="gelu", projection_dim=512, bos_token_id=0, eos_token_id=2, pad_token_id=1),
+                     pad="!"),
+}
+
+
+def write(name: str, a: dict) -> None:
+    out = OUT / name
+    shutil.rmtree(out, ignore_errors=True)
+    with init_empty_weights():
+        UNet2DConditionModel(sample_size=a["size"] // 8, in_channels=4, out_channels=4, layers_per_block=2,
+                             block_out_channels=(320, 640, 1280, 1280), down_block_types=DOWN, up_block_types=UP,
+                             cross_attention_dim=a["cross"], attention_head_dim=a["heads"],
+                             use_linear_projection=a["linear"], upcast_attention=a["upcast"]).save_config(out / "unet")
+        AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=a["size"],
+                      block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                      up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.18215).save_config(out / "vae")
+    text = CLIPTextConfig(vocab_size=49408, max_position_embeddings=77, layer_norm_eps=1e-5, **a["text"])
+    text.architectures = ["CLIPTextModel"]
+    text.save_pretrained(out / "text_encoder")
+    DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                  clip_sample=False, prediction_type=a["prediction"], steps_offset=1).save_config(out / "scheduler")
+    (out / "tokenizer").mkdir(parents=True)
+    (out / "tokenizer" / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": True,
+        "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+        "pad_token": a["pad"]}, indent=1) + "\n")
+    (out / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusionPipeline", "vae": ["diffusers", "AutoencoderKL"],
+        "unet": ["diffusers", "UNet2DConditionModel"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "DDPMScheduler"],
+        "safety_checker": [None, None], "feature_extractor": [None, None], "image_encoder": [None, None],
+        "requires_safety_checker": False}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    for name, a in ARCHITECTURES.items():
+        write(name, a)
+        print("wrote", OUT / name)

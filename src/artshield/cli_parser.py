@@ -1,0 +1,174 @@
+"""The command line's arguments: every command, flag and help text (cli.py runs them)."""
+from __future__ import annotations
+
+import argparse
+
+from . import __version__, names
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):        # one line, as every usage error; not argparse's usage block
+        self.exit(2, f"artshield: error: {self.prog}: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
+    common.add_argument("--json", action="store_true", help="also print results.json to stdout")
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--model", default="mini",
+                       help="'mini' (embedded, default), a local diffusers folder, a single-file .safetensors "
+                       "checkpoint (A1111/ComfyUI), an erase output folder, or a hub id org/name")
+    model.add_argument("--device", default="auto", help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
+    model.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                       help="weights' precision (default auto: fp16 on CUDA and MPS, fp32 on the CPU and for mini)")
+    model.add_argument("--model-config", default=None, metavar="ARCH",
+                       help="a single-file --model's architecture: sd15, sd2 (768 px, v-prediction; the default for "
+                       "SD 2.x files), sd2-base (512 px, epsilon), or a diffusers folder of the same architecture")
+    memory = argparse.ArgumentParser(add_help=False)
+    memory.add_argument("--gradient-checkpointing", action="store_true",
+                        help="recompute activations in the backward pass: less memory, about a third slower")
+    memory.add_argument("--attention-slicing", action="store_true",
+                        help="compute attention a slice at a time: less memory on large images")
+    memory.add_argument("--vae-tiling", action="store_true",
+                        help="encode and decode large images in tiles: less memory above the model's size")
+    model.add_argument("--seed", type=int, default=0, help="base seed; image i uses seed+i (default 0)")
+    batch = argparse.ArgumentParser(add_help=False)
+    batch.add_argument("images", nargs="+", help="image files or folders of images")
+    batch.add_argument("--format", choices=("keep", "png"), default="keep",
+                       help="keep each input's format (default), or write PNG (lossless)")
+    batch.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
+    sampling = argparse.ArgumentParser(add_help=False)
+    sampling.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    sampling.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+
+    ap = _Parser(prog="artshield", description="Copyright protection around text-to-image "
+                                 "diffusion models: protect, purify, mimic, measure, erase, audit.")
+    ap.add_argument("--version", action="version", version=f"artshield {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("generate", parents=[common, model, sampling], help="generate images from text prompts")
+    g.add_argument("--prompt", action="append", required=True, help="text prompt (repeat for several)")
+    g.add_argument("-n", type=int, default=4, help="images per prompt (default 4)")
+    g.add_argument("-o", "--output", required=True, help="output folder (PNG files and results.json)")
+    g.add_argument("--adapter", default=None, help="a folder written by artshield mimic, applied to the model")
+    g.set_defaults(func="generate")
+
+    b = sub.add_parser("bench", parents=[common, model, sampling], help="run a measured experiment, write results.json")
+    b.add_argument("--preset", default="model-quality", help=f"one of: {', '.join(names.BENCH_PRESETS)}")
+    b.add_argument("--per-theme", type=int, default=16, help="generations per training theme (default 16)")
+    b.add_argument("-o", "--output", required=True, help="report folder")
+    b.set_defaults(func="bench")
+
+    pr = sub.add_parser("protect", parents=[common, model, memory, batch], help="protect images against fine-tuning mimicry",
+                        description="Protect artworks with an adversarial perturbation. Defaults of each method "
+                        "are its paper's; README's Protect section lists them.")
+    pr.add_argument("-o", "--output", required=True, help="output folder (protected copies and results.json)")
+    pr.add_argument("--method", default="advdm", help=f"one of: {', '.join(names.PROTECT)} (default advdm)")
+    pr.add_argument("--budget", type=float, default=None,
+                    help="L-infinity budget in 0-255 pixel units (default: the method's paper value)")
+    pr.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the method's)")
+    pr.add_argument("--step", type=float, default=None, help="PGD step size in 0-255 units")
+    pr.add_argument("--eot", default=None, help="robustness: EOT transforms, comma-separated (jpeg,blur,resize)")
+    pr.add_argument("--prompt", default=None, help="text condition (default: the model's generic prompt)")
+    pr.add_argument("--target", default=None, help="mist/photoguard target: texture, grey, zero, or an image file")
+    pr.add_argument("--target-style", default=None, help="glaze: the target style (default: chosen automatically)")
+    pr.add_argument("--batch", type=int, default=4, help="images optimised together (default 4; aspl: all)")
+    pr.set_defaults(func="protect")
+
+    pu = sub.add_parser("purify", parents=[common, model, batch], help="strip protections the way a mimic would",
+                        description="Purify images: filters (bilateral, jpeg, gaussian-noise, gaussian-blur, median) "
+                        "or diffusion redraws with the model (noisy-upscale, diffpure, impress).")
+    pu.add_argument("-o", "--output", required=True, help="output folder (purified copies and results.json)")
+    pu.add_argument("--method", required=True, help=f"one of: {', '.join(names.PURIFY)}")
+    pu.add_argument("--option", action="append", metavar="KEY=VALUE",
+                    help="override a default of the purifier, e.g. quality=50, sigma=0.1, upscaler=DIR (repeatable)")
+    pu.set_defaults(func="purify")
+
+    mi = sub.add_parser("mimic", parents=[common, model, memory], help="fine-tune a model on an artist's images",
+                        description="Fine-tune the model on a folder of images (captions from NAME.txt beside "
+                        "each image, else --caption) and save the adaptation in safetensors.")
+    mi.add_argument("images", help="a folder of images, with optional .txt captions")
+    mi.add_argument("-o", "--output", required=True, help="output folder (adapter.safetensors, adapter.json)")
+    mi.add_argument("--method", default="lora", help=f"one of: {', '.join(names.MIMIC)} (default lora)")
+    mi.add_argument("--steps", type=int, default=None, help="training steps (default: the method's)")
+    mi.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's)")
+    mi.add_argument("--batch-size", type=int, default=None)
+    mi.add_argument("--trigger", default="sks", help="the word that stands for the artist (default sks)")
+    mi.add_argument("--caption", default=None,
+                    help="caption template for images without a .txt; {trigger} and {name} (the file name) "
+                    "are filled in (default: the model's style prompt, e.g. 'icon, {trigger} style')")
+    mi.set_defaults(func="mimic")
+
+    de = sub.add_parser("demo", parents=[common, model], help="the main job on bundled sample images, with mini",
+                        description="Protect bundled sample artworks and photos and write before/after/difference "
+                        "images and an HTML page.")
+    de.add_argument("-o", "--output", required=True, help="output folder")
+    de.add_argument("--method", default="advdm", help=f"one of: {', '.join(names.PROTECT)} (default advdm)")
+    de.add_argument("--budget", type=float, default=None, help="L-infinity budget, 0-255 units (default: the method's)")
+    de.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the method's)")
+    de.set_defaults(func="demo")
+
+    er = sub.add_parser("erase", parents=[common, model, memory, sampling], help="remove a concept or style from the weights",
+                        description="Erase concepts from the model's UNet (ESD-x, ESD-u: fine-tuning without data; "
+                        "uce: closed form, seconds). Writes the changed tensors to OUT/edit.safetensors; "
+                        "--model OUT then loads the erased model in every command. On mini the erasure is "
+                        "evaluated (before, after, and after a concept-inversion attack) into OUT/results.json.")
+    er.add_argument("--concept", action="append", required=True,
+                    help="text of the concept, e.g. 'faenza style' or 'trash can' (repeat for several)")
+    er.add_argument("--method", default="esd-x", help=f"one of: {', '.join(names.ERASE)} (default esd-x)")
+    er.add_argument("-o", "--output", required=True, help="output folder (edit.safetensors, edit.json, results.json)")
+    er.add_argument("--iterations", type=int, default=None, help="esd: iterations (default: the model's, else 1000)")
+    er.add_argument("--lr", type=float, default=None, help="esd: learning rate (default: the model's, else 1e-5)")
+    er.add_argument("--eta", type=float, default=None, help="esd: negative guidance strength (default 1)")
+    er.add_argument("--guide", default=None, help="uce: what the concept should read as (default: nothing)")
+    er.add_argument("--preserve", action="append", default=None,
+                    help="uce: a prompt to keep as it is (repeatable; default on mini: captions of the other "
+                    "styles or concepts)")
+    er.add_argument("--template", action="append", default=None,
+                    help="a sentence with {} for the concept, to edit it in context (repeatable; default: the model's)")
+    er.add_argument("--no-eval", action="store_true", help="skip the evaluation")
+    er.add_argument("--eval-prompts", type=int, default=32, help="evaluation: prompts with the concept (default 32)")
+    er.add_argument("--recovery-steps", type=int, default=300,
+                    help="evaluation: textual-inversion steps of the recovery attack (default 300; 0 skips it)")
+    er.set_defaults(func="erase")
+
+    au = sub.add_parser("audit", parents=[common, model, sampling], help="find training images a model memorised",
+                        description="Memorisation audit: the generate-and-filter extraction attack and the "
+                        "text-conditional noise magnitude detector, on prompts from a file, or on mini on its "
+                        "planted-duplicate captions mixed with as many ordinary ones (then with precision, recall "
+                        "and AUC). Writes results.json and report.html.")
+    au.add_argument("-o", "--output", required=True, help="report folder")
+    au.add_argument("--prompts", default=None, help="a text file, one prompt per line (default on mini: its corpus)")
+    au.add_argument("--control", choices=("novel", "training"), default="novel",
+                    help="mini's built-in set: the negatives beside the planted duplicates are captions no "
+                    "training image has (novel, default) or ordinary training captions (training)")
+    au.add_argument("--method", default="extract,detect", help="extract, detect, or both (default)")
+    au.add_argument("--generations", type=int, default=500, help="extract: generations per prompt (default 500)")
+    au.add_argument("--threshold", default="0.15",
+                    help="extract: delta, normalised L2 (default 0.15, the paper's), or 'auto': the 5 %% quantile "
+                    "of distances between distinct training images (needs them: mini)")
+    au.add_argument("--min-clique", type=int, default=10, help="extract: clique size that flags a prompt (default 10)")
+    au.add_argument("--grid", type=int, default=4, help="extract: tiles per side for the tiled L2 (default 4)")
+    au.add_argument("--detect-generations", type=int, default=4, help="detect: seeds per prompt (default 4)")
+    au.add_argument("--detect-steps", type=int, default=1, help="detect: first sampling steps averaged (default 1)")
+    au.add_argument("--candidates", default=None,
+                    help="a folder of images to score for training membership (captions from NAME.txt)")
+    au.set_defaults(func="audit")
+
+    ex = sub.add_parser("export", parents=[common], help="write a model, an erasure or an adaptation as files "
+                        "other SD tools open", description="Export for diffusers (from_pretrained), A1111, ComfyUI and "
+                        "kohya: a model, an erase output folder or a DreamBooth folder as a diffusers folder or one "
+                        "single-file .safetensors; a LoRA folder in kohya's key layout, or merged into its base model.")
+    ex.add_argument("source", help="a model (mini, a diffusers folder, a single file, a hub id), an erase output "
+                    "folder, or a mimic output folder (lora, dreambooth)")
+    ex.add_argument("-o", "--output", required=True, help="the folder (diffusers) or .safetensors file to write")
+    ex.add_argument("--format", choices=("diffusers", "single-file", "kohya"), default="diffusers",
+                    help="diffusers (a folder, default), single-file (A1111/ComfyUI), kohya (a LoRA file)")
+    ex.add_argument("--adapter", default=None, help="a LoRA or DreamBooth folder to merge into the model first")
+    ex.add_argument("--dtype", default=None, choices=("fp32", "fp16", "bf16"),
+                    help="precision of the written weights (default: fp32)")
+    ex.add_argument("--model-config", default=None, metavar="ARCH", help="a single-file source's architecture")
+    ex.set_defaults(func="export")
+
+    return ap

@@ -1,0 +1,145 @@
+"""export: artshield's results as the files other Stable Diffusion tools open.
+
+    export("mini", "out/mini-diffusers")                               a diffusers folder
+    export("out/erased", "out/erased.safetensors", "single-file")      an erasure, as one checkpoint
+    export("out/dreambooth", "out/db", "diffusers")                    a DreamBooth result on its base
+    export("sd15.safetensors", "out/merged", adapter="out/lora")       a LoRA merged into the weights
+    export("out/lora", "out/style.safetensors", "kohya")               a LoRA in kohya's key layout
+
+"diffusers": a folder `StableDiffusionPipeline.from_pretrained` opens (model_index.json, the
+components' configs, safetensors weights; artshield.json when the model declares conventions).
+"single-file": one .safetensors in Stable Diffusion's original layout, what A1111, ComfyUI and
+diffusers' `from_single_file` open. "kohya": a LoRA's "lora_unet_*" tensors with their alphas.
+Outputs are written next to their final place and moved there whole; nothing is replaced.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .errors import ArtshieldError
+from .io import _atomic_write, _umask
+from .models import ModelBundle, load_model
+
+FORMATS = ("diffusers", "single-file", "kohya")
+
+
+def _check_output(output: Path, fmt: str) -> None:
+    if output.exists() or output.is_symlink():
+        raise ArtshieldError("already exists; export never replaces a file or folder", param="output",
+                             value=str(output))
+    if fmt != "diffusers" and output.suffix.lower() != ".safetensors":
+        raise ArtshieldError(f"a {fmt} export is one file: name it *.safetensors", param="output", value=str(output))
+
+
+def _adapter(source: str):
+    from .mimic import Adapter
+
+    return Adapter.load(source) if Adapter.is_folder(source) else None
+
+
+def export(source: str, output: str, fmt: str = "diffusers", adapter: str | None = None,
+           dtype: torch.dtype | None = None, device: str = "cpu", config: str | None = None) -> Path:
+    """Write `source` (a model spec, an erasure folder, or a mimicry folder) as `fmt` at `output`.
+    `adapter`: a LoRA or DreamBooth folder to put into the model's weights first. `dtype`: the
+    dtype of the written weights (default: the model's)."""
+    if fmt not in FORMATS:
+        raise ArtshieldError(f"unknown format (use {', '.join(FORMATS)})", param="format", value=fmt)
+    out = Path(output).expanduser()
+    _check_output(out, fmt)
+    own = _adapter(source)
+    if fmt == "kohya":
+        if own is None or own.method != "lora":
+            raise ArtshieldError("the kohya format holds a LoRA: pass a folder written by mimic --method lora",
+                                 param="source", value=source)
+        from .mimic.lora import kohya_state
+
+        return _write_file(kohya_state(own.tensors, own.info), out, {"ss_network_module": "networks.lora",
+                                                                     "ss_network_dim": str(own.info["config"]["rank"]),
+                                                                     "ss_network_alpha": str(own.info["config"]["alpha"])})
+    if own is not None:           # a mimicry folder: its base model with it
+        if adapter is not None:
+            raise ArtshieldError("give either a mimicry folder as the source or --adapter, not both",
+                                 param="adapter", value=adapter)
+        source, adapter = own.info.get("base_model", "mini"), source
+    bundle = load_model(source, device=device, dtype=torch.float32, config=config)
+    if adapter is not None:
+        bundle = merge_adapter(bundle, adapter)
+    if fmt == "single-file":
+        from .models.ldm_layout import to_single_file
+
+        try:
+            state = to_single_file(bundle)
+        except ValueError as e:
+            raise ArtshieldError(f"has no single-file layout: {e}", param="source", value=source) from None
+        return _write_file({k: v.to(dtype) if dtype and v.is_floating_point() else v for k, v in state.items()},
+                           out, {"artshield_source": str(source)})
+    return _write_folder(bundle, out, dtype)
+
+
+def merge_adapter(bundle: ModelBundle, folder: str) -> ModelBundle:
+    """The bundle with a LoRA folded into its weights, or a DreamBooth UNet in place of its own."""
+    from .mimic import Adapter
+    from .mimic.lora import merge
+
+    if not Adapter.is_folder(folder):
+        raise ArtshieldError("not a folder written by artshield mimic (adapter.json, adapter.safetensors)",
+                             param="adapter", value=folder)
+    found = Adapter.load(folder)
+    if found.method == "lora":
+        try:
+            merge(bundle, found.tensors, found.info)
+        except (KeyError, RuntimeError) as e:
+            raise ArtshieldError(f"does not fit the model {bundle.spec}: {str(e).splitlines()[0]}",
+                                 param="adapter", value=folder) from None
+        return bundle
+    if found.method == "dreambooth":
+        return found.apply(bundle, folder)
+    why = {"textual-inversion": "a textual-inversion embedding is loaded as it is: adapter.safetensors is the "
+                                "embedding file diffusers (load_textual_inversion) and A1111 read",
+           "hypernetwork": "hypernetworks change the attention's inputs at run time and cannot be folded into "
+                           "the weights; they have no format other tools read"}
+    raise ArtshieldError(why.get(found.method, f"a {found.method} adaptation cannot be exported"),
+                         param="adapter", value=folder)
+
+
+def _write_file(tensors: dict[str, torch.Tensor], out: Path, metadata: dict[str, str]) -> Path:
+    from safetensors.torch import save
+
+    blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    _atomic_write(out, lambda f: f.write(blob))
+    return out
+
+
+def _write_folder(bundle: ModelBundle, out: Path, dtype: torch.dtype | None) -> Path:
+    from diffusers import DDPMScheduler
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:200]}.", suffix=".part", dir=out.parent))
+    try:
+        for name in ("vae", "unet", "text_encoder"):
+            module = getattr(bundle, name)
+            if dtype is not None:
+                module = module.to(dtype)
+            module.save_pretrained(tmp / name, safe_serialization=True)
+        bundle.tokenizer.save_pretrained(tmp / "tokenizer")
+        DDPMScheduler.from_config(bundle.scheduler.config).save_pretrained(tmp / "scheduler")
+        (tmp / "model_index.json").write_text(json.dumps({
+            "_class_name": "StableDiffusionPipeline", "vae": ["diffusers", "AutoencoderKL"],
+            "unet": ["diffusers", "UNet2DConditionModel"], "text_encoder": ["transformers", "CLIPTextModel"],
+            "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "DDPMScheduler"],
+            "safety_checker": [None, None], "feature_extractor": [None, None], "image_encoder": [None, None],
+            "requires_safety_checker": False}, indent=1) + "\n")
+        if bundle.conventions != type(bundle.conventions)():
+            (tmp / "artshield.json").write_text(json.dumps(bundle.conventions.to_dict(), indent=1) + "\n")
+        for path in [tmp, *tmp.rglob("*")]:
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~_umask())
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

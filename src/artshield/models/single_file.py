@@ -1,0 +1,125 @@
+"""Single-file checkpoints: the one `.safetensors` in Stable Diffusion's original layout that A1111,
+ComfyUI and model sites use ("model.diffusion_model.*", "first_stage_model.*",
+"cond_stage_model.*").
+
+Loading is diffusers' own `from_single_file`, kept offline: the architecture's diffusers
+configuration comes from the ones artshield ships (assets/architectures: sd15, sd2, sd2-base,
+written by scripts/make_architectures.py) with the CLIP tokenizer's vocabulary built from the BPE
+file artshield ships (assets/clip), or from a diffusers folder the caller names. Pickled
+checkpoints (.ckpt, .bin, .pt, .pth) are refused before they are opened: unpickling runs code.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import ArtshieldError
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+ARCHITECTURES = ("sd15", "sd2", "sd2-base")
+PICKLED = (".ckpt", ".bin", ".pt", ".pth")
+
+# keys that tell the families apart (the same ones diffusers' own detection reads)
+UNET = "model.diffusion_model."
+SDXL_KEY = "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias"
+SD2_KEY = "model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight"
+IN_KEY = "model.diffusion_model.input_blocks.0.0.weight"
+V_PRED_KEY = "v_pred"     # ComfyUI's marker of a v-prediction checkpoint; artshield writes it too
+
+
+def refuse_pickle(path: Path, spec: str) -> None:
+    if path.suffix.lower() in PICKLED:
+        raise ArtshieldError(
+            f"{path.suffix} is a pickled checkpoint, and unpickling a file can run any code, so artshield "
+            "never opens one; convert it to .safetensors on a machine where you trust it (for instance "
+            "with the diffusers or kohya conversion scripts) and pass that", param="model", value=spec)
+
+
+def clip_vocabulary(out_dir: Path) -> None:
+    """vocab.json and merges.txt of CLIP's tokenizer (49,408 tokens) from the shipped BPE file."""
+    from .tokenizer import BOS, EOS, _byte_chars
+
+    lines = gzip.decompress((ASSETS / "clip" / "bpe_simple_vocab_16e6.txt.gz").read_bytes()).decode().split("\n")
+    merges = lines[1:49152 - 256 - 2 + 1]
+    # CLIP numbers its 256 byte symbols printable ones first (in byte order), then the stand-ins
+    by_byte = _byte_chars()
+    chars = [c for b, c in enumerate(by_byte) if ord(c) == b] + [c for b, c in enumerate(by_byte) if ord(c) != b]
+    vocab = chars + [c + "</w>" for c in chars] + ["".join(m.split()) for m in merges] + [BOS, EOS]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False))
+    (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+
+
+def inspect(path: Path, spec: str) -> dict:
+    """What the checkpoint is: {"family": "sd1" | "sd2" | "sdxl", "v_prediction": bool}, read from
+    its tensor names and shapes only (nothing is loaded)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            keys = set(f.keys())
+            shape = {k: tuple(f.get_slice(k).get_shape()) for k in (SD2_KEY, IN_KEY) if k in keys}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ArtshieldError(f"not a readable safetensors file ({str(e).splitlines()[0]})", param="model",
+                             value=spec) from None
+    if SDXL_KEY in keys:
+        family = "sdxl"
+    elif not any(k.startswith(UNET) for k in keys):
+        raise ArtshieldError("not a Stable Diffusion checkpoint (no model.diffusion_model.* tensors); a LoRA or an "
+                             "embedding goes to --adapter, a diffusers folder to --model", param="model", value=spec)
+    else:
+        family = "sd2" if shape.get(SD2_KEY, (0,))[-1] == 1024 else "sd1"
+    if shape.get(IN_KEY, (0, 4))[1] != 4:
+        raise ArtshieldError(f"an inpainting or other {shape[IN_KEY][1]}-channel UNet; artshield needs a text-to-image "
+                             "model (4 latent channels in)", param="model", value=spec)
+    return {"family": family, "v_prediction": V_PRED_KEY in keys}
+
+
+def default_architecture(found: dict) -> str:
+    """The shipped configuration for a checkpoint: SD 2.x is taken as the 768-px v-prediction model
+    (2.0-v, 2.1), as diffusers does; a 2.x-base (512 px, epsilon) needs config "sd2-base"."""
+    return {"sd1": "sd15", "sd2": "sd2"}[found["family"]]
+
+
+def _config_folder(config: str, tmp: Path) -> Path:
+    if config in ARCHITECTURES:
+        out = tmp / config
+        shutil.copytree(ASSETS / "architectures" / config, out)
+        clip_vocabulary(out / "tokenizer")
+        return out
+    folder = Path(config).expanduser()
+    if not (folder / "model_index.json").is_file():
+        raise ArtshieldError(f"not one of {', '.join(ARCHITECTURES)} nor a diffusers folder with a model_index.json",
+                             param="model_config", value=config)
+    return folder
+
+
+def load_single_file(path: Path, spec: str, dtype: torch.dtype, config: str | None = None) -> dict:
+    """The parts of a single-file checkpoint: vae, unet, text_encoder, tokenizer, scheduler."""
+    from diffusers import DDPMScheduler, StableDiffusionPipeline
+
+    found = inspect(path, spec)
+    if found["family"] == "sdxl":
+        raise ArtshieldError("an SDXL checkpoint: artshield does not run SDXL models yet (SD 1.x and 2.x only)",
+                             param="model", value=spec)
+    architecture = config or default_architecture(found)
+    with tempfile.TemporaryDirectory(prefix="artshield-config-") as tmp:
+        folder = _config_folder(architecture, Path(tmp))
+        try:
+            pipe = StableDiffusionPipeline.from_single_file(
+                str(path), config=str(folder), local_files_only=True, torch_dtype=dtype, safety_checker=None,
+                requires_safety_checker=False)
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ArtshieldError(f"cannot load it as a {architecture} checkpoint: {first}", param="model",
+                                 value=spec) from None
+        scheduler = DDPMScheduler.from_pretrained(folder / "scheduler")
+    if found["v_prediction"] and scheduler.config.prediction_type != "v_prediction":
+        scheduler = DDPMScheduler.from_config(scheduler.config, prediction_type="v_prediction")
+    return {"vae": pipe.vae, "unet": pipe.unet, "text_encoder": pipe.text_encoder, "tokenizer": pipe.tokenizer,
+            "scheduler": scheduler}

@@ -1,0 +1,219 @@
+"""Real models in, standard files out: single-file checkpoints, SD 2.x v-prediction, refusals,
+dtypes, and exports that diffusers' own loaders open."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from artshield.cli import main
+from artshield.errors import ArtshieldError
+from artshield.generate import generate
+from artshield.models import load_model
+from artshield.models.diffusion import diffusion_target, predicted_noise
+from artshield.models.tiny import make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def sd2_dir(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("sd2") / "model", seed=3, family="sd2")
+
+
+def _sample(folder_or_pipe, prompt="folder icon, tango style", seed=1):
+    from diffusers import DDIMScheduler
+
+    pipe = folder_or_pipe
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, steps_offset=1, set_alpha_to_one=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(prompt=[prompt], generator=[torch.Generator().manual_seed(seed)], num_inference_steps=3,
+                guidance_scale=3.0, height=16, width=16, output_type="pt").images.float()
+
+
+@pytest.mark.parametrize("family", ["sd1", "sd2"])
+def test_single_file_export_opens_in_diffusers_from_single_file_and_in_artshield(tmp_path, tiny_model_dir, sd2_dir,
+                                                                                 family):
+    from diffusers import StableDiffusionPipeline
+
+    folder = tiny_model_dir if family == "sd1" else sd2_dir
+    out = tmp_path / "model.safetensors"
+    assert main(["export", str(folder), "-o", str(out), "--format", "single-file", "-q"]) == 0
+    assert (out.stat().st_mode & 0o077) != 0                        # readable by others, as the umask allows
+    reference = generate(load_model(str(folder), device="cpu"), ["folder icon, tango style"], steps=3,
+                         guidance=3.0, seed=1)
+    theirs = StableDiffusionPipeline.from_single_file(str(out), config=str(folder), local_files_only=True,
+                                                      safety_checker=None, requires_safety_checker=False)
+    assert torch.allclose(_sample(theirs), reference, atol=1e-4)
+    ours = load_model(str(out), device="cpu", config=str(folder))
+    assert ours.source == "single-file"
+    assert ours.scheduler.config.prediction_type == ("v_prediction" if family == "sd2" else "epsilon")
+    assert torch.allclose(generate(ours, ["folder icon, tango style"], steps=3, guidance=3.0, seed=1), reference,
+                          atol=1e-4)
+
+
+def test_diffusers_export_of_an_erasure_opens_with_from_pretrained(tmp_path, tiny_model_dir):
+    from diffusers import StableDiffusionPipeline
+
+    edit = tmp_path / "erased"
+    assert main(["erase", "--model", str(tiny_model_dir), "--concept", "folder icon", "--method", "uce",
+                 "-o", str(edit), "--no-eval", "-q"]) == 0
+    out = tmp_path / "erased-diffusers"
+    assert main(["export", str(edit), "-o", str(out), "-q"]) == 0
+    reference = generate(load_model(str(edit), device="cpu"), ["folder icon, tango style"], steps=3, guidance=3.0,
+                         seed=1)
+    base = generate(load_model(str(tiny_model_dir), device="cpu"), ["folder icon, tango style"], steps=3,
+                    guidance=3.0, seed=1)
+    assert not torch.allclose(reference, base, atol=1e-4)          # the erasure is in the exported weights
+    pipe = StableDiffusionPipeline.from_pretrained(str(out), safety_checker=None, requires_safety_checker=False)
+    assert torch.allclose(_sample(pipe), reference, atol=1e-4)
+    assert main(["export", str(edit), "-o", str(out), "-q"]) == 2   # never replaces what is there
+
+
+def test_lora_merged_into_a_single_file_matches_the_adapter(tmp_path, tiny_model_dir):
+    from artshield.mimic import Adapter, mimic
+
+    g = torch.Generator().manual_seed(0)
+    adapter = mimic(load_model(str(tiny_model_dir), device="cpu"), [torch.rand(3, 16, 16, generator=g)] * 2,
+                    ["folder icon, sks style"] * 2, "lora", steps=4, lr=5e-2, rank=2, alpha=2.0)
+    adapter.save(tmp_path / "lora")
+    out = tmp_path / "merged.safetensors"
+    assert main(["export", str(tiny_model_dir), "--adapter", str(tmp_path / "lora"), "-o", str(out),
+                 "--format", "single-file", "-q"]) == 0
+    merged = generate(load_model(str(out), device="cpu", config=str(tiny_model_dir)), ["folder icon, sks style"],
+                      steps=3, guidance=3.0, seed=1)
+    applied = generate(Adapter.load(tmp_path / "lora").apply(load_model(str(tiny_model_dir), device="cpu")),
+                       ["folder icon, sks style"], steps=3, guidance=3.0, seed=1)
+    assert torch.allclose(merged, applied, atol=1e-4)
+
+
+def test_a_pickle_is_refused_and_never_unpickled(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    code = (f"import pickle, os\nclass P:\n    def __reduce__(self):\n        return (os.system, ('touch {marker}',))\n"
+            f"open('{tmp_path / 'model.ckpt'}', 'wb').write(pickle.dumps(P()))\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    for name in ("model.ckpt", "model.bin", "model.pt"):
+        target = tmp_path / name
+        if not target.exists():
+            target.write_bytes((tmp_path / "model.ckpt").read_bytes())
+        assert main(["generate", "--model", str(target), "--prompt", "x", "-o", str(tmp_path / "out"), "-q"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "pickled checkpoint" in err and "safetensors" in err
+    assert not marker.exists()
+
+
+def test_sdxl_and_other_checkpoints_are_refused_in_one_line(tmp_path, capsys):
+    xl = tmp_path / "xl.safetensors"
+    save_file({"conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias": torch.zeros(2),
+               "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(2, 4, 3, 3)}, str(xl))
+    lora = tmp_path / "lora.safetensors"
+    save_file({"lora_unet_x.lora_down.weight": torch.zeros(2, 2)}, str(lora))
+    inpaint = tmp_path / "inpaint.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(2, 9, 3, 3)}, str(inpaint))
+    folder = tmp_path / "xl-folder"
+    (folder / "text_encoder_2").mkdir(parents=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
+    for spec, words in ((xl, "SDXL"), (lora, "not a Stable Diffusion checkpoint"), (inpaint, "inpainting"),
+                        (folder, "SDXL")):
+        assert main(["generate", "--model", str(spec), "--prompt", "x", "-o", str(tmp_path / "o"), "-q"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and words in err, err
+
+
+def test_v_prediction_target_and_noise_are_the_schedulers_on_known_values(sd2_dir):
+    bundle = load_model(str(sd2_dir), device="cpu")
+    assert bundle.scheduler.config.prediction_type == "v_prediction"
+    z, eps, t = torch.full((1, 4, 2, 2), 0.5), torch.full((1, 4, 2, 2), -1.0), torch.tensor([999])
+    abar = float(bundle.scheduler.alphas_cumprod[999])
+    expected = abar ** 0.5 * -1.0 - (1 - abar) ** 0.5 * 0.5          # v = sqrt(abar) eps - sqrt(1 - abar) z
+    assert torch.allclose(diffusion_target(bundle, z, eps, t), torch.full_like(z, expected), atol=1e-6)
+    noisy = bundle.scheduler.add_noise(z, eps, t)
+    assert torch.allclose(predicted_noise(bundle, diffusion_target(bundle, z, eps, t), noisy, t), eps, atol=1e-5)
+    bundle.scheduler = type(bundle.scheduler).from_config(bundle.scheduler.config, prediction_type="sample")
+    assert torch.equal(diffusion_target(bundle, z, eps, t), z)
+    assert torch.allclose(predicted_noise(bundle, z, noisy, t), eps, atol=1e-4)
+
+
+def test_every_command_runs_on_an_sd2_v_prediction_model(tmp_path, sd2_dir):
+    from PIL import Image
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(2):
+        Image.fromarray((torch.rand(20, 24, 3, generator=g) * 255).byte().numpy()).save(imgs / f"a{i}.png")
+    m = ["--model", str(sd2_dir), "-q"]
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("folder icon\nprinter icon\n")
+    runs = [["generate", "--prompt", "folder icon", "-n", "1", "--steps", "2"],
+            ["protect", str(imgs), "--method", "advdm", "--steps", "2"],
+            ["protect", str(imgs), "--method", "sds", "--steps", "2"],
+            ["purify", str(imgs), "--method", "diffpure"],
+            ["mimic", str(imgs), "--method", "lora", "--steps", "2"],
+            ["erase", "--concept", "folder icon", "--method", "esd-x", "--iterations", "2", "--no-eval"],
+            ["erase", "--concept", "folder icon", "--method", "uce", "--no-eval"],
+            ["audit", "--prompts", str(prompts), "--generations", "2", "--min-clique", "2", "--steps", "2"]]
+    for i, run in enumerate(runs):
+        assert main([*run, *m, "-o", str(tmp_path / f"out{i}")]) == 0, run
+        results = json.loads((tmp_path / f"out{i}" / "results.json").read_text())
+        assert results.get("failed", []) == [], run
+
+
+def test_device_and_dtype_are_checked_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    for flags, words in ((["--device", "mps"], "no MPS"), (["--device", "cuda:7"], "CUDA"),
+                         (["--device", "tpu"], "not a device")):
+        assert main(["generate", "--prompt", "x", "-o", str(tmp_path / "o"), "-q", *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and words in err and "--device" in err, err
+    with pytest.raises(ArtshieldError, match="not a dtype"):
+        load_model("mini", device="cpu", dtype="fp8")
+    assert load_model("mini", device="cpu", dtype="bf16").dtype == torch.bfloat16
+
+
+def test_fp16_variant_folders_load(tmp_path, tiny_model_dir):
+    import shutil
+
+    folder = tmp_path / "fp16"
+    shutil.copytree(tiny_model_dir, folder)
+    for part in ("unet", "vae", "text_encoder"):
+        weights = next((folder / part).glob("*.safetensors"))
+        weights.rename(weights.with_name(weights.stem + ".fp16.safetensors"))
+    bundle = load_model(str(folder), device="cpu")
+    reference = load_model(str(tiny_model_dir), device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(bundle.unet.state_dict().values(),
+                                                  reference.unet.state_dict().values()))
+
+
+def test_half_precision_training_keeps_fp32_master_weights(tiny_model_dir):
+    from artshield.mimic import MIMICS, mimic
+
+    bundle = load_model(str(tiny_model_dir), device="cpu", dtype=torch.float16)
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 16, 16, generator=g) for _ in range(2)]
+    for method in MIMICS:
+        adapter = mimic(bundle, images, ["folder icon, sks style"] * 2, method, steps=4, lr=1e-2)
+        assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in adapter.tensors.values()), method
+        assert adapter.info["final_loss"] == adapter.info["final_loss"], method          # not NaN
+
+
+def test_clip_vocabulary_gives_clips_token_ids(tmp_path):
+    from transformers import CLIPTokenizer
+
+    from artshield.models.single_file import clip_vocabulary
+
+    clip_vocabulary(tmp_path)
+    tok = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
+    assert len(tok) == 49408
+    assert tok("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+
+
+def test_memory_options_leave_results_unchanged(tiny_model_dir):
+    from artshield.protect import protect
+
+    images = [torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))]
+    plain = protect(load_model(str(tiny_model_dir), device="cpu"), images, "advdm", steps=2, score=False)
+    saving = load_model(str(tiny_model_dir), device="cpu").save_memory(True, True, True)
+    assert saving.unet.is_gradient_checkpointing
+    light = protect(saving, images, "advdm", steps=2, score=False)
+    assert torch.allclose(plain.deltas[0], light.deltas[0], atol=1 / 255 + 1e-6)
