@@ -13,6 +13,8 @@ from accelerate import init_empty_weights
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig
 
+from artshield.models.architecture import model_index
+
 OUT = Path(__file__).resolve().parents[1] / "src" / "artshield" / "assets" / "architectures"
 DOWN = ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)
 UP = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3
@@ -55,13 +57,8 @@ def write(name: str, a: dict) -> None:
         "tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": True,
         "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
         "pad_token": a["pad"]}, indent=1) + "\n")
-    (out / "model_index.json").write_text(json.dumps({
-        "_class_name": "StableDiffusionPipeline", "vae": ["diffusers", "AutoencoderKL"],
-        "unet": ["diffusers", "UNet2DConditionModel"], "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "DDPMScheduler"],
-        "safety_checker": [None, None], "feature_extractor": [None, None], "image_encoder": [None, None],
-        "requires_safety_checker": False}, indent=1) + "\n")
-
+    index = {k: v for k, v in model_index().items() if k != "_diffusers_version"}
+    (out / "model_index.json").write_text(json.dumps(index, indent=1) + "\n")
 
 if __name__ == "__main__":
     for name, a in ARCHITECTURES.items():

@@ -23,9 +23,9 @@ from .cli_parser import build_parser
 from .provenance import environment
 
 # library parameter -> the flag a command-line user typed it with
-FLAGS = {p: f"--{p}" for p in ("model", "device", "dtype", "adapter", "method", "prompts", "candidates", "batch", "option",
-                                "format")} | {"concepts": "--concept", "output": "-o", "model_config": "--model-config",
-                                              "source": "SOURCE"}
+FLAGS = {p: f"--{p}" for p in ("model", "device", "dtype", "adapter", "method", "prompts", "candidates", "batch",
+                                "option", "format")} | {
+    "concepts": "--concept", "output": "-o", "model_config": "--model-config", "source": "SOURCE"}
 
 
 def _quiet_libraries(quiet: bool) -> None:
@@ -143,8 +143,10 @@ def cmd_generate(args) -> int:
     if args.adapter:
         from .mimic import Adapter
 
+        from .models.weights import base_spec
+
         adapter = Adapter.load(args.adapter)
-        if adapter.info.get("base_model") not in (None, args.model):
+        if adapter.info.get("base_model") not in (None, args.model, base_spec(bundle)):
             _warn(args, f"--adapter {args.adapter} was trained on {adapter.info['base_model']}, not {args.model}")
         adapter.apply(bundle, folder=args.adapter)
     prompts = [adapter.prompt(p) if adapter else p for p in args.prompt for _ in range(args.n)]

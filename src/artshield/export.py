@@ -66,6 +66,7 @@ def export(source: str, output: str, fmt: str = "diffusers", adapter: str | None
             raise ArtshieldError("give either a mimicry folder as the source or --adapter, not both",
                                  param="adapter", value=adapter)
         source, adapter = own.info.get("base_model", "mini"), source
+        config = config or own.info.get("base_config")
     bundle = load_model(source, device=device, dtype=torch.float32, config=config)
     if adapter is not None:
         bundle = merge_adapter(bundle, adapter)
@@ -118,6 +119,8 @@ def _write_file(tensors: dict[str, torch.Tensor], out: Path, metadata: dict[str,
 def _write_folder(bundle: ModelBundle, out: Path, dtype: torch.dtype | None) -> Path:
     from diffusers import DDPMScheduler
 
+    from .models.architecture import model_index
+
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:200]}.", suffix=".part", dir=out.parent))
     try:
@@ -128,12 +131,7 @@ def _write_folder(bundle: ModelBundle, out: Path, dtype: torch.dtype | None) -> 
             module.save_pretrained(tmp / name, safe_serialization=True)
         bundle.tokenizer.save_pretrained(tmp / "tokenizer")
         DDPMScheduler.from_config(bundle.scheduler.config).save_pretrained(tmp / "scheduler")
-        (tmp / "model_index.json").write_text(json.dumps({
-            "_class_name": "StableDiffusionPipeline", "vae": ["diffusers", "AutoencoderKL"],
-            "unet": ["diffusers", "UNet2DConditionModel"], "text_encoder": ["transformers", "CLIPTextModel"],
-            "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "DDPMScheduler"],
-            "safety_checker": [None, None], "feature_extractor": [None, None], "image_encoder": [None, None],
-            "requires_safety_checker": False}, indent=1) + "\n")
+        (tmp / "model_index.json").write_text(json.dumps(model_index(), indent=1) + "\n")
         if bundle.conventions != type(bundle.conventions)():
             (tmp / "artshield.json").write_text(json.dumps(bundle.conventions.to_dict(), indent=1) + "\n")
         for path in [tmp, *tmp.rglob("*")]:

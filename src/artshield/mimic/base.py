@@ -23,7 +23,7 @@ from ..errors import ArtshieldError
 from ..models import ModelBundle
 from ..models.diffusion import denoising_loss
 from ..models.views import model_views
-from ..models.weights import WeightChange
+from ..models.weights import WeightChange, base_fields
 from ..options import POSITIVE, SEED, Limit, Overridable, Registry, seeded
 
 MIMICS = Registry("mimic")
@@ -117,7 +117,7 @@ class Mimic(ABC):
         bundle.unet.eval()
         tail = losses[-max(1, len(losses) // 10):]
         return Adapter(self.name, {k: v.detach().float().cpu().contiguous() for k, v in self.state(bundle).items()},
-                       {"method": self.name, "trigger": cfg.trigger, "base_model": self.bundle.spec,
+                       {"method": self.name, "trigger": cfg.trigger, **base_fields(self.bundle),
                         "config": asdict(cfg), "images": len(images), "final_loss": sum(tail) / len(tail)})
 
     def after_step(self, bundle: ModelBundle) -> None:

@@ -85,3 +85,15 @@ def noise_scheduler() -> DDPMScheduler:
 
 def sampling_scheduler() -> DDIMScheduler:
     return DDIMScheduler.from_config(noise_scheduler().config, set_alpha_to_one=False, steps_offset=1)
+
+
+def model_index(pipeline: str = "StableDiffusionPipeline") -> dict:
+    """The model_index.json of a Stable Diffusion folder: what diffusers' `from_pretrained` (and its
+    `from_single_file` with a config folder) reads to know the parts. No safety checker."""
+    import diffusers
+
+    return {"_class_name": pipeline, "_diffusers_version": diffusers.__version__,
+            "vae": ["diffusers", "AutoencoderKL"], "unet": ["diffusers", "UNet2DConditionModel"],
+            "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+            "scheduler": ["diffusers", "DDPMScheduler"], "safety_checker": [None, None],
+            "feature_extractor": [None, None], "image_encoder": [None, None], "requires_safety_checker": False}

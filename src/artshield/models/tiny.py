@@ -12,7 +12,7 @@ import diffusers
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
-from .architecture import TINY, build_text_encoder, build_unet, build_vae, noise_scheduler
+from .architecture import TINY, build_text_encoder, build_unet, build_vae, model_index, noise_scheduler
 from .tokenizer import write_tokenizer
 
 TINY_CAPTIONS = ["trash can icon, papirus style", "folder icon, tango style", "printer icon, oxygen style",
@@ -45,15 +45,9 @@ def make_tiny_model(out_dir: str | Path, seed: int = 0, family: str = "sd1") -> 
     return out
 
 
-def write_model_index(out: Path, pipeline: str = "StableDiffusionPipeline") -> None:
+def write_model_index(out: Path) -> None:
     """The model_index.json that lets diffusers' own `from_pretrained` open the folder."""
-    (out / "model_index.json").write_text(json.dumps({
-        "_class_name": pipeline, "_diffusers_version": diffusers.__version__,
-        "vae": ["diffusers", "AutoencoderKL"], "unet": ["diffusers", "UNet2DConditionModel"],
-        "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
-        "scheduler": ["diffusers", "DDPMScheduler"], "safety_checker": [None, None],
-        "feature_extractor": [None, None], "image_encoder": [None, None], "requires_safety_checker": False},
-        indent=1))
+    (out / "model_index.json").write_text(json.dumps(model_index(), indent=1))
 
 
 def make_tiny_upscaler(out_dir: str | Path, seed: int = 0) -> Path:
