@@ -21,6 +21,16 @@ def sd2_dir(tmp_path_factory):
     return make_tiny_model(tmp_path_factory.mktemp("sd2") / "model", seed=3, family="sd2")
 
 
+@pytest.fixture(scope="module")
+def sdxl_dir(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("sdxl") / "model", seed=4, family="sdxl")
+
+
+@pytest.fixture
+def family_dir(request, tiny_model_dir, sd2_dir, sdxl_dir):
+    return {"sd1": tiny_model_dir, "sd2": sd2_dir, "sdxl": sdxl_dir}[request.param]
+
+
 def _sample(folder_or_pipe, prompt="folder icon, tango style", seed=1):
     from diffusers import DDIMScheduler
 
@@ -31,23 +41,23 @@ def _sample(folder_or_pipe, prompt="folder icon, tango style", seed=1):
                 guidance_scale=3.0, height=16, width=16, output_type="pt").images.float()
 
 
-@pytest.mark.parametrize("family", ["sd1", "sd2"])
-def test_single_file_export_opens_in_diffusers_from_single_file_and_in_artshield(tmp_path, tiny_model_dir, sd2_dir,
-                                                                                 family):
-    from diffusers import StableDiffusionPipeline
+@pytest.mark.parametrize("family_dir", ["sd1", "sd2", "sdxl"], indirect=True)
+def test_single_file_export_opens_in_diffusers_from_single_file_and_in_artshield(tmp_path, family_dir):
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    folder = tiny_model_dir if family == "sd1" else sd2_dir
+    folder = family_dir
+    original = load_model(str(folder), device="cpu")
     out = tmp_path / "model.safetensors"
     assert main(["export", str(folder), "-o", str(out), "--format", "single-file", "-q"]) == 0
     assert (out.stat().st_mode & 0o077) != 0                        # readable by others, as the umask allows
-    reference = generate(load_model(str(folder), device="cpu"), ["folder icon, tango style"], steps=3,
-                         guidance=3.0, seed=1)
-    theirs = StableDiffusionPipeline.from_single_file(str(out), config=str(folder), local_files_only=True,
-                                                      safety_checker=None, requires_safety_checker=False)
+    reference = generate(original, ["folder icon, tango style"], steps=3, guidance=3.0, seed=1)
+    pipeline = StableDiffusionXLPipeline if original.is_sdxl else StableDiffusionPipeline
+    theirs = pipeline.from_single_file(str(out), config=str(folder), local_files_only=True)
     assert torch.allclose(_sample(theirs), reference, atol=1e-4)
     ours = load_model(str(out), device="cpu", config=str(folder))
     assert ours.source == "single-file"
-    assert ours.scheduler.config.prediction_type == ("v_prediction" if family == "sd2" else "epsilon")
+    assert ours.is_sdxl == original.is_sdxl
+    assert ours.scheduler.config.prediction_type == original.scheduler.config.prediction_type
     assert torch.allclose(generate(ours, ["folder icon, tango style"], steps=3, guidance=3.0, seed=1), reference,
                           atol=1e-4)
 
@@ -102,19 +112,12 @@ def test_a_pickle_is_refused_and_never_unpickled(tmp_path, capsys):
     assert not marker.exists()
 
 
-def test_sdxl_and_other_checkpoints_are_refused_in_one_line(tmp_path, capsys):
-    xl = tmp_path / "xl.safetensors"
-    save_file({"conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias": torch.zeros(2),
-               "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(2, 4, 3, 3)}, str(xl))
+def test_checkpoints_that_are_not_text_to_image_models_are_refused_in_one_line(tmp_path, capsys):
     lora = tmp_path / "lora.safetensors"
     save_file({"lora_unet_x.lora_down.weight": torch.zeros(2, 2)}, str(lora))
     inpaint = tmp_path / "inpaint.safetensors"
     save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(2, 9, 3, 3)}, str(inpaint))
-    folder = tmp_path / "xl-folder"
-    (folder / "text_encoder_2").mkdir(parents=True)
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
-    for spec, words in ((xl, "SDXL"), (lora, "not a Stable Diffusion checkpoint"), (inpaint, "inpainting"),
-                        (folder, "SDXL")):
+    for spec, words in ((lora, "not a Stable Diffusion checkpoint"), (inpaint, "inpainting")):
         assert main(["generate", "--model", str(spec), "--prompt", "x", "-o", str(tmp_path / "o"), "-q"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and words in err, err
@@ -134,25 +137,29 @@ def test_v_prediction_target_and_noise_are_the_schedulers_on_known_values(sd2_di
     assert torch.allclose(predicted_noise(bundle, z, noisy, t), eps, atol=1e-4)
 
 
-def test_every_command_runs_on_an_sd2_v_prediction_model(tmp_path, sd2_dir):
+@pytest.mark.parametrize("family_dir", ["sd2", "sdxl"], indirect=True)
+def test_every_command_runs_on_sd2_v_prediction_and_sdxl_models(tmp_path, family_dir):
     from PIL import Image
+
+    from artshield.names import MIMIC, PROTECT
 
     imgs = tmp_path / "imgs"
     imgs.mkdir()
     g = torch.Generator().manual_seed(0)
     for i in range(2):
         Image.fromarray((torch.rand(20, 24, 3, generator=g) * 255).byte().numpy()).save(imgs / f"a{i}.png")
-    m = ["--model", str(sd2_dir), "-q"]
+    m = ["--model", str(family_dir), "-q"]
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("folder icon\nprinter icon\n")
     runs = [["generate", "--prompt", "folder icon", "-n", "1", "--steps", "2"],
-            ["protect", str(imgs), "--method", "advdm", "--steps", "2"],
-            ["protect", str(imgs), "--method", "sds", "--steps", "2"],
-            ["purify", str(imgs), "--method", "diffpure"],
-            ["mimic", str(imgs), "--method", "lora", "--steps", "2"],
-            ["erase", "--concept", "folder icon", "--method", "esd-x", "--iterations", "2", "--no-eval"],
+            *(["protect", str(imgs), "--method", p, "--steps", "2"] for p in PROTECT),
+            *(["purify", str(imgs), "--method", p] for p in ("diffpure", "noisy-upscale", "jpeg")),
+            *(["mimic", str(imgs), "--method", p, "--steps", "2"] for p in MIMIC),
+            *(["erase", "--concept", "folder icon", "--method", p, "--iterations", "2", "--no-eval"]
+              for p in ("esd-x", "esd-u")),
             ["erase", "--concept", "folder icon", "--method", "uce", "--no-eval"],
-            ["audit", "--prompts", str(prompts), "--generations", "2", "--min-clique", "2", "--steps", "2"]]
+            ["audit", "--prompts", str(prompts), "--generations", "2", "--min-clique", "2", "--steps", "2"],
+            ["audit", "--prompts", str(prompts), "--candidates", str(imgs), "--method", "detect"]]
     for i, run in enumerate(runs):
         assert main([*run, *m, "-o", str(tmp_path / f"out{i}")]) == 0, run
         results = json.loads((tmp_path / f"out{i}" / "results.json").read_text())
@@ -217,3 +224,51 @@ def test_memory_options_leave_results_unchanged(tiny_model_dir):
     assert saving.unet.is_gradient_checkpointing
     light = protect(saving, images, "advdm", steps=2, score=False)
     assert torch.allclose(plain.deltas[0], light.deltas[0], atol=1 / 255 + 1e-6)
+
+
+def test_sdxl_conditioning_matches_the_diffusers_pipeline(sdxl_dir):
+    """The one-tensor context and the UNet hook give what StableDiffusionXLPipeline gives the UNet."""
+    bundle = load_model(str(sdxl_dir), device="cpu")
+    pipe = bundle.pipeline()
+    embeds, _, pooled, _ = pipe.encode_prompt("folder icon", do_classifier_free_guidance=False)
+    ids = torch.tensor([[16.0, 16.0, 0, 0, 16.0, 16.0]])
+    z, t = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([500])
+    theirs = bundle.unet(z, t, encoder_hidden_states=embeds,
+                         added_cond_kwargs={"text_embeds": pooled, "time_ids": ids}).sample
+    ours = bundle.unet(z, t, encoder_hidden_states=bundle.embed(["folder icon"])).sample
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert torch.equal(bundle.embed([""]), torch.zeros_like(bundle.embed([""])))   # force_zeros_for_empty_prompt
+
+
+def test_sdxl_lora_and_embedding_load_in_diffusers(tmp_path, sdxl_dir):
+    from diffusers import StableDiffusionXLPipeline
+
+    from artshield.mimic import Adapter, mimic
+
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 16, 16, generator=g) for _ in range(2)]
+    lora = mimic(load_model(str(sdxl_dir), device="cpu"), images, ["folder icon, sks style"] * 2, "lora", steps=4,
+                 lr=5e-2)
+    lora.save(tmp_path / "lora")
+    ours = generate(Adapter.load(tmp_path / "lora").apply(load_model(str(sdxl_dir), device="cpu")),
+                    ["folder icon, sks style"], steps=3, guidance=3.0, seed=1)
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(sdxl_dir))
+    pipe.load_lora_weights(str(tmp_path / "lora"), weight_name="adapter.safetensors")
+    assert torch.allclose(_sample(pipe, "folder icon, sks style"), ours, atol=1e-4)
+
+    ti = mimic(load_model(str(sdxl_dir), device="cpu"), images, ["folder icon, sks style"] * 2, "textual-inversion",
+               steps=3, lr=5e-2)
+    assert set(ti.tensors) == {"clip_l", "clip_g"}
+    ti.save(tmp_path / "ti")
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(sdxl_dir))
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "ti" / "adapter.safetensors"))
+    token = ti.info["token"]
+    pipe.load_textual_inversion(saved["clip_l"], token=token, text_encoder=pipe.text_encoder,
+                                tokenizer=pipe.tokenizer)
+    pipe.load_textual_inversion(saved["clip_g"], token=token, text_encoder=pipe.text_encoder_2,
+                                tokenizer=pipe.tokenizer_2)
+    applied = generate(Adapter.load(tmp_path / "ti").apply(load_model(str(sdxl_dir), device="cpu")),
+                       [ti.prompt("folder icon, sks style")], steps=3, guidance=3.0, seed=1)
+    assert torch.allclose(_sample(pipe, ti.prompt("folder icon, sks style")), applied, atol=1e-4)

@@ -124,14 +124,19 @@ def _write_folder(bundle: ModelBundle, out: Path, dtype: torch.dtype | None) -> 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:200]}.", suffix=".part", dir=out.parent))
     try:
-        for name in ("vae", "unet", "text_encoder"):
+        for name in ("vae", "unet", "text_encoder", "text_encoder_2"):
             module = getattr(bundle, name)
+            if module is None:
+                continue
             if dtype is not None:
                 module = module.to(dtype)
             module.save_pretrained(tmp / name, safe_serialization=True)
-        bundle.tokenizer.save_pretrained(tmp / "tokenizer")
+        for name in ("tokenizer", "tokenizer_2"):
+            if getattr(bundle, name) is not None:
+                getattr(bundle, name).save_pretrained(tmp / name)
         DDPMScheduler.from_config(bundle.scheduler.config).save_pretrained(tmp / "scheduler")
-        (tmp / "model_index.json").write_text(json.dumps(model_index(), indent=1) + "\n")
+        index = model_index(bundle.is_sdxl, bundle.zero_empty_prompt)
+        (tmp / "model_index.json").write_text(json.dumps(index, indent=1) + "\n")
         if bundle.conventions != type(bundle.conventions)():
             (tmp / "artshield.json").write_text(json.dumps(bundle.conventions.to_dict(), indent=1) + "\n")
         for path in [tmp, *tmp.rglob("*")]:

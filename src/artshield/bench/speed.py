@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mimic", default="", metavar="METHODS",
                     help="also time training steps of these mimicry methods (lora,dreambooth; batch 1), with the "
                     "same options")
+    ap.add_argument("--skip-protect", action="store_true", help="time only the --mimic methods")
     ap.add_argument("--json", help="write the rows and the machine description to this file")
     ap.add_argument("--child", help=argparse.SUPPRESS)      # internal: one measurement, JSON on stdout
     ap.add_argument("--method", help=argparse.SUPPRESS)
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({**timed, "memory_options": memory[0]}))
         return 0
     models = [args.model] + (["sd15-random"] if args.sd15 or device.type == "cuda" else [])
-    rows = run(models, str(device), sizes, batches, args.steps, dtypes, memory)
+    rows = [] if args.skip_protect else run(models, str(device), sizes, batches, args.steps, dtypes, memory)
     if args.mimic:
         for model, size, dtype, saving, method in ((m, z, d, o, k) for m in models
                                                    for z in (sizes if m == "sd15-random" else [0])

@@ -50,7 +50,7 @@ def _last_token(bundle: ModelBundle, prompt: str) -> int:
 def paired_embeddings(bundle: ModelBundle, prompt: str, guide: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(e, g): token embeddings of `prompt` and what each should be read as, from `guide`."""
     with torch.no_grad():
-        emb = bundle.embed([prompt, guide]).float()
+        emb = bundle.token_states(bundle.embed([prompt, guide], encode_empty=True)).float()
     e, g = emb[0], emb[1]
     length = e.shape[0]
     p_last, g_last = _last_token(bundle, prompt), _last_token(bundle, guide)
@@ -63,9 +63,9 @@ def paired_embeddings(bundle: ModelBundle, prompt: str, guide: str) -> tuple[tor
 
 def preserved_embeddings(bundle: ModelBundle, prompts: list[str]) -> torch.Tensor:
     if not prompts:
-        return torch.zeros(0, bundle.text_encoder.config.hidden_size)
+        return torch.zeros(0, bundle.unet.config.cross_attention_dim)
     with torch.no_grad():
-        return bundle.embed(prompts).float().flatten(0, 1)
+        return bundle.token_states(bundle.embed(prompts, encode_empty=True)).float().flatten(0, 1)
 
 
 def closed_form(w0: torch.Tensor, erase_in: torch.Tensor, erase_out_in: torch.Tensor, keep: torch.Tensor,

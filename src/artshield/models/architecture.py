@@ -87,13 +87,20 @@ def sampling_scheduler() -> DDIMScheduler:
     return DDIMScheduler.from_config(noise_scheduler().config, set_alpha_to_one=False, steps_offset=1)
 
 
-def model_index(pipeline: str = "StableDiffusionPipeline") -> dict:
-    """The model_index.json of a Stable Diffusion folder: what diffusers' `from_pretrained` (and its
-    `from_single_file` with a config folder) reads to know the parts. No safety checker."""
+def model_index(sdxl: bool = False, zero_empty_prompt: bool = True) -> dict:
+    """The model_index.json of a Stable Diffusion (or SDXL) folder: what diffusers' `from_pretrained`
+    (and its `from_single_file` with a config folder) reads to know the parts. No safety checker."""
     import diffusers
 
-    return {"_class_name": pipeline, "_diffusers_version": diffusers.__version__,
-            "vae": ["diffusers", "AutoencoderKL"], "unet": ["diffusers", "UNet2DConditionModel"],
-            "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
-            "scheduler": ["diffusers", "DDPMScheduler"], "safety_checker": [None, None],
-            "feature_extractor": [None, None], "image_encoder": [None, None], "requires_safety_checker": False}
+    index = {"_class_name": "StableDiffusionXLPipeline" if sdxl else "StableDiffusionPipeline",
+             "_diffusers_version": diffusers.__version__,
+             "vae": ["diffusers", "AutoencoderKL"], "unet": ["diffusers", "UNet2DConditionModel"],
+             "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+             "scheduler": ["diffusers", "DDPMScheduler"], "feature_extractor": [None, None],
+             "image_encoder": [None, None]}
+    if sdxl:
+        index.update(text_encoder_2=["transformers", "CLIPTextModelWithProjection"],
+                     tokenizer_2=["transformers", "CLIPTokenizer"], force_zeros_for_empty_prompt=zero_empty_prompt)
+    else:
+        index.update(safety_checker=[None, None], requires_safety_checker=False)
+    return index

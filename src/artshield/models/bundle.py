@@ -1,6 +1,13 @@
 """ModelBundle: the parts of a latent text-to-image diffusion model that artshield's algorithms use.
 
 Every algorithm is written once against it, so SD-1.5 on a GPU and mini on a CPU run the same code.
+
+SDXL has a second text encoder, and its UNet also takes the pooled text embedding and "time ids"
+(image sizes and crop). So that every algorithm stays one tensor of context per prompt, `embed`
+returns SDXL's context with one extra row at the end that carries the pooled embedding, and a
+forward pre-hook on the UNet (installed by `sdxl_conditioning`) turns that row, and the size of
+the latents, into the UNet's `added_cond_kwargs`. Contexts concatenate, repeat and split along the
+batch as before; `token_states` gives the token rows alone (UCE edits keys and values of those).
 """
 from __future__ import annotations
 
@@ -25,6 +32,9 @@ class ModelBundle:
     dtype: torch.dtype
     conventions: ModelConventions = field(default_factory=ModelConventions)
     architecture: str | None = None   # single files: the configuration named at load (None: detected)
+    text_encoder_2: object = None     # SDXL: transformers CLIPTextModelWithProjection (OpenCLIP bigG)
+    tokenizer_2: object = None        # SDXL: its tokenizer
+    zero_empty_prompt: bool = False   # SDXL's force_zeros_for_empty_prompt: "" is a context of zeros
     memory: dict = field(default_factory=dict)   # the memory options in force (save_memory)
 
     @property
@@ -42,23 +52,47 @@ class ModelBundle:
 
     def encode(self, images: torch.Tensor, sample: bool = False,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Images in [0, 1], (B, 3, H, W) -> scaled latents (B, C, H/f, W/f). Differentiable."""
-        dist = self.vae.encode((images * 2 - 1).to(self.device, self.dtype)).latent_dist
+        """Images in [0, 1], (B, 3, H, W) -> scaled latents (B, C, H/f, W/f), in the model's dtype.
+        Differentiable. (SDXL's VAE overflows in fp16 and is kept in fp32: its own dtype is used.)"""
+        dist = self.vae.encode((images * 2 - 1).to(self.device, self.vae.dtype)).latent_dist
         z = dist.sample(generator) if sample else dist.mean
-        return z * self.scaling_factor
+        return (z * self.scaling_factor).to(self.dtype)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> images in [0, 1]. Differentiable."""
-        out = self.vae.decode(latents.to(self.device, self.dtype) / self.scaling_factor).sample
+        out = self.vae.decode(latents.to(self.device, self.vae.dtype) / self.scaling_factor).sample
         return ((out + 1) / 2).clamp(0, 1)
 
-    def tokenize(self, prompts: list[str]) -> torch.Tensor:
-        return self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
-                              truncation=True, return_tensors="pt").input_ids.to(self.device)
+    @property
+    def is_sdxl(self) -> bool:
+        return self.text_encoder_2 is not None
 
-    def embed(self, prompts: list[str]) -> torch.Tensor:
-        """Prompts -> the text encoder's last hidden states, the UNet's cross-attention input."""
-        return self.text_encoder(self.tokenize(prompts))[0]
+    def tokenize(self, prompts: list[str], tokenizer=None) -> torch.Tensor:
+        tokenizer = tokenizer or self.tokenizer
+        return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt").input_ids.to(self.device)
+
+    def embed(self, prompts: list[str], encode_empty: bool = False) -> torch.Tensor:
+        """Prompts -> the UNet's text context: the text encoder's last hidden states (SD 1.x, 2.x),
+        or SDXL's two encoders' penultimate states side by side plus the pooled-embedding row (an
+        empty prompt is all zeros there, as SDXL's pipeline makes it, unless `encode_empty`)."""
+        if not self.is_sdxl:
+            return self.text_encoder(self.tokenize(prompts))[0]
+        first = self.text_encoder(self.tokenize(prompts), output_hidden_states=True).hidden_states[-2]
+        second = self.text_encoder_2(self.tokenize(prompts, self.tokenizer_2), output_hidden_states=True)
+        states = torch.cat([first, second.hidden_states[-2].to(first.dtype)], dim=-1)
+        pooled = second[0].to(states.dtype)
+        row = torch.zeros(len(prompts), 1, states.shape[-1], device=states.device, dtype=states.dtype)
+        row[:, 0, :pooled.shape[-1]] = pooled
+        context = torch.cat([states, row], dim=1)
+        if self.zero_empty_prompt and not encode_empty:
+            empty = torch.tensor([p == "" for p in prompts], device=context.device)
+            context = torch.where(empty[:, None, None], torch.zeros_like(context), context)
+        return context
+
+    def token_states(self, context: torch.Tensor) -> torch.Tensor:
+        """The token rows of a context (SDXL's pooled row left out)."""
+        return context[:, :-1] if self.is_sdxl else context
 
     def sampler(self):
         """A DDIM sampler on the training schedule, with Stable Diffusion's convention: timesteps
@@ -68,7 +102,17 @@ class ModelBundle:
         return DDIMScheduler.from_config(self.scheduler.config, steps_offset=1, set_alpha_to_one=False)
 
     def pipeline(self):
-        """A diffusers StableDiffusionPipeline over these very modules (no copies)."""
+        """A diffusers StableDiffusionPipeline (SDXL: StableDiffusionXLPipeline) over these very
+        modules (no copies)."""
+        if self.is_sdxl:
+            from diffusers import StableDiffusionXLPipeline
+
+            pipe = StableDiffusionXLPipeline(vae=self.vae, text_encoder=self.text_encoder,
+                                             text_encoder_2=self.text_encoder_2, tokenizer=self.tokenizer,
+                                             tokenizer_2=self.tokenizer_2, unet=self.unet, scheduler=self.sampler(),
+                                             force_zeros_for_empty_prompt=self.zero_empty_prompt)
+            pipe.set_progress_bar_config(disable=True)
+            return pipe
         from diffusers import StableDiffusionPipeline
 
         pipe = StableDiffusionPipeline(vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer,
@@ -80,10 +124,18 @@ class ModelBundle:
     def copy(self, unet: bool = True, text: bool = True) -> ModelBundle:
         """A bundle whose UNet (`unet`) and text encoder and tokenizer (`text`) are copies that may
         change (fine-tuning, an adaptation, an edit); the other parts, the VAE always, are shared."""
+        def copied(part):
+            return _copy.deepcopy(part) if text and part is not None else part
+
         return replace(self,
                        unet=_copy.deepcopy(self.unet) if unet else self.unet,
-                       text_encoder=_copy.deepcopy(self.text_encoder) if text else self.text_encoder,
-                       tokenizer=_copy.deepcopy(self.tokenizer) if text else self.tokenizer)
+                       text_encoder=copied(self.text_encoder), tokenizer=copied(self.tokenizer),
+                       text_encoder_2=copied(self.text_encoder_2), tokenizer_2=copied(self.tokenizer_2))
+
+    def text_encoders(self) -> list:
+        """(tokenizer, text encoder) pairs: one, or SDXL's two."""
+        pairs = [(self.tokenizer, self.text_encoder)]
+        return pairs + [(self.tokenizer_2, self.text_encoder_2)] if self.is_sdxl else pairs
 
     def save_memory(self, gradient_checkpointing: bool = False, attention_slicing: bool = False,
                     vae_tiling: bool = False) -> ModelBundle:
@@ -94,8 +146,9 @@ class ModelBundle:
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
             self.vae.enable_gradient_checkpointing()
-            if hasattr(self.text_encoder, "gradient_checkpointing_enable"):
-                self.text_encoder.gradient_checkpointing_enable()
+            for _, encoder in self.text_encoders():
+                if hasattr(encoder, "gradient_checkpointing_enable"):
+                    encoder.gradient_checkpointing_enable()
         if attention_slicing:
             self.unet.set_attention_slice("auto")
         if vae_tiling:
@@ -110,3 +163,26 @@ class ModelBundle:
         if self.memory:
             out["memory_options"] = dict(self.memory)
         return out
+
+
+def sdxl_conditioning(unet, pixels_per_latent: int) -> None:
+    """Let an SDXL UNet take artshield's one-tensor context (see the module's docstring): a forward
+    pre-hook splits off the pooled row and adds the time ids (original size, crop (0, 0), target
+    size: the image the latents stand for). Calls that pass `added_cond_kwargs` themselves (the
+    diffusers pipeline) are left alone. The hook travels with deep copies of the UNet."""
+    unet._artshield_pixels_per_latent = pixels_per_latent
+    unet.register_forward_pre_hook(_sdxl_hook, with_kwargs=True)
+
+
+def _sdxl_hook(unet, args, kwargs):
+    if kwargs.get("added_cond_kwargs") is not None:
+        return None
+    context = kwargs["encoder_hidden_states"]
+    sample = args[0] if args else kwargs["sample"]
+    cfg = unet.config
+    pooled_dim = cfg.projection_class_embeddings_input_dim - 6 * cfg.addition_time_embed_dim
+    h, w = (side * unet._artshield_pixels_per_latent for side in sample.shape[-2:])
+    ids = torch.tensor([h, w, 0, 0, h, w], device=context.device, dtype=context.dtype).repeat(len(context), 1)
+    kwargs = {**kwargs, "encoder_hidden_states": context[:, :-1],
+              "added_cond_kwargs": {"text_embeds": context[:, -1, :pooled_dim], "time_ids": ids}}
+    return args, kwargs

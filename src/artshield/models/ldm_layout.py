@@ -89,14 +89,17 @@ def vae_to_ldm(state: dict, config) -> dict:
     return {"first_stage_model." + k: v for k, v in out.items()}
 
 
-def clip_to_ldm(state: dict) -> dict:
-    """SD 1.x: transformers' CLIP text model, as it is, under cond_stage_model.transformer."""
-    return {"cond_stage_model.transformer." + k: v for k, v in state.items() if not k.endswith("position_ids")}
+def clip_to_ldm(state: dict, prefix: str = "cond_stage_model.transformer.") -> dict:
+    """SD 1.x (and SDXL's first encoder): transformers' CLIP text model, as it is, under a prefix."""
+    return {prefix + k: v for k, v in state.items() if not k.endswith("position_ids")}
 
 
-def open_clip_to_ldm(state: dict, layers: int) -> dict:
-    """SD 2.x: OpenCLIP's text tower names, q, k and v stacked into one in_proj."""
+def open_clip_to_ldm(state: dict, layers: int, prefix: str = "cond_stage_model.model.") -> dict:
+    """SD 2.x (and SDXL's second encoder): OpenCLIP's text tower names, q, k and v stacked into one
+    in_proj; SDXL's projection as OpenCLIP's text_projection matrix (the transpose)."""
     p, out = "text_model.", {}
+    if "text_projection.weight" in state:
+        out["text_projection"] = state["text_projection.weight"].T
     out["token_embedding.weight"] = state[p + "embeddings.token_embedding.weight"]
     out["positional_embedding"] = state[p + "embeddings.position_embedding.weight"]
     out["ln_final.weight"] = state[p + "final_layer_norm.weight"]
@@ -108,20 +111,29 @@ def open_clip_to_ldm(state: dict, layers: int) -> dict:
             for a, b in (("self_attn.out_proj", "attn.out_proj"), ("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"),
                          ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")):
                 out[dst + f"{b}.{kind}"] = state[src + f"{a}.{kind}"]
-    return {"cond_stage_model.model." + k: v for k, v in out.items()}
+    return {prefix + k: v for k, v in out.items()}
+
+
+def _text_state(encoder) -> dict:
+    # transformers >= 5.6 names CLIPTextModel's tensors without the "text_model." level; the layout has it
+    return {k if k.startswith(("text_model.", "text_projection.")) else "text_model." + k: v
+            for k, v in encoder.state_dict().items()}
 
 
 def to_single_file(bundle) -> dict:
-    """Every weight of a Stable Diffusion 1.x/2.x bundle in the original layout, contiguous, on the CPU."""
-    # transformers >= 5.6 names CLIPTextModel's tensors without the "text_model." level; the layout has it
-    text = {k if k.startswith("text_model.") else "text_model." + k: v
-            for k, v in bundle.text_encoder.state_dict().items()}
-    cfg = bundle.text_encoder.config
-    # SD 2.x's tower is OpenCLIP's (GELU, 1024 wide); SD 1.x's is OpenAI CLIP's (quick GELU)
-    open_clip = cfg.hidden_act == "gelu"
+    """Every weight of a Stable Diffusion 1.x, 2.x or SDXL bundle in the original layout, contiguous,
+    on the CPU."""
     out = {**unet_to_ldm(bundle.unet.state_dict(), bundle.unet.config),
-           **vae_to_ldm(bundle.vae.state_dict(), bundle.vae.config),
-           **(open_clip_to_ldm(text, cfg.num_hidden_layers) if open_clip else clip_to_ldm(text))}
+           **vae_to_ldm(bundle.vae.state_dict(), bundle.vae.config)}
+    if bundle.is_sdxl:
+        out.update(clip_to_ldm(_text_state(bundle.text_encoder), "conditioner.embedders.0.transformer."))
+        out.update(open_clip_to_ldm(_text_state(bundle.text_encoder_2),
+                                    bundle.text_encoder_2.config.num_hidden_layers, "conditioner.embedders.1.model."))
+    else:
+        cfg = bundle.text_encoder.config
+        # SD 2.x's tower is OpenCLIP's (GELU); SD 1.x's is OpenAI CLIP's (quick GELU)
+        text = _text_state(bundle.text_encoder)
+        out.update(open_clip_to_ldm(text, cfg.num_hidden_layers) if cfg.hidden_act == "gelu" else clip_to_ldm(text))
     if bundle.scheduler.config.get("prediction_type") == "v_prediction":
         out["v_pred"] = torch.tensor([])
     return {k: v.detach().cpu().contiguous() for k, v in out.items()}

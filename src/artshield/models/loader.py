@@ -6,8 +6,8 @@
     load_model("/path/to/model.safetensors")   a single-file checkpoint (A1111/ComfyUI layout), offline
     load_model("org/name")                 a hub id: from the local cache, else from the hub
 
-SD 1.x and 2.x (epsilon or v-prediction, as the scheduler config says) load; SDXL is recognised
-and refused in one sentence, as are pickled checkpoints (never unpickled).
+SD 1.x, SD 2.x (epsilon or v-prediction, as the scheduler config says) and SDXL load; pickled
+checkpoints are refused in one sentence (never unpickled).
 
 Errors name the parameter (`model`, `device`); the CLI shows them under its flags.
 """
@@ -169,17 +169,27 @@ def _load_edit(path: Path, spec: str, device: torch.device, dtype: torch.dtype, 
 
 def _load_parts(load, spec: str) -> dict:
     try:
-        return {
+        parts = {
             "vae": load(AutoencoderKL, "vae"),
             "unet": load(UNet2DConditionModel, "unet"),
             "text_encoder": load(CLIPTextModel, "text_encoder"),
             "tokenizer": load(CLIPTokenizer, "tokenizer"),
         }
+        if is_sdxl_unet(parts["unet"]):           # SDXL: the second text encoder and its tokenizer
+            from transformers import CLIPTextModelWithProjection
+
+            parts["text_encoder_2"] = load(CLIPTextModelWithProjection, "text_encoder_2")
+            parts["tokenizer_2"] = load(CLIPTokenizer, "tokenizer_2")
+        return parts
     except ArtshieldError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ArtshieldError(f"cannot load it: {first}", param="model", value=spec) from None
+
+
+def is_sdxl_unet(unet) -> bool:
+    return unet.config.get("addition_embed_type") == "text_time"
 
 
 def _scheduler(load) -> DDPMScheduler:
@@ -192,18 +202,26 @@ def _scheduler(load) -> DDPMScheduler:
 
 
 def _finish(parts: dict, scheduler, spec: str, source: str, device: torch.device, dtype: torch.dtype,
-            conventions: ModelConventions | None = None) -> ModelBundle:
-    if parts["unet"].config.get("addition_embed_type") == "text_time":    # SDXL's added time ids, from any source
-        raise ArtshieldError("an SDXL model: artshield does not run SDXL models yet (SD 1.x and 2.x only)",
-                             param="model", value=spec)
-    for name in ("vae", "unet", "text_encoder"):
-        module = parts[name]
+            conventions: ModelConventions | None = None, zero_empty_prompt: bool = True) -> ModelBundle:
+    sdxl = is_sdxl_unet(parts["unet"])
+    if sdxl and "text_encoder_2" not in parts:
+        raise ArtshieldError("an SDXL UNet without SDXL's second text encoder", param="model", value=spec)
+    for name in ("vae", "unet", "text_encoder", "text_encoder_2"):
+        module = parts.get(name)
+        if module is None:
+            continue
         check_finite(module, f"{name} weights", spec)
-        if module.dtype != dtype:
-            module.to(dtype=dtype)
+        # SDXL's VAE overflows in fp16 (its config says force_upcast): it stays in fp32
+        want = torch.float32 if name == "vae" and module.config.get("force_upcast") and sdxl else dtype
+        if module.dtype != want:
+            module.to(dtype=want)
         module.to(device).eval().requires_grad_(False)
+    if sdxl:
+        from .bundle import sdxl_conditioning
+
+        sdxl_conditioning(parts["unet"], 2 ** (len(parts["vae"].config.block_out_channels) - 1))
     return ModelBundle(**parts, scheduler=scheduler, spec=spec, source=source, device=device, dtype=dtype,
-                       conventions=conventions or ModelConventions())
+                       conventions=conventions or ModelConventions(), zero_empty_prompt=sdxl and zero_empty_prompt)
 
 
 def check_finite(module: torch.nn.Module, what: str, spec: str) -> None:
@@ -217,7 +235,6 @@ def check_finite(module: torch.nn.Module, what: str, spec: str) -> None:
 
 
 def _load_folder(path: Path, spec: str, source: str, device: torch.device, dtype: torch.dtype) -> ModelBundle:
-    refuse_sdxl(path, spec)
     missing = [p for p in REQUIRED_PARTS if not (path / p).is_dir()]
     if missing:
         raise ArtshieldError(f"not a diffusers Stable Diffusion folder (missing {', '.join(missing)}/)",
@@ -231,7 +248,8 @@ def _load_folder(path: Path, spec: str, source: str, device: torch.device, dtype
         return cls.from_pretrained(path / sub, torch_dtype=dtype, use_safetensors=True, variant=variant(path / sub))
 
     conventions = ModelConventions.from_folder(path)
-    return _finish(_load_parts(load, spec), _scheduler(load), spec, source, device, dtype, conventions)
+    return _finish(_load_parts(load, spec), _scheduler(load), spec, source, device, dtype, conventions,
+                   zero_empty_prompt(path))
 
 
 def variant(folder: Path) -> str | None:
@@ -243,17 +261,14 @@ def variant(folder: Path) -> str | None:
     return None
 
 
-def refuse_sdxl(path: Path, spec: str) -> None:
+def zero_empty_prompt(path: Path) -> bool:
+    """SDXL pipelines' force_zeros_for_empty_prompt (true unless the folder's model_index says not)."""
     import json
 
-    index = path / "model_index.json"
     try:
-        name = json.loads(index.read_text()).get("_class_name", "") if index.is_file() else ""
-    except (OSError, ValueError):
-        name = ""
-    if "XL" in name or (path / "text_encoder_2").is_dir():
-        raise ArtshieldError("an SDXL model: artshield does not run SDXL models yet (SD 1.x and 2.x only)",
-                             param="model", value=spec)
+        return bool(json.loads((path / "model_index.json").read_text()).get("force_zeros_for_empty_prompt", True))
+    except (OSError, ValueError, AttributeError):
+        return True
 
 
 def _load_hub(spec: str, device: torch.device, dtype: torch.dtype) -> ModelBundle:

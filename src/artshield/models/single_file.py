@@ -4,7 +4,7 @@ ComfyUI and model sites use ("model.diffusion_model.*", "first_stage_model.*",
 
 Loading is diffusers' own `from_single_file`, kept offline: the architecture's diffusers
 configuration comes from the ones artshield ships (assets/architectures: sd15, sd2, sd2-base,
-written by scripts/make_architectures.py) with the CLIP tokenizer's vocabulary built from the BPE
+sdxl, written by scripts/make_architectures.py) with the CLIP tokenizer's vocabulary built from the BPE
 file artshield ships (assets/clip), or from a diffusers folder the caller names. Pickled
 checkpoints (.ckpt, .bin, .pt, .pth) are refused before they are opened: unpickling runs code.
 """
@@ -21,12 +21,12 @@ import torch
 from ..errors import ArtshieldError
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-ARCHITECTURES = ("sd15", "sd2", "sd2-base")
+ARCHITECTURES = ("sd15", "sd2", "sd2-base", "sdxl")
 PICKLED = (".ckpt", ".bin", ".pt", ".pth")
 
 # keys that tell the families apart (the same ones diffusers' own detection reads)
 UNET = "model.diffusion_model."
-SDXL_KEY = "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias"
+SDXL_PREFIX = "conditioner.embedders.1."     # SDXL's second text encoder (OpenCLIP bigG)
 SD2_KEY = "model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight"
 IN_KEY = "model.diffusion_model.input_blocks.0.0.weight"
 V_PRED_KEY = "v_pred"     # ComfyUI's marker of a v-prediction checkpoint; artshield writes it too
@@ -67,7 +67,7 @@ def inspect(path: Path, spec: str) -> dict:
     except (SafetensorError, OSError, ValueError) as e:
         raise ArtshieldError(f"not a readable safetensors file ({str(e).splitlines()[0]})", param="model",
                              value=spec) from None
-    if SDXL_KEY in keys:
+    if any(k.startswith(SDXL_PREFIX) for k in keys):
         family = "sdxl"
     elif not any(k.startswith(UNET) for k in keys):
         raise ArtshieldError("not a Stable Diffusion checkpoint (no model.diffusion_model.* tensors); a LoRA or an "
@@ -83,14 +83,16 @@ def inspect(path: Path, spec: str) -> dict:
 def default_architecture(found: dict) -> str:
     """The shipped configuration for a checkpoint: SD 2.x is taken as the 768-px v-prediction model
     (2.0-v, 2.1), as diffusers does; a 2.x-base (512 px, epsilon) needs config "sd2-base"."""
-    return {"sd1": "sd15", "sd2": "sd2"}[found["family"]]
+    return {"sd1": "sd15", "sd2": "sd2", "sdxl": "sdxl"}[found["family"]]
 
 
 def _config_folder(config: str, tmp: Path) -> Path:
     if config in ARCHITECTURES:
         out = tmp / config
         shutil.copytree(ASSETS / "architectures" / config, out)
-        clip_vocabulary(out / "tokenizer")
+        for tokenizer in ("tokenizer", "tokenizer_2"):
+            if (out / tokenizer).is_dir():
+                clip_vocabulary(out / tokenizer)
         return out
     folder = Path(config).expanduser()
     if not (folder / "model_index.json").is_file():
@@ -100,20 +102,20 @@ def _config_folder(config: str, tmp: Path) -> Path:
 
 
 def load_single_file(path: Path, spec: str, dtype: torch.dtype, config: str | None = None) -> dict:
-    """The parts of a single-file checkpoint: vae, unet, text_encoder, tokenizer, scheduler."""
-    from diffusers import DDPMScheduler, StableDiffusionPipeline
+    """The parts of a single-file checkpoint: vae, unet, text_encoder, tokenizer, scheduler (and
+    SDXL's text_encoder_2 and tokenizer_2)."""
+    from diffusers import DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     found = inspect(path, spec)
-    if found["family"] == "sdxl":
-        raise ArtshieldError("an SDXL checkpoint: artshield does not run SDXL models yet (SD 1.x and 2.x only)",
-                             param="model", value=spec)
     architecture = config or default_architecture(found)
+    sdxl = found["family"] == "sdxl"
+    pipeline = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
+    extra = {} if sdxl else {"safety_checker": None, "requires_safety_checker": False}
     with tempfile.TemporaryDirectory(prefix="artshield-config-") as tmp:
         folder = _config_folder(architecture, Path(tmp))
         try:
-            pipe = StableDiffusionPipeline.from_single_file(
-                str(path), config=str(folder), local_files_only=True, torch_dtype=dtype, safety_checker=None,
-                requires_safety_checker=False)
+            pipe = pipeline.from_single_file(str(path), config=str(folder), local_files_only=True, torch_dtype=dtype,
+                                             **extra)
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ArtshieldError(f"cannot load it as a {architecture} checkpoint: {first}", param="model",
@@ -121,5 +123,8 @@ def load_single_file(path: Path, spec: str, dtype: torch.dtype, config: str | No
         scheduler = DDPMScheduler.from_pretrained(folder / "scheduler")
     if found["v_prediction"] and scheduler.config.prediction_type != "v_prediction":
         scheduler = DDPMScheduler.from_config(scheduler.config, prediction_type="v_prediction")
-    return {"vae": pipe.vae, "unet": pipe.unet, "text_encoder": pipe.text_encoder, "tokenizer": pipe.tokenizer,
-            "scheduler": scheduler}
+    parts = {"vae": pipe.vae, "unet": pipe.unet, "text_encoder": pipe.text_encoder, "tokenizer": pipe.tokenizer,
+             "scheduler": scheduler}
+    if sdxl:
+        parts.update(text_encoder_2=pipe.text_encoder_2, tokenizer_2=pipe.tokenizer_2)
+    return parts
