@@ -1,6 +1,6 @@
 """Cost of a PGD step: AdvDM (backward through the UNet) against SDS (the UNet Jacobian skipped).
 
-    python -m artshield.bench.speed                 # mini; plus SD-1.5 at 512x512 on a GPU
+    python -m artshield.bench.speed                 # mini; plus SD-1.5 at 512 and SDXL at 1024 on a GPU
     python -m artshield.bench.speed --sd15          # SD-1.5 (random weights) also on a CPU: slow
     python -m artshield.bench.speed --sd15 --sd15-size 256,512 --dtypes fp32 --memory-options both
     python -m artshield.bench.speed --json out.json
@@ -93,6 +93,7 @@ def time_steps(bundle, method: str, batch: int, steps: int, seed: int = 0) -> di
 
 
 MIMIC_METHODS = ("lora", "dreambooth")
+RANDOM = {"sd15-random": "sd15", "sdxl-random": "sdxl"}     # real architectures, random weights
 
 
 def time_mimic(bundle, method: str, steps: int, seed: int = 0) -> dict:
@@ -126,10 +127,10 @@ def load_for_timing(model: str, device: str, sd15_size: int, dtype: str = "auto"
     from ..models.loader import resolve_dtype
 
     dev = resolve_device(device)
-    if model == "sd15-random":
-        from ..models.sd15 import sd15_random_bundle
+    if model in RANDOM:
+        from ..models.sd15 import random_bundle
 
-        bundle = sd15_random_bundle(dev, resolve_dtype(dtype, dev))
+        bundle = random_bundle(RANDOM[model], dev, resolve_dtype(dtype, dev))
         bundle.unet.config.sample_size = sd15_size // 8
     else:
         bundle = load_model(model, device, dtype=dtype)
@@ -138,11 +139,11 @@ def load_for_timing(model: str, device: str, sd15_size: int, dtype: str = "auto"
     return bundle
 
 
-def run(models: list[str], device: str, sd15_sizes: list[int], batches: list[int], steps: int,
+def run(models: list[str], device: str, sd15_sizes: dict[str, list[int]], batches: list[int], steps: int,
         dtypes: tuple[str, ...] = ("auto",), memory: tuple[bool, ...] = (False,), progress=print) -> list[dict]:
     rows = []
     for model in models:
-        for size, dtype, batch, saving in ((z, d, b, m) for z in (sd15_sizes if model == "sd15-random" else [0])
+        for size, dtype, batch, saving in ((z, d, b, m) for z in (sd15_sizes[model] if model in RANDOM else [0])
                                            for d in dtypes for b in batches for m in memory):
             pair = {m: measure_in_child(model, device, size, m, batch, steps, dtype, saving) for m in METHODS}
             a, s = pair["advdm"], pair["sds"]
@@ -175,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--sd15", action="store_true", help="also time SD-1.5 (random weights) when not on a GPU")
     ap.add_argument("--sd15-size", default="512", help="SD-1.5 resolutions, comma-separated (default 512)")
+    ap.add_argument("--sdxl", action="store_true", help="also time SDXL (random weights) when not on a GPU")
+    ap.add_argument("--sdxl-size", default="1024", help="SDXL resolutions, comma-separated (default 1024)")
     ap.add_argument("--dtypes", default="auto", help="comma-separated: auto, fp32, fp16, bf16 (default auto)")
     ap.add_argument("--memory-options", choices=("off", "on", "both"), default="off",
                     help="time with gradient checkpointing, attention slicing and VAE tiling (on), without (off), "
@@ -191,20 +194,24 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
     batches = [int(b) for b in args.batches.split(",")]
-    sizes = [int(z) for z in args.sd15_size.split(",")]
+    sizes = {"sd15-random": [int(z) for z in args.sd15_size.split(",")],
+             "sdxl-random": [int(z) for z in args.sdxl_size.split(",")]}
     dtypes = tuple(args.dtypes.split(","))
     memory = {"off": (False,), "on": (True,), "both": (False, True)}[args.memory_options]
     if args.child:
-        bundle = load_for_timing(args.child, str(device), sizes[0], dtypes[0], memory[0])
+        # a child is told its resolution by --sd15-size, whichever random architecture it times
+        bundle = load_for_timing(args.child, str(device), sizes["sd15-random"][0], dtypes[0], memory[0])
         timed = (time_mimic(bundle, args.method, args.steps) if args.method in MIMIC_METHODS
                  else time_steps(bundle, args.method, batches[0], args.steps))
         print(json.dumps({**timed, "memory_options": memory[0]}))
         return 0
-    models = [args.model] + (["sd15-random"] if args.sd15 or device.type == "cuda" else [])
+    gpu = device.type == "cuda"
+    models = list(dict.fromkeys([args.model] + (["sd15-random"] if args.sd15 or gpu else [])
+                                + (["sdxl-random"] if args.sdxl or gpu else [])))
     rows = [] if args.skip_protect else run(models, str(device), sizes, batches, args.steps, dtypes, memory)
     if args.mimic:
         for model, size, dtype, saving, method in ((m, z, d, o, k) for m in models
-                                                   for z in (sizes if m == "sd15-random" else [0])
+                                                   for z in (sizes[m] if m in RANDOM else [0])
                                                    for d in dtypes for o in memory for k in args.mimic.split(",")):
             row = measure_in_child(model, str(device), size, method, 1, args.steps, dtype, saving)
             rows.append(row)
