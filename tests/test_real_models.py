@@ -253,7 +253,14 @@ def test_sdxl_lora_and_embedding_load_in_diffusers(tmp_path, sdxl_dir):
     ours = generate(Adapter.load(tmp_path / "lora").apply(load_model(str(sdxl_dir), device="cpu")),
                     ["folder icon, sks style"], steps=3, guidance=3.0, seed=1)
     pipe = StableDiffusionXLPipeline.from_pretrained(str(sdxl_dir))
+    plain = _sample(pipe, "folder icon, sks style")
     pipe.load_lora_weights(str(tmp_path / "lora"), weight_name="adapter.safetensors")
+    assert torch.allclose(_sample(pipe, "folder icon, sks style"), ours, atol=1e-4)
+    assert not torch.allclose(plain, ours, atol=1e-3)
+    assert main(["export", str(tmp_path / "lora"), "-o", str(tmp_path / "k.safetensors"), "--format", "kohya",
+                 "-q"]) == 0
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(sdxl_dir))
+    pipe.load_lora_weights(str(tmp_path / "k.safetensors"))
     assert torch.allclose(_sample(pipe, "folder icon, sks style"), ours, atol=1e-4)
 
     ti = mimic(load_model(str(sdxl_dir), device="cpu"), images, ["folder icon, sks style"] * 2, "textual-inversion",
@@ -272,3 +279,20 @@ def test_sdxl_lora_and_embedding_load_in_diffusers(tmp_path, sdxl_dir):
     applied = generate(Adapter.load(tmp_path / "ti").apply(load_model(str(sdxl_dir), device="cpu")),
                        [ti.prompt("folder icon, sks style")], steps=3, guidance=3.0, seed=1)
     assert torch.allclose(_sample(pipe, ti.prompt("folder icon, sks style")), applied, atol=1e-4)
+
+
+def test_export_refuses_what_has_no_standard_form_in_one_line(tmp_path, tiny_model_dir, capsys):
+    from artshield.mimic import mimic
+
+    images = [torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))]
+    for method in ("hypernetwork", "textual-inversion"):
+        mimic(load_model(str(tiny_model_dir), device="cpu"), images, ["folder icon, sks style"], method,
+              steps=1).save(tmp_path / method)
+        assert main(["export", str(tmp_path / method), "-o", str(tmp_path / f"{method}-out"), "-q"]) == 2
+    assert main(["export", str(tiny_model_dir), "-o", str(tmp_path / "k.safetensors"), "--format", "kohya"]) == 2
+    assert main(["export", str(tiny_model_dir), "-o", str(tmp_path / "model.ckpt"), "--format", "single-file"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("artshield: error:") for line in lines), lines
+    assert "cannot be folded" in lines[0] and "load_textual_inversion" in lines[1]
+    assert "holds a LoRA" in lines[2] and "*.safetensors" in lines[3]
+    assert not any(p.name.endswith("-out") for p in tmp_path.iterdir())
