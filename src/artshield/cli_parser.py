@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="weights' precision (default auto: fp16 on CUDA and MPS, fp32 on the CPU and for mini)")
     model.add_argument("--model-config", default=None, metavar="ARCH",
                        help="a single-file --model's architecture: sd15, sd2 (768 px, v-prediction; the default for "
-                       "SD 2.x files), sd2-base (512 px, epsilon), or a diffusers folder of the same architecture")
+                       "SD 2.x files), sd2-base (512 px, epsilon), sdxl, or a diffusers folder of the same "
+                       "architecture (default: detected)")
     memory = argparse.ArgumentParser(add_help=False)
     memory.add_argument("--gradient-checkpointing", action="store_true",
                         help="recompute activations in the backward pass: less memory, about a third slower")

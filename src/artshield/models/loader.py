@@ -95,7 +95,8 @@ def load_model(spec: str = "mini", device: str = "auto", dtype: torch.dtype | st
 
     dtype: a torch dtype, or "auto" / None (fp16 on CUDA and MPS, fp32 on the CPU and for mini),
     "fp32", "fp16", "bf16". config (single files only): the architecture, one of sd15, sd2 (768 px,
-    v-prediction), sd2-base (512 px, epsilon), or a diffusers folder of the same architecture."""
+    v-prediction), sd2-base (512 px, epsilon), sdxl, or a diffusers folder of the same architecture
+    (default: detected from the tensors; SD 2.x files are taken as sd2)."""
     dev = resolve_device(device) if isinstance(device, str) else device
     dtype = resolve_dtype(dtype, dev, spec)
     if spec == "mini":
