@@ -21,20 +21,59 @@ def test_cells_cover_clean_and_every_protection_budget_purifier():
     assert len({c.key for c in cs}) == len(cs)
 
 
-def test_worst_case_is_the_best_purifier_for_the_mimic():
-    records = [{"artist": "a", "mimicry": "lora", "protection": "none", "budget": 0, "purifier": "none",
-                "mimicry_success": 0.8}]
-    for q, v in (("none", 0.1), ("jpeg", 0.3), ("bilateral", 0.7)):
-        records.append({"artist": "a", "mimicry": "lora", "protection": "advdm", "budget": 8.0, "purifier": q,
-                        "mimicry_success": v})
-    p = Preset(artists=["a"], protections=["advdm"], budgets=[8], purifiers=["jpeg", "bilateral"], mimicry=["lora"],
-               seeds=[0])
-    (row,) = summary(records, p)
-    assert row["worst_case"] == 0.7 and row["worst_purifier"] == "bilateral" and row["verdict"] == "broken by bilateral"
-    records[-1]["mimicry_success"] = 0.35
-    assert summary(records, p)[0]["verdict"] == "holds"
-    records[0]["mimicry_success"] = 0.1
-    assert summary(records, p)[0]["verdict"].startswith("inconclusive")
+def _records(clean, cells, n):
+    """Constructed cells: `clean` and each of `cells` ({purifier: successes}) as k of n generations."""
+    def rec(protection, budget, purifier, k):
+        return {"artist": "a", "mimicry": "lora", "protection": protection, "budget": budget, "purifier": purifier,
+                "mimicry_success": k / n, "outcomes": [1] * k + [0] * (n - k), "prompts": n}
+    return [rec("none", 0, "none", clean)] + [rec("advdm", 8.0, q, k) for q, k in cells.items()]
+
+
+PRESET = Preset(artists=["a"], protections=["advdm"], budgets=[8], purifiers=["jpeg", "bilateral"],
+                mimicry=["lora"], seeds=[0])
+
+
+@pytest.mark.parametrize("clean, cells, n, expected", [
+    # the committed quick run's pattern: the unpurified cell is already above clean/2, so the purifier
+    # with the highest point estimate does not "break" it: it never protected
+    (20, {"none": 16, "jpeg": 15, "bilateral": 18}, 32, "does not protect"),
+    # every cell's upper bound under half of clean's lower bound
+    (120, {"none": 10, "jpeg": 12, "bilateral": 20}, 128, "holds"),
+    # holds unpurified, clearly not after bilateral
+    (120, {"none": 10, "jpeg": 12, "bilateral": 100}, 128, "broken by bilateral"),
+    # 32 generations cannot tell 0.19 from clean's bar of 0.22
+    (20, {"none": 6, "jpeg": 6, "bilateral": 6}, 32, "inconclusive"),
+    # a worst case of 0.25 against clean 0.625 at 32 generations: the interval cannot say "holds"
+    (20, {"none": 8, "jpeg": 8, "bilateral": 8}, 32, "inconclusive"),
+    # nothing to protect against
+    (5, {"none": 1, "jpeg": 1, "bilateral": 1}, 32, "inconclusive: clean mimicry is too weak"),
+])
+def test_verdicts_follow_from_intervals(clean, cells, n, expected):
+    (row,) = summary(_records(clean, cells, n), PRESET)
+    assert row["verdict"].startswith(expected), row
+    assert row["intervals"]["clean"]["low"] < row["clean"] < row["intervals"]["clean"]["high"]
+
+
+def test_worst_case_is_the_cell_with_the_highest_upper_bound():
+    (row,) = summary(_records(120, {"none": 10, "jpeg": 30, "bilateral": 12}, 128), PRESET)
+    assert row["worst_purifier"] == "jpeg" and row["worst_case"] == round(30 / 128, 4)
+
+
+def test_intervals_widen_with_training_seed_variance():
+    from artshield.bench.stats import interval
+
+    one = interval([[1] * 16 + [0] * 16])
+    assert 0.30 < one.low < 0.36 and 0.64 < one.high < 0.70            # the binomial interval of 16/32
+    agreeing = interval([[1] * 16 + [0] * 16] * 3)
+    disagreeing = interval([[1] * 4 + [0] * 28, [1] * 16 + [0] * 16, [1] * 28 + [0] * 4])
+    assert disagreeing.mean == agreeing.mean == 0.5 and agreeing.seeds == 3
+    assert (disagreeing.high - disagreeing.low) > 2 * (agreeing.high - agreeing.low)
+
+
+def test_cells_without_stored_outcomes_are_read_from_their_counts():
+    from artshield.bench.experiment import outcomes
+
+    assert sorted(outcomes({"mimicry_success": 0.625, "prompts": 32})) == [0.0] * 12 + [1.0] * 20
 
 
 @pytest.mark.slow

@@ -206,6 +206,7 @@ class Runner:
         write_image(grid(torch.stack([x.expand(3, -1, -1) for x in images[:4]]), columns=4), example)
         return {**asdict(cell), "condition": cell.condition,
                 "mimicry_success": round(float(np.mean([s == cell.artist for s in styles])), 4),
+                "outcomes": [int(s == cell.artist) for s in styles],
                 "domain_fid": round(frechet_distance(f_gen, f_ref), 3),
                 "precision": round(precision, 4), "recall": round(recall, 4),
                 **{k: round(v, 4) for k, v in figures.items()},
@@ -228,26 +229,45 @@ def _counts(names: list[str]) -> dict:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def summary(records: list[dict], preset: Preset) -> list[dict]:
-    """Per artist, mimicry, protection and budget: success without purification, with each
-    purifier, and the worst case (the highest success over no purification and every purifier)."""
-    rows = []
-    groups: dict[tuple, dict] = {}
-    for r in records:
-        if r["protection"] == "none":
-            continue
-        k = (r["artist"], r["mimicry"], r["protection"], r["budget"])
-        groups.setdefault(k, {})[r["purifier"]] = r["mimicry_success"]
-    clean = {(r["artist"], r["mimicry"]): r["mimicry_success"] for r in records if r["protection"] == "none"}
-    for (artist, m, p, b), by in sorted(groups.items()):
-        worst = max(by.values())
-        row = {"artist": artist, "mimicry": m, "protection": p, "budget": b,
-               "clean": clean.get((artist, m)), "none": by.get("none"),
-               **{q: by.get(q) for q in preset.purifiers},
-               "worst_case": worst, "worst_purifier": max(by, key=by.get)}
-        from .report_html import verdict
+def outcomes(record: dict) -> list[float]:
+    """A cell's per-generation judge outcomes (1: the artist's style). Cells stored before they
+    were kept give them back from their count: a bootstrap of a mean of 0/1 outcomes depends on
+    the count alone."""
+    if "outcomes" in record:
+        return [float(v) for v in record["outcomes"]]
+    n = int(record.get("prompts") or 32)
+    k = int(round(record["mimicry_success"] * n))
+    return [1.0] * k + [0.0] * (n - k)
 
-        row["verdict"] = verdict(row)
+
+def summary(records: list[dict], preset: Preset) -> list[dict]:
+    """Per artist, mimicry, protection and budget: success (mean and 95 % interval over training
+    seeds and generations) without purification, with each purifier and clean, the worst case, and
+    the verdict of `stats.verdict`."""
+    from .stats import interval, verdict, worst_case
+
+    seeds: dict[tuple, list[list[float]]] = {}
+    for r in records:
+        key = (r["artist"], r["mimicry"], r["protection"], float(r["budget"]), r["purifier"])
+        seeds.setdefault(key, []).append(outcomes(r))
+    rows = []
+    protected = sorted({k[:4] for k in seeds if k[2] != "none"})
+    for artist, m, p, b in protected:
+        clean_key = (artist, m, "none", 0.0, "none")
+        if clean_key not in seeds or (artist, m, p, b, "none") not in seeds:
+            continue
+        clean = interval(seeds[clean_key])
+        by = {q: interval(seeds[(artist, m, p, b, q)]) for q in ["none", *preset.purifiers]
+              if (artist, m, p, b, q) in seeds}
+        unpurified = by.pop("none")
+        worst_name, worst = worst_case(unpurified, by)
+        row = {"artist": artist, "mimicry": m, "protection": p, "budget": b,
+               "clean": round(clean.mean, 4), "none": round(unpurified.mean, 4),
+               **{q: round(v.mean, 4) for q, v in by.items()},
+               "worst_case": round(worst.mean, 4), "worst_purifier": worst_name,
+               "intervals": {"clean": clean.to_dict(), "none": unpurified.to_dict(),
+                             **{q: v.to_dict() for q, v in by.items()}},
+               "bar": round(clean.low / 2, 4), "verdict": verdict(clean, unpurified, by)}
         rows.append(row)
     return rows
 

@@ -4,15 +4,24 @@ from __future__ import annotations
 import html
 
 from .. import report
+from .stats import MIN_CLEAN_SUCCESS
 
 
 def _fmt(v) -> str:
     return "" if v is None else f"{v:.2f}"
 
 
+def _ci(row: dict, key: str) -> str:
+    """A cell's success with its 95 % interval, e.g. "0.62 [0.44, 0.78]"."""
+    ci = row.get("intervals", {}).get(key)
+    if ci is None:
+        return _fmt(row.get(key))
+    return f"{ci['mean']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]"
+
+
 def bars_svg(rows: list[dict], purifiers: list[str]) -> str:
     """One group of bars per protection and budget: mimicry success without purification and with
-    each purifier; a dashed line marks clean mimicry."""
+    each purifier, each with its 95 % interval; a dashed line marks clean mimicry."""
     keys = ["none", *purifiers]
     colours = ["#555", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
     bar, gap, height = 14, 24, 160
@@ -36,6 +45,11 @@ def bars_svg(rows: list[dict], purifiers: list[str]) -> str:
             h = height * v
             parts.append(f'<rect x="{x + i * bar}" y="{10 + height - h}" width="{bar - 2}" height="{h}" '
                          f'fill="{colours[i % len(colours)]}"><title>{html.escape(k)}: {v:.2f}</title></rect>')
+            ci = row.get("intervals", {}).get(k)
+            if ci is not None:          # the 95 % interval as a whisker
+                cx = x + i * bar + (bar - 2) / 2
+                parts.append(f'<line x1="{cx}" x2="{cx}" y1="{10 + height * (1 - ci["high"])}" '
+                             f'y2="{10 + height * (1 - ci["low"])}" stroke="#000"/>')
         label = f"{row['protection']}@{row['budget']:g}"
         parts.append(f'<text x="{x}" y="{height + 26}">{html.escape(label)}</text>')
         x += len(keys) * bar + gap
@@ -46,24 +60,8 @@ def bars_svg(rows: list[dict], purifiers: list[str]) -> str:
     return "".join(parts)
 
 
-MIN_CLEAN_SUCCESS = 0.3
-
-
-def verdict(row: dict) -> str:
-    """'inconclusive' when clean mimicry itself fails (nothing to protect against), 'holds' when the
-    worst case stays at or below half of clean success, else what breaks it."""
-    clean = row.get("clean")
-    if clean is None or clean < MIN_CLEAN_SUCCESS:
-        return "inconclusive: clean mimicry is too weak to measure a protection"
-    if row["worst_case"] <= clean / 2:
-        return "holds"
-    if row["worst_purifier"] == "none":
-        return "does not protect"
-    return f"broken by {row['worst_purifier']}"
-
-
 def verdict_html(row: dict) -> str:
-    text = verdict(row)
+    text = row["verdict"]
     css = "good" if text == "holds" else "small" if text.startswith("inconclusive") else "bad"
     return f'<span class="{css}">{html.escape(text)}</span>'
 
@@ -75,8 +73,8 @@ def render(results: dict, rows: list[dict]) -> str:
     table_rows = []
     for r in rows:
         verdict = report.Raw(verdict_html(r))
-        table_rows.append([r["artist"], r["mimicry"], r["protection"], f"{r['budget']:g}", _fmt(r["clean"]),
-                           _fmt(r["none"]), *[_fmt(r.get(q)) for q in purifiers], _fmt(r["worst_case"]), verdict])
+        table_rows.append([r["artist"], r["mimicry"], r["protection"], f"{r['budget']:g}", _ci(r, "clean"),
+                           _ci(r, "none"), *[_ci(r, q) for q in purifiers], _ci(r, r["worst_purifier"]), verdict])
     cells = results["cells"]
     grid_rows = [[c["condition"], c["mimicry"], f"{c['mimicry_success']:.2f}", report.Img(c["inputs"]),
                   report.Img(c["grid"])] for c in cells]
@@ -88,9 +86,13 @@ def render(results: dict, rows: list[dict]) -> str:
         report.para(f"Model {results['model']['spec']}. Mimicry success is the fraction of generations (the same "
                     f"prompts and seeds in every row) that the judge names as the artist's style; the mimic "
                     "fine-tunes on the images of each condition with the same captions and settings. A protection "
-                    "is only as strong as the purifier that breaks it best: the worst case is the highest success "
-                    "over no purification and every purifier. 'holds' means that worst case is at most half of "
-                    f"clean mimicry success; below {MIN_CLEAN_SUCCESS} clean success the test is inconclusive."),
+                    "is only as strong as the purifier that breaks it best. Every figure carries its 95 % bootstrap "
+                    "interval (over training seeds, then generations). Verdicts follow from the intervals alone: "
+                    "'holds' when the upper bound of every cell (no purifier and each purifier) is at most half "
+                    "of clean success's lower bound; 'does not protect' when the unpurified cell's lower bound "
+                    "is above that bar; 'broken by P' when the unpurified cell holds and P's lower bound is "
+                    "above the bar; otherwise 'inconclusive', as it is when clean success's lower bound is below "
+                    f"{MIN_CLEAN_SUCCESS}."),
         report.heading("Verdict"), report.table(header, table_rows),
         report.heading("Mimicry success by condition"), bars_svg(rows, purifiers),
         report.heading("What the mimic generated"),
