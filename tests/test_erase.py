@@ -63,12 +63,17 @@ def test_uce_closed_form_solves_its_least_squares_problem():
 
 
 def test_uce_pairs_the_tail_of_the_prompt_with_the_tail_of_the_guide(tiny_bundle):
-    e, g = paired_embeddings(tiny_bundle, "folder icon, papirus style", "icon")
+    from artshield.erase.uce import _last_token
+
+    prompt, guide_text = "folder icon, papirus style", "icon"
+    e, g = paired_embeddings(tiny_bundle, prompt, guide_text)
     length = tiny_bundle.tokenizer.model_max_length
-    assert e.shape == g.shape and e.shape[0] < length
+    p_last, g_last = _last_token(tiny_bundle, prompt), _last_token(tiny_bundle, guide_text)
+    assert e.shape == g.shape and e.shape[0] == length - max(p_last, g_last)
     with torch.no_grad():
-        guide = tiny_bundle.embed(["icon"])[0]
-    assert torch.allclose(g[0], guide[1])             # the concept's first token reads as the guide's last
+        concept, guide = tiny_bundle.embed([prompt, guide_text])
+    # as in the authors' code: from the concept's last token on, nothing before it
+    assert torch.allclose(e[0], concept[p_last]) and torch.allclose(g[0], guide[g_last])
 
 
 @pytest.mark.parametrize("method", sorted(ERASERS))

@@ -70,8 +70,21 @@ def test_diffusion_purifiers_keep_shape_and_follow_the_seed(tiny_bundle, method)
     b = purify(tiny_bundle, x, method, seed=3, **opts)
     assert [t.shape for t in a] == [t.shape for t in x]
     assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert all((u - v).abs().mean() > 0.01 for u, v in zip(a, x))     # a purifier that returns its input fails
     with pytest.raises(ValueError, match="needs a model"):
         purify(None, x, method)
+
+
+@pytest.mark.parametrize("method", ["bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median"])
+def test_every_filter_changes_a_noisy_image(method):
+    """A smooth image plus a small perturbation, what the filters are for: each changes it (a
+    purifier that returns its input fails here)."""
+    ramp = torch.linspace(0, 1, 32)
+    smooth = torch.stack([ramp[None, :].expand(32, 32), ramp[:, None].expand(32, 32), torch.full((32, 32), 0.5)])
+    noise = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(0)) * 8 / 255
+    x = [(smooth + noise).clamp(0, 1)]
+    (y,) = purify(None, x, method)
+    assert y.shape == x[0].shape and (y - x[0]).abs().mean() > 2 / 255
 
 
 @pytest.mark.slow

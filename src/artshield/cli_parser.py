@@ -130,8 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a sentence with {} for the concept, to edit it in context (repeatable; default: the model's)")
     er.add_argument("--no-eval", action="store_true", help="skip the evaluation")
     er.add_argument("--eval-prompts", type=int, default=32, help="evaluation: prompts with the concept (default 32)")
-    er.add_argument("--recovery-steps", type=int, default=300,
-                    help="evaluation: textual-inversion steps of the recovery attack (default 300; 0 skips it)")
+    er.add_argument("--recovery-steps", type=int, default=800,
+                    help="evaluation: textual-inversion steps of the recovery attack (default 800, what textual "
+                    "inversion needs to learn a style on mini; 0 skips it)")
     er.set_defaults(func="erase")
 
     au = sub.add_parser("audit", parents=[common, model, sampling], help="find training images a model memorised",

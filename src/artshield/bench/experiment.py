@@ -69,7 +69,7 @@ PRESETS = {
                    purifiers=["bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "noisy-upscale",
                               "diffpure", "impress"],
                    mimicry=["lora", "textual-inversion", "dreambooth", "hypernetwork"], seeds=[0],
-                   purify_options={"impress": {"iterations": 300}}),
+                   purify_options={}),      # IMPRESS at its paper's 3000 iterations
 }
 
 

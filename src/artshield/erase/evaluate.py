@@ -145,7 +145,7 @@ def recovery_attack(bundle: ModelBundle, target: Target, steps: int, seed: int, 
 
 
 def evaluate(base: ModelBundle, edit: Edit, target: Target, judge: Judge | None = None, seed: int = 0,
-             n_target: int = 32, per_other: int = 8, recovery_steps: int = 300, steps=None, guidance=None,
+             n_target: int = 32, per_other: int = 8, recovery_steps: int = 800, steps=None, guidance=None,
              progress=None) -> tuple[dict, dict[str, torch.Tensor]]:
     """before / after / recovery figures, and the target prompts' images for each (for a grid)."""
     judge = judge or Judge.load()
@@ -192,7 +192,7 @@ def default_preserve(targets: dict[str, Target | None], seed: int, n_target: int
 
 
 def evaluate_all(base: ModelBundle, edit: Edit, targets: dict[str, Target | None], concepts: list[str],
-                 seed: int = 0, n_target: int = 32, per_other: int = 8, recovery_steps: int = 300, steps=None,
+                 seed: int = 0, n_target: int = 32, per_other: int = 8, recovery_steps: int = 800, steps=None,
                  guidance=None, progress=None) -> list[tuple[dict, torch.Tensor | None]]:
     """Every concept's evaluation record, with a grid of its target generations (8 per row: before,
     after, after the recovery attack); a record says why it was "skipped" (and the grid is None)

@@ -13,9 +13,17 @@ keeps a surrogate that follows DreamBooth's trajectory and attacks it, round aft
 Defaults from the code: 50 rounds x (3 fine-tuning + 6 PGD) steps = 300 PGD steps, budget 0.05 on
 [-1, 1] (6.375/255; written files change by at most 6 on the 8-bit grid), step 0.005 (0.64/255),
 t ~ U[0, T), one image per fine-tuning step, learning rate 5e-7 (the model's own DreamBooth rate
-where it declares one: mini, whose scale needs a larger one). Departures, for memory: the text
-encoder stays frozen and there is no prior-preservation term (Anti-DreamBooth trains both);
-the base model is never modified. Works on a whole batch at once: the surrogate learns the set.
+where it declares one: mini, whose scale needs a larger one). PGD starts from the clean images
+and the surrogate fine-tunes on the clean images themselves, as in the authors' code. `steps`
+is the number of PGD steps run in all: the last round runs the remainder when `pgd_steps` does
+not divide it.
+
+Departures: for memory, the text encoder stays frozen and there is no prior-preservation term
+(Anti-DreamBooth trains both) and no gradient clipping; the base model is never modified. The
+authors fine-tune the surrogate on a clean set A separate from the protected set B; here A = B,
+the images being protected (an artist protecting a portfolio has no other clean set to give),
+which can only make the surrogate closer to what a mimic trains on. The condition is the model's
+generic prompt, not the mimic's instance prompt, which the protector does not know.
 """
 from __future__ import annotations
 
@@ -36,16 +44,17 @@ PAPER_LR = 5e-7
 class ASPLConfig(ProtectConfig):
     budget: float = 6.375
     step: float = 0.6375
-    steps: int = 300               # PGD steps in all: rounds = steps // pgd_steps (50)
+    steps: int = 300               # PGD steps in all: rounds = ceil(steps / pgd_steps) (50)
     pgd_steps: int = 6
     train_steps: int = 3
     lr: float | None = None        # None: the model's dreambooth rate, else 5e-7
+    random_start: bool = False     # the authors' code starts from the clean images
 
     limits = {**ProtectConfig.limits, "pgd_steps": AT_LEAST_ONE, "train_steps": Limit(0, 100_000), "lr": POSITIVE}
 
     @property
     def rounds(self) -> int:
-        return max(1, self.steps // self.pgd_steps)
+        return -(-self.steps // self.pgd_steps)
 
 
 @register("aspl")
@@ -79,14 +88,15 @@ class ASPL(Protection):
         cfg = self.config
         self.generator = seeded(generator)
         pgd = self.engine(images)
-        clean = pgd.views(moving=False, transform=False).detach()
+        clean = pgd.clean_views().detach()
         model = copy.deepcopy(self.bundle.unet).float()
         for r in range(cfg.rounds):
             surrogate = copy.deepcopy(model)
             self.finetune(surrogate, clean, cfg.train_steps, r * cfg.train_steps)
             self.surrogate = surrogate
-            pgd.run(lambda views: self.loss(views, pgd), maximize=True, progress=progress, steps=cfg.pgd_steps, first=r * cfg.pgd_steps)
-            # ends at rounds * pgd_steps, which may be fewer than `steps` when they do not divide
+            first = r * cfg.pgd_steps
+            pgd.run(lambda views: self.loss(views, pgd), maximize=True, progress=progress,
+                    steps=min(cfg.pgd_steps, cfg.steps - first), first=first)
             del surrogate, self.surrogate
             protected = pgd.views(moving=False, transform=False).detach()
             self.finetune(model, protected, cfg.train_steps, r * cfg.train_steps)
@@ -99,7 +109,7 @@ class ASPL(Protection):
                               unet=self.surrogate).sum()
 
     def total_steps(self, n_images: int) -> int:
-        return self.config.rounds * self.config.pgd_steps
+        return self.config.steps
 
     def score(self, views: torch.Tensor) -> torch.Tensor:
         # reported against the base model: what a mimic starts fine-tuning from

@@ -83,6 +83,10 @@ class PGD:
     def eps(self) -> float:
         return self.budget.linf / 255
 
+    def clean_views(self) -> torch.Tensor:
+        """The model's centred (B, 3, size, size) view of the images without any delta."""
+        return torch.stack([fit_view(x, self.size) for x in self.images])
+
     def perturbed(self) -> list[torch.Tensor]:
         """x + delta at full resolution, differentiable in delta."""
         return [x + d for x, d in zip(self.images, self.deltas_)]

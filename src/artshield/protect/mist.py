@@ -8,9 +8,9 @@ squared distance of the protected image's latent to the latent of a target image
 texture, so that whatever the model learns from the image carries y's pattern. Mist's default
 "fused" mode weighs them with w = 10^(rate + 3) = 1e4 (rate 1).
 
-Mist sums L_textural over the latent of a 512 x 512 image (4 x 64 x 64 elements). To keep that
-balance on models of any resolution, artshield uses the mean squared latent distance times
-4 * 64 * 64, which equals Mist's sum at 512 x 512.
+Mist sums L_textural over the latent's elements, whatever their number, and so does artshield:
+the balance between the two terms is then Mist's own on any model and image size (on mini's
+8 x 8 latents the texture term weighs 64 times less than on SD's 64 x 64, as in Mist's code).
 
 Defaults (mist_utils.py): budget 16/255, step 1/255, 100 steps, prompt "a painting", rate 1.
 """
@@ -23,9 +23,6 @@ import torch
 from ..models.diffusion import denoising_loss
 from . import targets
 from .base import ProtectConfig, Protection, register, scored_denoising_loss
-
-SD_LATENT_ELEMENTS = 4 * 64 * 64
-
 
 @dataclass
 class MistConfig(ProtectConfig):
@@ -48,7 +45,7 @@ class Mist(targets.TargetLatent, Protection):
         return 10.0 ** (self.config.rate + 3)
 
     def textural(self, latents: torch.Tensor) -> torch.Tensor:
-        return (latents.float() - self.target_latent().float()).pow(2).flatten(1).mean(1) * SD_LATENT_ELEMENTS
+        return (latents.float() - self.target_latent().float()).pow(2).flatten(1).sum(1)
 
     def loss(self, views: torch.Tensor, pgd) -> torch.Tensor:
         latents = self.bundle.encode(views)
