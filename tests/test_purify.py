@@ -62,7 +62,7 @@ def test_guided_filter_with_itself_as_guide_and_tiny_eps_is_the_identity():
     assert np.abs(guided_filter(image, image, 2, 1e-4) - image).max() < 0.05
 
 
-@pytest.mark.parametrize("method", ["diffpure", "noisy-upscale", "impress"])
+@pytest.mark.parametrize("method", ["diffpure", "noisy-redraw", "impress"])
 def test_diffusion_purifiers_keep_shape_and_follow_the_seed(tiny_bundle, method):
     opts = {"iterations": 3} if method == "impress" else {}
     x = [torch.rand(3, 20, 28, generator=torch.Generator().manual_seed(0)), torch.rand(1, 16, 16)]
@@ -126,6 +126,11 @@ def test_purify_cli_writes_copies_and_results(tmp_path, tiny_model_dir):
         argv = ["purify", str(src), "-o", str(out), "--method", method, "--model", str(tiny_model_dir), "-q"]
         if method == "impress":
             argv += ["--option", "iterations=2"]
+        if method == "noisy-upscale":
+            from artshield.models.tiny import make_tiny_upscaler
+
+            argv += ["--option", f"upscaler={make_tiny_upscaler(tmp_path / 'upscaler')}", "--option",
+                     "upscaler_steps=1"]
         assert main(argv) == 1, method                   # bad.png fails, a.png is done
         res = json.loads((out / "results.json").read_text())
         assert [r["output"] for r in res["images"]] == ["a.png"] and "bad.png" in res["failed"][0]["error"]
@@ -151,3 +156,26 @@ def test_noisy_upscale_runs_a_real_upscaler_pipeline_folder(tiny_bundle, tmp_pat
     assert all(0 <= float(t.min()) and float(t.max()) <= 1 for t in a)
     c = purify(tiny_bundle, x, "noisy-upscale", seed=6, **opts)
     assert not torch.equal(a[0], c[0])
+
+
+def test_noisy_upscale_upscales_the_training_size_view_and_needs_an_upscaler(tiny_bundle, tmp_path, capsys):
+    from artshield.cli import main
+    from artshield.models.tiny import make_tiny_upscaler
+    from artshield.purify import PURIFIERS
+
+    folder = make_tiny_upscaler(tmp_path / "upscaler")
+    purifier = PURIFIERS.create("noisy-upscale", tiny_bundle, upscaler=str(folder), upscaler_steps=1)
+    seen = []
+    pipe = purifier.pipe
+    purifier.pipe = lambda **kw: seen.append(tuple(kw["image"].shape)) or pipe(**kw)
+    big = torch.rand(3, 96, 144, generator=torch.Generator().manual_seed(0))
+    (out,) = purifier.run([big], torch.Generator().manual_seed(0))
+    assert out.shape == big.shape and max(seen[0][-2:]) <= 2 * tiny_bundle.image_size   # not the full image
+    (tmp_path / "in").mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), "white").save(tmp_path / "in" / "a.png")
+    capsys.readouterr()
+    assert main(["purify", str(tmp_path / "in"), "--method", "noisy-upscale", "-o", str(tmp_path / "o"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "noisy-redraw" in err and "upscaler=DIR" in err

@@ -3,7 +3,8 @@ importing torch, diffusers or transformers. tests/test_layers.py checks that eac
 family's registry, so a new method cannot be forgotten here."""
 
 PROTECT = ("advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl")
-PURIFY = ("bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "noisy-upscale", "diffpure", "impress")
+PURIFY = ("bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "noisy-redraw", "noisy-upscale", "diffpure",
+          "impress")
 MIMIC = ("lora", "textual-inversion", "dreambooth", "hypernetwork")
 ERASE = ("esd-x", "esd-u", "esd-x-strict", "uce")
 AUDIT = ("extract", "detect")

@@ -63,10 +63,10 @@ PRESETS = {
     # on the 8,506-step mini:
     # LoRA 1e-3 for 300/400/500 steps -> 0.56/0.63/0.72 style accuracy; gartoon 0.44, sugar 0.06 at 300)
     "quick": Preset(artists=["moka"], protections=["advdm", "mist"], budgets=[8, 16],
-                    purifiers=["bilateral", "noisy-upscale"], mimicry=["lora"], seeds=[0]),
+                    purifiers=["bilateral", "noisy-redraw"], mimicry=["lora"], seeds=[0]),
     "full": Preset(artists=corpus.themes(heldout=True) if corpus.CORPUS_DIR.exists() else [],
                    protections=["advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl"], budgets=[8, 16],
-                   purifiers=["bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "noisy-upscale",
+                   purifiers=["bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "noisy-redraw",
                               "diffpure", "impress"],
                    mimicry=["lora", "textual-inversion", "dreambooth", "hypernetwork"], seeds=[0],
                    purify_options={}),      # IMPRESS at its paper's 3000 iterations

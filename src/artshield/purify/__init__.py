@@ -5,7 +5,8 @@
     cleaned = purify(model, [image], "diffpure")              # diffusion purifiers do
 
 Purifiers (one file each, defaults from their sources): bilateral (with the AdverseCleaner
-recipe), jpeg, gaussian-noise, gaussian-blur, median, noisy-upscale, diffpure, impress.
+recipe), jpeg, gaussian-noise, gaussian-blur, median, noisy-redraw, noisy-upscale (with an
+upscaler), diffpure, impress.
 """
 from __future__ import annotations
 

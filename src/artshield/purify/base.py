@@ -28,7 +28,7 @@ class PurifyConfig(Overridable):
 class Purifier(ABC):
     name = ""
     Config = PurifyConfig
-    needs_model = False          # True: it runs the diffusion model (noisy-upscale, diffpure, impress)
+    needs_model = False          # True: it runs the diffusion model (noisy-redraw, noisy-upscale, diffpure, impress)
 
     def __init__(self, bundle=None, config: PurifyConfig | None = None):
         self.bundle = bundle
