@@ -9,15 +9,17 @@ from artshield.bench.experiment import Cell, Preset, cells, summary
 
 def tiny_preset():
     return Preset(artists=["sugar"], protections=["advdm"], budgets=[8], purifiers=["jpeg"], mimicry=["lora"],
-                  seeds=[0], images_per_artist=6, prompts_per_artist=6, mimicry_steps={"lora": 4},
+                  seeds=[0], images_per_artist=6, prompts_per_artist=6, generations_per_prompt=2,
+                  mimicry_steps={"lora": 4},
                   protect_options={"advdm": {"steps": 2}})
 
 
 def test_cells_cover_clean_and_every_protection_budget_purifier():
     p = Preset(artists=["a"], protections=["x", "y"], budgets=[8, 16], purifiers=["q"], mimicry=["lora"], seeds=[0, 1])
     cs = cells(p)
-    assert len(cs) == 2 * (1 + 2 * 2 * 2)
+    assert len(cs) == 2 * (1 + 1 + 2 * 2 * 2)                    # clean, its control through q, the rest
     assert Cell("a", "none", 0, "none", "lora", 1) in cs and Cell("a", "y", 16.0, "q", "lora", 0) in cs
+    assert Cell("a", "none", 0, "q", "lora", 0).condition == "clean + q"
     assert len({c.key for c in cs}) == len(cs)
 
 
@@ -82,10 +84,12 @@ def test_experiment_runs_and_reuses_finished_cells(tmp_path, mini_bundle, monkey
 
     preset = tiny_preset()
     first = experiment.Runner(mini_bundle, Judge.load(), preset, tmp_path).run()
-    assert [c["condition"] for c in first] == ["clean", "advdm@8", "advdm@8 + jpeg"]
+    assert [c["condition"] for c in first] == ["clean", "clean + jpeg", "advdm@8", "advdm@8 + jpeg"]
     for c in first:
         assert 0 <= c["mimicry_success"] <= 1 and (tmp_path / c["grid"]).is_file()
-    assert first[1]["protection_psnr_db"] > 20 and "purifier_psnr_db" in first[2]
+        assert len(c["outcomes"]) == c["prompts"] == 6 * 2 and c["mimicry_success"] == round(
+            sum(c["outcomes"]) / len(c["outcomes"]), 4)
+    assert first[2]["protection_psnr_db"] > 20 and "purifier_psnr_db" in first[3] and "purifier_psnr_db" in first[1]
 
     def fail(*a, **k):
         raise AssertionError("a finished cell was computed again")
@@ -95,8 +99,12 @@ def test_experiment_runs_and_reuses_finished_cells(tmp_path, mini_bundle, monkey
     assert again == first
     results = {"preset": {"purifiers": preset.purifiers}, "preset_name": "test", "model": {"spec": "mini"},
                "cells": first, "command": "test", "seconds": 0}
+    results["controls"] = experiment.controls(first)
     html = report_html.render(results, summary(first, preset))
-    assert html.count("<img") == 6 and "Verdict" in html and "<svg" in html
+    assert html.count("<img") == 8 and "Verdict" in html and "<svg" in html and "Controls" in html
+    other = Preset(**{**preset.__dict__, "generations_per_prompt": 3})
+    with pytest.raises(ValueError, match="other settings"):
+        experiment.Runner(mini_bundle, Judge.load(), other, tmp_path).run()
 
 
 def test_bench_cli_rejects_other_models(tmp_path, tiny_model_dir, capsys):
@@ -106,7 +114,7 @@ def test_bench_cli_rejects_other_models(tmp_path, tiny_model_dir, capsys):
     assert "needs --model mini" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["quick", "full"])
+@pytest.mark.parametrize("name", ["quick", "standard", "full"])
 def test_presets_name_real_methods(name):
     from artshield.mimic import MIMICS
     from artshield.protect import METHODS

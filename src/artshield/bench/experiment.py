@@ -13,8 +13,14 @@ the same seeds; the judge then says whether the generations are in the artist's 
 
 Artists are held-out themes of the corpus (never seen by mini): the mimic trains on the theme's
 fine-tuning images, prompts are the theme's reference captions with the trigger in place of the
-name, and the reference images are the real distribution. Finished cells are stored in
-OUT/cells/ and reused: an interrupted run goes on where it stopped.
+name, and the reference images are the real distribution. The first `tuning_prompts` captions
+are the tuning split: settings (artist, learning rate, steps) are chosen on them
+(scripts/probe_mimicry.py) and the bench never scores them; it scores the next
+`prompts_per_artist` captions, each generated `generations_per_prompt` times with distinct seeds.
+Control cells (clean images through each purifier) show what a purifier does to mimicry by itself.
+Each cell keeps its per-generation judge outcomes; bench/stats.py turns them into intervals and
+verdicts. Finished cells are stored in OUT/cells/ and reused: an interrupted run goes on where it
+stopped (OUT/protocol.json guards against mixing cells of different settings).
 """
 from __future__ import annotations
 
@@ -51,7 +57,10 @@ class Preset:
     mimicry: list[str]
     seeds: list[int]
     images_per_artist: int = 30
-    prompts_per_artist: int = 32
+    prompts_per_artist: int = 32       # scored captions, after the tuning split
+    tuning_prompts: int = 32           # the first captions: for choosing settings, never scored
+    generations_per_prompt: int = 1
+    controls: bool = True              # clean images through each purifier
     mimicry_steps: dict = field(default_factory=lambda: {"lora": 500, "dreambooth": 300,
                                                           "textual-inversion": 300, "hypernetwork": 300})
     protect_options: dict = field(default_factory=dict)     # method -> options (steps ...)
@@ -59,11 +68,21 @@ class Preset:
 
 
 PRESETS = {
-    # moka: of the three held-out artists, the one a short LoRA learns best on mini (probe_mimicry.py
-    # on the 8,506-step mini:
+    # moka: of the three held-out artists, the one a short LoRA learns best on mini, chosen on the
+    # tuning split (the first 32 reference captions, seed 0; probe_mimicry.py on the 8,506-step mini:
     # LoRA 1e-3 for 300/400/500 steps -> 0.56/0.63/0.72 style accuracy; gartoon 0.44, sugar 0.06 at 300)
-    "quick": Preset(artists=["moka"], protections=["advdm", "mist"], budgets=[8, 16],
-                    purifiers=["bilateral", "noisy-redraw"], mimicry=["lora"], seeds=[0]),
+    # quick: a smoke test of the whole path (4 cells, one seed, 32 generations): its intervals are
+    # too wide to support a verdict other than "inconclusive" or "does not protect"
+    "quick": Preset(artists=["moka"], protections=["advdm"], budgets=[16], purifiers=["jpeg"], mimicry=["lora"],
+                    seeds=[0]),
+    # standard: the committed evidence. Every protection at 8 and 16/255, the cheap purifiers plus the
+    # two diffusion redraws, LoRA, 3 training seeds, 64 scored captions x 2 generations = 128 per cell,
+    # control cells. Only moka: gartoon (0.44) and sugar (0.06) are below 0.5 on the tuning split.
+    "standard": Preset(artists=["moka"], protections=["advdm", "mist", "sds", "sds-minus", "photoguard", "glaze",
+                                                      "aspl"], budgets=[8, 16],
+                       purifiers=["jpeg", "gaussian-blur", "gaussian-noise", "median", "bilateral", "noisy-redraw",
+                                  "diffpure"], mimicry=["lora"], seeds=[0, 1, 2], prompts_per_artist=64,
+                       generations_per_prompt=2),
     "full": Preset(artists=corpus.themes(heldout=True) if corpus.CORPUS_DIR.exists() else [],
                    protections=["advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl"], budgets=[8, 16],
                    purifiers=["bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "noisy-redraw",
@@ -91,7 +110,7 @@ class Cell:
     @property
     def condition(self) -> str:
         if self.protection == "none":
-            return "clean"
+            return "clean" if self.purifier == "none" else f"clean + {self.purifier}"
         label = f"{self.protection}@{self.budget:g}"
         return label if self.purifier == "none" else f"{label} + {self.purifier}"
 
@@ -102,6 +121,8 @@ def cells(preset: Preset) -> list[Cell]:
         for seed in preset.seeds:
             for m in preset.mimicry:
                 out.append(Cell(artist, "none", 0, "none", m, seed))
+                if preset.controls:
+                    out.extend(Cell(artist, "none", 0, q, m, seed) for q in preset.purifiers)
                 for p in preset.protections:
                     for b in preset.budgets:
                         for q in ["none", *preset.purifiers]:
@@ -123,9 +144,12 @@ def artist_data(artist: str, preset: Preset) -> ArtistData:
     finetune = corpus.items(split="finetune", theme=artist)[:preset.images_per_artist]
     reference = corpus.items(split="reference", theme=artist)
     swap = (lambda c: c.replace(f"{artist} style", f"{TRIGGER} style"))
+    scored = reference[preset.tuning_prompts:preset.tuning_prompts + preset.prompts_per_artist]
+    if len(scored) < preset.prompts_per_artist:
+        raise ValueError(f"artist {artist!r} has {len(reference)} reference captions: not enough for "
+                         f"{preset.tuning_prompts} tuning and {preset.prompts_per_artist} scored prompts")
     return ArtistData(list(corpus.load_images(finetune, 64)), [swap(i.caption) for i in finetune],
-                      [swap(i.caption) for i in reference][:preset.prompts_per_artist],
-                      corpus.load_images(reference, 64))
+                      [swap(i.caption) for i in scored], corpus.load_images(reference, 64))
 
 
 class Runner:
@@ -140,7 +164,19 @@ class Runner:
     def cell_path(self, cell: Cell) -> Path:
         return self.out / "cells" / f"{cell.key}.json"
 
+    def protocol(self) -> dict:
+        """What makes cells comparable: a cell stored under other settings must not be reused."""
+        p = self.preset
+        return {"images_per_artist": p.images_per_artist, "prompts_per_artist": p.prompts_per_artist,
+                "tuning_prompts": p.tuning_prompts, "generations_per_prompt": p.generations_per_prompt,
+                "mimicry_steps": p.mimicry_steps, "protect_options": p.protect_options,
+                "purify_options": p.purify_options}
+
     def run(self) -> list[dict]:
+        stored = self.out / "protocol.json"
+        if stored.exists() and json.loads(stored.read_text()) != json.loads(json.dumps(self.protocol())):
+            raise ValueError(f"{self.out} holds cells made with other settings ({stored}); use a new folder")
+        write_json(self.protocol(), stored)
         todo = cells(self.preset)
         results, start, done_now = [], time.time(), 0
         for k, cell in enumerate(todo):
@@ -169,8 +205,15 @@ class Runner:
     def condition_images(self, cell: Cell) -> tuple[list[torch.Tensor], dict]:
         """The images the mimic gets in this cell, and the visibility figures of how they were made."""
         data = self.artist(cell.artist)
-        if cell.protection == "none":
+        if cell.protection == "none" and cell.purifier == "none":
             return data.images, {}
+        if cell.protection == "none":             # a control: the clean images through the purifier
+            key = (cell.artist, "none", cell.seed, cell.purifier)
+            if key not in self.conditions:
+                opts = self.preset.purify_options.get(cell.purifier, {})
+                purified = purify(self.bundle, data.images, cell.purifier, seed=cell.seed, **opts)
+                self.conditions[key] = (purified, _visibility("purifier", data.images, purified))
+            return self.conditions[key]
         key = (cell.artist, cell.protection, cell.budget, cell.seed)
         if key not in self.conditions:
             opts = self.preset.protect_options.get(cell.protection, {})
@@ -195,7 +238,8 @@ class Runner:
         steps = self.preset.mimicry_steps.get(cell.mimicry, 300)
         adapter = mimic(self.bundle, images, data.captions, cell.mimicry, steps=steps, seed=cell.seed, batch_size=8)
         adapted = adapter.apply(self.bundle.copy())
-        generations = generate(adapted, [adapter.prompt(p) for p in data.prompts], seed=cell.seed)
+        prompts = [adapter.prompt(p) for p in data.prompts for _ in range(self.preset.generations_per_prompt)]
+        generations = generate(adapted, prompts, seed=cell.seed)
         styles, _ = self.judge.predict(generations)
         f_gen = self.judge.features(generations).numpy()
         f_ref = self.judge.features(data.reference).numpy()
@@ -211,7 +255,7 @@ class Runner:
                 "precision": round(precision, 4), "recall": round(recall, 4),
                 **{k: round(v, 4) for k, v in figures.items()},
                 "mimicry_steps": steps, "mimicry_lr": adapter.info["config"]["lr"],
-                "mimicry_final_loss": round(adapter.info["final_loss"], 5), "prompts": len(data.prompts),
+                "mimicry_final_loss": round(adapter.info["final_loss"], 5), "prompts": len(prompts),
                 "training_images": len(images), "predicted_styles": _counts(styles),
                 "grid": str(sample.relative_to(self.out)), "inputs": str(example.relative_to(self.out))}
 
@@ -272,6 +316,25 @@ def summary(records: list[dict], preset: Preset) -> list[dict]:
     return rows
 
 
+def controls(records: list[dict]) -> list[dict]:
+    """Per artist and mimicry: clean success and, for each purifier, success on the clean images
+    through that purifier (what the purifier does to mimicry by itself), with intervals."""
+    from .stats import interval
+
+    seeds: dict[tuple, list[list[float]]] = {}
+    for r in records:
+        if r["protection"] == "none":
+            seeds.setdefault((r["artist"], r["mimicry"], r["purifier"]), []).append(outcomes(r))
+    rows = []
+    for (artist, m, q), groups in sorted(seeds.items()):
+        if q != "none":
+            rows.append({"artist": artist, "mimicry": m, "purifier": q,
+                         "clean": interval(seeds[(artist, m, "none")]).to_dict()
+                         if (artist, m, "none") in seeds else None,
+                         "purified": interval(groups).to_dict()})
+    return rows
+
+
 def run_preset(bundle: ModelBundle, name: str, out: Path, log=print) -> dict:
     """Run (or resume) the preset `name` with its cells stored in OUT/cells/; the results of every
     cell and the verdict table, as results.json holds them (without the environment)."""
@@ -280,5 +343,6 @@ def run_preset(bundle: ModelBundle, name: str, out: Path, log=print) -> dict:
     log(f"bench {name}: {len(cells(preset))} cells; finished ones in {Path(out) / 'cells'} are reused")
     records = Runner(bundle, Judge.load(), preset, Path(out), log=log).run()
     return {"command": f"artshield bench --preset {name} -o {out}", "preset_name": name, "preset": asdict(preset),
-            "model": bundle.describe(), "summary": summary(records, preset), "cells": records,
+            "model": bundle.describe(), "summary": summary(records, preset), "controls": controls(records),
+            "cells": records,
             "seconds": round(time.time() - start, 1)}

@@ -11,12 +11,14 @@ def _fmt(v) -> str:
     return "" if v is None else f"{v:.2f}"
 
 
+def _interval(ci: dict | None) -> str:
+    return "" if ci is None else f"{ci['mean']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]"
+
+
 def _ci(row: dict, key: str) -> str:
     """A cell's success with its 95 % interval, e.g. "0.62 [0.44, 0.78]"."""
     ci = row.get("intervals", {}).get(key)
-    if ci is None:
-        return _fmt(row.get(key))
-    return f"{ci['mean']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]"
+    return _fmt(row.get(key)) if ci is None else _interval(ci)
 
 
 def bars_svg(rows: list[dict], purifiers: list[str]) -> str:
@@ -94,6 +96,12 @@ def render(results: dict, rows: list[dict]) -> str:
                     "above the bar; otherwise 'inconclusive', as it is when clean success's lower bound is below "
                     f"{MIN_CLEAN_SUCCESS}."),
         report.heading("Verdict"), report.table(header, table_rows),
+        report.heading("Controls: the clean images through each purifier"),
+        report.para("What a purifier does to mimicry by itself, without any protection: a purifier that "
+                    "lowers clean mimicry cannot be said to break a protection by raising it."),
+        report.table(["artist", "mimicry", "purifier", "clean", "clean + purifier"],
+                     [[c["artist"], c["mimicry"], c["purifier"], _interval(c["clean"]), _interval(c["purified"])]
+                      for c in results.get("controls", [])]),
         report.heading("Mimicry success by condition"), bars_svg(rows, purifiers),
         report.heading("What the mimic generated"),
         report.para("Rows: conditions; columns: the first prompts, same seeds in every row. 'training images' "
