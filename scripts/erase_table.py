@@ -5,7 +5,8 @@
 runs `artshield erase` (with its default evaluation: before, after, and after a concept-inversion
 attack) for each method and concept into WORK/RUN/ (the edited weights stay there, out of git),
 copies each run's results.json and image grid to OUT/RUN/, and writes OUT/summary.json and the
-markdown table README shows. A run whose results.json exists in WORK is reused.
+markdown table README shows, target accuracies with their 95 % bootstrap intervals over the target
+prompts (one seed). A run whose results.json exists in WORK is reused.
 """
 from __future__ import annotations
 
@@ -16,16 +17,27 @@ import shutil
 import sys
 from pathlib import Path
 
+from artshield.bench.stats import interval
 from artshield.cli import main as artshield
 
 METHODS = ["esd-x", "esd-u", "uce"]
 CONCEPTS = ["faenza style", "trash can"]
 
 
+def with_interval(accuracy: float | None, n: int) -> str:
+    """An accuracy over n target prompts with its 95 % bootstrap interval (one seed: prompts only)."""
+    if accuracy is None:
+        return "n/a"
+    k = round(accuracy * n)
+    ci = interval([[1.0] * k + [0.0] * (n - k)])
+    return f"{ci.mean:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
+
+
 def row(name: str, res: dict) -> str:
     b, a, r = res["before"], res["after"], res.get("recovery", {})
-    return (f"| {name} | {b['target_accuracy']:.2f} | {a['target_accuracy']:.2f} | "
-            f"{r.get('target_accuracy', float('nan')):.2f} | {b['others_accuracy']:.2f} | {a['others_accuracy']:.2f} | "
+    n = len(res["evaluations"][0]["prompts"]["target"])
+    return (f"| {name} | {with_interval(b['target_accuracy'], n)} | {with_interval(a['target_accuracy'], n)} | "
+            f"{with_interval(r.get('target_accuracy'), n)} | {b['others_accuracy']:.2f} | {a['others_accuracy']:.2f} | "
             f"{b['others_domain_fid']:.1f} | {a['others_domain_fid']:.1f} | {res['erase_seconds']:.1f} |")
 
 
