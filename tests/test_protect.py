@@ -269,3 +269,29 @@ def test_glaze_stays_within_its_lpips_budget(mini_bundle, artworks):
     for x, y in zip(artworks, result.protected(artworks)):
         value = visibility(x, y, exact=True)["lpips"]          # LPIPS as the bench reports it
         assert value <= budget * 1.2, (value, budget)         # a penalty, not a hard constraint: 20 % slack
+
+
+def test_aspl_surrogate_learns_a_separate_clean_set_when_given(tmp_path, tiny_model_dir, capsys):
+    protected, clean = tmp_path / "b", tmp_path / "a"
+    for folder, seed in ((protected, 0), (clean, 1)):
+        folder.mkdir()
+        for i in range(2):
+            Image.fromarray((eight_bit(16, 16, 3, seed=seed * 10 + i) * 255).byte().numpy()).save(folder / f"{i}.png")
+    common = ["--model", str(tiny_model_dir), "--steps", "2", "-q"]
+    assert main(["protect", str(protected), "-o", str(tmp_path / "o1"), "--method", "aspl", *common]) == 0
+    assert main(["protect", str(protected), "-o", str(tmp_path / "o2"), "--method", "aspl", "--surrogate-images",
+                 str(clean), *common]) == 0
+    res = json.loads((tmp_path / "o2" / "results.json").read_text())
+    assert res["config"]["surrogate_images"] == "2 images"
+    from artshield.models import load_model
+
+    bundle = load_model(str(tiny_model_dir), device="cpu")
+    images = [eight_bit(3, 16, 16, seed=i) for i in range(2)]
+    others = [eight_bit(3, 16, 16, seed=10 + i) for i in range(2)]
+    own = protect(bundle, images, "aspl", steps=4, lr=1e-1, score=False)
+    given = protect(bundle, images, "aspl", steps=4, lr=1e-1, score=False, surrogate_images=others)
+    assert any(not torch.equal(a, b) for a, b in zip(own.deltas, given.deltas))   # the surrogate learnt set A
+    capsys.readouterr()
+    assert main(["protect", str(protected), "-o", str(tmp_path / "o3"), "--method", "advdm", "--surrogate-images",
+                 str(clean), *common]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0

@@ -198,6 +198,16 @@ def _bench_experiment(args) -> int:
     return _finish(args, out, results)
 
 
+def _read_folder_images(folder: str) -> list:
+    """--surrogate-images: every readable image of a folder (at least one)."""
+    from .io import read_captioned_folder
+
+    found = read_captioned_folder(folder) if Path(folder).is_dir() else None
+    if not found or not found.images:
+        raise ArtshieldError(f"--surrogate-images {folder}: expected a folder with at least one readable image")
+    return found.images
+
+
 def _parse_target(value: str | None):
     """--target: a named target ("texture", "grey", "zero") or an image file."""
     if value is None or value in ("texture", "grey", "zero"):
@@ -221,7 +231,8 @@ def cmd_protect(args) -> int:
     start = time.time()
     options = {"budget": args.budget, "steps": args.steps, "step": args.step, "prompt": args.prompt,
                "eot": tuple(args.eot.split(",")) if args.eot else None, "target": _parse_target(args.target),
-               "target_style": args.target_style}
+               "target_style": args.target_style,
+               "surrogate_images": _read_folder_images(args.surrogate_images) if args.surrogate_images else None}
     _check_method(args, "protect", **options)
     batch = plan_batch(args.images, args.output, "protected copy", args.format == "keep", args.overwrite,
                        settings=_settings(args))

@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--prompt", default=None, help="text condition (default: the model's generic prompt)")
     pr.add_argument("--target", default=None, help="mist/photoguard target: texture, grey, zero, or an image file")
     pr.add_argument("--target-style", default=None, help="glaze: the target style (default: chosen automatically)")
+    pr.add_argument("--surrogate-images", default=None, metavar="DIR",
+                    help="aspl: a folder of other clean images of the artist for the surrogate to learn (the "
+                    "authors' clean set A; default: the images being protected)")
     pr.add_argument("--batch", type=int, default=4, help="images optimised together (default 4; aspl: all)")
     pr.set_defaults(func="protect")
 

@@ -81,6 +81,8 @@ def _config_dict(prot: Protection) -> dict:
     for key, value in list(cfg.items()):
         if isinstance(value, torch.Tensor):
             cfg[key] = f"image {tuple(value.shape)}"
+        elif isinstance(value, (list, tuple)) and value and not isinstance(value[0], (str, int, float)):
+            cfg[key] = f"{len(value)} images"
         elif isinstance(value, tuple):
             cfg[key] = list(value)
     if cfg.get("prompt") is None:

@@ -20,9 +20,10 @@ not divide it.
 
 Departures: for memory, the text encoder stays frozen and there is no prior-preservation term
 (Anti-DreamBooth trains both) and no gradient clipping; the base model is never modified. The
-authors fine-tune the surrogate on a clean set A separate from the protected set B; here A = B,
-the images being protected (an artist protecting a portfolio has no other clean set to give),
-which can only make the surrogate closer to what a mimic trains on. The condition is the model's
+authors fine-tune the surrogate on a clean set A separate from the protected set B: give A as
+`surrogate_images` (`--surrogate-images DIR`). Without it A = B, the images being protected (an
+artist protecting a portfolio may have no other clean set to give), which can only make the
+surrogate closer to what a mimic trains on. The condition is the model's
 generic prompt, not the mimic's instance prompt, which the protector does not know.
 """
 from __future__ import annotations
@@ -49,6 +50,7 @@ class ASPLConfig(ProtectConfig):
     train_steps: int = 3
     lr: float | None = None        # None: the model's dreambooth rate, else 5e-7
     random_start: bool = False     # the authors' code starts from the clean images
+    surrogate_images: object = None   # the clean set A the surrogate learns (images); None: the protected set
 
     limits = {**ProtectConfig.limits, "pgd_steps": AT_LEAST_ONE, "train_steps": Limit(0, 100_000), "lr": POSITIVE}
 
@@ -88,7 +90,14 @@ class ASPL(Protection):
         cfg = self.config
         self.generator = seeded(generator)
         pgd = self.engine(images)
-        clean = pgd.clean_views().detach()
+        if cfg.surrogate_images is not None:
+            from ..images import as_tensors
+            from ..models.views import model_views
+
+            clean = model_views(as_tensors(list(cfg.surrogate_images))[0], self.bundle.image_size).to(
+                self.bundle.device)
+        else:
+            clean = pgd.clean_views().detach()
         model = copy.deepcopy(self.bundle.unet).float()
         for r in range(cfg.rounds):
             surrogate = copy.deepcopy(model)
