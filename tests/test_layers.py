@@ -92,14 +92,16 @@ def test_static_method_tables_match_the_registries(family):
     assert set(names.FAMILIES[family]) == set(registry(family))
 
 
-def test_every_method_has_the_one_call_shape(tiny_bundle):
+def test_every_method_has_the_one_call_shape(tiny_bundle, tmp_path):
     import inspect
 
+    from artshield.models.tiny import make_tiny_upscaler
     from artshield.options import make_method, registry
 
+    required = {"noisy-upscale": {"upscaler": str(make_tiny_upscaler(tmp_path / "upscaler"))}}
     for family in ("protect", "purify", "mimic", "erase", "audit"):
         for name in registry(family):
-            method = make_method(family, name, tiny_bundle)
+            method = make_method(family, name, tiny_bundle, **required.get(name, {}))
             assert method.bundle is tiny_bundle and method.config is not None, (family, name)
             params = inspect.signature(method.run).parameters
             assert "generator" in params and "progress" in params, (family, name)
