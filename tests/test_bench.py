@@ -123,3 +123,18 @@ def test_presets_name_real_methods(name):
     p = experiment.PRESETS[name]
     assert set(p.protections) <= set(METHODS) and set(p.purifiers) <= set(PURIFIERS) and set(p.mimicry) <= set(MIMICS)
     assert p.artists and json.dumps(p.mimicry_steps)
+
+
+def test_the_committed_verdicts_follow_from_the_committed_cells():
+    """A reader can recompute every committed verdict from the stored cells with the rule README
+    states (bench/stats.py); this does."""
+    from dataclasses import fields
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).parents[1] / "docs" / "results").glob("bench-*/results.json")):
+        results = json.loads(path.read_text())
+        known = {f.name for f in fields(Preset)}
+        preset = Preset(**{k: v for k, v in results["preset"].items() if k in known})
+        again = summary(results["cells"], preset)
+        assert [r["verdict"] for r in again] == [r["verdict"] for r in results["summary"]], path
+        assert [r["intervals"] for r in again] == [r["intervals"] for r in results["summary"]], path
