@@ -30,23 +30,26 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--prompts", type=int, default=32)
+    ap.add_argument("--prompts", type=int, default=32, help="the first N reference captions: the bench's tuning split")
+    ap.add_argument("--images", type=int, default=None, help="fine-tune on the first N images (the bench uses 30)")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     bundle, judge, theme = load_model(args.model, "cpu"), Judge.load(), args.theme
-    finetune = corpus.items(split="finetune", theme=theme)
+    finetune = corpus.items(split="finetune", theme=theme)[:args.images]
     captions = [i.caption.replace(f"{theme} style", "sks style") for i in finetune]
     prompts = [i.caption.replace(f"{theme} style", "sks style")
                for i in corpus.items(split="reference", theme=theme)][:args.prompts]
 
     def accuracy(model, adapter=None) -> float:
-        styles, _ = judge.predict(generate(model, [adapter.prompt(p) if adapter else p for p in prompts], seed=0))
+        styles, _ = judge.predict(generate(model, [adapter.prompt(p) if adapter else p for p in prompts], seed=args.seed))
         return sum(s == theme for s in styles) / len(styles)
 
     start = time.time()
     adapter = mimic(bundle, list(corpus.load_images(finetune, 64)), captions, args.method, steps=args.steps,
-                    lr=args.lr, batch_size=args.batch_size)
+                    lr=args.lr, batch_size=args.batch_size, seed=args.seed)
     seconds = time.time() - start
     print(json.dumps({"theme": theme, "method": args.method, "steps": args.steps, "lr": adapter.info["config"]["lr"],
+                      "images": len(finetune), "seed": args.seed,
                       "prompts": len(prompts), "style_accuracy_before": accuracy(bundle),
                       "style_accuracy_after": accuracy(adapter.apply(load_model(args.model, "cpu")), adapter),
                       "train_seconds": round(seconds, 1), "torch_threads": torch.get_num_threads()}))
