@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .errors import ArtshieldError
-from .io import _atomic_write, _umask
+from .io import _umask, write_safetensors
 from .models import ModelBundle, load_model
 
 FORMATS = ("diffusers", "single-file", "kohya")
@@ -58,7 +58,7 @@ def export(source: str, output: str, fmt: str = "diffusers", adapter: str | None
                                  param="source", value=source)
         from .mimic.lora import kohya_state
 
-        return _write_file(kohya_state(own.tensors, own.info), out, {"ss_network_module": "networks.lora",
+        return write_safetensors(kohya_state(own.tensors, own.info), out, {"ss_network_module": "networks.lora",
                                                                      "ss_network_dim": str(own.info["config"]["rank"]),
                                                                      "ss_network_alpha": str(own.info["config"]["alpha"])})
     if own is not None:           # a mimicry folder: its base model with it
@@ -77,7 +77,7 @@ def export(source: str, output: str, fmt: str = "diffusers", adapter: str | None
             state = to_single_file(bundle)
         except ValueError as e:
             raise ArtshieldError(f"has no single-file layout: {e}", param="source", value=source) from None
-        return _write_file({k: v.to(dtype) if dtype and v.is_floating_point() else v for k, v in state.items()},
+        return write_safetensors({k: v.to(dtype) if dtype and v.is_floating_point() else v for k, v in state.items()},
                            out, {"artshield_source": str(source)})
     return _write_folder(bundle, out, dtype)
 
@@ -106,14 +106,6 @@ def merge_adapter(bundle: ModelBundle, folder: str) -> ModelBundle:
                            "the weights; they have no format other tools read"}
     raise ArtshieldError(why.get(found.method, f"a {found.method} adaptation cannot be exported"),
                          param="adapter", value=folder)
-
-
-def _write_file(tensors: dict[str, torch.Tensor], out: Path, metadata: dict[str, str]) -> Path:
-    from safetensors.torch import save
-
-    blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
-    _atomic_write(out, lambda f: f.write(blob))
-    return out
 
 
 def _write_folder(bundle: ModelBundle, out: Path, dtype: torch.dtype | None) -> Path:

@@ -358,8 +358,6 @@ def nonfinite(tensors: dict[str, torch.Tensor]) -> list[str]:
 def write_weights(tensors: dict[str, torch.Tensor], info: dict, folder: str | os.PathLike, weights_name: str,
                   info_name: str, method: str, metadata: dict[str, str] | None = None) -> Path:
     """A folder of trained tensors (safetensors, written atomically) and their JSON description."""
-    from safetensors.torch import save
-
     from .errors import ArtshieldError
 
     bad = nonfinite(tensors)
@@ -369,10 +367,19 @@ def write_weights(tensors: dict[str, torch.Tensor], info: dict, folder: str | os
                              "nothing was written (a lower learning rate or fewer steps may help)")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata={**(metadata or {}), "method": method})
-    _atomic_write(folder / weights_name, lambda f: f.write(blob))
+    write_safetensors(tensors, folder / weights_name, {**(metadata or {}), "method": method})
     write_json(info, folder / info_name)
     return folder
+
+
+def write_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> Path:
+    """One safetensors file, written atomically with the user's umask."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    _atomic_write(path, lambda f: f.write(blob))
+    return path
 
 
 def grid(images: torch.Tensor, columns: int, pad: int = 2) -> torch.Tensor:
