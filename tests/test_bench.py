@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from artshield.bench import experiment, report_html
 from artshield.bench.experiment import Cell, Preset, cells, summary
@@ -21,6 +22,41 @@ def test_cells_cover_clean_and_every_protection_budget_purifier():
     assert Cell("a", "none", 0, "none", "lora", 1) in cs and Cell("a", "y", 16.0, "q", "lora", 0) in cs
     assert Cell("a", "none", 0, "q", "lora", 0).condition == "clean + q"
     assert len({c.key for c in cs}) == len(cs)
+
+
+def test_cells_come_purifier_by_purifier_so_a_partial_run_first_answers_the_unpurified_question():
+    p = Preset(artists=["a"], protections=["x", "y"], budgets=[8], purifiers=["q", "r"], mimicry=["lora"],
+               seeds=[0, 1, 2])
+    purifiers = [c.purifier for c in cells(p)]
+    assert purifiers == ["none"] * 9 + ["q"] * 9 + ["r"] * 9
+
+
+def test_a_failing_cell_is_reported_and_the_others_still_run(tmp_path, monkeypatch):
+    p = Preset(artists=["a"], protections=["x"], budgets=[8], purifiers=["q"], mimicry=["lora"], seeds=[0])
+
+    def run_cell(self, cell):
+        if cell.purifier == "q" and cell.protection == "none":
+            raise RuntimeError("upscaler exploded")
+        return {"condition": cell.condition, "mimicry_success": 0.5}
+
+    monkeypatch.setattr(experiment.Runner, "run_cell", run_cell)
+    runner = experiment.Runner(None, None, p, tmp_path, log=lambda m: None)
+    done = runner.run()
+    assert [r["condition"] for r in done] == ["clean", "x@8", "x@8 + q"]
+    assert len(runner.failed) == 1 and "upscaler exploded" in runner.failed[0]["error"]
+    assert runner.failed[0]["condition"] == "clean + q" and not list((tmp_path / "cells").glob("*tmp*"))
+
+
+def test_condition_images_are_stored_and_read_back_without_being_made_again(tmp_path):
+    p = Preset(artists=["a"], protections=["x"], budgets=[8], purifiers=[], mimicry=["lora"], seeds=[0])
+    images = [torch.rand(3, 8, 8), torch.rand(3, 8, 8)]
+    first = experiment.Runner(None, None, p, tmp_path).cached(("a", "x", 8.0, 0), lambda: (images, {"psnr": 31.5}))
+
+    def never():
+        raise AssertionError("made again")
+
+    again = experiment.Runner(None, None, p, tmp_path).cached(("a", "x", 8.0, 0), never)
+    assert again[1] == first[1] == {"psnr": 31.5} and all(torch.equal(u, v) for u, v in zip(again[0], images))
 
 
 def _records(clean, cells, n):
@@ -84,7 +120,8 @@ def test_experiment_runs_and_reuses_finished_cells(tmp_path, mini_bundle, monkey
 
     preset = tiny_preset()
     first = experiment.Runner(mini_bundle, Judge.load(), preset, tmp_path).run()
-    assert [c["condition"] for c in first] == ["clean", "clean + jpeg", "advdm@8", "advdm@8 + jpeg"]
+    assert [c["condition"] for c in first] == ["clean", "advdm@8", "clean + jpeg", "advdm@8 + jpeg"]
+    assert len(list((tmp_path / "conditions").glob("*.safetensors"))) == 3     # protected, purified, control
     for c in first:
         assert 0 <= c["mimicry_success"] <= 1 and (tmp_path / c["grid"]).is_file()
         assert len(c["outcomes"]) == c["prompts"] == 6 * 2 and c["mimicry_success"] == round(

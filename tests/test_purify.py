@@ -179,3 +179,30 @@ def test_noisy_upscale_upscales_the_training_size_view_and_needs_an_upscaler(tin
     assert main(["purify", str(tmp_path / "in"), "--method", "noisy-upscale", "-o", str(tmp_path / "o"), "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "noisy-redraw" in err and "upscaler=DIR" in err
+
+
+def test_noisy_upscale_tells_the_upscaler_a_noise_level_it_does_not_add(tiny_bundle, tmp_path):
+    """Hönig et al.'s fork: the upscaler is conditioned on noise level 320 but its input is not
+    noised further (only the purifier's own sigma); `added_noise_level` gives the stock behaviour."""
+    from artshield.models.tiny import make_tiny_upscaler
+    from artshield.purify import PURIFIERS
+
+    folder = make_tiny_upscaler(tmp_path / "upscaler")
+    x = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+
+    def seen(**opts):
+        purifier = PURIFIERS.create("noisy-upscale", tiny_bundle, upscaler=str(folder), upscaler_steps=1, sigma=0.0,
+                                    **opts)
+        calls = []
+        purifier.pipe.unet.register_forward_pre_hook(
+            lambda m, a, kw: calls.append((kw["class_labels"].clone(), a[0][:, 4:].clone())), with_kwargs=True)
+        purifier.run([x], torch.Generator().manual_seed(0))
+        labels, image = calls[0]
+        return set(labels.tolist()), (image[0] - (x * 2 - 1)).abs().max().item()
+
+    labels, change = seen()
+    assert labels == {320} and change < 0.06            # told 320, given the image (level 0: noise x 0.01)
+    labels, change = seen(noise_level=100, added_noise_level=100)
+    assert labels == {100} and change > 0.2             # the stock pipeline: told 100 and noised at 100
+    with pytest.raises(ValueError, match="cannot exceed"):
+        PURIFIERS.create("noisy-upscale", tiny_bundle, upscaler=str(folder), noise_level=10, added_noise_level=20)

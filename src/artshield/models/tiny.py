@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import diffusers
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
-from .architecture import TINY, build_text_encoder, build_unet, build_vae, model_index, noise_scheduler
+from .architecture import (TINY, TINY_X4, build_text_encoder, build_unet, build_upscaler_text_encoder,
+                           build_upscaler_unet, build_upscaler_vae, build_vae, model_index, noise_scheduler,
+                           upscaler_index, upscaler_schedulers)
 from .tokenizer import write_tokenizer
 
 TINY_CAPTIONS = ["trash can icon, papirus style", "folder icon, tango style", "printer icon, oxygen style",
@@ -65,31 +66,17 @@ def write_model_index(out: Path, sdxl: bool = False) -> None:
 
 
 def make_tiny_upscaler(out_dir: str | Path, seed: int = 0) -> Path:
-    """A random-weight folder shaped like stabilityai/stable-diffusion-x4-upscaler.
-
-    The classes and the wiring are the real ones: a VAE that decodes 4x larger than its latents
-    (scaling factor 0.08333), a UNet that reads 4 latent channels plus the 3 channels of the
-    low-resolution image and takes the noise level as a class label, and a low-resolution noise
-    scheduler; only the widths are tiny."""
+    """A random-weight folder shaped like stabilityai/stable-diffusion-x4-upscaler (the classes and
+    wiring of `architecture.build_upscaler_*`; only the widths are tiny)."""
     out = Path(out_dir)
-    make_tiny_model(out, seed)   # its tokenizer, text encoder and scheduler; vae and unet are replaced
-    torch.manual_seed(seed + 1)
-    AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
-                  up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(8, 16, 16), layers_per_block=1,
-                  latent_channels=4, norm_num_groups=8, scaling_factor=0.08333,
-                  ).save_pretrained(out / "vae", safe_serialization=True)
-    UNet2DConditionModel(sample_size=16, in_channels=7, out_channels=4, block_out_channels=(16, 32),
-                         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), layers_per_block=1,
-                         cross_attention_dim=TINY.text_width, attention_head_dim=TINY.unet_heads,
-                         norm_num_groups=8, num_class_embeds=351,
-                         ).save_pretrained(out / "unet", safe_serialization=True)
-    DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear").save_pretrained(out / "low_res_scheduler")
-    (out / "model_index.json").write_text(json.dumps({
-        "_class_name": "StableDiffusionUpscalePipeline", "_diffusers_version": diffusers.__version__,
-        "vae": ["diffusers", "AutoencoderKL"], "unet": ["diffusers", "UNet2DConditionModel"],
-        "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
-        "scheduler": ["diffusers", "DDPMScheduler"], "low_res_scheduler": ["diffusers", "DDPMScheduler"],
-        "safety_checker": [None, None], "feature_extractor": [None, None], "watermarker": [None, None],
-        "max_noise_level": 350}, indent=1))
+    torch.manual_seed(seed)
+    tok = write_tokenizer(TINY_CAPTIONS, out / "tokenizer", num_merges=200, max_length=TINY_X4.max_tokens)
+    build_upscaler_text_encoder(TINY_X4, len(tok), tok.bos_token_id, tok.eos_token_id,
+                                tok.pad_token_id).save_pretrained(out / "text_encoder", safe_serialization=True)
+    build_upscaler_vae(TINY_X4).save_pretrained(out / "vae", safe_serialization=True)
+    build_upscaler_unet(TINY_X4, sample_size=16).save_pretrained(out / "unet", safe_serialization=True)
+    latents, low_res = upscaler_schedulers()
+    DDIMScheduler.from_config(latents.config).save_pretrained(out / "scheduler")
+    low_res.save_pretrained(out / "low_res_scheduler")
+    (out / "model_index.json").write_text(json.dumps(upscaler_index(TINY_X4.max_noise_level), indent=1))
     return out
