@@ -113,6 +113,8 @@ def measure(bundle: ModelBundle, judge: Judge, target: Target, targets: list, ot
                       steps=steps, guidance=guidance, progress=progress)
     t_img, o_img = images[:len(targets)], images[len(targets):]
     t_hits = _hits(judge, t_img, target, [label(it) for it in targets])
+    if not flat:
+        return {"target_accuracy": round(float(t_hits.mean()), 4)}, t_img
     o_hits = _hits(judge, o_img, target, [label(it) for it in flat])
     per_group, at = {}, 0
     for name, group in others.items():
@@ -164,7 +166,9 @@ def evaluate(base: ModelBundle, edit: Edit, target: Target, judge: Judge | None 
     images = {"before": img_before, "after": img_after}
     if recovery_steps > 0:
         attacked, prompt_of, n_real = recovery_attack(after_bundle, target, recovery_steps, seed)
-        recovery, img_rec = measure(attacked, judge, target, targets, others, prompt_of=prompt_of, **common)
+        # only the target: the attack adds a token, so every other prompt generates as "after"
+        recovery, img_rec = measure(attacked, judge, target, targets, {}, prompt_of=prompt_of, **common)
+        recovery["others"] = "as after: the attack learns a new token and leaves every other prompt unchanged"
         recovery["attack"] = {"method": "concept inversion (textual inversion on the edited model)",
                               "steps": recovery_steps, "real_images": n_real, "prompt_example":
                               prompt_of(targets[0])}
