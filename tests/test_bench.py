@@ -47,6 +47,30 @@ def test_a_failing_cell_is_reported_and_the_others_still_run(tmp_path, monkeypat
     assert runner.failed[0]["condition"] == "clean + q" and not list((tmp_path / "cells").glob("*tmp*"))
 
 
+def test_workers_sharing_a_folder_skip_cells_a_live_worker_holds_and_take_over_a_dead_ones(tmp_path, monkeypatch):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    p = Preset(artists=["a"], protections=["x"], budgets=[8], purifiers=[], mimicry=["lora"], seeds=[0, 1])
+    computed = []
+
+    def run_cell(self, cell):
+        computed.append(cell.condition + f"/{cell.seed}")
+        return {"condition": cell.condition, "mimicry_success": 0.5}
+
+    monkeypatch.setattr(experiment.Runner, "run_cell", run_cell)
+    runner = experiment.Runner(None, None, p, tmp_path, log=lambda m: None)
+    live, dead = (runner.cell_path(c).with_suffix(".lock") for c in cells(p)[:2])
+    live.write_text(f"{socket.gethostname()} {os.getppid()}\n")                    # a running worker
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead.write_text(f"{socket.gethostname()} {gone.stdout.strip()}\n")             # a killed one
+    done = runner.run()
+    assert runner.elsewhere == ["clean"] and computed == ["clean/1", "x@8/0", "x@8/1"]
+    assert len(done) == 3 and live.exists() and not dead.exists()
+
+
 def test_condition_images_are_stored_and_read_back_without_being_made_again(tmp_path):
     p = Preset(artists=["a"], protections=["x"], budgets=[8], purifiers=[], mimicry=["lora"], seeds=[0])
     images = [torch.rand(3, 8, 8), torch.rand(3, 8, 8)]

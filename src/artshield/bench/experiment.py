@@ -25,7 +25,8 @@ Each cell keeps its per-generation judge outcomes; bench/stats.py turns them int
 verdicts. Finished cells are stored in OUT/cells/ and the protected and purified images in
 OUT/conditions/; both are reused, so an interrupted run goes on where it stopped (OUT/protocol.json
 guards against mixing cells of different settings). A cell that fails is reported in results.json
-("failed") and the others still run.
+("failed") and the others still run. Several processes may run the same preset on one OUT at once:
+each cell is claimed with a lock file (a killed worker's lock is taken over), so they share the work.
 """
 from __future__ import annotations
 
@@ -187,6 +188,7 @@ class Runner:
         self.data: dict[str, ArtistData] = {}
         self.conditions: dict[tuple, tuple[list[torch.Tensor], dict]] = {}
         self.failed: list[dict] = []      # cells that raised: reported, the others still run
+        self.elsewhere: list[str] = []    # cells another worker on OUT was computing
         (self.out / "cells").mkdir(parents=True, exist_ok=True)
 
     def cell_path(self, cell: Cell) -> Path:
@@ -196,7 +198,8 @@ class Runner:
         """What makes cells comparable: a cell stored under other settings must not be reused."""
         p = self.preset
         return {"images_per_artist": p.images_per_artist, "prompts_per_artist": p.prompts_per_artist,
-                "tuning_prompts": p.tuning_prompts, "split": f"shuffled, seed {SPLIT_SEED}", "generations_per_prompt": p.generations_per_prompt,
+                "tuning_prompts": p.tuning_prompts, "split": f"shuffled, seed {SPLIT_SEED}",
+                "generations_per_prompt": p.generations_per_prompt,
                 "mimicry_steps": p.mimicry_steps, "mimicry_lr": p.mimicry_lr, "protect_options": p.protect_options,
                 "purify_options": p.purify_options}
 
@@ -206,31 +209,37 @@ class Runner:
             raise ValueError(f"{self.out} holds cells made with other settings ({stored}); use a new folder")
         write_json(self.protocol(), stored)
         todo = cells(self.preset)
-        results, start, done_now = [], time.time(), 0
-        self.failed = []
+        start, done_now = time.time(), 0
+        self.failed, self.elsewhere = [], []
         for k, cell in enumerate(todo):
             path = self.cell_path(cell)
+            tag = f"[{k + 1}/{len(todo)}] {cell.artist} {cell.condition} {cell.mimicry}"
             if path.exists():
-                results.append(json.loads(path.read_text()))
-                self.log(f"[{k + 1}/{len(todo)}] {cell.artist} {cell.condition} {cell.mimicry}: reused")
+                self.log(f"{tag}: reused")
+                continue
+            lock = path.with_suffix(".lock")
+            if not _claim(lock):                   # another worker on this folder is computing it
+                self.elsewhere.append(cell.condition)
+                self.log(f"{tag}: being computed by another worker ({lock.read_text(errors='replace').strip()})")
                 continue
             t0 = time.time()
             try:
                 record = self.run_cell(cell)
+                record["seconds"] = round(time.time() - t0, 1)
+                write_json(record, path)
             except (ValueError, RuntimeError, OSError) as e:       # this cell only; the others go on
                 self.failed.append({"cell": asdict(cell), "condition": cell.condition,
                                     "error": f"{cell.key}: {type(e).__name__}: {e}"})
-                self.log(f"[{k + 1}/{len(todo)}] {cell.artist} {cell.condition} {cell.mimicry}: FAILED ({e})")
+                self.log(f"{tag}: FAILED ({e})")
                 continue
-            record["seconds"] = round(time.time() - t0, 1)
-            write_json(record, path)
-            results.append(record)
+            finally:
+                lock.unlink(missing_ok=True)
             done_now += 1
-            left = len(todo) - k - 1
-            eta = (time.time() - start) / done_now * left
-            self.log(f"[{k + 1}/{len(todo)}] {cell.artist} {cell.condition} {cell.mimicry}: mimicry success "
-                     f"{record['mimicry_success']:.3f} ({record['seconds']:.0f}s; about {eta / 60:.1f} min left)")
-        return results
+            eta = (time.time() - start) / done_now * (len(todo) - k - 1)
+            self.log(f"{tag}: mimicry success {record['mimicry_success']:.3f} ({record['seconds']:.0f}s; "
+                     f"at most {eta / 60:.1f} min left for this worker)")
+        # every finished cell, including those other workers finished meanwhile
+        return [json.loads(self.cell_path(c).read_text()) for c in todo if self.cell_path(c).exists()]
 
     def artist(self, name: str) -> ArtistData:
         if name not in self.data:
@@ -319,6 +328,41 @@ class Runner:
                 "grid": str(sample.relative_to(self.out)), "inputs": str(example.relative_to(self.out))}
 
 
+def _claim(lock: Path) -> bool:
+    """Take a cell for this process: create its lock file, or take over the lock of a process of
+    this machine that no longer runs (killed). False when a live worker holds it. Several
+    `artshield bench` processes can thus share one output folder, each computing different cells."""
+    import os
+    import socket
+
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            host, _, pid = lock.read_text(errors="replace").strip().rpartition(" ")
+            if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+                return False
+            lock.unlink(missing_ok=True)          # its worker died: the cell is free again
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(me + "\n")
+        return True
+    return False
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _visibility(prefix: str, before: list[torch.Tensor], after: list[torch.Tensor]) -> dict:
     """Mean PSNR, SSIM and LPIPS of each changed image against its original."""
     each = [visibility(b, a, exact=True) for a, b in zip(after, before)]
@@ -402,7 +446,10 @@ def run_preset(bundle: ModelBundle, name: str, out: Path, log=print) -> dict:
     log(f"bench {name}: {len(cells(preset))} cells; finished ones in {Path(out) / 'cells'} are reused")
     runner = Runner(bundle, Judge.load(), preset, Path(out), log=log)
     records = runner.run()
+    if runner.elsewhere:
+        log(f"{len(runner.elsewhere)} cell(s) were being computed by other workers on {out}: the results written "
+            "now leave them out; the last worker to finish writes them all")
     return {"command": f"artshield bench --preset {name} -o {out}", "preset_name": name, "preset": asdict(preset),
             "model": bundle.describe(), "summary": summary(records, preset), "controls": controls(records),
-            "cells": records, "failed": runner.failed,
+            "cells": records, "failed": runner.failed, "in_progress_elsewhere": runner.elsewhere,
             "seconds": round(time.time() - start, 1)}
