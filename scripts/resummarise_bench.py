@@ -25,7 +25,7 @@ def main(folder: str) -> None:
     results["summary"] = summary(results["cells"], preset)
     results["resummarised_with"] = "python scripts/resummarise_bench.py " + folder
     write_json(results, path)
-    write_text(report_html.render(results, results["summary"]), Path(folder) / "report.html")
+    write_text(report_html.render(results, results["summary"], folder), Path(folder) / "report.html")
     for row in results["summary"]:
         ci = row["intervals"]
         print(f"{row['protection']}@{row['budget']:g}: clean {ci['clean']['mean']:.2f} "

@@ -161,8 +161,8 @@ def test_experiment_runs_and_reuses_finished_cells(tmp_path, mini_bundle, monkey
     results = {"preset": {"purifiers": preset.purifiers}, "preset_name": "test", "model": {"spec": "mini"},
                "cells": first, "command": "test", "seconds": 0}
     results["controls"] = experiment.controls(first)
-    html = report_html.render(results, summary(first, preset))
-    assert html.count("<img") == 8 and "Verdict" in html and "<svg" in html and "Controls" in html
+    html = report_html.render(results, summary(first, preset), tmp_path)
+    assert html.count("<img") == 8 and "Verdicts" in html and "<svg" in html and "Controls" in html
     other = Preset(**{**preset.__dict__, "generations_per_prompt": 3})
     with pytest.raises(ValueError, match="other settings"):
         experiment.Runner(mini_bundle, Judge.load(), other, tmp_path).run()
@@ -199,3 +199,18 @@ def test_the_committed_verdicts_follow_from_the_committed_cells():
         again = summary(results["cells"], preset)
         assert [r["verdict"] for r in again] == [r["verdict"] for r in results["summary"]], path
         assert [r["intervals"] for r in again] == [r["intervals"] for r in results["summary"]], path
+
+
+def test_report_shows_intervals_the_bar_and_a_labelled_chart_and_escapes_text():
+    records = _records(120, {"none": 10, "jpeg": 12, "bilateral": 100}, 128)
+    for r in records:
+        r.update(seed=0, condition=r["protection"] + " <script>", domain_fid=1.0, precision=0.5, recall=0.5)
+    rows = summary(records, PRESET)
+    results = {"preset": {"purifiers": PRESET.purifiers}, "preset_name": "t", "model": {"spec": "mini", "image_size": 32},
+               "cells": records, "controls": [], "command": "artshield bench", "seconds": 1}
+    html = report_html.render(results, rows)
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "broken by bilateral" in html and f"{rows[0]['bar']:.2f}" in html
+    for text in ("mimicry success", "protection and budget (/255)", "holds bar", "no purifier", "bilateral"):
+        assert text in html, text
+    assert html.count("<path d=") == 3            # an interval whisker per bar: none, jpeg, bilateral

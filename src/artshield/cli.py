@@ -194,7 +194,7 @@ def _bench_experiment(args) -> int:
     results = experiment.run_preset(_load(args), args.preset, out, log=log)
     results["command"] = f"artshield bench --preset {args.preset} -o {args.output}"
     results["environment"] = environment()
-    write_text(report_html.render(results, results["summary"]), out / "report.html")
+    write_text(report_html.render(results, results["summary"], out), out / "report.html")
     return _finish(args, out, results)
 
 

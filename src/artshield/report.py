@@ -1,61 +1,67 @@
-"""Small self-contained HTML pages: a title, paragraphs, tables whose cells may hold images.
+"""HTML reports from jinja2 templates (src/artshield/templates), autoescaped.
 
-Everything is escaped; images are referenced by relative paths, so a report folder can be moved
+Pictures are shown at least at their native size; small ones are enlarged by a whole factor with
+nearest-neighbour scaling (so pixels stay pixels), every picture is labelled with its size and
+links to its full file. Images are referenced by relative paths, so a report folder can be moved
 or zipped as a whole.
 """
 from __future__ import annotations
 
-import html
+import math
 from dataclasses import dataclass
-
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 80em; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 0.4em 0.6em; text-align: center; vertical-align: middle; }
-th { background: #f3f3f3; }
-img { image-rendering: pixelated; max-width: 12em; min-width: 6em; }
-.small { font-size: 0.85em; color: #555; }
-.good { color: #0a6b2d; } .bad { color: #a01616; }
-"""
+from functools import lru_cache
 
 
 @dataclass
-class Img:
+class Figure:
+    """A picture of the report: its file (relative to the page), its label, its native size, and
+    `tile`: the side of one image when the file is a grid of them (the enlargement is chosen so
+    each tile is at least `min_tile` pixels on screen)."""
+
     src: str
-    caption: str = ""
+    label: str
+    width: int
+    height: int
+    tile: int | None = None
+    note: str = ""
+    min_tile: int = 128
+    max_width: int = 1200
+
+    @property
+    def scale(self) -> int:
+        side = self.tile or min(self.width, self.height)
+        want = max(1, math.ceil(self.min_tile / max(1, side)))
+        fit = max(1, self.max_width // max(1, self.width))       # do not enlarge past the page width
+        return min(want, fit)
+
+    @property
+    def shown_width(self) -> int:
+        return self.width * self.scale
+
+    @property
+    def shown_height(self) -> int:
+        return self.height * self.scale
 
 
-@dataclass
-class Raw:
-    """Trusted HTML made by this module's callers (never user text)."""
-    html: str
+def figure(src: str, label: str, image, tile: int | None = None, note: str = "", min_tile: int = 128) -> Figure:
+    """A Figure for an image tensor (C, H, W) or (N, C, H, W) written at `src`."""
+    h, w = int(image.shape[-2]), int(image.shape[-1])
+    return Figure(src, label, w, h, tile=tile, note=note, min_tile=min_tile)
 
 
-def cell(value) -> str:
-    if isinstance(value, Img):
-        cap = f"<br><span class=small>{html.escape(value.caption)}</span>" if value.caption else ""
-        return f'<img src="{html.escape(value.src)}" alt="{html.escape(value.caption)}">{cap}'
-    if isinstance(value, Raw):
-        return value.html
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return html.escape(str(value))
+@lru_cache(maxsize=1)
+def _environment():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("artshield", "templates"),
+                             autoescape=jinja2.select_autoescape(["html", "j2"], default_for_string=True),
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    return env
 
 
-def table(header: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+def render(template: str, **context) -> str:
+    """The page `template` (a file of src/artshield/templates) filled with `context`."""
+    from . import __version__
 
-
-def page(title: str, *blocks: str) -> str:
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(blocks)}</body></html>\n")
-
-
-def para(text: str) -> str:
-    return f"<p>{html.escape(text)}</p>"
-
-
-def heading(text: str) -> str:
-    return f"<h2>{html.escape(text)}</h2>"
+    context.setdefault("command", None)
+    return _environment().get_template(template).render(version=__version__, **context)
