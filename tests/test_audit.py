@@ -152,3 +152,20 @@ def test_calibrated_delta_is_a_quantile_of_distances_between_distinct_training_i
     assert tiled == pytest.approx(0.2, abs=1e-5) and plain == pytest.approx(0.2, abs=1e-5)
     with pytest.raises(ValueError):
         calibrate(training, quantile=1.5)
+
+
+def test_audit_page_has_a_summary_table_a_roc_curve_a_histogram_and_sorted_prompts():
+    from artshield.audit.report import render
+
+    per = [{"prompt": f"p{i} <b>", "memorised": i % 2 == 0, "magnitude": float(i), "clique_size": i, "flagged": i > 6}
+           for i in range(10)]
+    results = {"per_prompt": per, "detection": {"method": "m", "generations": 1, "steps": 1, "seconds_per_prompt": 0.1,
+                                               "auc": 0.6},
+               "extraction": {"method": "e", "config": {"generations": 10, "min_clique": 7, "threshold": 0.05},
+                              "seconds_per_prompt": 1.0, "filter_cpu_seconds_per_prompt": 0.001}}
+    html = render(results, "mini", "test", {"flagged_0009.png": (32, 32)})
+    assert "Detection: ROC curve" in html and "Detection: scores by class" in html and "AUC 0.600" in html
+    assert "<b>" not in html.split("<h2>Every prompt")[1] and "p9 &lt;b&gt;" in html
+    order = [html.index(f"<td>p{i} &lt;b&gt;</td>") for i in (9, 5, 0)]
+    assert order == sorted(order)                        # highest magnitude first
+    assert html.count("<img") == 1 and "{" not in html.split("<h2>Summary")[1].split("<h2>")[0]

@@ -134,7 +134,16 @@ def test_demo_writes_page_and_images(tmp_path, tiny_model_dir):
     out = tmp_path / "demo"
     assert main(["demo", "-o", str(out), "--model", str(tiny_model_dir), "--steps", "2", "-q"]) == 0
     res = json.loads((out / "results.json").read_text())
-    assert len(res["images"]) == 5 and (out / "index.html").read_text().count("<img") >= 25
+    page = (out / "index.html").read_text()
+    assert len(res["images"]) == 5 and page.count("<img") >= 35       # 7 labelled pictures per sample
+    import re
+
+    from PIL import Image
+
+    for src, width in re.findall(r'<img src="([^"]+)" alt="[^"]+" width="(\d+)"', page):
+        with Image.open(out / src) as im:          # every picture exists, at least at its native width
+            assert int(width) >= im.width and int(width) % im.width == 0, src
+    assert page.count("full file</a>") == page.count("<img") and "model's view" in page
     for rec in res["images"]:
         for f in rec["files"].values():
             assert (out / f).is_file()

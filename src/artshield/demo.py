@@ -81,7 +81,8 @@ def run(bundle: ModelBundle, method: str = "advdm", seed: int = 0, progress=None
     budget = result.config["budget"]
     views = {"clean": model_view(bundle, images, seed), "protected": model_view(bundle, protected, seed)}
     demo = Demo(config=result.config, extra=result.extra)
-    rows = []
+    pages = []
+    amplify = 255 / max(budget, 1e-6)
     for i, (s, x, p) in enumerate(zip(samples_, images, protected)):
         files = {"original": f"original/{s.name}.png", "protected": f"protected/{s.name}.png",
                  "difference": f"difference/{s.name}.png"}
@@ -95,29 +96,20 @@ def run(bundle: ModelBundle, method: str = "advdm", seed: int = 0, progress=None
         rec = {"name": s.name, "credit": s.credit, "size": [x.shape[2], x.shape[1]], "files": files,
                **visibility(p, x), "objective": obj}
         demo.records.append(rec)
-        moved = obj["protected"] - obj["clean"]
-        baseline = obj["random_noise"] - obj["clean"]
-        rows.append([report.Img(files["original"], f"{s.name} {x.shape[2]}x{x.shape[1]}"),
-                     report.Img(files["protected"]), report.Img(files["difference"], f"|change| x{255 / budget:.0f}"),
-                     report.Img(files["img2img_clean"]), report.Img(files["img2img_protected"]),
-                     f"{obj['clean']:.4g} -> {obj['protected']:.4g} ({moved:+.3g}; random noise {baseline:+.3g})",
-                     f"PSNR {rec['psnr_db']:.1f} dB, SSIM {rec['ssim']:.3f}, LPIPS {rec['lpips']:.3f}, "
-                     f"max change {rec['linf_255']:.0f}/255"])
+        view = views["clean"]["img2img"][i]
+        pages.append({**rec,
+                      "original": report.figure(files["original"], "original", x, min_tile=256),
+                      "protected": report.figure(files["protected"], "protected", p, min_tile=256),
+                      "difference": report.figure(files["difference"], f"|change| x{amplify:.0f} (white: the full "
+                                                  f"budget)", x, min_tile=256),
+                      **{f"{what}_{kind}": report.figure(files[f"{what}_{kind}"], f"{what} of the {kind} view", view)
+                         for kind in ("clean", "protected") for what in ("reconstruction", "img2img")}})
     cfg = result.config
-    demo.html = report.page(
-        f"artshield demo: {method} on {bundle.spec}",
-        report.para(f"Each image was protected with {method} (budget {budget}/255 L-infinity, {cfg['steps']} "
-                    f"steps, seed {seed}) against the model {bundle.spec}, which sees a {bundle.image_size}x"
-                    f"{bundle.image_size} view of it; the perturbation is computed and written at full size. "
-                    f"The objective column is the quantity the method optimises ({result.objective[0]['name']}, "
-                    f"goal: {result.objective[0]['goal']}), measured with fixed random draws on the clean image, "
-                    "the protected one, and the clean image plus random noise of the same budget."),
-        report.para("This page shows what the protection does to the image and to the model's own reading of it "
-                    "(img2img at strength 0.5). Whether it stops a mimic who fine-tunes on the images, and whether "
-                    "it survives purification, is measured by artshield bench, not here."),
-        report.table(["original", "protected", "difference", "img2img of original", "img2img of protected",
-                      "objective", "visibility"], rows),
-        report.para("Credits: " + "; ".join(f"{s.name}: {s.credit}" for s in samples_)))
+    demo.html = report.render("demo.html.j2", title=f"artshield demo: {method} on {bundle.spec}", command=None,
+                              method=method, budget=budget, steps=cfg["steps"], seed=seed, model=bundle.spec,
+                              image_size=bundle.image_size, objective_name=result.objective[0]["name"],
+                              objective_goal=result.objective[0]["goal"], samples=pages, strength=0.5,
+                              prompt=bundle.conventions.generic_prompt)
     return demo
 
 

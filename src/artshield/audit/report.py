@@ -1,44 +1,56 @@
-"""The audit's page: a summary table, and each flagged prompt's representative generation beside its
-nearest training image (when the training images are known), most central clique first."""
+"""The audit's page (templates/audit.html.j2): a summary table, the ROC curve and score histogram
+of detection when labels are known, each flagged prompt's representative generation beside its
+nearest training image (largest clique first), and every prompt sorted by its score."""
 from __future__ import annotations
 
 import torch
 
-from .. import report
+from .. import charts, report
 
 
 def page(result, model: str, source: str, training: torch.Tensor | None = None,
-         training_names: list[str] | None = None) -> tuple[str, dict[str, torch.Tensor]]:
+         training_names: list[str] | None = None, command: str | None = None) -> tuple[str, dict[str, torch.Tensor]]:
     """(HTML, images to write next to it by file name) for an AuditResult."""
     files: dict[str, torch.Tensor] = {}
-    truth = [r.get("memorised") for r in result.per_prompt]
-    known = all(t is not None for t in truth)
-    rows = []
-    # flagged prompts, largest clique first
-    order = sorted(result.flagged, key=lambda k: (-result.per_prompt[k]["clique_size"], k))
-    for k in order:
+    for k, image in result.flagged.items():
+        files[f"flagged_{k:04d}.png"] = image
         rec = result.per_prompt[k]
-        files[f"flagged_{k:04d}.png"] = result.flagged[k]
-        row = [rec["prompt"], report.Img(f"flagged_{k:04d}.png", f"clique {rec['clique_size']}")]
-        if training is not None:
+        if training is not None and "nearest_training" in rec:
             files[f"nearest_{k:04d}.png"] = training[rec["nearest_training"]]
-            row += [report.Img(f"nearest_{k:04d}.png", training_names[rec["nearest_training"]]),
-                    rec["nearest_l2"], "yes" if rec["extracted"] else "no"]
-        if known:
-            row.append("yes" if truth[k] else "no")
-        rows.append(row)
-    header = ["prompt", "flagged generation"] + (["nearest training image", "L2", "extracted"]
-                                                 if training is not None else []) \
-        + (["planted duplicate"] if known else [])
-    summary = []
-    for name, block in (("detection", result.detection), ("extraction", result.extraction)):
-        if block is None:
+    sizes = {name: (int(t.shape[-1]), int(t.shape[-2])) for name, t in files.items()}
+    return render(result.to_dict(), model, source, sizes, training_names, command), files
+
+
+def render(results: dict, model: str, source: str, sizes: dict[str, tuple[int, int]],
+           training_names: list[str] | None = None, command: str | None = None, image_size: int = 32) -> str:
+    """The page from results.json's fields (`per_prompt`, `detection`, `extraction`) and the sizes
+    of the flagged_/nearest_ pictures written beside it."""
+    per = results["per_prompt"]
+    detection, extraction = results.get("detection"), results.get("extraction")
+    known = all(r.get("memorised") is not None for r in per)
+    roc = hist = None
+    if detection and known and 0 < sum(bool(r["memorised"]) for r in per) < len(per):
+        scores = [r["magnitude"] for r in per]
+        labels = [bool(r["memorised"]) for r in per]
+        roc = charts.roc_curve(scores, labels, title="Detection: ROC curve", auc=detection.get("auc"))
+        hist = charts.histogram({"memorised": [s for s, m in zip(scores, labels) if m],
+                                 "not memorised": [s for s, m in zip(scores, labels) if not m]},
+                                title="Detection: scores by class", x_label="text-conditional noise magnitude")
+    flagged = []
+    for k in sorted((k for k, r in enumerate(per) if r.get("flagged")),
+                    key=lambda k: (-per[k]["clique_size"], k)):
+        r, gen, near = per[k], f"flagged_{k:04d}.png", f"nearest_{k:04d}.png"
+        if gen not in sizes:
             continue
-        for key, value in block.items():
-            if not isinstance(value, (dict, list)):
-                summary.append([name, key, value])
-    html = report.page("artshield audit", report.para(f"Model {model}; prompts: {source}."),
-                       report.heading("Summary"), report.table(["method", "figure", "value"], summary),
-                       report.heading("Flagged prompts"),
-                       report.table(header, rows) if rows else report.para("No prompt was flagged."))
-    return html, files
+        nearest = None
+        if near in sizes:
+            name = training_names[r["nearest_training"]] if training_names else f"training image {r['nearest_training']}"
+            nearest = report.Figure(near, f"nearest training image: {name}", *sizes[near])
+        flagged.append({**r, "generation": report.Figure(gen, "representative generation", *sizes[gen]),
+                        "nearest": nearest, "memorised": r.get("memorised")})
+    sort_key = "magnitude" if detection else "clique size"
+    prompts = sorted(per, key=lambda r: -(r.get("magnitude", 0) if detection else r.get("clique_size", 0)))
+    return report.render("audit.html.j2", title="artshield audit", command=command, model=model, source=source,
+                         n=len(per), known=known, detection=detection, extraction=extraction, roc=roc, hist=hist,
+                         flagged=flagged, flagged_count=sum(bool(r.get("flagged")) for r in per), prompts=prompts,
+                         sort_key=sort_key, any_match=any("extracted" in r for r in per), image_size=image_size)
