@@ -152,6 +152,8 @@ def test_cli_erase_writes_the_edit_results_and_a_loadable_model(tmp_path):
     for key in ("before", "after"):
         assert {"target_accuracy", "others_accuracy"} <= set(res[key])
     assert "target_accuracy" in res["recovery"] and "others_accuracy" not in res["recovery"]
+    page = (out / "report.html").read_text()
+    assert "after the recovery attack" in page and page.count("<img") == 1 and res["report"] == "report.html"
     assert (out / res["evaluations"][0]["grid"]).is_file() and (out / "edit.safetensors").is_file()
     assert main(["generate", "--model", str(out), "--prompt", "folder icon, faenza style", "-n", "1", "-q",
                  "--steps", "5", "-o", str(tmp_path / "gen")]) == 0
@@ -160,3 +162,18 @@ def test_cli_erase_writes_the_edit_results_and_a_loadable_model(tmp_path):
     assert json.loads((tmp_path / "vg" / "results.json").read_text())["evaluations"][0]["skipped"]
     assert main(["erase", "--concept", "x", "--method", "nope", "-o", str(tmp_path / "n"), "-q"]) == 2
     assert main(["erase", "--concept", " ", "-o", str(tmp_path / "e"), "-q"]) == 2
+
+
+def test_erase_page_gives_target_accuracy_with_intervals_and_the_labelled_grid():
+    from pathlib import Path
+
+    from artshield.erase.report import render
+
+    folder = Path(__file__).parents[1] / "docs" / "results" / "erase" / "esd-x-faenza-style"
+    results = json.loads((folder / "results.json").read_text())
+    html = render(results, folder)
+    assert "0.97 [" in html and "0.12 [" in html and "0.78 [" in html          # before, after, after the attack
+    assert "rows: before, after, after the recovery attack" in html and 'class="px"' in html
+    skipped = {**results, "evaluations": [{"concept": "van <gogh>", "skipped": "not a style the judge knows"}]}
+    html = render(skipped, folder)
+    assert "Not evaluated: not a style the judge knows" in html and "van &lt;gogh&gt;" in html

@@ -370,8 +370,13 @@ def cmd_erase(args) -> int:
     evaluations = [] if args.no_eval else _evaluate_erasure(args, bundle, edit, targets, concepts, per_other, out)
     if len(concepts) == 1 and evaluations:       # one concept: its figures at the top level too
         results.update({k: evaluations[0][k] for k in ("before", "after", "recovery") if k in evaluations[0]})
-    return _finish(args, out, {**results, "evaluations": evaluations, "seconds": round(time.time() - start, 2),
-                               "environment": environment()})
+    from .erase.report import render
+    from .io import write_text
+
+    results = {**results, "evaluations": evaluations, "report": "report.html",
+               "seconds": round(time.time() - start, 2), "environment": environment()}
+    write_text(render(results, out), out / "report.html")
+    return _finish(args, out, results)
 
 
 def _evaluate_erasure(args, bundle, edit, targets: dict, concepts: list[str], per_other: int, out: Path) -> list:
