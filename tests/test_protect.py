@@ -304,3 +304,25 @@ def test_aspl_surrogate_learns_a_separate_clean_set_when_given(tmp_path, tiny_mo
     assert main(["protect", str(protected), "-o", str(tmp_path / "o3"), "--method", "advdm", "--surrogate-images",
                  str(clean), *common]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_protect_writes_a_before_after_page_of_the_users_images(tmp_path, tiny_model_dir):
+    import hashlib
+    import re
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray((np.arange(20 * 22 * 3).reshape(20, 22, 3) % 251).astype(np.uint8)).save(src / "a.png")
+    Image.fromarray(np.full((12, 12), 90, np.uint8)).save(src / "b <c>#.png")      # grey, odd characters
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in src.rglob("*.png")}
+    out = tmp_path / "out"
+    assert main(["protect", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    page = (out / res["page"]).read_text()
+    links = re.findall(r'<img src="([^"]+)"', page)
+    assert len(links) == 6 and "b &lt;c&gt;#.png" in page and "b%20%3Cc%3E%23.png" in page
+    from urllib.parse import unquote
+
+    for link in links:                                   # originals by relative link, the rest beside the page
+        assert (out / unquote(link)).resolve().is_file(), link
+    assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in src.rglob("*.png")}

@@ -251,7 +251,15 @@ def cmd_protect(args) -> int:
     for rec in (r for r in done.records if "skipped" not in r):
         for note in rec["notes"]:
             _warn(args, f"{rec['file']}: {note}")
-    return _finish(args, batch.out, report(done))
+    from .protect.report import PAGE, write_page
+
+    results = {**report(done), "page": PAGE}
+    try:
+        write_page(batch.out, results)
+    except OSError as e:             # the protected files are written; only the page is missing
+        _warn(args, f"{batch.out / PAGE}: not written ({e})")
+        results["page"] = None
+    return _finish(args, batch.out, results)
 
 
 def cmd_demo(args) -> int:

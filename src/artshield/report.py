@@ -1,8 +1,8 @@
 """HTML reports from jinja2 templates (src/artshield/templates), autoescaped.
 
-Pictures are shown at least at their native size; small ones are enlarged by a whole factor with
-nearest-neighbour scaling (so pixels stay pixels), every picture is labelled with its size and
-links to its full file. Images are referenced by relative paths, so a report folder can be moved
+Pictures are shown at their native size; small ones are enlarged by a whole factor with
+nearest-neighbour scaling (so pixels stay pixels), and only pictures wider than the page are shown
+smaller, saying so. Every picture is labelled with its size and links to its full file. Images are referenced by relative paths, so a report folder can be moved
 or zipped as a whole.
 """
 from __future__ import annotations
@@ -29,18 +29,31 @@ class Figure:
 
     @property
     def scale(self) -> int:
+        """The whole enlargement factor (1: native size, or shrunk to fit when wider than the page)."""
         side = self.tile or min(self.width, self.height)
         want = max(1, math.ceil(self.min_tile / max(1, side)))
         fit = max(1, self.max_width // max(1, self.width))       # do not enlarge past the page width
         return min(want, fit)
 
     @property
+    def href(self) -> str:
+        """The file as a URL relative to the page (spaces, '#', '?' and the like percent-encoded)."""
+        from urllib.parse import quote
+
+        return self.src if self.src.startswith("file:") else quote(self.src, safe="/")
+
+    @property
+    def percent(self) -> int | None:
+        """Only for pictures wider than the page: the share of their native size they are shown at."""
+        return int(100 * self.max_width / self.width) if self.width > self.max_width else None
+
+    @property
     def shown_width(self) -> int:
-        return self.width * self.scale
+        return self.max_width if self.percent else self.width * self.scale
 
     @property
     def shown_height(self) -> int:
-        return self.height * self.scale
+        return round(self.height * self.max_width / self.width) if self.percent else self.height * self.scale
 
 
 def figure(src: str, label: str, image, tile: int | None = None, note: str = "", min_tile: int = 128) -> Figure:
