@@ -116,7 +116,8 @@ def _check_common(args) -> None:
     from .io import check_output_folder
     from .models.loader import check_spec
 
-    check_output_folder(args.output)
+    if getattr(args, "output", None) is not None:      # every command but ui writes into -o
+        check_output_folder(args.output)
     check_spec(getattr(args, "model", "mini"))
     if not 0 <= getattr(args, "seed", 0) < 2**63:
         raise ArtshieldError(f"--seed {args.seed}: must be in [0, 2**63 - 1]")
@@ -461,6 +462,19 @@ def cmd_export(args) -> int:
 
 def _terminated(signum, frame):
     raise KeyboardInterrupt
+
+
+def cmd_ui(args) -> int:
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise ArtshieldError("artshield ui needs the [ui] extra: pip install 'artshield[ui]' (Gradio)") from None
+    from .app import serve
+
+    if not 0 < args.port < 65536:
+        raise ArtshieldError(f"--port {args.port}: not a port number (1-65535)")
+    serve(args.host, args.port, args.share, args.model, args.device, args.jobs)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -177,4 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--model-config", default=None, metavar="ARCH", help="a single-file source's architecture")
     ex.set_defaults(func="export")
 
+    ui = sub.add_parser("ui", parents=[common], help="a local web app: protect, check, erase and audit in a browser",
+                        description="Serve artshield's app (Gradio; the [ui] extra) on this machine: drop images, "
+                        "protect them, see before and after, download them; check whether a protection holds on "
+                        "your own art; erase and audit models. Also answers gradio_client scripts.")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    ui.add_argument("--share", action="store_true", help="also open a public gradio.live link (off unless asked)")
+    ui.add_argument("--model", default="mini", help="the model the app starts with (default mini)")
+    ui.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
+    ui.add_argument("--jobs", default=None, help="folder for the jobs' files (default: a new temporary folder)")
+    ui.set_defaults(func="ui")
+
     return ap

@@ -1,0 +1,360 @@
+"""artshield ui: a local web app (Gradio) for people who do not use a command line.
+
+    artshield ui                      # http://127.0.0.1:7860, this machine only
+    artshield ui --host 0.0.0.0 --port 8080
+
+Tabs:
+- Protect: drop images (or a zip of them), pick a strength (low / default / high: documented
+  budgets) or open the advanced panel (method, budget, steps, EOT, model, device, precision); an
+  estimate of the time before starting, a progress bar while running, then each image before,
+  after and its amplified change at full size, the visible change (PSNR, LPIPS), and downloads (one
+  file, or all as a zip). It runs the same batch code as `artshield protect`: originals are read,
+  never written; outputs are written atomically.
+- Check: "does it hold on my art?": a small bench on the user's own images as the artist.
+- Model tools: erase a concept and audit a model, with their reports.
+
+One job runs at a time (Gradio's queue, one worker); uploads are limited in count, pixels and bytes,
+and a bad upload gives a message in the page. The same endpoints answer scripts through
+gradio_client, e.g. `Client(url).predict([handle_file("a.png")], "default", api_name="/protect")`
+returns the zip of the protected files.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# Strength presets: the L-infinity budget in /255, the method's own default step count. "default"
+# is the budget of AdvDM / Mist / Anti-DreamBooth's papers (16/255 at 512 px: about 29 dB PSNR on a
+# photograph); "low" halves it (less visible, weaker); "high" is 1.5x (visible on flat areas).
+STRENGTHS = {"low": 8.0, "default": 16.0, "high": 24.0}
+METHODS = ("advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl")
+BATCH = 4                              # images protected together, as `artshield protect --batch`
+
+
+@dataclass(frozen=True)
+class Limits:
+    files: int = 32                    # images per job
+    pixels: int = 16_000_000           # per image
+    bytes: int = 40 * 1024 * 1024      # per uploaded file
+    zip_members: int = 64
+
+
+class UploadError(ValueError):
+    """An upload the app refuses; the message names the file and the problem."""
+
+
+def gather_uploads(paths: list[str], folder: Path, limits: Limits) -> tuple[list[Path], list[str]]:
+    """Copy the uploaded images (and the images inside uploaded zips) into `folder` under their own
+    names; return (the copies, one message per refused file). Nothing outside `folder` is written."""
+    from .io import load_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    accepted: list[Path] = []
+    problems: list[str] = []
+    used: set[str] = set()
+
+    def take(name: str, data: bytes) -> None:
+        base = Path(name).name or "image.png"
+        if len(accepted) >= limits.files:
+            problems.append(f"{base}: skipped, at most {limits.files} images per job")
+            return
+        if len(data) > limits.bytes:
+            problems.append(f"{base}: {len(data) / 2 ** 20:.1f} MB, more than the {limits.bytes / 2 ** 20:.0f} MB allowed")
+            return
+        stem, suffix, k = Path(base).stem, Path(base).suffix, 1
+        while base.lower() in used:
+            k += 1
+            base = f"{stem}-{k}{suffix}"
+        target = folder / base
+        target.write_bytes(data)
+        try:
+            loaded = load_image(target)
+        except Exception as e:  # noqa: BLE001 - any reason a file is not a usable image is reported
+            target.unlink(missing_ok=True)
+            problems.append(str(e).splitlines()[0].replace(str(target), base))
+            return
+        w, h = loaded.pixels.shape[-1], loaded.pixels.shape[-2]
+        if w * h > limits.pixels:
+            target.unlink(missing_ok=True)
+            problems.append(f"{base}: {w}x{h} pixels, more than the {limits.pixels / 1e6:.0f} megapixels allowed")
+            return
+        used.add(base.lower())
+        accepted.append(target)
+
+    for p in paths or []:
+        path = Path(p)
+        name = path.name
+        if path.stat().st_size > limits.bytes:
+            problems.append(f"{name}: {path.stat().st_size / 2 ** 20:.1f} MB, more than the "
+                            f"{limits.bytes / 2 ** 20:.0f} MB allowed")
+            continue
+        data = path.read_bytes()
+        if name.lower().endswith(".zip"):
+            try:
+                with zipfile.ZipFile(io.BytesIO(data)) as z:
+                    members = [m for m in z.infolist() if not m.is_dir() and not Path(m.filename).name.startswith(".")]
+                    if len(members) > limits.zip_members:
+                        problems.append(f"{name}: {len(members)} files, more than the {limits.zip_members} allowed")
+                        continue
+                    for m in members:
+                        if m.file_size > limits.bytes:
+                            problems.append(f"{name}/{m.filename}: more than the {limits.bytes / 2 ** 20:.0f} MB allowed")
+                            continue
+                        take(Path(m.filename).name, z.read(m))
+            except zipfile.BadZipFile:
+                problems.append(f"{name}: not a readable zip file")
+            continue
+        take(name, data)
+    return accepted, problems
+
+
+def zip_folder(files: list[Path], target: Path) -> Path:
+    """The files in one zip, written atomically."""
+    from .io import _atomic_write
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+            for p in files:
+                z.write(p, arcname=p.name)
+
+    _atomic_write(target, write)
+    return target
+
+
+class Models:
+    """Loaded models by (model, device, dtype), so a model loads once per app, and the measured
+    seconds per protection step (for estimates)."""
+
+    def __init__(self):
+        self._bundles: dict[tuple, object] = {}
+        self._per_step: dict[tuple, float] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model: str, device: str, dtype: str):
+        from .models import load_model
+
+        key = (model, device, dtype)
+        with self._lock:
+            if key not in self._bundles:
+                self._bundles[key] = load_model(model, device, dtype=dtype)
+            return self._bundles[key]
+
+    def seconds_per_step(self, model: str, device: str, dtype: str, method: str) -> float:
+        """Measured once: two steps of `method` on one 64 x 64 image (after one warm-up step)."""
+        import torch
+
+        from .protect import protect
+
+        key = (model, device, dtype, method)
+        if key not in self._per_step:
+            bundle = self.get(model, device, dtype)
+            image = [torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))]
+            protect(bundle, image, method=method, steps=1, score=False)
+            t0 = time.time()
+            protect(bundle, image, method=method, steps=2, score=False)
+            self._per_step[key] = (time.time() - t0) / 2
+        return self._per_step[key]
+
+
+class Jobs:
+    """Job folders under one root (a temporary folder unless given), one per run."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="artshield-ui-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def new(self, kind: str) -> Path:
+        with self._lock:
+            self._count += 1
+            folder = self.root / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{self._count:03d}"
+        folder.mkdir(parents=True)
+        return folder
+
+
+def protect_job(models: Models, jobs: Jobs, limits: Limits, files: list[str], strength: str = "default",
+                method: str = "advdm", budget: float | None = None, steps: int | None = None,
+                eot: list[str] | None = None, model: str = "mini", device: str = "auto", dtype: str = "auto",
+                seed: int = 0, progress=None) -> dict:
+    """Protect the uploads: the same batch code as `artshield protect`. Returns the job's folder,
+    the protected files, their zip, the gallery items, the per-image figures and the messages."""
+    from .batch import protect_batch, protect_steps, reporter
+    from .io import plan_batch
+    from .protect.report import write_page
+
+    if strength not in STRENGTHS:
+        raise UploadError(f"strength {strength!r}: choose one of {', '.join(STRENGTHS)}")
+    if method not in METHODS:
+        raise UploadError(f"method {method!r}: choose one of {', '.join(METHODS)}")
+    job = jobs.new("protect")
+    accepted, problems = gather_uploads(files, job / "uploads", limits)
+    if not accepted:
+        raise UploadError("no image to protect: " + ("; ".join(problems) if problems else "upload PNG, JPEG or "
+                                                     "WebP files, or a zip of them"))
+    options = {"budget": float(budget) if budget else STRENGTHS[strength], "eot": tuple(eot or ())}
+    if steps:
+        options["steps"] = int(steps)
+    bundle = models.get(model, device, dtype)
+    batch = plan_batch([str(p) for p in accepted], str(job / "protected"), "protected copy",
+                       settings={"method": method, "seed": seed, **options})
+    head = {"command": "ui protect", "method": method, "model": bundle.describe(), "seed": seed, "strength": strength}
+    report, checkpoint = reporter(batch, head, time.time())
+    total = protect_steps(bundle, len(batch.todo), method, BATCH, **options)
+    done_steps = [0]
+
+    def step(n=1):
+        done_steps[0] += n
+        if progress is not None:
+            progress(min(done_steps[0], total), total)
+
+    done = protect_batch(bundle, batch, method, seed, BATCH, True, progress=step, checkpoint=checkpoint,
+                         **options)
+    results = report(done)
+    results["page"] = "protect-report.html"
+    write_page(batch.out, results)
+    from .io import write_json
+
+    write_json(results, batch.out / "results.json")
+    outputs = [batch.out / r["output"] for r in done.records if "output" in r]
+    archive = zip_folder(outputs, job / "protected.zip") if outputs else None
+    gallery, rows = [], []
+    by_output = {r["output"]: r for r in done.records if "output" in r}
+    for index, out in enumerate(outputs):
+        rec = by_output[out.name]
+        source = Path(rec["file"])
+        diff = batch.out / "protect-report" / f"{index:04d}-difference.png"
+        gallery += [(str(source), f"{out.name}: original"), (str(out), f"{out.name}: protected")]
+        if diff.is_file():
+            gallery.append((str(diff), f"{out.name}: |change| x{255 / rec['budget']:.0f}"))
+        rows.append([out.name, f"{rec['size'][0]}x{rec['size'][1]}", round(rec["psnr_db"], 1), round(rec["lpips"], 3),
+                     int(round(rec["linf_255"]))])
+    problems += [f["error"].replace(str(job / "uploads") + os.sep, "") for f in done.failures]
+    return {"job": job, "outputs": outputs, "zip": archive, "gallery": gallery, "rows": rows, "problems": problems,
+            "results": results, "budget": options["budget"]}
+
+
+def estimate(models: Models, files: list[str] | None, strength: str, method: str, steps: int | None, model: str,
+             device: str, dtype: str) -> str:
+    """A sentence: how long protecting these uploads should take here, from a measured step time."""
+    from .options import registry
+
+    if not files:
+        return "Drop images (PNG, JPEG, WebP) or a zip of them to begin."
+    n = len(files)
+    default_steps = registry("protect").config(method).steps
+    n_steps = int(steps) if steps else default_steps
+    try:
+        per_step = models.seconds_per_step(model, device, dtype, method)
+    except Exception as e:  # noqa: BLE001 - the estimate is advice; the run itself reports errors
+        return f"No estimate: {str(e).splitlines()[0]}"
+    from .batch import chunk_size
+
+    rounds = -(-n // chunk_size(method, n, BATCH))          # images are protected BATCH at a time
+    seconds = per_step * n_steps * rounds
+    return (f"{n} file(s); {method}, {n_steps} steps at {STRENGTHS.get(strength, 16):g}/255: about "
+            f"{_duration(seconds)} on this machine (measured {per_step:.2f} s per step on a small image; "
+            "large images take longer).")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def build(models: Models | None = None, jobs: Jobs | None = None, limits: Limits | None = None,
+          default_model: str = "mini", default_device: str = "auto"):
+    """The Gradio Blocks of the app (not launched)."""
+    import gradio as gr
+
+    models, jobs, limits = models or Models(), jobs or Jobs(), limits or Limits()
+
+    def run_protect(files, strength, method, budget, steps, eot, model, device, dtype,
+                    progress=gr.Progress()):
+        try:
+            made = protect_job(models, jobs, limits, files, strength, method, budget or None, steps or None, eot,
+                               model or default_model, device, dtype,
+                               progress=lambda done, total: progress(done / max(1, total),
+                                                                     desc=f"protecting: step {done} of {total}"))
+        except (UploadError, ValueError, OSError) as e:
+            return (f"**Could not protect:** {e}", [], None, [], None)
+        lines = [f"Protected {len(made['outputs'])} image(s) with {method} at {made['budget']:g}/255. "
+                 "Your originals were not modified."]
+        if made["problems"]:
+            lines.append("**Not protected:** " + "; ".join(made["problems"]))
+        return ("\n\n".join(lines), made["gallery"], str(made["zip"]) if made["zip"] else None,
+                made["rows"], [str(p) for p in made["outputs"]])
+
+    def api_protect(files, strength):
+        made = protect_job(models, jobs, limits, files, strength)
+        if made["problems"]:
+            gr.Warning("; ".join(made["problems"]))
+        return str(made["zip"])
+
+    with gr.Blocks(title="artshield") as app:
+        gr.Markdown("# artshield\nProtect your artwork against style mimicry, and check whether the protection "
+                    "holds.")
+        with gr.Tab("Protect"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    files = gr.File(label="Your images (PNG, JPEG, WebP) or a zip of them", file_count="multiple",
+                                    elem_id="protect-files")
+                    strength = gr.Radio(list(STRENGTHS), value="default", label="Strength",
+                                        info="low 8/255, default 16/255, high 24/255 (L-infinity budget)",
+                                        elem_id="protect-strength")
+                    with gr.Accordion("Advanced", open=False):
+                        method = gr.Dropdown(list(METHODS), value="advdm", label="Method")
+                        budget = gr.Number(value=None, label="Budget (/255; empty: the strength's)", minimum=0,
+                                           maximum=255)
+                        steps = gr.Number(value=None, label="Steps (empty: the method's default)", minimum=1,
+                                          precision=0)
+                        eot = gr.CheckboxGroup(["resize", "jpeg", "blur"], label="Robustness: expectation over these "
+                                                                        "transformations")
+                        model = gr.Textbox(value=default_model, label="Model (mini, a diffusers folder, a "
+                                                                      ".safetensors file or a hub id)")
+                        device = gr.Dropdown(["auto", "cpu", "cuda", "mps"], value=default_device, label="Device")
+                        dtype = gr.Dropdown(["auto", "fp32", "fp16", "bf16"], value="auto", label="Precision")
+                    eta = gr.Markdown("Drop images (PNG, JPEG, WebP) or a zip of them to begin.", elem_id="protect-eta")
+                    go = gr.Button("Protect", variant="primary", elem_id="protect-go")
+                with gr.Column(scale=2):
+                    status = gr.Markdown(elem_id="protect-status")
+                    gallery = gr.Gallery(label="Before, after, and the change (click to view at full size)",
+                                         columns=3, object_fit="contain", height="auto", elem_id="protect-gallery")
+                    table = gr.Dataframe(headers=["file", "size", "PSNR (dB)", "LPIPS", "max change (/255)"],
+                                         label="Visible change", interactive=False)
+                    archive = gr.File(label="Download all (zip)", elem_id="protect-zip")
+                    singles = gr.File(label="Download one file", file_count="multiple", elem_id="protect-files-out")
+            for trigger in (files.change, strength.change, method.change, steps.change):
+                trigger(lambda f, s, m, n, mo, d, t: estimate(models, f, s, m, n, mo or default_model, d, t),
+                        [files, strength, method, steps, model, device, dtype], eta, api_visibility="private")
+            go.click(run_protect, [files, strength, method, budget, steps, eot, model, device, dtype],
+                     [status, gallery, archive, table, singles], api_name="protect_ui", api_visibility="private")
+            hidden = gr.Button(visible=False)
+            hidden.click(api_protect, [files, strength], archive, api_name="protect")
+    app.queue(default_concurrency_limit=1)
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 7860, share: bool = False, model: str = "mini", device: str = "auto",
+          jobs: str | None = None, block: bool = True):
+    """Launch the app; returns (app, url) when `block` is False."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    jobs_ = Jobs(jobs)
+    app = build(jobs=jobs_, default_model=model, default_device=device)
+    limits = Limits()
+    _, url, _ = app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=True,
+                           max_file_size=limits.bytes, allowed_paths=[str(jobs_.root)])
+    if not block:
+        return app, url
+    print(f"artshield ui: {url} (jobs in {jobs_.root}; Ctrl+C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        app.close()
+    return app, url
