@@ -128,10 +128,15 @@ def _chromium():
 
 
 @pytest.mark.slow
-def test_the_app_in_a_real_browser(served, tmp_path):
+def test_the_app_in_a_real_browser(served, tmp_path, monkeypatch):
     """Upload two images, protect with the default strength on mini, download the zip, check every file
-    against the budget and the originals; then a text file named .png gives its error in the page."""
+    against the budget and the originals; a text file named .png gives its error in the page; the Check
+    tab produces a report (a reduced quick check: the server runs in this process)."""
     from playwright.sync_api import sync_playwright
+
+    from artshield.bench import check
+
+    monkeypatch.setitem(check.LEVELS, "quick", check.Thoroughness((0,), 4, 10))
 
     a, b = _png(tmp_path / "a.png", (48, 48)), _png(tmp_path / "b.png", (30, 40), seed=1)
     before = {p: _digest(p) for p in (a, b)}
@@ -158,6 +163,33 @@ def test_the_app_in_a_real_browser(served, tmp_path):
             page.locator("#protect-status").get_by_text("Could not protect").wait_for(timeout=120_000)
             message = page.locator("#protect-status").inner_text()
             assert "notes.png" in message and "not" in message.split("notes.png")[1]
+            page.get_by_role("tab", name="Check").click()
+            page.locator("#check-files input[type=file]").set_input_files([str(a), str(b)])
+            page.locator("#check-go").click()
+            page.locator("#check-status").get_by_text("16/255:").wait_for(timeout=600_000)
+            verdict = page.locator("#check-status").inner_text()
+            assert any(v in verdict for v in ("inconclusive", "does not protect", "holds", "broken by"))
+            frame = page.frame_locator("#check-report iframe")
+            frame.get_by_text("Verdicts").wait_for(timeout=60_000)
+            assert frame.locator("img").count() >= 8 and page.locator("#check-zip a[download]").count() == 1
         finally:
             browser.close()
     assert {p: _digest(p) for p in (a, b)} == before
+
+
+def test_model_tools_run_the_cli_into_a_job_and_report_its_error_in_one_line(tmp_path, tiny_model_dir):
+    from artshield.app import tool_job
+
+    jobs = Jobs(tmp_path / "jobs")
+    made = tool_job(jobs, "erase", ["--concept", "folder", "--method", "uce", "--model", str(tiny_model_dir), "--no-eval"])
+    assert made["results"]["method"] == "uce" and made["report"].is_file()
+    with zipfile.ZipFile(made["zip"]) as z:
+        assert "report.html" in z.namelist() and not any(n.endswith(".safetensors") for n in z.namelist())
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("folder icon\ntrash can icon\n")
+    made = tool_job(jobs, "audit", ["--prompts", str(prompts), "--generations", "3", "--min-clique", "2", "--steps", "2",
+                                    "--model", str(tiny_model_dir)])
+    assert made["results"]["prompts"] == 2 and "Every prompt" in made["report"].read_text()
+    with pytest.raises(UploadError, match="--method nope") as e:
+        tool_job(jobs, "erase", ["--concept", "x", "--method", "nope", "--model", str(tiny_model_dir)])
+    assert "\n" not in str(e.value)

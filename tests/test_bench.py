@@ -214,3 +214,23 @@ def test_report_shows_intervals_the_bar_and_a_labelled_chart_and_escapes_text():
     for text in ("mimicry success", "protection and budget (/255)", "holds bar", "no purifier", "bilateral"):
         assert text in html, text
     assert html.count("<path d=") == 3            # an interval whisker per bar: none, jpeg, bilateral
+
+
+def test_check_on_the_users_own_images_runs_the_bench_with_a_centroid_judge(tmp_path, tiny_bundle):
+    from artshield.bench import check
+
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 20, 24, generator=g), torch.rand(1, 16, 16, generator=g), torch.rand(3, 30, 30, generator=g)]
+    check.LEVELS["test"] = check.Thoroughness((0,), 4, 2)
+    try:
+        results = check.check(tiny_bundle, images, tmp_path, method="advdm", budget=8, purifiers=("jpeg",), level="test",
+                              protect_options={"steps": 1}, log=lambda m: None)
+    finally:
+        del check.LEVELS["test"]
+    assert [c["condition"] for c in results["cells"]] == ["clean", "advdm@8", "clean + jpeg", "advdm@8 + jpeg"]
+    assert all(len(c["outcomes"]) == 4 for c in results["cells"]) and len(results["summary"]) == 1
+    assert results["summary"][0]["verdict"].startswith(("inconclusive", "does not protect", "holds", "broken"))
+    html = report_html.render(results, results["summary"], tmp_path)
+    assert "check on your art" in html and html.count("<img") == 8
+    with pytest.raises(ValueError, match="at least 2 images"):
+        check.check(tiny_bundle, images[:1], tmp_path / "x")

@@ -240,6 +240,81 @@ def protect_job(models: Models, jobs: Jobs, limits: Limits, files: list[str], st
             "results": results, "budget": options["budget"]}
 
 
+def check_job(models: Models, jobs: Jobs, limits: Limits, files: list[str], strength: str = "default",
+              method: str = "advdm", level: str = "quick", model: str = "mini", device: str = "auto",
+              dtype: str = "auto", log=None) -> dict:
+    """"Does it hold on my art?": the bench on the uploads as the artist (bench/check.py); writes
+    report.html in the job folder. Returns the job, the report, its zip and a plain summary."""
+    from .bench import check, report_html
+    from .io import write_json, write_text
+    from .purify.noisy_upscale import default_upscaler
+
+    if strength not in STRENGTHS or method not in METHODS:
+        raise UploadError(f"strength {strength!r} / method {method!r}: choose from {', '.join(STRENGTHS)} and "
+                          f"{', '.join(METHODS)}")
+    job = jobs.new("check")
+    accepted, problems = gather_uploads(files, job / "uploads", limits)
+    if len(accepted) < 2:
+        raise UploadError("a check needs at least 2 images of your art" + (": " + "; ".join(problems) if problems else ""))
+    from .io import load_image
+
+    bundle = models.get(model, device, dtype)
+    purifiers = ("jpeg", "gaussian-noise") + (("noisy-upscale",) if default_upscaler(bundle) else ())
+    results = check.check(bundle, [load_image(p).pixels for p in accepted], job / "report", method=method,
+                          budget=STRENGTHS[strength], purifiers=purifiers, level=level, log=log or (lambda m: None))
+    write_json(results, job / "report" / "results.json")
+    report = write_text(report_html.render(results, results["summary"], job / "report"), job / "report" / "report.html")
+    archive = zip_tree(job / "report", job / "check-report.zip")
+    lines = []
+    for row in results["summary"]:
+        ci = row["intervals"]
+        lines.append(f"**{row['protection']} {row['budget']:g}/255: {row['verdict']}.** Mimicry success clean "
+                     f"{_ci(ci['clean'])}; protected {_ci(ci['none'])}; worst case ({row['worst_purifier']}) "
+                     f"{_ci(ci[row['worst_purifier']])}; the bar for \"holds\" is {row['bar']:.2f}.")
+    if any(r["verdict"].startswith("inconclusive") for r in results["summary"]):
+        lines.append("*Inconclusive* means the intervals cannot decide either way: more seeds and generations "
+                     "(the standard check) narrow them.")
+    return {"job": job, "report": report, "zip": archive, "summary": "\n\n".join(lines), "problems": problems,
+            "results": results}
+
+
+def tool_job(jobs: Jobs, kind: str, argv: list[str]) -> dict:
+    """Run `artshield erase` or `artshield audit` (the CLI itself, in this process) into a job folder."""
+    import contextlib
+    import json
+
+    from .cli import main
+
+    job = jobs.new(kind)
+    out = job / kind
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main([kind, *argv, "-o", str(out), "-q"])
+    if code not in (0, 1) or not (out / "results.json").is_file():
+        message = err.getvalue().strip().splitlines()
+        raise UploadError(message[-1].removeprefix("artshield: error: ") if message else f"{kind} failed")
+    results = json.loads((out / "results.json").read_text())
+    return {"job": job, "results": results, "report": out / "report.html", "zip": zip_tree(out, job / f"{kind}.zip")}
+
+
+def zip_tree(folder: Path, target: Path) -> Path:
+    """A folder's files (not the weights: they are large and stay in the job folder) in one zip."""
+    from .io import _atomic_write
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+            for p in sorted(folder.rglob("*")):
+                if p.is_file() and p.suffix != ".safetensors":
+                    z.write(p, arcname=p.relative_to(folder).as_posix())
+
+    _atomic_write(target, write)
+    return target
+
+
+def _ci(ci: dict) -> str:
+    return f"{ci['mean']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]"
+
+
 def estimate(models: Models, files: list[str] | None, strength: str, method: str, steps: int | None, model: str,
              device: str, dtype: str) -> str:
     """A sentence: how long protecting these uploads should take here, from a measured step time."""
@@ -336,8 +411,105 @@ def build(models: Models | None = None, jobs: Jobs | None = None, limits: Limits
                      [status, gallery, archive, table, singles], api_name="protect_ui", api_visibility="private")
             hidden = gr.Button(visible=False)
             hidden.click(api_protect, [files, strength], archive, api_name="protect")
+
+        with gr.Tab("Check"):
+            gr.Markdown("**Does the protection hold on my art?** A mimic fine-tunes the model (a LoRA) on your images "
+                        "as they are clean, protected, and protected then purified; the page measures how much of your "
+                        "style it learnt each time, with 95 % intervals and a verdict. A quick check takes minutes and "
+                        "often cannot decide: it then says *inconclusive*.")
+            with gr.Row():
+                with gr.Column(scale=1):
+                    c_files = gr.File(label="At least 2 images of your art", file_count="multiple", elem_id="check-files")
+                    c_method = gr.Dropdown(list(METHODS), value="advdm", label="Protection")
+                    c_strength = gr.Radio(list(STRENGTHS), value="default", label="Strength")
+                    c_level = gr.Radio(["quick", "standard"], value="quick", label="Thoroughness",
+                                       info="quick: 1 seed, 16 generations per cell; standard: 3 seeds, 128 (hours)")
+                    c_go = gr.Button("Check", variant="primary", elem_id="check-go")
+                with gr.Column(scale=2):
+                    c_status = gr.Markdown(elem_id="check-status")
+                    c_zip = gr.File(label="The report (zip)", elem_id="check-zip")
+                    c_view = gr.HTML(elem_id="check-report")
+
+            def run_check(files, strength, method, level, model, device, dtype, progress=gr.Progress()):
+                progress(0, desc="fine-tuning the mimic on each condition")
+                try:
+                    made = check_job(models, jobs, limits, files, strength, method, level, model or default_model,
+                                     device, dtype, log=lambda m: progress(None, desc=m))
+                except (UploadError, ValueError, OSError) as e:
+                    return f"**Could not check:** {e}", None, ""
+                note = ("\n\n**Not used:** " + "; ".join(made["problems"])) if made["problems"] else ""
+                return made["summary"] + note, str(made["zip"]), _frame(made["report"])
+
+            c_go.click(run_check, [c_files, c_strength, c_method, c_level, model, device, dtype],
+                       [c_status, c_zip, c_view], api_name="check")
+
+        with gr.Tab("Model tools"):
+            gr.Markdown("For model providers and researchers: remove a concept or an artist's style from the model's "
+                        "weights, or look for training images the model has memorised. Both write a report.")
+            with gr.Row():
+                with gr.Column():
+                    gr.Markdown("### Erase")
+                    e_concept = gr.Textbox(label="Concept or style", value="faenza style", elem_id="erase-concept")
+                    e_method = gr.Dropdown(["esd-x", "esd-u", "esd-x-strict", "uce"], value="uce", label="Method")
+                    e_eval = gr.Checkbox(value=True, label="Evaluate (before, after, after a recovery attack)")
+                    e_go = gr.Button("Erase", elem_id="erase-go")
+                with gr.Column():
+                    gr.Markdown("### Audit")
+                    a_prompts = gr.Textbox(label="Prompts, one per line (empty: mini's built-in audit set)", lines=4)
+                    a_gens = gr.Number(value=16, precision=0, minimum=2, label="Generations per prompt")
+                    a_go = gr.Button("Audit", elem_id="audit-go")
+            t_status = gr.Markdown(elem_id="tools-status")
+            t_zip = gr.File(label="The report (zip)")
+            t_view = gr.HTML()
+
+            def run_erase(concept, method_, evaluate, model, device, dtype):
+                argv = ["--concept", concept, "--method", method_, "--model", model or default_model, "--device", device,
+                        "--dtype", dtype] + ([] if evaluate else ["--no-eval"])
+                try:
+                    made = tool_job(jobs, "erase", argv)
+                except UploadError as e:
+                    return f"**Could not erase:** {e}", None, ""
+                r = made["results"]
+                line = f"Erased {r['concept']!r} with {r['method']} in {r['erase_seconds']:.0f} s."
+                if "after" in r:
+                    line += (f" The judge finds the target in {r['before']['target_accuracy']:.2f} of the generations "
+                             f"before, {r['after']['target_accuracy']:.2f} after")
+                    line += (f", {r['recovery']['target_accuracy']:.2f} after the recovery attack." if "recovery" in r
+                             else ".")
+                return line, str(made["zip"]), _frame(made["report"])
+
+            def run_audit(prompts, generations, model, device, dtype):
+                job_prompts = None
+                if prompts and prompts.strip():
+                    job_prompts = jobs.new("prompts") / "prompts.txt"
+                    job_prompts.write_text(prompts)
+                argv = ["--generations", str(int(generations or 16)), "--min-clique", str(max(2, int(generations or 16) // 3)),
+                        "--model", model or default_model, "--device", device, "--dtype", dtype]
+                argv += ["--prompts", str(job_prompts)] if job_prompts else ["--threshold", "auto"]
+                try:
+                    made = tool_job(jobs, "audit", argv)
+                except UploadError as e:
+                    return f"**Could not audit:** {e}", None, ""
+                r = made["results"]
+                flagged = sum(bool(p.get("flagged")) for p in r["per_prompt"])
+                auc = r.get("detection", {}).get("auc")
+                return (f"Audited {r['prompts']} prompt(s): {flagged} flagged as memorised by the extraction attack"
+                        + (f"; detection AUC {auc:.3f}." if auc is not None else ".")), str(made["zip"]), \
+                    _frame(made["report"])
+
+            e_go.click(run_erase, [e_concept, e_method, e_eval, model, device, dtype], [t_status, t_zip, t_view],
+                       api_name="erase")
+            a_go.click(run_audit, [a_prompts, a_gens, model, device, dtype], [t_status, t_zip, t_view], api_name="audit")
     app.queue(default_concurrency_limit=1)
     return app
+
+
+def _frame(report: Path) -> str:
+    """The report inside the page (served from the job folder, which the app is allowed to serve)."""
+    from urllib.parse import quote
+
+    return (f'<iframe src="/gradio_api/file={quote(str(Path(report).resolve()))}" title="report" '
+            'style="width:100%;height:900px;border:1px solid #ccc;border-radius:6px"></iframe>')
 
 
 def serve(host: str = "127.0.0.1", port: int = 7860, share: bool = False, model: str = "mini", device: str = "auto",

@@ -183,9 +183,11 @@ def artist_data(artist: str, preset: Preset) -> ArtistData:
 class Runner:
     """Runs the cells of a preset, reusing finished ones from OUT/cells/."""
 
-    def __init__(self, bundle: ModelBundle, judge: Judge, preset: Preset, out: Path, log=print):
+    def __init__(self, bundle: ModelBundle, judge: Judge, preset: Preset, out: Path, log=print,
+                 artists: dict[str, ArtistData] | None = None):
+        """`artists`: data of artists that are not corpus themes (a user's own images), by name."""
         self.bundle, self.judge, self.preset, self.out, self.log = bundle, judge, preset, Path(out), log
-        self.data: dict[str, ArtistData] = {}
+        self.data: dict[str, ArtistData] = dict(artists or {})
         self.conditions: dict[tuple, tuple[list[torch.Tensor], dict]] = {}
         self.failed: list[dict] = []      # cells that raised: reported, the others still run
         self.elsewhere: list[str] = []    # cells another worker on OUT was computing
