@@ -40,7 +40,8 @@ def shoot(page, url: str, target: Path) -> None:
     page.goto(url)
     page.wait_for_load_state("networkidle")
     height = min(2400, page.evaluate("document.documentElement.scrollHeight"))
-    page.screenshot(path=str(target), type="jpeg", quality=80, clip={"x": 0, "y": 0, "width": 1280, "height": height})
+    page.screenshot(path=str(target), type="jpeg", quality=80, full_page=True,
+                    clip={"x": 0, "y": 0, "width": 1280, "height": height})
     print(target)
 
 
