@@ -69,6 +69,23 @@ def lr_at(step: int, total: int, peak: float, warmup: int = 200) -> float:
     return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def optimise(opt: torch.optim.Optimizer, params: list, loss: torch.Tensor) -> None:
+    """One optimiser step with the gradient norm clipped to 1."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
+@torch.no_grad()
+def ema_update(pairs, step: int, decay: float) -> None:
+    """Move each (ema, live) module's averaged weights toward the live ones (warm-up: (1+n)/(10+n))."""
+    d = min(decay, (1 + step) / (10 + step))
+    for ema, live in pairs:
+        for pe, pl in zip(ema.parameters(), live.parameters()):
+            pe.lerp_(pl, 1 - d)
+
+
 def save_state(path: Path, tensors: dict[str, torch.Tensor], meta: dict, optimizer: torch.optim.Optimizer) -> None:
     path.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(path / "weights.tmp"))
@@ -246,16 +263,9 @@ def train_unet(state_dir: Path, minutes: float, init_from: Path | None = None) -
         pred = unet(noisy, t, text(cap)[0]).sample
         w = torch.clamp(snr[t], max=MIN_SNR_GAMMA) / snr[t]  # min-SNR-gamma weighting, epsilon target
         loss = (w * (pred - noise).pow(2).flatten(1).mean(1)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        optimise(opt, params, loss)
         step += 1
-        decay = min(EMA_DECAY, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for ema, live in ((ema_unet, unet), (ema_text, text)):
-                for pe, pl in zip(ema.parameters(), live.parameters()):
-                    pe.lerp_(pl, 1 - decay)
+        ema_update(((ema_unet, unet), (ema_text, text)), step, EMA_DECAY)
         running.append(loss.item())
         if step % 50 == 0:
             print(f"unet step {step} loss {np.mean(running):.4f} lr {opt.param_groups[0]['lr']:.2e} "

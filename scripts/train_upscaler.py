@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_mini import load_state, lr_at, prefixed, save_state, unprefixed  # noqa: E402
+from train_mini import (ema_update, load_state, lr_at, optimise, prefixed, save_state,  # noqa: E402
+                        save_unet, unprefixed)
 
 from artshield import corpus  # noqa: E402
 from artshield.models.architecture import (MINI_X4, X4_SCALING_FACTOR, build_upscaler_text_encoder,  # noqa: E402
@@ -119,10 +120,7 @@ def train_vae(state: Path, minutes: float) -> None:
         rec = (vae.decode(post.sample()).sample + 1) / 2
         kl = post.kl().mean()
         loss = F.mse_loss(rec, x) + 0.1 * F.l1_loss(rec, x) + VAE_KL * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
+        optimise(opt, list(vae.parameters()), loss)
         step += 1
         if step % 100 == 0:
             print(f"vae step {step} loss {loss.item():.5f} held-out psnr {vae_psnr(vae, test):.2f} dB "
@@ -224,31 +222,18 @@ def train_unet(state: Path, minutes: float) -> None:
         pred = unet(torch.cat([noisy, small], 1), t, text(cap)[0], class_labels=level).sample
         w = torch.clamp(snr[t], max=MIN_SNR_GAMMA) / (snr[t] + 1)   # min-SNR-gamma weighting, v target
         loss = (w * (pred - target).pow(2).flatten(1).mean(1)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        optimise(opt, params, loss)
         step += 1
-        decay = min(EMA_DECAY, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for ema, live in ((ema_unet, unet), (ema_text, text)):
-                for pe, pl in zip(ema.parameters(), live.parameters()):
-                    pe.lerp_(pl, 1 - decay)
+        ema_update(((ema_unet, unet), (ema_text, text)), step, EMA_DECAY)
         running.append(loss.item())
         if step % 50 == 0:
             print(f"unet step {step} loss {np.mean(running):.4f} lr {opt.param_groups[0]['lr']:.2e} "
                   f"{(time.time() - start) / max(1, step - first):.2f}s/step", flush=True)
             running = []
         if time.time() - last > CHECKPOINT_SECONDS:
-            save_unet(path, unet, text, ema_unet, ema_text, opt, step)
+            save_unet(path, unet, text, ema_unet, ema_text, opt, step, X4_SCALING_FACTOR)
             last = time.time()
-    save_unet(path, unet, text, ema_unet, ema_text, opt, step)
-
-
-def save_unet(path, unet, text, ema_unet, ema_text, opt, step) -> None:
-    tensors = {**prefixed("unet", unet), **prefixed("text", text), **prefixed("ema_unet", ema_unet),
-               **prefixed("ema_text", ema_text)}
-    save_state(path, tensors, {"step": step}, opt)
+    save_unet(path, unet, text, ema_unet, ema_text, opt, step, X4_SCALING_FACTOR)
 
 
 def export(state: Path, out: Path, evaluate: int) -> None:
