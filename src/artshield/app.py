@@ -279,19 +279,18 @@ def check_job(models: Models, jobs: Jobs, limits: Limits, files: list[str], stre
 
 
 def tool_job(jobs: Jobs, kind: str, argv: list[str]) -> dict:
-    """Run `artshield erase` or `artshield audit` (the CLI itself, in this process) into a job folder."""
-    import contextlib
+    """Run `artshield erase` or `artshield audit` (the CLI itself, in a child process whose memory is
+    returned when it ends) into a job folder."""
     import json
-
-    from .cli import main
+    import subprocess
+    import sys
 
     job = jobs.new(kind)
     out = job / kind
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        code = main([kind, *argv, "-o", str(out), "-q"])
-    if code not in (0, 1) or not (out / "results.json").is_file():
-        message = err.getvalue().strip().splitlines()
+    done = subprocess.run([sys.executable, "-m", "artshield.cli", kind, *argv, "-o", str(out), "-q"],
+                          capture_output=True, text=True)
+    if done.returncode not in (0, 1) or not (out / "results.json").is_file():
+        message = done.stderr.strip().splitlines()
         raise UploadError(message[-1].removeprefix("artshield: error: ") if message else f"{kind} failed")
     results = json.loads((out / "results.json").read_text())
     return {"job": job, "results": results, "report": out / "report.html", "zip": zip_tree(out, job / f"{kind}.zip")}
