@@ -234,3 +234,25 @@ def test_check_on_the_users_own_images_runs_the_bench_with_a_centroid_judge(tmp_
     assert "check on your art" in html and html.count("<img") == 8
     with pytest.raises(ValueError, match="at least 2 images"):
         check.check(tiny_bundle, images[:1], tmp_path / "x")
+
+
+def test_a_run_under_way_decides_only_what_its_finished_cells_can():
+    preset = Preset(artists=["a"], protections=["advdm"], budgets=[8], purifiers=["jpeg", "bilateral"],
+                    mimicry=["lora"], seeds=[0, 1])
+
+    def rec(protection, purifier, k, seed, n=128):
+        return {"artist": "a", "mimicry": "lora", "protection": protection, "budget": 8.0 if protection != "none" else 0,
+                "purifier": purifier, "seed": seed, "outcomes": [1] * k + [0] * (n - k), "prompts": n,
+                "mimicry_success": k / n}
+
+    clean = [rec("none", "none", 120, s) for s in (0, 1)]
+    low = [rec("advdm", "none", 5, s) for s in (0, 1)] + [rec("advdm", "jpeg", 6, s) for s in (0, 1)]
+    (row,) = summary(clean + low, preset)
+    assert row["verdict"] == "pending: 6 of 8 cells done"               # "holds" needs bilateral too
+    high = [rec("advdm", "none", 100, s) for s in (0, 1)]
+    (row,) = summary(clean + high, preset)
+    assert row["verdict"] == "does not protect"                          # decided by the unpurified cells
+    (row,) = summary(clean[:1] + high, preset)
+    assert row["verdict"].startswith("pending")                          # not every seed of clean yet
+    (row,) = summary(clean + low + [rec("advdm", "bilateral", 4, s) for s in (0, 1)], preset)
+    assert row["verdict"] == "holds"

@@ -192,7 +192,12 @@ def _bench_experiment(args) -> int:
         raise ArtshieldError(f"bench --preset {args.preset} measures with the icon judge, so it needs --model mini")
     out = _output_dir(args, "cells")
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    results = experiment.run_preset(_load(args), args.preset, out, log=log)
+    if args.summarise and not (out / "protocol.json").exists():
+        raise ArtshieldError(f"bench --summarise: {out} holds no cells of a run to summarise")
+    try:
+        results = experiment.run_preset(_load(args), args.preset, out, log=log, summarise_only=args.summarise)
+    except ValueError as e:
+        raise ArtshieldError(f"bench: {e}") from None
     results["command"] = f"artshield bench --preset {args.preset} -o {args.output}"
     results["environment"] = environment()
     write_text(report_html.render(results, results["summary"], out), out / "report.html")

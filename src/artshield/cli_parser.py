@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--preset", default="model-quality", help=f"one of: {', '.join(names.BENCH_PRESETS)}")
     b.add_argument("--per-theme", type=int, default=16, help="generations per training theme (default 16)")
     b.add_argument("-o", "--output", required=True, help="report folder")
+    b.add_argument("--summarise", action="store_true",
+                   help="run no cell: write results.json and report.html from the cells already stored in -o "
+                        "(a long run under way, or one shared by several workers)")
     b.set_defaults(func="bench")
 
     pr = sub.add_parser("protect", parents=[common, model, memory, batch], help="protect images against fine-tuning mimicry",

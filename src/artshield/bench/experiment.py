@@ -410,13 +410,23 @@ def summary(records: list[dict], preset: Preset) -> list[dict]:
               if (artist, m, p, b, q) in seeds}
         unpurified = by.pop("none")
         worst_name, worst = worst_case(unpurified, by)
+        decided = verdict(clean, unpurified, by)
+        # a run under way: "does not protect" (and "clean mimicry is too weak") rest on the clean and
+        # unpurified cells alone; every other verdict waits for every purifier's cells, all seeds
+        need = len(preset.seeds)
+        keys = [clean_key] + [(artist, m, p, b, q) for q in ["none", *preset.purifiers]]
+        have = sum(min(need, len(seeds.get(k, []))) for k in keys)
+        base = all(len(seeds.get(k, [])) >= need for k in keys[:2])
+        if have < need * len(keys) and not (base and decided.startswith(("does not protect",
+                                                                          "inconclusive: clean"))):
+            decided = f"pending: {have} of {need * len(keys)} cells done"
         row = {"artist": artist, "mimicry": m, "protection": p, "budget": b,
                "clean": round(clean.mean, 4), "none": round(unpurified.mean, 4),
                **{q: round(v.mean, 4) for q, v in by.items()},
                "worst_case": round(worst.mean, 4), "worst_purifier": worst_name,
                "intervals": {"clean": clean.to_dict(), "none": unpurified.to_dict(),
                              **{q: v.to_dict() for q, v in by.items()}},
-               "bar": round(clean.low / 2, 4), "verdict": verdict(clean, unpurified, by)}
+               "bar": round(clean.low / 2, 4), "verdict": decided}
         rows.append(row)
     return rows
 
@@ -440,18 +450,28 @@ def controls(records: list[dict]) -> list[dict]:
     return rows
 
 
-def run_preset(bundle: ModelBundle, name: str, out: Path, log=print) -> dict:
+def run_preset(bundle: ModelBundle, name: str, out: Path, log=print, summarise_only: bool = False) -> dict:
     """Run (or resume) the preset `name` with its cells stored in OUT/cells/; the results of every
-    cell and the verdict table, as results.json holds them (without the environment)."""
+    cell and the verdict table, as results.json holds them (without the environment). With
+    `summarise_only`, no cell is run: the results of the cells already stored (a run under way)."""
     preset = PRESETS[name]
     start = time.time()
-    log(f"bench {name}: {len(cells(preset))} cells; finished ones in {Path(out) / 'cells'} are reused")
+    todo = cells(preset)
     runner = Runner(bundle, Judge.load(), preset, Path(out), log=log)
-    records = runner.run()
+    if summarise_only:
+        stored = Path(out) / "protocol.json"
+        if not stored.exists() or json.loads(stored.read_text()) != json.loads(json.dumps(runner.protocol())):
+            raise ValueError(f"{out} holds no cells of preset {name} with its current settings")
+        records = [json.loads(runner.cell_path(c).read_text()) for c in todo if runner.cell_path(c).exists()]
+    else:
+        log(f"bench {name}: {len(todo)} cells; finished ones in {Path(out) / 'cells'} are reused")
+        records = runner.run()
     if runner.elsewhere:
         log(f"{len(runner.elsewhere)} cell(s) were being computed by other workers on {out}: the results written "
             "now leave them out; the last worker to finish writes them all")
     return {"command": f"artshield bench --preset {name} -o {out}", "preset_name": name, "preset": asdict(preset),
             "model": bundle.describe(), "summary": summary(records, preset), "controls": controls(records),
-            "cells": records, "failed": runner.failed, "in_progress_elsewhere": runner.elsewhere,
-            "seconds": round(time.time() - start, 1)}
+            "cells": records, "cells_planned": len(todo), "failed": runner.failed,
+            "in_progress_elsewhere": runner.elsewhere,
+            "seconds": round(float(sum(r.get("seconds", 0) for r in records)), 1) if summarise_only
+            else round(time.time() - start, 1)}

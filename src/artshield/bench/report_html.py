@@ -55,5 +55,5 @@ def render(results: dict, rows: list[dict], folder: str | Path | None = None) ->
                          command=results.get("command"), model=results["model"]["spec"], image_size=size,
                          min_clean=MIN_CLEAN_SUCCESS, rows=rows, purifiers=purifiers,
                          chart=chart(rows, purifiers) if rows else "", controls=results.get("controls", []),
-                         cells=cells, failed=results.get("failed") or [],
+                         cells=cells, planned=results.get("cells_planned"), failed=results.get("failed") or [],
                          elsewhere=results.get("in_progress_elsewhere") or [], seconds=results.get("seconds"), fmt=fmt)
