@@ -67,6 +67,16 @@ def gather_uploads(paths: list[str], folder: Path, limits: Limits) -> tuple[list
         if len(data) > limits.bytes:
             problems.append(f"{base}: {len(data) / 2 ** 20:.1f} MB, more than the {limits.bytes / 2 ** 20:.0f} MB allowed")
             return
+        try:                           # the header alone: a huge picture is refused before it is decoded
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as header:
+                w, h = header.size
+            if w * h > limits.pixels:
+                problems.append(f"{base}: {w}x{h} pixels, more than the {limits.pixels / 1e6:.0f} megapixels allowed")
+                return
+        except Exception:  # noqa: BLE001 - not an image PIL knows: load_image below says why, in its words
+            pass
         stem, suffix, k = Path(base).stem, Path(base).suffix, 1
         while base.lower() in used:
             k += 1
@@ -79,11 +89,7 @@ def gather_uploads(paths: list[str], folder: Path, limits: Limits) -> tuple[list
             target.unlink(missing_ok=True)
             problems.append(str(e).splitlines()[0].replace(str(target), base))
             return
-        w, h = loaded.pixels.shape[-1], loaded.pixels.shape[-2]
-        if w * h > limits.pixels:
-            target.unlink(missing_ok=True)
-            problems.append(f"{base}: {w}x{h} pixels, more than the {limits.pixels / 1e6:.0f} megapixels allowed")
-            return
+        del loaded
         used.add(base.lower())
         accepted.append(target)
 
@@ -168,15 +174,10 @@ class Jobs:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="artshield-ui-"))
         self.root.mkdir(parents=True, exist_ok=True)
-        self._count = 0
-        self._lock = threading.Lock()
 
     def new(self, kind: str) -> Path:
-        with self._lock:
-            self._count += 1
-            folder = self.root / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{self._count:03d}"
-        folder.mkdir(parents=True)
-        return folder
+        """A new folder, never one that exists (several apps may share the root)."""
+        return Path(tempfile.mkdtemp(prefix=f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-", dir=self.root))
 
 
 def protect_job(models: Models, jobs: Jobs, limits: Limits, files: list[str], strength: str = "default",
