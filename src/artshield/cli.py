@@ -186,7 +186,7 @@ def cmd_bench(args) -> int:
 
 def _bench_experiment(args) -> int:
     from .bench import experiment, report_html
-    from .io import write_text
+    from .io import write_json, write_text
 
     if args.model != "mini":
         raise ArtshieldError(f"bench --preset {args.preset} measures with the icon judge, so it needs --model mini")
@@ -200,6 +200,7 @@ def _bench_experiment(args) -> int:
         raise ArtshieldError(f"bench: {e}") from None
     results["command"] = f"artshield bench --preset {args.preset} -o {args.output}"
     results["environment"] = environment()
+    write_json(results, out / "results.json")          # the figures first: a page that fails loses nothing
     write_text(report_html.render(results, results["summary"], out), out / "report.html")
     return _finish(args, out, results)
 
