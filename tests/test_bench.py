@@ -256,3 +256,18 @@ def test_a_run_under_way_decides_only_what_its_finished_cells_can():
     assert row["verdict"].startswith("pending")                          # not every seed of clean yet
     (row,) = summary(clean + low + [rec("advdm", "bilateral", 4, s) for s in (0, 1)], preset)
     assert row["verdict"] == "holds"
+
+
+def test_bench_workers_share_an_output_folder_that_other_runs_cannot_take(tmp_path):
+    from artshield.errors import ArtshieldError
+    from artshield.io import claim_output, release_locks
+
+    try:
+        claim_output(tmp_path / "b", "bench", ("cells",), shared=True)
+        claim_output(tmp_path / "b", "bench", ("cells",), shared=True)      # a second worker
+        with pytest.raises(ArtshieldError, match="another artshield run"):
+            claim_output(tmp_path / "b", "generate")
+    finally:
+        release_locks()
+    claim_output(tmp_path / "b", "bench", ("cells",))                      # free again once they are done
+    release_locks()

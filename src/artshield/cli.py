@@ -58,10 +58,10 @@ def _load(args, **kw):
     return bundle
 
 
-def _output_dir(args, *own: str) -> Path:
+def _output_dir(args, *own: str, shared: bool = False) -> Path:
     from .io import claim_output
 
-    return claim_output(args.output, args.command, own)
+    return claim_output(args.output, args.command, own, shared)
 
 
 def _write_images(out: Path, files: dict) -> None:
@@ -190,7 +190,7 @@ def _bench_experiment(args) -> int:
 
     if args.model != "mini":
         raise ArtshieldError(f"bench --preset {args.preset} measures with the icon judge, so it needs --model mini")
-    out = _output_dir(args, "cells")
+    out = _output_dir(args, "cells", shared=True)          # bench workers share a folder, cell by cell
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if args.summarise and not (out / "protocol.json").exists():
         raise ArtshieldError(f"bench --summarise: {out} holds no cells of a run to summarise")

@@ -441,10 +441,11 @@ def release_locks(refused: bool = False) -> None:
             folder.rmdir()
 
 
-def lock_output(out: Path) -> None:
+def lock_output(out: Path, shared: bool = False) -> None:
     """Hold `out`/.artshield.lock until release_locks(), so that two runs never write into one
-    folder at once (the second is refused with one line). Where the system has no advisory locks
-    (Windows), nothing is held."""
+    folder at once (the second is refused with one line). `shared`: runs built to share a folder
+    (bench workers, which claim cells one by one) hold it together, and still exclude every other
+    run. Where the system has no advisory locks (Windows), nothing is held."""
     from .errors import ArtshieldError
 
     try:
@@ -453,7 +454,7 @@ def lock_output(out: Path) -> None:
         return
     handle = open(out / ".artshield.lock", "a")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError:
         handle.close()
         raise ArtshieldError("another artshield run is writing into this folder; wait for it or choose another",
@@ -461,14 +462,15 @@ def lock_output(out: Path) -> None:
     _LOCKS.append(handle)
 
 
-def claim_output(path: str | os.PathLike, command: str, own: tuple[str, ...] = ()) -> Path:
-    """The output folder of a `command` run, created and locked. A folder that already holds files
-    is taken only when they are an earlier run's of the same command (its results.json says so, or
-    it holds one of `own`, e.g. an adapter.json): files artshield did not write are never replaced."""
+def claim_output(path: str | os.PathLike, command: str, own: tuple[str, ...] = (), shared: bool = False) -> Path:
+    """The output folder of a `command` run, created and locked (`shared`: see lock_output). A
+    folder that already holds files is taken only when they are an earlier run's of the same
+    command (its results.json says so, or it holds one of `own`, e.g. an adapter.json): files
+    artshield did not write are never replaced."""
     from .errors import ArtshieldError
 
     out = output_folder(path)
-    lock_output(out)
+    lock_output(out, shared)
     present = [p for p in out.iterdir() if not p.name.startswith(".")]
     if present and not any((out / name).exists() for name in own):
         try:
