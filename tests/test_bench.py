@@ -150,7 +150,7 @@ def test_experiment_runs_and_reuses_finished_cells(tmp_path, mini_bundle, monkey
         assert 0 <= c["mimicry_success"] <= 1 and (tmp_path / c["grid"]).is_file()
         assert len(c["outcomes"]) == c["prompts"] == 6 * 2 and c["mimicry_success"] == round(
             sum(c["outcomes"]) / len(c["outcomes"]), 4)
-    assert first[2]["protection_psnr_db"] > 20 and "purifier_psnr_db" in first[3] and "purifier_psnr_db" in first[1]
+    assert first[1]["protection_psnr_db"] > 20 and "purifier_psnr_db" in first[3] and "purifier_psnr_db" in first[2]
 
     def fail(*a, **k):
         raise AssertionError("a finished cell was computed again")
