@@ -17,7 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from artshield.bench.stats import interval
+from artshield.bench.stats import proportion_interval
 from artshield.cli import main as artshield
 
 METHODS = ["esd-x", "esd-u", "uce"]
@@ -28,8 +28,7 @@ def with_interval(accuracy: float | None, n: int) -> str:
     """An accuracy over n target prompts with its 95 % bootstrap interval (one seed: prompts only)."""
     if accuracy is None:
         return "n/a"
-    k = round(accuracy * n)
-    ci = interval([[1.0] * k + [0.0] * (n - k)])
+    ci = proportion_interval(accuracy, n)
     return f"{ci.mean:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
 
 

@@ -120,19 +120,6 @@ def gather_uploads(paths: list[str], folder: Path, limits: Limits) -> tuple[list
     return accepted, problems
 
 
-def zip_folder(files: list[Path], target: Path) -> Path:
-    """The files in one zip, written atomically."""
-    from .io import _atomic_write
-
-    def write(f):
-        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
-            for p in files:
-                z.write(p, arcname=p.name)
-
-    _atomic_write(target, write)
-    return target
-
-
 class Models:
     """Loaded models by (model, device, dtype), so a model loads once per app, and the measured
     seconds per protection step (for estimates)."""
@@ -219,21 +206,19 @@ def protect_job(models: Models, jobs: Jobs, limits: Limits, files: list[str], st
                          **options)
     results = report(done)
     results["page"] = "protect-report.html"
-    write_page(batch.out, results)
+    _, differences = write_page(batch.out, results)
     from .io import write_json
 
     write_json(results, batch.out / "results.json")
     outputs = [batch.out / r["output"] for r in done.records if "output" in r]
-    archive = zip_folder(outputs, job / "protected.zip") if outputs else None
+    archive = zip_files(outputs, job / "protected.zip") if outputs else None
     gallery, rows = [], []
     by_output = {r["output"]: r for r in done.records if "output" in r}
-    for index, out in enumerate(outputs):
+    for out in outputs:
         rec = by_output[out.name]
-        source = Path(rec["file"])
-        diff = batch.out / "protect-report" / f"{index:04d}-difference.png"
-        gallery += [(str(source), f"{out.name}: original"), (str(out), f"{out.name}: protected")]
-        if diff.is_file():
-            gallery.append((str(diff), f"{out.name}: |change| x{255 / rec['budget']:.0f}"))
+        gallery += [(rec["file"], f"{out.name}: original"), (str(out), f"{out.name}: protected")]
+        if out.name in differences:
+            gallery.append((str(differences[out.name]), f"{out.name}: |change| x{255 / rec['budget']:.0f}"))
         rows.append([out.name, f"{rec['size'][0]}x{rec['size'][1]}", round(rec["psnr_db"], 1), round(rec["lpips"], 3),
                      int(round(rec["linf_255"]))])
     problems += [f["error"].replace(str(job / "uploads") + os.sep, "") for f in done.failures]
@@ -297,18 +282,23 @@ def tool_job(jobs: Jobs, kind: str, argv: list[str]) -> dict:
     return {"job": job, "results": results, "report": out / "report.html", "zip": zip_tree(out, job / f"{kind}.zip")}
 
 
-def zip_tree(folder: Path, target: Path) -> Path:
-    """A folder's files (not the weights: they are large and stay in the job folder) in one zip."""
+def zip_files(files: list[Path], target: Path, root: Path | None = None) -> Path:
+    """The files in one zip (names relative to `root`, else their own), written atomically."""
     from .io import _atomic_write
 
     def write(f):
         with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
-            for p in sorted(folder.rglob("*")):
-                if p.is_file() and p.suffix != ".safetensors":
-                    z.write(p, arcname=p.relative_to(folder).as_posix())
+            for p in files:
+                z.write(p, arcname=p.relative_to(root).as_posix() if root else p.name)
 
     _atomic_write(target, write)
     return target
+
+
+def zip_tree(folder: Path, target: Path) -> Path:
+    """A folder's files (not the weights: they are large and stay in the job folder) in one zip."""
+    return zip_files([p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix != ".safetensors"], target,
+                     folder)
 
 
 def _ci(ci: dict) -> str:

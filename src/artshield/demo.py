@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import corpus, report
-from .metrics.image import visibility
+from .metrics.image import amplified_change, visibility
 from .models import ModelBundle
 from .models.views import model_views
 from .protect import protect
@@ -41,11 +41,6 @@ def samples() -> list[Sample]:
         array = np.ascontiguousarray(getattr(skimage.data, name)())
         out.append(Sample(name, torch.from_numpy(array).permute(2, 0, 1).float() / 255, credit))
     return out
-
-
-def difference(clean: torch.Tensor, protected: torch.Tensor, budget: float) -> torch.Tensor:
-    """|change| scaled so that the full budget is white: where and how much was changed."""
-    return ((protected - clean).abs() * 255 / max(budget, 1e-6)).clamp(0, 1)
 
 
 @torch.no_grad()
@@ -87,7 +82,7 @@ def run(bundle: ModelBundle, method: str = "advdm", seed: int = 0, progress=None
         files = {"original": f"original/{s.name}.png", "protected": f"protected/{s.name}.png",
                  "difference": f"difference/{s.name}.png"}
         demo.files.update({files["original"]: x, files["protected"]: p,
-                           files["difference"]: difference(x, p, budget)})
+                           files["difference"]: amplified_change(x, p, budget)})
         for kind in ("clean", "protected"):
             for what, tensors in views[kind].items():
                 files[f"{what}_{kind}"] = f"model/{s.name}-{what}-{kind}.png"

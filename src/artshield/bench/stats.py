@@ -84,3 +84,9 @@ def worst_case(unpurified: Interval, purified: dict[str, Interval]) -> tuple[str
     cells = {"none": unpurified, **purified}
     name = max(cells, key=lambda n: (cells[n].high, cells[n].mean))
     return name, cells[name]
+
+
+def proportion_interval(rate: float, n: int) -> Interval:
+    """The interval of a success rate over n outcomes of one seed (read back from the rate)."""
+    k = round(rate * n)
+    return interval([[1.0] * k + [0.0] * (n - k)])

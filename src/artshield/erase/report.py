@@ -6,14 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import report
-from ..bench.stats import interval
+from ..bench.stats import proportion_interval
 
 
 def _interval(accuracy: float | None, n: int) -> dict | None:
-    if accuracy is None:
-        return None
-    k = round(accuracy * n)
-    return interval([[1.0] * k + [0.0] * (n - k)]).to_dict()
+    return None if accuracy is None else proportion_interval(accuracy, n).to_dict()
 
 
 def render(results: dict, folder: str | Path) -> str:

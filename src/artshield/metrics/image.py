@@ -70,3 +70,8 @@ def visibility(changed: torch.Tensor, original: torch.Tensor, exact: bool = Fals
     values = {"linf_255": (linf_255(changed, original), 3), "psnr_db": (psnr(changed, original), 3),
               "ssim": (ssim(changed, original), 5), "lpips": (lpips(changed, original), 5)}
     return {k: v if exact else round(v, digits) for k, (v, digits) in values.items()}
+
+
+def amplified_change(clean: torch.Tensor, changed: torch.Tensor, budget: float) -> torch.Tensor:
+    """|change| scaled so that the full budget (in /255) is white: where and how much was changed."""
+    return ((changed - clean).abs() * 255 / max(budget, 1e-6)).clamp(0, 1)

@@ -13,16 +13,17 @@ from .. import report
 PAGE, FOLDER = "protect-report.html", "protect-report"
 
 
-def write_page(out: str | Path, results: dict) -> Path:
+def write_page(out: str | Path, results: dict) -> tuple[Path, dict[str, Path]]:
     """Write the page for results.json's `images` (protected ones and those reused from an earlier
-    run); returns its path."""
+    run); returns its path and, by output name, the amplified-change picture it wrote."""
     from ..io import load_image, write_image, write_text
+    from ..metrics.image import amplified_change
 
     out = Path(out)
     config = results.get("config", {})
     budget = float(config.get("budget") or max([r.get("budget", 0) for r in results.get("images", [])] + [1]))
     amplify = 255 / max(budget, 1e-6)
-    shown = []
+    shown, differences = [], {}
     for index, rec in enumerate(results.get("images", [])):
         if "output" not in rec or not (out / rec["output"]).is_file():
             continue
@@ -42,9 +43,10 @@ def write_page(out: str | Path, results: dict) -> Path:
                 link = source.resolve().as_uri()
             item["original"] = report.Figure(link, "original (unchanged)", w, h, min_tile=256)
             if original.shape == protected.shape:
-                diff = ((protected - original).abs() * amplify).clamp(0, 1)
+                diff = amplified_change(original, protected, budget)
                 name = f"{FOLDER}/{index:04d}-difference.png"
                 write_image(diff.expand(3, -1, -1) if diff.shape[0] == 1 else diff[:3], out / name)
+                differences[rec["output"]] = out / name
                 item["difference"] = report.Figure(name, f"|change| x{amplify:.0f} (white: the full budget)", w, h,
                                                    min_tile=256)
         shown.append(item)
@@ -52,4 +54,4 @@ def write_page(out: str | Path, results: dict) -> Path:
                          method=results.get("method", ""), budget=budget, steps=config.get("steps"),
                          model=results.get("model", {}).get("spec", ""), amplify=amplify, images=shown,
                          failed=results.get("failed") or [])
-    return write_text(html, out / PAGE)
+    return write_text(html, out / PAGE), differences
