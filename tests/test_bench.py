@@ -32,7 +32,8 @@ def test_cells_come_purifier_by_purifier_so_a_partial_run_first_answers_the_unpu
 
 
 def test_a_failing_cell_is_reported_and_the_others_still_run(tmp_path, monkeypatch):
-    p = Preset(artists=["a"], protections=["x"], budgets=[8], purifiers=["q"], mimicry=["lora"], seeds=[0])
+    p = Preset(artists=["a"], protections=["x"], budgets=[8], purifiers=["q"], mimicry=["lora"], seeds=[0],
+               prune=False)
 
     def run_cell(self, cell):
         if cell.purifier == "q" and cell.protection == "none":
@@ -69,6 +70,51 @@ def test_workers_sharing_a_folder_skip_cells_a_live_worker_holds_and_take_over_a
     done = runner.run()
     assert runner.elsewhere == ["clean"] and computed == ["clean/1", "x@8/0", "x@8/1"]
     assert len(done) == 3 and live.exists() and not dead.exists()
+
+
+def test_purified_cells_of_a_protection_its_unpurified_cells_already_decide_are_not_run(tmp_path, monkeypatch):
+    p = Preset(artists=["a"], protections=["x", "y"], budgets=[8], purifiers=["q", "r"], mimicry=["lora"],
+               seeds=[0, 1])
+    yes = {"none": 30, "x": 28, "y": 1}                 # of 32: x is mimicked like clean, y is not
+    computed = []
+
+    def run_cell(self, cell):
+        computed.append((cell.protection, cell.purifier))
+        k = yes[cell.protection]
+        return {**cell.__dict__, "condition": cell.condition, "outcomes": [1] * k + [0] * (32 - k),
+                "mimicry_success": k / 32}
+
+    monkeypatch.setattr(experiment.Runner, "run_cell", run_cell)
+    runner = experiment.Runner(None, None, p, tmp_path, log=lambda m: None)
+    runner.run()
+    assert ("x", "q") not in computed and ("x", "r") not in computed
+    assert computed.count(("y", "q")) == computed.count(("y", "r")) == computed.count(("none", "q")) == 2
+    assert runner.decided(Cell("a", "x", 8.0, "q", "lora", 0)) == "does not protect"
+    assert runner.decided(Cell("a", "y", 8.0, "q", "lora", 0)) == ""
+    # a row decided this way shows its final verdict, not "pending"
+    records = [json.loads(f.read_text()) for f in (tmp_path / "cells").glob("*.json")]
+    verdicts = {r["protection"]: r["verdict"] for r in summary(records, p)}
+    assert verdicts["x"] == "does not protect" and not verdicts["y"].startswith("pending")
+
+
+def test_a_purified_cell_waits_while_its_unpurified_cells_are_being_computed_elsewhere(tmp_path, monkeypatch):
+    import os
+    import socket
+
+    p = Preset(artists=["a"], protections=["x"], budgets=[8], purifiers=["q"], mimicry=["lora"], seeds=[0])
+    order = []
+
+    def run_cell(self, cell):
+        order.append(cell.condition)
+        return {**cell.__dict__, "condition": cell.condition, "outcomes": [1] * 30 + [0] * 2, "mimicry_success": 0.9}
+
+    monkeypatch.setattr(experiment.Runner, "run_cell", run_cell)
+    runner = experiment.Runner(None, None, p, tmp_path, log=lambda m: None)
+    held = runner.cell_path(Cell("a", "x", 8.0, "none", "lora", 0)).with_suffix(".lock")
+    held.write_text(f"{socket.gethostname()} {os.getppid()}\n")          # another worker computes x@8
+    runner.run()
+    # undecided, x@8 + q went to the back of the queue, then ran (the other worker had not finished)
+    assert order == ["clean", "clean + q", "x@8 + q"] and runner.elsewhere == ["x@8"]
 
 
 def test_condition_images_are_stored_and_read_back_without_being_made_again(tmp_path):
@@ -227,11 +273,15 @@ def test_check_on_the_users_own_images_runs_the_bench_with_a_centroid_judge(tmp_
                               protect_options={"steps": 1}, log=lambda m: None)
     finally:
         del check.LEVELS["test"]
-    assert [c["condition"] for c in results["cells"]] == ["clean", "advdm@8", "clean + jpeg", "advdm@8 + jpeg"]
+    # advdm@8 + jpeg is run unless advdm@8's unpurified cell already decides "does not protect"
+    run, pruned = [c["condition"] for c in results["cells"]], [c["condition"] for c in results["pruned"]]
+    assert sorted(run + pruned) == sorted(["clean", "advdm@8", "clean + jpeg", "advdm@8 + jpeg"])
+    assert pruned in ([], ["advdm@8 + jpeg"]) and (pruned == []) != results["summary"][0]["verdict"].startswith(
+        ("does not protect", "inconclusive: clean"))
     assert all(len(c["outcomes"]) == 4 for c in results["cells"]) and len(results["summary"]) == 1
     assert results["summary"][0]["verdict"].startswith(("inconclusive", "does not protect", "holds", "broken"))
     html = report_html.render(results, results["summary"], tmp_path)
-    assert "check on your art" in html and html.count("<img") == 8
+    assert "check on your art" in html and html.count("<img") == 2 * len(run)
     with pytest.raises(ValueError, match="at least 2 images"):
         check.check(tiny_bundle, images[:1], tmp_path / "x")
 

@@ -107,6 +107,6 @@ def check(bundle, images: list[torch.Tensor], out: str | Path, method: str = "ad
     return {"command": f"check ({level}): {method} at {budget:g}/255 on {len(images)} image(s)",
             "preset_name": f"check on your art ({level})", "preset": {**preset.__dict__},
             "model": bundle.describe(), "summary": summary(records, preset), "controls": controls(records),
-            "cells": records, "failed": runner.failed, "in_progress_elsewhere": runner.elsewhere,
+            "cells": records, "pruned": runner.pruned(), "failed": runner.failed, "in_progress_elsewhere": runner.elsewhere,
             "measure": "nearest class mean in the judge's features: the artist's images vs every known style",
             "seconds": float(np.sum([r.get("seconds", 0) for r in records]))}

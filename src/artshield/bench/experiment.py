@@ -27,6 +27,11 @@ OUT/conditions/; both are reused, so an interrupted run goes on where it stopped
 guards against mixing cells of different settings). A cell that fails is reported in results.json
 ("failed") and the others still run. Several processes may run the same preset on one OUT at once:
 each cell is claimed with a lock file (a killed worker's lock is taken over), so they share the work.
+
+A protection's purified cells are not run once its clean and unpurified cells (all seeds) decide
+its verdict alone: "does not protect" (or clean mimicry too weak to measure anything). No purifier
+can change that verdict, and on the standard preset this saves most of the cost (a LoRA per cell).
+They are listed in results.json as "pruned"; `Preset.prune = False` runs the full grid anyway.
 """
 from __future__ import annotations
 
@@ -67,6 +72,7 @@ class Preset:
     tuning_prompts: int = 32           # the first captions: for choosing settings, never scored
     generations_per_prompt: int = 1
     controls: bool = True              # clean images through each purifier
+    prune: bool = True                 # skip purified cells of a protection its unpurified cells decide
     mimicry_steps: dict = field(default_factory=lambda: {"lora": 500, "dreambooth": 300,
                                                           "textual-inversion": 300, "hypernetwork": 300})
     mimicry_lr: dict = field(default_factory=dict)          # method -> rate (default: the model's convention)
@@ -213,12 +219,23 @@ class Runner:
         todo = cells(self.preset)
         start, done_now = time.time(), 0
         self.failed, self.elsewhere = [], []
-        for k, cell in enumerate(todo):
+        queue, deferred = list(enumerate(todo)), set()
+        while queue:
+            k, cell = queue.pop(0)
             path = self.cell_path(cell)
             tag = f"[{k + 1}/{len(todo)}] {cell.artist} {cell.condition} {cell.mimicry}"
             if path.exists():
                 self.log(f"{tag}: reused")
                 continue
+            if self.preset.prune and cell.protection != "none" and cell.purifier != "none":
+                decided = self.decided(cell)
+                if decided is None and k not in deferred:
+                    deferred.add(k)              # its unpurified cells are still being computed: later
+                    queue.append((k, cell))
+                    continue
+                if decided:
+                    self.log(f"{tag}: not run ({decided})")
+                    continue
             lock = path.with_suffix(".lock")
             if not _claim(lock):                   # another worker on this folder is computing it
                 self.elsewhere.append(cell.condition)
@@ -237,11 +254,34 @@ class Runner:
             finally:
                 lock.unlink(missing_ok=True)
             done_now += 1
-            eta = (time.time() - start) / done_now * (len(todo) - k - 1)
+            eta = (time.time() - start) / done_now * len(queue)
             self.log(f"{tag}: mimicry success {record['mimicry_success']:.3f} ({record['seconds']:.0f}s; "
                      f"at most {eta / 60:.1f} min left for this worker)")
         # every finished cell, including those other workers finished meanwhile
         return [json.loads(self.cell_path(c).read_text()) for c in todo if self.cell_path(c).exists()]
+
+    def decided(self, cell: Cell) -> str | None:
+        """For a purified cell of a protection: the verdict its clean and unpurified cells (every seed)
+        reach alone when it is final ("does not protect", clean too weak), "" when it is not, None
+        when some of those cells are not finished yet (or failed)."""
+        from .stats import final_without_purifiers
+
+        base = [Cell(cell.artist, "none", 0, "none", cell.mimicry, s) for s in self.preset.seeds]
+        base += [Cell(cell.artist, cell.protection, cell.budget, "none", cell.mimicry, s) for s in self.preset.seeds]
+        paths = [self.cell_path(c) for c in base]
+        if not all(p.exists() for p in paths):
+            return None
+        records = [json.loads(p.read_text()) for p in paths]
+        n = len(self.preset.seeds)
+        return final_without_purifiers([outcomes(r) for r in records[:n]], [outcomes(r) for r in records[n:]]) or ""
+
+    def pruned(self) -> list[dict]:
+        """The cells not run (and not stored) because their protection's verdict was already decided."""
+        if not self.preset.prune:
+            return []
+        return [{"cell": asdict(c), "condition": c.condition, "reason": reason} for c in cells(self.preset)
+                if c.protection != "none" and c.purifier != "none" and not self.cell_path(c).exists()
+                and (reason := self.decided(c))]
 
     def artist(self, name: str) -> ArtistData:
         if name not in self.data:
@@ -466,12 +506,13 @@ def run_preset(bundle: ModelBundle, name: str, out: Path, log=print, summarise_o
     else:
         log(f"bench {name}: {len(todo)} cells; finished ones in {Path(out) / 'cells'} are reused")
         records = runner.run()
+    pruned = runner.pruned()
     if runner.elsewhere:
         log(f"{len(runner.elsewhere)} cell(s) were being computed by other workers on {out}: the results written "
             "now leave them out; the last worker to finish writes them all")
     return {"command": f"artshield bench --preset {name} -o {out}", "preset_name": name, "preset": asdict(preset),
             "model": bundle.describe(), "summary": summary(records, preset), "controls": controls(records),
-            "cells": records, "cells_planned": len(todo), "failed": runner.failed,
+            "cells": records, "cells_planned": len(todo) - len(pruned), "pruned": pruned, "failed": runner.failed,
             "in_progress_elsewhere": runner.elsewhere,
             "seconds": round(float(sum(r.get("seconds", 0) for r in records)), 1) if summarise_only
             else round(time.time() - start, 1)}

@@ -56,4 +56,5 @@ def render(results: dict, rows: list[dict], folder: str | Path | None = None) ->
                          min_clean=MIN_CLEAN_SUCCESS, rows=rows, purifiers=purifiers,
                          chart=chart(rows, purifiers) if rows else "", controls=results.get("controls", []),
                          cells=cells, planned=results.get("cells_planned"), failed=results.get("failed") or [],
+                         pruned=results.get("pruned") or [],
                          elsewhere=results.get("in_progress_elsewhere") or [], seconds=results.get("seconds"), fmt=fmt)

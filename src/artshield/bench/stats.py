@@ -90,3 +90,10 @@ def proportion_interval(rate: float, n: int) -> Interval:
     """The interval of a success rate over n outcomes of one seed (read back from the rate)."""
     k = round(rate * n)
     return interval([[1.0] * k + [0.0] * (n - k)])
+
+
+def final_without_purifiers(clean: list[list[float]], unpurified: list[list[float]]) -> str | None:
+    """The verdict when the clean and unpurified outcomes alone decide it, whatever the purifiers
+    give: "does not protect" or clean mimicry too weak. None when the purified cells are needed."""
+    decided = verdict(interval(clean), interval(unpurified), {})
+    return decided if decided.startswith(("does not protect", "inconclusive: clean")) else None
