@@ -127,20 +127,31 @@ def chunk_size(method: str, n_images: int, batch_size: int) -> int:
 
 
 def protect_batch(bundle, batch: Batch, method: str, seed: int = 0, batch_size: int = 4, keep_format: bool = True,
-                  progress=None, checkpoint=None, **options) -> BatchResult:
+                  progress=None, checkpoint=None, pool=None, **options) -> BatchResult:
     """Protect batch.todo, `batch_size` images at a time (ASPL: all at once, it learns the set);
     chunk k starts from seed + k. A chunk that fails is redone image by image, so that only the
-    image at fault fails. `checkpoint(result)` after each chunk (to save the records so far)."""
+    image at fault fails. `checkpoint(result)` after each chunk (to save the records so far).
+    `pool` (cluster.ProtectPool): the chunks run on Ray workers, with the same seeds, and are
+    written here in the same order; `progress` then counts images, not steps."""
     from .protect import protect
 
     result = BatchResult(list(batch.done), list(batch.failures))
     size = chunk_size(method, len(batch.todo), batch_size)
 
-    def one_chunk(chunk, chunk_seed):
-        t0 = time.time()
-        made = protect(bundle, [loaded.pixels for loaded, _ in chunk], method=method, seed=chunk_seed,
-                       progress=progress, **options)
-        seconds = (time.time() - t0) / len(chunk)
+    def compute(jobs):
+        """(ProtectResult, seconds) or the exception, for each (pixels, seed) of `jobs`, in order."""
+        if pool is not None:
+            yield from pool.map(jobs, method, options)
+            return
+        for pixels, chunk_seed in jobs:
+            t0 = time.time()
+            try:
+                yield protect(bundle, pixels, method=method, seed=chunk_seed, progress=progress, **options), \
+                    time.time() - t0
+            except (RuntimeError, ValueError, ArtshieldError) as e:
+                yield e
+
+    def write(chunk, made, seconds):
         result.method = {"config": made.config, **made.extra}
         for (loaded, name), delta, objective in zip(chunk, made.deltas, made.objective):
             rec, failure = write_copy(batch.out, loaded, name,
@@ -148,26 +159,36 @@ def protect_batch(bundle, batch: Batch, method: str, seed: int = 0, batch_size: 
             if failure:
                 result.failures.append(failure)
                 continue
-            rec.update(budget=made.config["budget"], objective=objective, seconds=round(seconds, 3),
+            rec.update(budget=made.config["budget"], objective=objective, seconds=round(seconds / len(chunk), 3),
                        **batch.stamp(name))
             if loaded.format == "JPEG" and keep_format:
                 rec["notes"] = rec["notes"] + [JPEG_NOTE]
             result.records.append(rec)
+        if pool is not None and progress is not None:
+            progress(len(chunk))
 
-    for k in range(0, len(batch.todo), size):
-        chunk = _read(batch.todo[k:k + size], result)
-        try:
+    read = []                   # the chunks, in the order compute() takes them
+
+    def jobs():
+        for k in range(0, len(batch.todo), size):
+            chunk = _read(batch.todo[k:k + size], result)
             if chunk:
-                one_chunk(chunk, seed + k)
-        except (RuntimeError, ValueError, ArtshieldError) as e:
-            if len(chunk) == 1:
-                result.failures.append(_failure(chunk[0][0].path, e))
-            else:
-                for i, item in enumerate(chunk):
-                    try:
-                        one_chunk([item], seed + k + i)
-                    except (RuntimeError, ValueError, ArtshieldError) as e1:
-                        result.failures.append(_failure(item[0].path, e1))
+                read.append((k, chunk))
+                yield [loaded.pixels for loaded, _ in chunk], seed + k
+
+    for outcome in compute(jobs()):
+        k, chunk = read.pop(0)
+        if not isinstance(outcome, Exception):
+            write(chunk, *outcome)
+        elif len(chunk) == 1:
+            result.failures.append(_failure(chunk[0][0].path, outcome))
+        else:                                   # find the image at fault: each on its own
+            alone = compute(([loaded.pixels], seed + k + i) for i, (loaded, _) in enumerate(chunk))
+            for item, single in zip(chunk, alone):
+                if isinstance(single, Exception):
+                    result.failures.append(_failure(item[0].path, single))
+                else:
+                    write([item], *single)
         if checkpoint is not None:
             checkpoint(result)
     return result

@@ -170,6 +170,9 @@ def cmd_bench(args) -> int:
         raise ArtshieldError(f"bench --preset {args.preset}: unknown (available: {', '.join(names.BENCH_PRESETS)})")
     if args.preset != "model-quality":
         return _bench_experiment(args)
+    if args.ray is not None:
+        raise ArtshieldError("bench --preset model-quality runs on one machine; --ray runs the experiment presets "
+                             f"({', '.join(p for p in names.BENCH_PRESETS if p != 'model-quality')})")
     from .bench import model_quality
 
     out = _output_dir(args)
@@ -195,7 +198,10 @@ def _bench_experiment(args) -> int:
     if args.summarise and not (out / "protocol.json").exists():
         raise ArtshieldError(f"bench --summarise: {out} holds no cells of a run to summarise")
     try:
-        results = experiment.run_preset(_load(args), args.preset, out, log=log, summarise_only=args.summarise)
+        ray = None if args.summarise else _ray(args)
+        execute = None if ray is None else (lambda runner: _ray_bench(runner, ray, log))
+        results = experiment.run_preset(_load(args), args.preset, out, log=log, summarise_only=args.summarise,
+                                        execute=execute)
     except ValueError as e:
         raise ArtshieldError(f"bench: {e}") from None
     results["command"] = f"artshield bench --preset {args.preset} -o {args.output}"
@@ -203,6 +209,25 @@ def _bench_experiment(args) -> int:
     write_json(results, out / "results.json")          # the figures first: a page that fails loses nothing
     write_text(report_html.render(results, results["summary"], out), out / "report.html")
     return _finish(args, out, results)
+
+
+def _ray(args) -> dict | None:
+    """The Ray settings of --ray and --ray-cpus (None without --ray); Ray must be installed."""
+    if getattr(args, "ray", None) is None:
+        return None
+    from .cluster import import_ray
+
+    import_ray()
+    if args.ray_cpus < 1:
+        raise ArtshieldError(f"--ray-cpus {args.ray_cpus}: must be at least 1")
+    return {"address": args.ray, "cpus": args.ray_cpus,
+            "model": {"spec": args.model, "device": args.device, "dtype": None if args.dtype == "auto" else args.dtype}}
+
+
+def _ray_bench(runner, ray: dict, log) -> list:
+    from .cluster import run_bench
+
+    return run_bench(runner, ray["model"], ray["address"], ray["cpus"], log=log)
 
 
 def _read_folder_images(folder: str) -> list:
@@ -241,12 +266,26 @@ def cmd_protect(args) -> int:
                "target_style": args.target_style,
                "surrogate_images": _read_folder_images(args.surrogate_images) if args.surrogate_images else None}
     _check_method(args, "protect", **options)
+    ray = _ray(args)
     batch = plan_batch(args.images, args.output, "protected copy", args.format == "keep", args.overwrite,
                        settings=_settings(args))
     head = {"command": "protect", "method": args.method, "model": {"spec": args.model}, "seed": args.seed}
     report, checkpoint = reporter(batch, head, start)
     done = BatchResult(batch.done, batch.failures)
-    if batch.todo:
+    if batch.todo and ray is not None:            # the model loads on the workers, once each
+        from .cluster import ProtectPool
+
+        pool = ProtectPool(ray["model"], ray["address"], ray["cpus"])
+        try:
+            head["model"] = pool.describe()
+            head["ray"] = {"workers": pool.size, **pool.resources}
+            bar = _progress(args, len(batch.todo), f"protect ({args.method}) on {pool.size} Ray worker(s)", unit="image")
+            done = protect_batch(None, batch, args.method, args.seed, args.batch, args.format == "keep",
+                                 progress=bar.update, checkpoint=checkpoint, pool=pool, **options)
+            bar.close()
+        finally:
+            pool.close()
+    elif batch.todo:
         check_memory(batch, chunk_size(args.method, len(batch.todo), args.batch), PROTECT_BYTES_PER_PIXEL)
         bundle = _load(args)
         head["model"] = bundle.describe()

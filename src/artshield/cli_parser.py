@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--format", choices=("keep", "png"), default="keep",
                        help="keep each input's format (default), or write PNG (lossless)")
     batch.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
+    cluster = argparse.ArgumentParser(add_help=False)
+    cluster.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                         help="run on a Ray cluster (pip install 'artshield[ray]'): the one this machine runs, else a "
+                         "new local one; or the cluster at ADDRESS (host:port of its head)")
+    cluster.add_argument("--ray-cpus", type=int, default=1, metavar="N",
+                         help="CPUs per Ray task (default 1; a task also takes one GPU when the cluster has GPUs)")
     sampling = argparse.ArgumentParser(add_help=False)
     sampling.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     sampling.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
@@ -55,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--adapter", default=None, help="a folder written by artshield mimic, applied to the model")
     g.set_defaults(func="generate")
 
-    b = sub.add_parser("bench", parents=[common, model, sampling], help="run a measured experiment, write results.json")
+    b = sub.add_parser("bench", parents=[common, model, sampling, cluster], help="run a measured experiment, write results.json")
     b.add_argument("--preset", default="model-quality", help=f"one of: {', '.join(names.BENCH_PRESETS)}")
     b.add_argument("--per-theme", type=int, default=16, help="generations per training theme (default 16)")
     b.add_argument("-o", "--output", required=True, help="report folder")
@@ -64,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a long run under way, or one shared by several workers)")
     b.set_defaults(func="bench")
 
-    pr = sub.add_parser("protect", parents=[common, model, memory, batch], help="protect images against fine-tuning mimicry",
+    pr = sub.add_parser("protect", parents=[common, model, memory, batch, cluster], help="protect images against fine-tuning mimicry",
                         description="Protect artworks with an adversarial perturbation. Defaults of each method "
                         "are its paper's; README's Protect section lists them.")
     pr.add_argument("-o", "--output", required=True, help="output folder (protected copies and results.json)")

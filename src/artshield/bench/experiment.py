@@ -100,6 +100,11 @@ PRESETS = {
                        # 25 sampling steps instead of diffusers' 75: a third of the time for 45 purified sets
                        # (2.4 s against 7.2 s per image on one CPU thread, with the first trained upscaler)
                        purify_options={"noisy-upscale": {"upscaler_steps": 25}}),
+    # smoke: seconds per cell, for tests and the Ray scaling measurement (bench/scale.py); it measures nothing
+    "smoke": Preset(artists=["gartoon"], protections=["advdm"], budgets=[16], purifiers=["jpeg"], mimicry=["lora"],
+                    seeds=[0, 1], images_per_artist=6, prompts_per_artist=4, generations_per_prompt=1,
+                    mimicry_steps={"lora": 20}, mimicry_lr={"lora": 3e-3}, protect_options={"advdm": {"steps": 5}},
+                    prune=False),
     "full": Preset(artists=corpus.themes(heldout=True) if corpus.CORPUS_DIR.exists() else [],
                    protections=["advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl"], budgets=[8, 16],
                    purifiers=["bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "noisy-redraw",
@@ -211,11 +216,15 @@ class Runner:
                 "mimicry_steps": p.mimicry_steps, "mimicry_lr": p.mimicry_lr, "protect_options": p.protect_options,
                 "purify_options": p.purify_options}
 
-    def run(self) -> list[dict]:
+    def check_protocol(self) -> None:
+        """Refuse an OUT whose stored cells were made under other settings; record ours."""
         stored = self.out / "protocol.json"
         if stored.exists() and json.loads(stored.read_text()) != json.loads(json.dumps(self.protocol())):
             raise ValueError(f"{self.out} holds cells made with other settings ({stored}); use a new folder")
         write_json(self.protocol(), stored)
+
+    def run(self) -> list[dict]:
+        self.check_protocol()
         todo = cells(self.preset)
         start, done_now = time.time(), 0
         self.failed, self.elsewhere = [], []
@@ -317,6 +326,18 @@ class Runner:
             return purified, {**figures, **_visibility("purifier", protected, purified)}
         return self.cached(key + (cell.purifier,), purified_set)
 
+    def condition_path(self, key: tuple) -> Path:
+        return self.out / "conditions" / ("-".join(f"{k:g}" if isinstance(k, float) else str(k) for k in key)
+                                          + ".safetensors")
+
+    def condition_files(self, cell: Cell) -> list[Path]:
+        """Where the condition images this cell reads (or makes) are stored."""
+        if cell.protection == "none":
+            return [] if cell.purifier == "none" else [self.condition_path((cell.artist, "none", cell.seed, cell.purifier))]
+        key = (cell.artist, cell.protection, cell.budget, cell.seed)
+        return [self.condition_path(key)] + ([] if cell.purifier == "none" else
+                                             [self.condition_path(key + (cell.purifier,))])
+
     def cached(self, key: tuple, make) -> tuple[list[torch.Tensor], dict]:
         """Condition images by key: from memory, else from OUT/conditions/ (a resumed run does not
         protect or purify again), else made and stored there."""
@@ -326,8 +347,7 @@ class Runner:
 
         if key in self.conditions:
             return self.conditions[key]
-        path = self.out / "conditions" / ("-".join(f"{k:g}" if isinstance(k, float) else str(k) for k in key)
-                                          + ".safetensors")
+        path = self.condition_path(key)
         if path.exists():
             with safe_open(str(path), "pt") as f:
                 images, figures = f.get_tensor("images"), json.loads(f.metadata()["figures"])
@@ -490,10 +510,13 @@ def controls(records: list[dict]) -> list[dict]:
     return rows
 
 
-def run_preset(bundle: ModelBundle, name: str, out: Path, log=print, summarise_only: bool = False) -> dict:
+def run_preset(bundle: ModelBundle, name: str, out: Path, log=print, summarise_only: bool = False,
+               execute=None) -> dict:
     """Run (or resume) the preset `name` with its cells stored in OUT/cells/; the results of every
     cell and the verdict table, as results.json holds them (without the environment). With
-    `summarise_only`, no cell is run: the results of the cells already stored (a run under way)."""
+    `summarise_only`, no cell is run: the results of the cells already stored (a run under way).
+    `execute(runner)` runs the cells and returns the records instead of `runner.run()` (the Ray
+    driver, artshield.cluster.run_bench)."""
     preset = PRESETS[name]
     start = time.time()
     todo = cells(preset)
@@ -505,7 +528,7 @@ def run_preset(bundle: ModelBundle, name: str, out: Path, log=print, summarise_o
         records = [json.loads(runner.cell_path(c).read_text()) for c in todo if runner.cell_path(c).exists()]
     else:
         log(f"bench {name}: {len(todo)} cells; finished ones in {Path(out) / 'cells'} are reused")
-        records = runner.run()
+        records = runner.run() if execute is None else execute(runner)
     pruned = runner.pruned()
     if runner.elsewhere:
         log(f"{len(runner.elsewhere)} cell(s) were being computed by other workers on {out}: the results written "

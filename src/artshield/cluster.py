@@ -1,0 +1,276 @@
+"""The bench's cells and protect's images as Ray tasks: many workers behind one driver.
+
+Ray (an optional extra, `pip install "artshield[ray]"`) runs the same code on a laptop as a local
+cluster and on a cluster of GPU machines unchanged. `--ray` (or `--ray auto`) joins the cluster
+this machine already runs (`ray start --head`) or, when there is none, starts one in-process;
+`--ray ADDRESS` joins the cluster at ADDRESS (`host:port` of its head, or `ray://host:10001`).
+
+bench   every cell is a task: one GPU when the cluster has GPUs, else `cpus` CPUs (`--ray-cpus`).
+        Cells already finished in OUT are skipped. The driver alone writes OUT: a task works in a
+        private temporary folder, gets the condition images it needs from the driver and sends
+        back its record and pictures, which the driver writes atomically (the cell's JSON last),
+        so workers on other machines need no shared disk. Cells run in two waves: the unpurified
+        cells and the controls first (they make the protected sets the purified cells start
+        from), then the purified cells of protections that wave did not already decide (see
+        bench/experiment.py on pruning). A task whose worker dies is retried by Ray (`retries`
+        times); a cell that keeps failing is reported in results.json ("failed") and the others
+        complete.
+protect the chunks of `--batch` images are tasks on actors, one per worker, each of which loads the
+        model once. The seeds are the serial run's (chunk k: seed + k), so the files are the same.
+
+Results equal the serial run's, cell for cell, when both run their tensors on the same number of
+threads (`--ray-cpus` sets a task's; a serial run uses torch's default or OMP_NUM_THREADS): only the
+`seconds` figures differ. Paths (a `--model` folder, `--surrogate-images`) must exist on every
+worker; mini ships inside the package, which every worker needs installed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from .errors import ArtshieldError
+
+RETRIES = 2          # Ray's retries of a task whose worker died (not of a task that raised)
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ArtshieldError("--ray needs Ray, which is an optional extra: pip install 'artshield[ray]'") from None
+    return ray
+
+
+def connect(address: str | None = "auto"):
+    """Join the Ray cluster at `address` ("auto"/None: the one this machine runs, else a new local
+    one); the ray module, initialised."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        target = None if address in (None, "", "auto") else address
+        try:
+            ray.init(address=target, log_to_driver=False, logging_level="ERROR",
+                     **({"include_dashboard": False} if target is None else {}))
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            hint = "" if os.environ.get("RAY_AUTH_MODE") else (
+                " (a cluster started with `ray start` on Ray 2.59 or later checks a token: set RAY_AUTH_MODE=token, "
+                "with the token in ~/.ray/auth_token or RAY_AUTH_TOKEN)")
+            raise ArtshieldError(f"--ray {address}: cannot join the cluster: {str(e).splitlines()[0]}{hint}") from None
+    return ray
+
+
+def task_resources(ray, cpus: int) -> dict:
+    """What one task asks for: a GPU when the cluster has any (and `cpus` CPUs beside it), else `cpus` CPUs."""
+    if cpus < 1:
+        raise ArtshieldError("--ray-cpus must be at least 1", param="cpus", value=cpus)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    return {"num_cpus": cpus, "num_gpus": 1 if gpus >= 1 else 0}
+
+
+def workers(ray, resources: dict) -> int:
+    """How many such tasks the cluster can run at once."""
+    total = ray.cluster_resources()
+    if resources["num_gpus"]:
+        return max(1, int(total.get("GPU", 0)))
+    return max(1, int(total.get("CPU", 1) // resources["num_cpus"]))
+
+
+_MODELS: dict[tuple, object] = {}
+
+
+def _model(model: dict):
+    """The model of `model` (spec, device, dtype), loaded once per worker process: Ray reuses a
+    worker for the next task, which then finds it here."""
+    from .models import load_model
+
+    key = (model["spec"], model.get("device", "auto"), model.get("dtype"))
+    if key not in _MODELS:
+        _MODELS.clear()
+        _MODELS[key] = load_model(model["spec"], model.get("device", "auto"), dtype=model.get("dtype"))
+    return _MODELS[key]
+
+
+def _threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
+# ---------------------------------------------------------------------------------------------- bench
+
+def bench_cell(model: dict, preset: dict, cell: dict, files: dict[str, bytes], threads: int) -> dict:
+    """One cell, on a worker: {"record", "files"} (the pictures and condition sets it made, by path
+    relative to OUT), or {"error"} when the cell raised."""
+    from .bench.experiment import Cell, Preset, Runner
+    from .metrics.judge import Judge
+
+    _threads(threads)
+    bundle = _model(model)
+    if "judge" not in _MODELS:
+        _MODELS["judge"] = Judge.load()
+    the_cell = Cell(**cell)
+    with tempfile.TemporaryDirectory(prefix="artshield-cell-") as tmp:
+        root = Path(tmp)
+        for rel, blob in files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(blob)
+        runner = Runner(bundle, _MODELS["judge"], Preset(**preset), root, log=lambda m: None)
+        t0 = time.time()
+        try:
+            record = runner.run_cell(the_cell)
+        except (ValueError, RuntimeError, OSError) as e:
+            return {"error": f"{the_cell.key}: {type(e).__name__}: {e}"}
+        record["seconds"] = round(time.time() - t0, 1)
+        made = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+                if p.is_file() and str(p.relative_to(root)) not in files}
+    return {"record": record, "files": made}
+
+
+def run_bench(runner, model: dict, address: str | None = "auto", cpus: int = 1, retries: int = RETRIES,
+              log=print) -> list[dict]:
+    """Run the cells of `runner`'s preset that OUT lacks, as Ray tasks; the stored records of every
+    finished cell (as Runner.run returns them). Failed cells are in runner.failed."""
+    from .bench.experiment import _claim, cells
+    from .io import write_json
+
+    runner.check_protocol()
+    ray = connect(address)
+    resources = task_resources(ray, cpus)
+    remote = ray.remote(max_retries=retries)(bench_cell).options(**resources)
+    preset, out = asdict(runner.preset), runner.out
+    todo = cells(runner.preset)
+    index = {c: k for k, c in enumerate(todo)}
+    runner.failed, runner.elsewhere = [], []
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    log(f"ray: {workers(ray, resources)} task(s) at a time, each with {resources['num_cpus']} CPU(s)"
+        + (" and 1 GPU" if resources["num_gpus"] else ""))
+
+    def wave(batch):
+        running, locks = {}, {}
+        for cell in batch:
+            path = runner.cell_path(cell)
+            if path.exists():
+                continue
+            lock = path.with_suffix(".lock")
+            if not _claim(lock):                   # a serial worker on the same folder has it
+                runner.elsewhere.append(cell.condition)
+                continue
+            files = {str(p.relative_to(out)): p.read_bytes() for p in runner.condition_files(cell) if p.exists()}
+            ref = remote.remote(model, preset, asdict(cell), files, resources["num_cpus"])
+            running[ref], locks[ref] = cell, lock
+        while running:
+            ready, _ = ray.wait(list(running), num_returns=1)
+            ref = ready[0]
+            cell, lock = running.pop(ref), locks.pop(ref)
+            tag = f"[{index[cell] + 1}/{len(todo)}] {cell.artist} {cell.condition} {cell.mimicry}"
+            try:
+                answer = ray.get(ref)
+            except ray.exceptions.RayError as e:       # its worker died more often than Ray retries
+                answer = {"error": f"{cell.key}: {type(e).__name__}: {str(e).splitlines()[0]}"}
+            try:
+                if "error" in answer:
+                    runner.failed.append({"cell": asdict(cell), "condition": cell.condition, "error": answer["error"]})
+                    log(f"{tag}: FAILED ({answer['error']})")
+                    continue
+                for rel, blob in answer["files"].items():
+                    target = out / rel
+                    if not (rel.startswith("conditions/") and target.exists()):
+                        _write_bytes(blob, target)
+                write_json(answer["record"], runner.cell_path(cell))     # last: a cell's JSON means it is whole
+                log(f"{tag}: mimicry success {answer['record']['mimicry_success']:.3f} "
+                    f"({answer['record']['seconds']:.0f}s on a worker; {len(running)} running)")
+            finally:
+                lock.unlink(missing_ok=True)
+
+    first = [c for c in todo if c.purifier == "none" or c.protection == "none"]
+    wave(first)
+    pruned = {json.dumps(p["cell"], sort_keys=True) for p in runner.pruned()}
+    wave([c for c in todo if c not in first and json.dumps(asdict(c), sort_keys=True) not in pruned])
+    return [json.loads(runner.cell_path(c).read_text()) for c in todo if runner.cell_path(c).exists()]
+
+
+def _write_bytes(blob: bytes, path: Path) -> None:
+    from .io import _atomic_write
+
+    _atomic_write(path, lambda f: f.write(blob))
+
+
+# -------------------------------------------------------------------------------------------- protect
+
+class Protector:
+    """A worker that holds the model (loaded once) and protects the chunks it is given."""
+
+    def __init__(self, model: dict, threads: int):
+        _threads(threads)
+        self.bundle = _model(model)
+
+    def describe(self) -> dict:
+        return self.bundle.describe()
+
+    def protect(self, pixels: list, method: str, seed: int, options: dict):
+        """(ProtectResult, seconds), or (the error as one line, None) when the method raised."""
+        from .protect import protect
+
+        t0 = time.time()
+        try:
+            made = protect(self.bundle, pixels, method=method, seed=seed, **options)
+        except (RuntimeError, ValueError, ArtshieldError) as e:
+            return str(e).splitlines()[0] if str(e) else type(e).__name__, None
+        return made, time.time() - t0
+
+
+class ProtectPool:
+    """Protect's chunks on a pool of Protector actors; `map` yields results in the order of its jobs."""
+
+    def __init__(self, model: dict, address: str | None = "auto", cpus: int = 1, retries: int = RETRIES,
+                 size: int | None = None):
+        ray = connect(address)
+        self.ray = ray
+        resources = task_resources(ray, cpus)
+        n = size or workers(ray, resources)
+        actor = ray.remote(max_restarts=retries, max_task_retries=retries)(Protector).options(**resources)
+        self.actors = [actor.remote(model, resources["num_cpus"]) for _ in range(n)]
+        self.size, self.resources = n, resources
+
+    def describe(self) -> dict:
+        return self.ray.get(self.actors[0].describe.remote())
+
+    def map(self, jobs, method: str, options: dict):
+        """For each (pixels, seed) of `jobs`, in order: (ProtectResult, seconds), or an ArtshieldError
+        for a chunk that raised (or whose actor died more often than Ray restarts it). Jobs are
+        taken as actors become free, so a long batch is not read into memory all at once."""
+        ray, jobs = self.ray, iter(jobs)
+        free, busy, done = list(self.actors), {}, {}
+        taken = given = 0
+        exhausted = False
+        while True:
+            while free and not exhausted:
+                job = next(jobs, None)
+                if job is None:
+                    exhausted = True
+                    break
+                actor = free.pop()
+                busy[actor.protect.remote(job[0], method, job[1], options)] = (actor, taken)
+                taken += 1
+            if given in done:
+                yield done.pop(given)
+                given += 1
+                continue
+            if exhausted and given == taken:
+                return
+            (ref,), _ = ray.wait(list(busy), num_returns=1)
+            actor, k = busy.pop(ref)
+            free.append(actor)
+            try:
+                made, seconds = ray.get(ref)
+                done[k] = ArtshieldError(made) if seconds is None else (made, seconds)
+            except ray.exceptions.RayError as e:
+                done[k] = ArtshieldError(f"a Ray worker failed: {type(e).__name__}: {str(e).splitlines()[0]}")
+
+    def close(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a)
+        self.actors = []

@@ -1,0 +1,167 @@
+"""Ray: the bench's cells and protect's chunks on a cluster give the serial run's results; a worker
+killed mid-run loses only its cell, which is retried; without Ray, --ray says which extra to install."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from artshield.batch import protect_batch
+from artshield.io import plan_batch, write_image
+
+ARTSHIELD = [sys.executable, "-m", "artshield.cli"]
+
+
+def _images(folder: Path, n: int = 4) -> Path:
+    g = torch.Generator().manual_seed(3)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        write_image(torch.rand(3, 24 + 8 * i, 32, generator=g), folder / f"art{i}.png")
+    return folder
+
+
+def test_without_ray_the_flag_names_the_extra(tmp_path, monkeypatch):
+    from artshield import cli
+
+    monkeypatch.setitem(sys.modules, "ray", None)            # import ray raises ImportError
+    code = cli.main(["protect", str(_images(tmp_path / "in", 1)), "-o", str(tmp_path / "out"), "--ray", "-q"])
+    assert code == 2 and not (tmp_path / "out" / "art0.png").exists()
+
+
+class InlinePool:
+    """protect_batch's pool interface, run here: what a Ray pool does, without Ray."""
+
+    def __init__(self, bundle):
+        self.bundle, self.jobs = bundle, []
+
+    def map(self, jobs, method, options):
+        from artshield.protect import protect
+
+        for pixels, seed in jobs:
+            self.jobs.append((len(pixels), seed))
+            try:
+                yield protect(self.bundle, pixels, method=method, seed=seed, **options), 1.0
+            except ValueError as e:
+                from artshield.errors import ArtshieldError
+
+                yield ArtshieldError(str(e))
+
+
+def test_a_pool_gets_the_serial_runs_chunks_and_seeds_and_the_files_are_the_same(tmp_path, tiny_bundle):
+    folder = _images(tmp_path / "in", 5)
+    serial = plan_batch([str(folder)], str(tmp_path / "serial"), "protected copy")
+    protect_batch(tiny_bundle, serial, "advdm", seed=7, batch_size=2, steps=2)
+    pooled = plan_batch([str(folder)], str(tmp_path / "pooled"), "protected copy")
+    pool = InlinePool(tiny_bundle)
+    done = protect_batch(None, pooled, "advdm", seed=7, batch_size=2, pool=pool, steps=2)
+    assert pool.jobs == [(2, 7), (2, 9), (1, 11)]
+    assert [r["output"] for r in done.records] == [f"art{i}.png" for i in range(5)]
+    for i in range(5):
+        assert (tmp_path / "serial" / f"art{i}.png").read_bytes() == (tmp_path / "pooled" / f"art{i}.png").read_bytes()
+
+
+# ------------------------------------------------------------------------------------- a local cluster
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A Ray cluster on loopback: a head node and one more worker node, one CPU each."""
+    pytest.importorskip("ray")
+    port = _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
+    ray = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+    try:
+        subprocess.run([ray, "start", "--head", "--port", str(port), "--num-cpus", "1", "--include-dashboard",
+                        "false", "--node-ip-address", "127.0.0.1"], env=env, check=True, capture_output=True, timeout=300)
+        subprocess.run([ray, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--node-ip-address",
+                        "127.0.0.1"], env=env, check=True, capture_output=True, timeout=300)
+        yield f"127.0.0.1:{port}", env
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=300)
+
+
+def _cells(out: Path) -> dict:
+    return {p.name: {k: v for k, v in json.loads(p.read_text()).items() if k != "seconds"}
+            for p in sorted((out / "cells").glob("*.json"))}
+
+
+def _leftovers(out: Path) -> list[str]:
+    """Half-written files and cell locks (not the folder's own .artshield.lock, which stays by design)."""
+    return [str(p) for p in out.rglob("*") if p.suffix == ".part" or (p.suffix == ".lock" and p.parent.name == "cells")]
+
+
+@pytest.mark.slow
+def test_bench_and_protect_on_a_local_cluster_equal_the_serial_runs(tmp_path, cluster):
+    address, env = cluster
+    run = (lambda *a: subprocess.run([*ARTSHIELD, *a, "-q"], env=env, capture_output=True, text=True, timeout=1800))
+    serial = run("bench", "--preset", "smoke", "-o", str(tmp_path / "serial"))
+    wide = run("bench", "--preset", "smoke", "-o", str(tmp_path / "ray"), "--ray", address, "--ray-cpus", "1")
+    assert serial.returncode == 0 and wide.returncode == 0, serial.stderr + wide.stderr
+    assert len(_cells(tmp_path / "serial")) == 8 and _cells(tmp_path / "serial") == _cells(tmp_path / "ray")
+    one, two = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("serial", "ray"))
+    assert one["summary"] == two["summary"] and one["controls"] == two["controls"] and two["failed"] == []
+    for rel in ("grids", "inputs", "conditions"):
+        names = sorted(p.name for p in (tmp_path / "serial" / rel).iterdir())
+        assert names == sorted(p.name for p in (tmp_path / "ray" / rel).iterdir())
+        assert all((tmp_path / "serial" / rel / n).read_bytes() == (tmp_path / "ray" / rel / n).read_bytes()
+                   for n in names if not n.endswith(".safetensors")), rel
+    assert not _leftovers(tmp_path / "ray")
+
+    images = _images(tmp_path / "art")
+    serial = run("protect", str(images), "-o", str(tmp_path / "p1"), "--batch", "1", "--steps", "3")
+    wide = run("protect", str(images), "-o", str(tmp_path / "p2"), "--batch", "1", "--steps", "3", "--ray", address)
+    assert serial.returncode == 0 and wide.returncode == 0, serial.stderr + wide.stderr
+    for i in range(4):
+        assert (tmp_path / "p1" / f"art{i}.png").read_bytes() == (tmp_path / "p2" / f"art{i}.png").read_bytes()
+    results = json.loads((tmp_path / "p2" / "results.json").read_text())
+    assert results["ray"]["workers"] == 2 and len(results["images"]) == 4 and results["failed"] == []
+
+
+def _cell_workers() -> list[int]:
+    """Processes of Ray workers that are running a bench cell now (Ray names them after the task)."""
+    found = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if (p / "cmdline").read_bytes().startswith(b"ray::bench_cell"):
+                    found.append(int(p.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_bench_loses_only_its_cell_which_is_retried(tmp_path, cluster):
+    address, env = cluster
+    out = tmp_path / "killed"
+    bench = subprocess.Popen([*ARTSHIELD, "bench", "--preset", "smoke", "-o", str(out), "--ray", address, "-q"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, killed = time.time() + 900, None
+        while killed is None and time.time() < deadline and bench.poll() is None:
+            running = _cell_workers()
+            if running and len(list((out / "cells").glob("*.json"))) >= 1:     # mid-run: a cell done, others running
+                killed = running[0]
+                os.kill(killed, signal.SIGKILL)
+            time.sleep(0.5)
+        _, stderr = bench.communicate(timeout=1800)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+    assert killed is not None, "no cell was running to kill"
+    assert bench.returncode == 0, stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["failed"] == [] and len(results["cells"]) == results["cells_planned"] == 8
+    assert len(list((out / "cells").glob("*.json"))) == 8 and not _leftovers(out)
