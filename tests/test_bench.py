@@ -321,3 +321,35 @@ def test_bench_workers_share_an_output_folder_that_other_runs_cannot_take(tmp_pa
         release_locks()
     claim_output(tmp_path / "b", "bench", ("cells",))                      # free again once they are done
     release_locks()
+
+
+def test_a_new_rows_options_do_not_refuse_a_folder_but_changed_settings_do():
+    from artshield.bench.experiment import compatible
+
+    stored = {"generations_per_prompt": 2, "protect_options": {"aspl": {"steps": 5}}, "purify_options": {}}
+    grown = {**stored, "protect_options": {"aspl": {"steps": 5}, "advdm-eot": {"method": "advdm", "eot": ["jpeg"]}},
+             "purify_options": {"noisy-upscale": {"upscaler_steps": 25}}}
+    assert compatible(stored, grown) and compatible(stored, stored)
+    assert not compatible(stored, {**grown, "protect_options": {"aspl": {"steps": 6}}})      # an existing row changed
+    assert not compatible(stored, {**stored, "generations_per_prompt": 3})
+
+
+def test_a_variant_row_protects_with_its_method_and_options(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_protect(bundle, images, method, budget, seed, score, **options):
+        calls.append((method, options))
+
+        class Made:
+            def protected(self, xs):
+                return xs
+        return Made()
+
+    monkeypatch.setattr(experiment, "protect", fake_protect)
+    monkeypatch.setattr(experiment, "_visibility", lambda *a: {})
+    p = Preset(artists=["a"], protections=["advdm-eot"], budgets=[16], purifiers=[], mimicry=["lora"], seeds=[0],
+               protect_options={"advdm-eot": {"method": "advdm", "eot": ["jpeg", "blur"]}})
+    runner = experiment.Runner(None, None, p, tmp_path, artists={"a": experiment.ArtistData([torch.rand(3, 8, 8)],
+                                                                                            ["c"], ["c"], None)})
+    runner.condition_images(Cell("a", "advdm-eot", 16.0, "none", "lora", 0))
+    assert calls == [("advdm", {"eot": ["jpeg", "blur"]})]

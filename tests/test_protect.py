@@ -2,6 +2,7 @@
 and each method doing its job on mini against a same-budget random-noise baseline."""
 import io
 import json
+import math
 
 import numpy as np
 import pytest
@@ -153,7 +154,7 @@ def test_demo_writes_page_and_images(tmp_path, tiny_model_dir):
 # --- each method does its job on mini: the objective moves the right way, far beyond what random
 # noise of the same budget does -------------------------------------------------------------------
 EFFICACY_OPTIONS = {"advdm": {}, "mist": {}, "sds": {}, "sds-minus": {"steps": 100}, "photoguard": {"steps": 60},
-                    "glaze": {"steps": 40}, "aspl": {"steps": 30}}
+                    "glaze": {"steps": 40}, "aspl": {"steps": 30}, "robust": {"style_weight": 0}}
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +176,48 @@ def test_method_moves_its_objective_well_beyond_random_noise_on_mini(mini_bundle
         assert gain > 0.05 * abs(obj["clean"]), obj
     for x, d in zip(artworks, result.deltas):
         assert (d * 255).abs().max() <= 8 + 1e-4
+
+
+@pytest.mark.slow
+def test_robust_keeps_more_of_its_objective_than_advdm_after_every_purifier_it_optimises_through(mini_bundle):
+    """The same L-infinity box (PSNR floor and style term off, so that only the expectation over
+    purifiers differs), the same steps and seed: after each purifier of robust's ensemble, the
+    denoising loss of robust's images is above AdvDM's."""
+    from artshield.models.views import fit_view
+    from artshield.protect import transforms
+    from artshield.protect.base import scored_denoising_loss
+    from artshield.protect.robust import ENSEMBLE
+    from artshield.purify import purify
+
+    images = list(corpus.load_images(corpus.items(split="finetune", theme="gartoon")[:4], 64))
+    context = mini_bundle.embed([mini_bundle.conventions.generic_prompt])
+
+    def loss_after(protected, name):
+        if name == "resize":
+            g = torch.Generator().manual_seed(1)
+            out = [transforms.resize(x[None], g, factor=0.7)[0] for x in protected]
+        elif name == "none":
+            out = protected
+        else:
+            out = purify(mini_bundle, protected, name, seed=1)
+        views = torch.stack([fit_view(x, mini_bundle.image_size) for x in out])
+        return float(scored_denoising_loss(mini_bundle, views, context.expand(len(views), -1, -1)).mean())
+
+    same = {"budget": 16, "steps": 100, "seed": 0, "score": False}
+    advdm = protect(mini_bundle, images, method="advdm", **same).protected(images)
+    robust = protect(mini_bundle, images, method="robust", psnr_floor=0, style_weight=0, **same).protected(images)
+    for name in ENSEMBLE:
+        assert loss_after(robust, name) > loss_after(advdm, name), name
+
+
+def test_robust_refuses_an_unknown_purifier_and_keeps_its_psnr_floor(tiny_bundle):
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 24, 24, generator=g), torch.rand(3, 16, 20, generator=g)]
+    with pytest.raises(ValueError, match="impress"):
+        protect(tiny_bundle, images, method="robust", ensemble=("jpeg", "impress"), steps=1)
+    made = protect(tiny_bundle, images, method="robust", budget=16, steps=3, psnr_floor=30, score=False)
+    for x, d in zip(images, made.deltas):
+        assert 10 * math.log10(1 / float(d.pow(2).mean())) >= 30 and float(d.abs().max()) * 255 <= 16 + 1e-4
 
 
 def test_exif_and_icc_profile_are_kept(tmp_path, tiny_model_dir):

@@ -76,7 +76,8 @@ class Preset:
     mimicry_steps: dict = field(default_factory=lambda: {"lora": 500, "dreambooth": 300,
                                                           "textual-inversion": 300, "hypernetwork": 300})
     mimicry_lr: dict = field(default_factory=dict)          # method -> rate (default: the model's convention)
-    protect_options: dict = field(default_factory=dict)     # method -> options (steps ...)
+    protect_options: dict = field(default_factory=dict)     # protection -> options (steps ...; "method": a
+                                                            # variant's method, e.g. advdm-eot -> advdm)
     purify_options: dict = field(default_factory=dict)      # purifier -> options
 
 
@@ -217,9 +218,10 @@ class Runner:
                 "purify_options": p.purify_options}
 
     def check_protocol(self) -> None:
-        """Refuse an OUT whose stored cells were made under other settings; record ours."""
+        """Refuse an OUT whose stored cells were made under other settings; record ours. Options of
+        a protection or purifier the stored protocol does not name may be added (a new row)."""
         stored = self.out / "protocol.json"
-        if stored.exists() and json.loads(stored.read_text()) != json.loads(json.dumps(self.protocol())):
+        if stored.exists() and not compatible(json.loads(stored.read_text()), json.loads(json.dumps(self.protocol()))):
             raise ValueError(f"{self.out} holds cells made with other settings ({stored}); use a new folder")
         write_json(self.protocol(), stored)
 
@@ -310,8 +312,9 @@ class Runner:
             return self.cached((cell.artist, "none", cell.seed, cell.purifier), control)
 
         def protected_set():
-            opts = self.preset.protect_options.get(cell.protection, {})
-            result = protect(self.bundle, data.images, method=cell.protection, budget=cell.budget, seed=cell.seed,
+            opts = dict(self.preset.protect_options.get(cell.protection, {}))
+            method = opts.pop("method", cell.protection)       # a variant: "advdm-eot" is advdm with EOT
+            result = protect(self.bundle, data.images, method=method, budget=cell.budget, seed=cell.seed,
                              score=False, **opts)
             protected = result.protected(data.images)
             return protected, _visibility("protection", data.images, protected)
@@ -388,6 +391,15 @@ class Runner:
                 "mimicry_final_loss": round(adapter.info["final_loss"], 5), "prompts": len(prompts),
                 "training_images": len(images), "predicted_styles": _counts(styles),
                 "grid": str(sample.relative_to(self.out)), "inputs": str(example.relative_to(self.out))}
+
+
+def compatible(stored: dict, current: dict) -> bool:
+    """Whether cells stored under protocol `stored` are cells of protocol `current`: every setting
+    equal, except that `current` may give options for protections or purifiers `stored` did not."""
+    grows = ("protect_options", "purify_options")
+    if {k: v for k, v in stored.items() if k not in grows} != {k: v for k, v in current.items() if k not in grows}:
+        return False
+    return all(current.get(k, {}).get(name) == value for k in grows for name, value in stored.get(k, {}).items())
 
 
 def _claim(lock: Path) -> bool:
@@ -523,7 +535,7 @@ def run_preset(bundle: ModelBundle, name: str, out: Path, log=print, summarise_o
     runner = Runner(bundle, Judge.load(), preset, Path(out), log=log)
     if summarise_only:
         stored = Path(out) / "protocol.json"
-        if not stored.exists() or json.loads(stored.read_text()) != json.loads(json.dumps(runner.protocol())):
+        if not stored.exists() or not compatible(json.loads(stored.read_text()), json.loads(json.dumps(runner.protocol()))):
             raise ValueError(f"{out} holds no cells of preset {name} with its current settings")
         records = [json.loads(runner.cell_path(c).read_text()) for c in todo if runner.cell_path(c).exists()]
     else:

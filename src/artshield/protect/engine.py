@@ -21,9 +21,13 @@ projects it onto [-linf, linf], and keeps x + delta inside [0, 1]; `random_start
 delta uniformly in the box. The final delta is rounded onto the 8-bit grid and clipped to
 floor(linf), so the file written keeps max |change| <= linf exactly.
 
-Two extensions:
+Extensions:
 - EOT (expectation over transformation): each step, the view passes through one differentiable
   transform drawn at random (see transforms.py), so the perturbation survives it.
+- `before_view`: a function applied to the full-resolution perturbed images before the view is
+  cut (robust.py puts them through a purifier there, at the size a mimic purifies them).
+- A PSNR floor: after each step, a delta whose PSNR against its image would fall below
+  `psnr_floor` dB is scaled down to it (inside the box, so the L-infinity bound still holds).
 - A perceptual budget (Glaze): a method can add `weight * max(0, D(x + delta, x) - p)` to its loss,
   with D = LPIPS on the full-resolution pair; the L-infinity box stays as an outer hard bound.
 """
@@ -47,6 +51,7 @@ class Budget:
     random_start: bool = True      # start from a uniform draw inside the box
     decay: bool = False            # step size falls linearly to 0 over the steps (PhotoGuard)
     eot: tuple[str, ...] = ()      # transforms to draw from each step, e.g. ("jpeg", "blur", "resize")
+    psnr_floor: float | None = None  # dB: deltas are scaled down to keep at least this PSNR
 
     def __post_init__(self):
         if not 0 < self.linf <= 255:          # false for NaN too
@@ -65,6 +70,7 @@ class PGD:
     size: int                                      # the model's view, in pixels
     generator: torch.Generator                     # CPU generator: every random draw comes from it
     device: torch.device = torch.device("cpu")
+    before_view: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None
     deltas_: list[torch.Tensor] = field(init=False)
     calls: int = field(init=False, default=0)
 
@@ -77,6 +83,8 @@ class PGD:
             if self.budget.random_start:
                 d = (torch.rand(x.shape, generator=self.generator) * 2 - 1).to(self.device) * eps
                 d = (x + d).clamp(0, 1) - x
+                if self.budget.psnr_floor is not None:
+                    d = d * psnr_scale(d, self.budget.psnr_floor)
             self.deltas_.append(d.requires_grad_(True))
 
     @property
@@ -96,7 +104,10 @@ class PGD:
         image steps through positions covering it (else centred); `transform`: one random EOT
         transform."""
         out = []
-        for x in self.perturbed():
+        images = self.perturbed()
+        if self.before_view is not None:
+            images = self.before_view(images)
+        for x in images:
             rows, cols = view_slack(x, self.size)
             offset = None
             if moving and (rows or cols):
@@ -129,6 +140,8 @@ class PGD:
                     continue
                 d.add_(alpha * g.sign()).clamp_(-self.eps, self.eps)
                 d.copy_((x + d).clamp(0, 1) - x)
+                if self.budget.psnr_floor is not None:
+                    d.mul_(psnr_scale(d, self.budget.psnr_floor))
 
     def run(self, loss_fn: Callable[[torch.Tensor], torch.Tensor], maximize: bool = True,
             progress: Callable[[int], None] | None = None, steps: int | None = None, first: int = 0) -> None:
@@ -146,6 +159,14 @@ class PGD:
             q = (d.detach() * 255).round().clamp(-limit, limit) / 255
             out.append(((x + q).clamp(0, 1) - x).cpu())
         return out
+
+
+def psnr_scale(delta: torch.Tensor, floor_db: float) -> float:
+    """The factor (at most 1) that brings delta's PSNR (peak 1) up to `floor_db`, with a 0.2 dB margin
+    for the rounding onto the 8-bit grid at the end."""
+    rms = float(delta.detach().pow(2).mean().sqrt())
+    allowed = 10 ** (-(floor_db + 0.2) / 20)
+    return 1.0 if rms <= allowed else allowed / rms
 
 
 def random_deltas(images: list[torch.Tensor], linf: float, generator: torch.Generator) -> list[torch.Tensor]:
