@@ -93,14 +93,18 @@ PRESETS = {
     # and noisy upscaling (mini's own x4 upscaler), LoRA, 3 training seeds, 64 scored captions x 2
     # generations = 128 per cell, control cells; 360 cells. Only gartoon (see above). LoRA 500 steps
     # at 3e-3: 0.70 on the tuning split; 800 steps reach 0.78 at 1.6x the training time per cell.
+    # robust (protect/robust.py) never sees diffpure or noisy-upscale: the held-out purifiers; advdm-eot and
+    # mist-eot are the engine's cheap robustness lever (EOT over jpeg, blur, resize) at the same budgets
     "standard": Preset(artists=["gartoon"], protections=["advdm", "mist", "sds", "sds-minus", "photoguard", "glaze",
-                                                      "aspl"], budgets=[8, 16],
+                                                      "aspl", "robust", "advdm-eot", "mist-eot"], budgets=[8, 16],
                        purifiers=["jpeg", "gaussian-blur", "gaussian-noise", "median", "bilateral", "diffpure",
                                   "noisy-upscale"], mimicry=["lora"], seeds=[0, 1, 2], prompts_per_artist=64,
                        generations_per_prompt=2, mimicry_lr={"lora": 3e-3},
                        # 25 sampling steps instead of diffusers' 75: a third of the time for 45 purified sets
                        # (2.4 s against 7.2 s per image on one CPU thread, with the first trained upscaler)
-                       purify_options={"noisy-upscale": {"upscaler_steps": 25}}),
+                       purify_options={"noisy-upscale": {"upscaler_steps": 25}},
+                       protect_options={"advdm-eot": {"method": "advdm", "eot": ["jpeg", "blur", "resize"]},
+                                        "mist-eot": {"method": "mist", "eot": ["jpeg", "blur", "resize"]}}),
     # smoke: seconds per cell, for tests and the Ray scaling measurement (bench/scale.py); it measures nothing
     "smoke": Preset(artists=["gartoon"], protections=["advdm"], budgets=[16], purifiers=["jpeg"], mimicry=["lora"],
                     seeds=[0, 1], images_per_artist=6, prompts_per_artist=4, generations_per_prompt=1,
