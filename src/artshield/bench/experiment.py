@@ -91,7 +91,7 @@ PRESETS = {
                     seeds=[0], mimicry_lr={"lora": 3e-3}),
     # standard: the committed evidence. Every protection at 8 and 16/255, the cheap purifiers, DiffPure
     # and noisy upscaling (mini's own x4 upscaler), LoRA, 3 training seeds, 64 scored captions x 2
-    # generations = 128 per cell, control cells; 360 cells. Only gartoon (see above). LoRA 500 steps
+    # generations = 128 per cell, control cells; 504 cells before pruning. Only gartoon (see above). LoRA 500 steps
     # at 3e-3: 0.70 on the tuning split; 800 steps reach 0.78 at 1.6x the training time per cell.
     # robust (protect/robust.py) never sees diffpure or noisy-upscale: the held-out purifiers; advdm-eot and
     # mist-eot are the engine's cheap robustness lever (EOT over jpeg, blur, resize) at the same budgets
