@@ -12,7 +12,7 @@ def tiny_preset():
     return Preset(artists=["sugar"], protections=["advdm"], budgets=[8], purifiers=["jpeg"], mimicry=["lora"],
                   seeds=[0], images_per_artist=6, prompts_per_artist=6, generations_per_prompt=2,
                   mimicry_steps={"lora": 4},
-                  protect_options={"advdm": {"steps": 2}})
+                  protect_options={"advdm": {"steps": 2}}, prune=False)
 
 
 def test_cells_cover_clean_and_every_protection_budget_purifier():
@@ -221,14 +221,15 @@ def test_bench_cli_rejects_other_models(tmp_path, tiny_model_dir, capsys):
     assert "needs --model mini" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["quick", "standard", "full"])
+@pytest.mark.parametrize("name", ["smoke", "quick", "standard", "full"])
 def test_presets_name_real_methods(name):
     from artshield.mimic import MIMICS
     from artshield.protect import METHODS
     from artshield.purify import PURIFIERS
 
     p = experiment.PRESETS[name]
-    assert set(p.protections) <= set(METHODS) and set(p.purifiers) <= set(PURIFIERS) and set(p.mimicry) <= set(MIMICS)
+    methods = {p.protect_options.get(q, {}).get("method", q) for q in p.protections}    # a variant names its method
+    assert methods <= set(METHODS) and set(p.purifiers) <= set(PURIFIERS) and set(p.mimicry) <= set(MIMICS)
     assert p.artists and json.dumps(p.mimicry_steps)
 
 
