@@ -57,4 +57,6 @@ def render(results: dict, rows: list[dict], folder: str | Path | None = None) ->
                          chart=chart(rows, purifiers) if rows else "", controls=results.get("controls", []),
                          cells=cells, planned=results.get("cells_planned"), failed=results.get("failed") or [],
                          pruned=results.get("pruned") or [],
+                         pruned_keys={(c["cell"]["protection"], float(c["cell"]["budget"]), c["cell"]["purifier"])
+                                      for c in results.get("pruned") or []},
                          elsewhere=results.get("in_progress_elsewhere") or [], seconds=results.get("seconds"), fmt=fmt)
