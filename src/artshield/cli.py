@@ -220,8 +220,11 @@ def _ray(args) -> dict | None:
     import_ray()
     if args.ray_cpus < 1:
         raise ArtshieldError(f"--ray-cpus {args.ray_cpus}: must be at least 1")
+    memory = {flag: bool(getattr(args, flag, False)) for flag in ("gradient_checkpointing", "attention_slicing",
+                                                                   "vae_tiling")}
     return {"address": args.ray, "cpus": args.ray_cpus,
-            "model": {"spec": args.model, "device": args.device, "dtype": None if args.dtype == "auto" else args.dtype}}
+            "model": {"spec": args.model, "device": args.device, "dtype": None if args.dtype == "auto" else args.dtype,
+                      "config": args.model_config, "memory": memory}}
 
 
 def _ray_bench(runner, ray: dict, log) -> list:

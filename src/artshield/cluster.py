@@ -82,14 +82,18 @@ _MODELS: dict[tuple, object] = {}
 
 
 def _model(model: dict):
-    """The model of `model` (spec, device, dtype), loaded once per worker process: Ray reuses a
-    worker for the next task, which then finds it here."""
+    """The model of `model` (spec, device, dtype, config, memory options), loaded once per worker
+    process: Ray reuses a worker for the next task, which then finds it here."""
     from .models import load_model
 
-    key = (model["spec"], model.get("device", "auto"), model.get("dtype"))
+    key = json.dumps(model, sort_keys=True)
     if key not in _MODELS:
         _MODELS.clear()
-        _MODELS[key] = load_model(model["spec"], model.get("device", "auto"), dtype=model.get("dtype"))
+        bundle = load_model(model["spec"], model.get("device", "auto"), dtype=model.get("dtype"),
+                            config=model.get("config"))
+        if any((model.get("memory") or {}).values()):        # the command's memory options, on the worker too
+            bundle.save_memory(**model["memory"])
+        _MODELS[key] = bundle
     return _MODELS[key]
 
 
