@@ -42,7 +42,7 @@ Departures from StyleGuard, and why:
   an artist would publish), so the L-infinity box is rarely filled.
 
 Measured on mini (four gartoon images, 16/255, 100 steps, seed 0; the denoising loss scored with
-fixed draws after each purifier, as tests/test_protect.py does): with the PSNR floor and the style
+fixed draws after each purifier; scripts/robust_objective.py -> docs/results/robust/objective.json): with the PSNR floor and the style
 term off (the same box as AdvDM, the expectation alone), robust's loss is above AdvDM's after every
 purifier of its ensemble (jpeg 0.376 vs 0.362, gaussian-blur 0.341 vs 0.321, bilateral 0.352 vs
 0.340, and also unpurified, 0.400 vs 0.386), but not after the purifiers it never saw (noisy-redraw
