@@ -165,3 +165,68 @@ def test_a_worker_killed_mid_bench_loses_only_its_cell_which_is_retried(tmp_path
     results = json.loads((out / "results.json").read_text())
     assert results["failed"] == [] and len(results["cells"]) == results["cells_planned"] == 8
     assert len(list((out / "cells").glob("*.json"))) == 8 and not _leftovers(out)
+
+
+class _FakeRay:
+    """Enough of Ray's API for the bench driver: tasks run when their result is asked for; a cell
+    named in `dies` fails as a task whose worker kept dying does (a RayError from get)."""
+
+    class exceptions:
+        RayError = type("RayError", (Exception,), {})
+
+    def __init__(self, dies):
+        self.dies, self.asked = dies, []
+
+    def cluster_resources(self):
+        return {"CPU": 2.0}
+
+    def remote(self, **options):
+        ray = self
+
+        class Task:
+            def __init__(self, f):
+                self.f = f
+
+            def options(self, **resources):
+                ray.asked.append(resources)
+                return self
+
+            def remote(self, *args):
+                return lambda: self.f(*args)
+        return Task
+
+    def wait(self, refs, num_returns=1):
+        return refs[:1], refs[1:]
+
+    def get(self, ref):
+        answer = ref()
+        if answer.get("record", {}).get("condition") in self.dies:
+            raise self.exceptions.RayError("the worker died 3 times")
+        return answer
+
+
+def test_the_driver_reports_a_cell_whose_worker_keeps_dying_and_writes_the_others(tmp_path, monkeypatch):
+    from artshield import cluster
+    from artshield.bench import experiment
+    from artshield.bench.experiment import Preset, Runner
+
+    fake = _FakeRay(dies={"x@8"})
+    monkeypatch.setattr(cluster, "connect", lambda address: fake)
+    monkeypatch.setattr(cluster, "_model", lambda model: None)
+    monkeypatch.setitem(cluster._MODELS, "judge", None)
+
+    def run_cell(self, cell):
+        (self.out / "grids").mkdir(exist_ok=True)
+        (self.out / "grids" / f"{cell.key}.png").write_bytes(b"png")
+        return {**cell.__dict__, "condition": cell.condition, "outcomes": [1, 0], "mimicry_success": 0.5,
+                "grid": f"grids/{cell.key}.png"}
+
+    monkeypatch.setattr(experiment.Runner, "run_cell", run_cell)
+    p = Preset(artists=["a"], protections=["x"], budgets=[8], purifiers=["q"], mimicry=["lora"], seeds=[0], prune=False)
+    runner = Runner(None, None, p, tmp_path, log=lambda m: None)
+    done = cluster.run_bench(runner, {"spec": "mini"}, "auto", cpus=1)
+    assert [r["condition"] for r in done] == ["clean", "clean + q", "x@8 + q"]
+    assert [f["condition"] for f in runner.failed] == ["x@8"] and "died" in runner.failed[0]["error"]
+    assert fake.asked == [{"num_cpus": 1, "num_gpus": 0}]
+    assert all((tmp_path / r["grid"]).read_bytes() == b"png" for r in done)
+    assert not _leftovers(tmp_path)
