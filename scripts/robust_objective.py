@@ -21,10 +21,7 @@ import torch
 
 from artshield import corpus, load_model
 from artshield.metrics.image import visibility
-from artshield.models.views import fit_view
-from artshield.protect import protect, transforms
-from artshield.protect.base import scored_denoising_loss
-from artshield.purify import purify
+from artshield.protect import protect, robust
 
 PURIFIERS = ["jpeg", "gaussian-blur", "gaussian-noise", "median", "bilateral", "noisy-redraw", "diffpure"]
 RUNS = {"advdm": ("advdm", {}), "robust (AdvDM's box: no floor, no style term)": ("robust", {"psnr_floor": 0,
@@ -41,16 +38,9 @@ def main() -> None:
     torch.set_num_threads(1)
     bundle = load_model("mini")
     images = list(corpus.load_images(corpus.items(split="finetune", theme="gartoon")[:args.images], 64))
-    context = bundle.embed([bundle.conventions.generic_prompt])
 
     def loss_after(xs, name):
-        if name == "resize":
-            g = torch.Generator().manual_seed(1)
-            xs = [transforms.resize(x[None], g, factor=0.7)[0] for x in xs]
-        elif name != "none":
-            xs = purify(bundle, xs, name, seed=1)
-        views = torch.stack([fit_view(x, bundle.image_size) for x in xs])
-        return round(float(scored_denoising_loss(bundle, views, context.expand(len(views), -1, -1)).mean()), 4)
+        return round(robust.loss_after(bundle, xs, name), 4)
 
     columns = ["none", "resize", *PURIFIERS]
     rows = {"clean": {"psnr_db": None, **{q: loss_after(images, q) for q in columns}}}

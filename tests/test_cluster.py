@@ -213,7 +213,7 @@ def test_the_driver_reports_a_cell_whose_worker_keeps_dying_and_writes_the_other
     fake = _FakeRay(dies={"x@8"})
     monkeypatch.setattr(cluster, "connect", lambda address: fake)
     monkeypatch.setattr(cluster, "_model", lambda model: None)
-    monkeypatch.setitem(cluster._MODELS, "judge", None)
+    monkeypatch.setattr(cluster, "_judge", lambda: None)
 
     def run_cell(self, cell):
         (self.out / "grids").mkdir(exist_ok=True)

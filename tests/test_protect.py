@@ -183,31 +183,14 @@ def test_robust_keeps_more_of_its_objective_than_advdm_after_every_purifier_it_o
     """The same L-infinity box (PSNR floor and style term off, so that only the expectation over
     purifiers differs), the same steps and seed: after each purifier of robust's ensemble, the
     denoising loss of robust's images is above AdvDM's."""
-    from artshield.models.views import fit_view
-    from artshield.protect import transforms
-    from artshield.protect.base import scored_denoising_loss
-    from artshield.protect.robust import ENSEMBLE
-    from artshield.purify import purify
+    from artshield.protect.robust import ENSEMBLE, loss_after
 
     images = list(corpus.load_images(corpus.items(split="finetune", theme="gartoon")[:4], 64))
-    context = mini_bundle.embed([mini_bundle.conventions.generic_prompt])
-
-    def loss_after(protected, name):
-        if name == "resize":
-            g = torch.Generator().manual_seed(1)
-            out = [transforms.resize(x[None], g, factor=0.7)[0] for x in protected]
-        elif name == "none":
-            out = protected
-        else:
-            out = purify(mini_bundle, protected, name, seed=1)
-        views = torch.stack([fit_view(x, mini_bundle.image_size) for x in out])
-        return float(scored_denoising_loss(mini_bundle, views, context.expand(len(views), -1, -1)).mean())
-
     same = {"budget": 16, "steps": 100, "seed": 0, "score": False}
     advdm = protect(mini_bundle, images, method="advdm", **same).protected(images)
     robust = protect(mini_bundle, images, method="robust", psnr_floor=0, style_weight=0, **same).protected(images)
     for name in ENSEMBLE:
-        assert loss_after(robust, name) > loss_after(advdm, name), name
+        assert loss_after(mini_bundle, robust, name) > loss_after(mini_bundle, advdm, name), name
 
 
 def test_robust_refuses_an_unknown_purifier_and_keeps_its_psnr_floor(tiny_bundle):

@@ -25,6 +25,7 @@ worker; mini ships inside the package, which every worker needs installed.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -78,7 +79,7 @@ def workers(ray, resources: dict) -> int:
     return max(1, int(total.get("CPU", 1) // resources["num_cpus"]))
 
 
-_MODELS: dict[tuple, object] = {}
+_MODELS: dict[str, object] = {}
 
 
 def _model(model: dict):
@@ -97,6 +98,13 @@ def _model(model: dict):
     return _MODELS[key]
 
 
+@functools.cache
+def _judge():
+    from .metrics.judge import Judge
+
+    return Judge.load()
+
+
 def _threads(n: int) -> None:
     import torch
 
@@ -109,19 +117,16 @@ def bench_cell(model: dict, preset: dict, cell: dict, files: dict[str, bytes], t
     """One cell, on a worker: {"record", "files"} (the pictures and condition sets it made, by path
     relative to OUT), or {"error"} when the cell raised."""
     from .bench.experiment import Cell, Preset, Runner
-    from .metrics.judge import Judge
 
     _threads(threads)
     bundle = _model(model)
-    if "judge" not in _MODELS:
-        _MODELS["judge"] = Judge.load()
     the_cell = Cell(**cell)
     with tempfile.TemporaryDirectory(prefix="artshield-cell-") as tmp:
         root = Path(tmp)
         for rel, blob in files.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(blob)
-        runner = Runner(bundle, _MODELS["judge"], Preset(**preset), root, log=lambda m: None)
+        runner = Runner(bundle, _judge(), Preset(**preset), root, log=lambda m: None)
         t0 = time.time()
         try:
             record = runner.run_cell(the_cell)
@@ -137,7 +142,7 @@ def run_bench(runner, model: dict, address: str | None = "auto", cpus: int = 1, 
               log=print) -> list[dict]:
     """Run the cells of `runner`'s preset that OUT lacks, as Ray tasks; the stored records of every
     finished cell (as Runner.run returns them). Failed cells are in runner.failed."""
-    from .bench.experiment import _claim, cells
+    from .bench.experiment import Cell, _claim, cells
     from .io import write_json
 
     runner.check_protocol()
@@ -191,8 +196,8 @@ def run_bench(runner, model: dict, address: str | None = "auto", cpus: int = 1, 
 
     first = [c for c in todo if c.purifier == "none" or c.protection == "none"]
     wave(first)
-    pruned = {json.dumps(p["cell"], sort_keys=True) for p in runner.pruned()}
-    wave([c for c in todo if c not in first and json.dumps(asdict(c), sort_keys=True) not in pruned])
+    pruned = {Cell(**p["cell"]) for p in runner.pruned()}
+    wave([c for c in todo if c not in first and c not in pruned])
     return [json.loads(runner.cell_path(c).read_text()) for c in todo if runner.cell_path(c).exists()]
 
 

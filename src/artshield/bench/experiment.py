@@ -207,6 +207,7 @@ class Runner:
         self.conditions: dict[tuple, tuple[list[torch.Tensor], dict]] = {}
         self.failed: list[dict] = []      # cells that raised: reported, the others still run
         self.elsewhere: list[str] = []    # cells another worker on OUT was computing
+        self.decisions: dict[tuple, str] = {}   # a row's decision from its finished unpurified cells
         (self.out / "cells").mkdir(parents=True, exist_ok=True)
 
     def cell_path(self, cell: Cell) -> Path:
@@ -281,6 +282,9 @@ class Runner:
         when some of those cells are not finished yet (or failed)."""
         from .stats import final_without_purifiers
 
+        row = (cell.artist, cell.protection, cell.budget, cell.mimicry)
+        if row in self.decisions:
+            return self.decisions[row]
         base = [Cell(cell.artist, "none", 0, "none", cell.mimicry, s) for s in self.preset.seeds]
         base += [Cell(cell.artist, cell.protection, cell.budget, "none", cell.mimicry, s) for s in self.preset.seeds]
         paths = [self.cell_path(c) for c in base]
@@ -288,7 +292,9 @@ class Runner:
             return None
         records = [json.loads(p.read_text()) for p in paths]
         n = len(self.preset.seeds)
-        return final_without_purifiers([outcomes(r) for r in records[:n]], [outcomes(r) for r in records[n:]]) or ""
+        self.decisions[row] = final_without_purifiers([outcomes(r) for r in records[:n]],
+                                                      [outcomes(r) for r in records[n:]]) or ""
+        return self.decisions[row]
 
     def pruned(self) -> list[dict]:
         """The cells not run (and not stored) because their protection's verdict was already decided."""
@@ -469,7 +475,7 @@ def summary(records: list[dict], preset: Preset) -> list[dict]:
     """Per artist, mimicry, protection and budget: success (mean and 95 % interval over training
     seeds and generations) without purification, with each purifier and clean, the worst case, and
     the verdict of `stats.verdict`."""
-    from .stats import interval, verdict, worst_case
+    from .stats import DECIDED_ALONE, interval, verdict, worst_case
 
     seeds: dict[tuple, list[list[float]]] = {}
     for r in records:
@@ -493,8 +499,7 @@ def summary(records: list[dict], preset: Preset) -> list[dict]:
         keys = [clean_key] + [(artist, m, p, b, q) for q in ["none", *preset.purifiers]]
         have = sum(min(need, len(seeds.get(k, []))) for k in keys)
         base = all(len(seeds.get(k, [])) >= need for k in keys[:2])
-        if have < need * len(keys) and not (base and decided.startswith(("does not protect",
-                                                                          "inconclusive: clean"))):
+        if have < need * len(keys) and not (base and decided.startswith(DECIDED_ALONE)):
             decided = f"pending: {have} of {need * len(keys)} cells done"
         row = {"artist": artist, "mimicry": m, "protection": p, "budget": b,
                "clean": round(clean.mean, 4), "none": round(unpurified.mean, 4),

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_CLEAN_SUCCESS = 0.3
+DECIDED_ALONE = ("does not protect", "inconclusive: clean")   # verdicts no purified cell can change
 LEVEL = 0.95
 RESAMPLES = 4000
 
@@ -96,4 +97,4 @@ def final_without_purifiers(clean: list[list[float]], unpurified: list[list[floa
     """The verdict when the clean and unpurified outcomes alone decide it, whatever the purifiers
     give: "does not protect" or clean mimicry too weak. None when the purified cells are needed."""
     decided = verdict(interval(clean), interval(unpurified), {})
-    return decided if decided.startswith(("does not protect", "inconclusive: clean")) else None
+    return decided if decided.startswith(DECIDED_ALONE) else None

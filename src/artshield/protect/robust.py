@@ -209,3 +209,19 @@ def _stats(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image and channel: the latents' mean and variance over positions, (B, C) each."""
     flat = latents.float().flatten(2)
     return flat.mean(2), flat.var(2)
+
+
+def loss_after(bundle, images: list[torch.Tensor], purifier: str, seed: int = 1) -> float:
+    """Mean denoising loss (fixed draws) on the model's view of `images` after `purifier` (a bench
+    purifier, "resize" to 70 % and back, or "none"): how much of the objective a purifier leaves."""
+    from ..models.views import fit_view
+    from ..purify import purify
+
+    if purifier == "resize":
+        g = torch.Generator().manual_seed(seed)
+        images = [transforms.resize(x[None], g, factor=0.7)[0] for x in images]
+    elif purifier != "none":
+        images = purify(bundle, images, purifier, seed=seed)
+    views = torch.stack([fit_view(x, bundle.image_size) for x in images]).to(bundle.device)
+    context = bundle.embed([bundle.conventions.generic_prompt]).expand(len(views), -1, -1)
+    return float(scored_denoising_loss(bundle, views, context).mean())
