@@ -171,7 +171,7 @@ def tokenizer_for(state: Path, captions: list[str]):
     return write_tokenizer(captions, state / "tokenizer", num_merges=1500, max_length=MINI_X4.max_tokens)
 
 
-def train_unet(state: Path, minutes: float) -> None:
+def train_unet(state: Path, minutes: float, total: int = UNET_STEPS) -> None:
     torch.manual_seed(SEED)
     images, held, captions = load_data(state)
     train_idx = np.flatnonzero(~held)
@@ -204,7 +204,7 @@ def train_unet(state: Path, minutes: float) -> None:
         print(f"resumed unet at step {step}", flush=True)
     start = last = time.time()
     first, running = step, []
-    while step < UNET_STEPS and time.time() - start < minutes * 60:
+    while step < total and time.time() - start < minutes * 60:
         idx = rng.choice(train_idx, UNET_BATCH)
         x = crops(images, idx, rng)
         with torch.no_grad():
@@ -218,7 +218,7 @@ def train_unet(state: Path, minutes: float) -> None:
         noisy = sched.add_noise(z, noise, t)
         target = sched.get_velocity(z, noise, t)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, UNET_STEPS, UNET_LR)
+            g["lr"] = lr_at(step, total, UNET_LR)
         pred = unet(torch.cat([noisy, small], 1), t, text(cap)[0], class_labels=level).sample
         w = torch.clamp(snr[t], max=MIN_SNR_GAMMA) / (snr[t] + 1)   # min-SNR-gamma weighting, v target
         loss = (w * (pred - target).pow(2).flatten(1).mean(1)).mean()
@@ -302,6 +302,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "src/artshield/assets/mini-x4")
     ap.add_argument("--evaluate", type=int, default=64, help="kept-aside icons to score at export")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--unet-steps", type=int, default=UNET_STEPS,
+                    help="the unet stage's total steps (its cosine schedule's length); raising it on a finished "
+                         "state resumes with the rate of that point of the longer schedule")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.stage == "data":
@@ -309,7 +312,7 @@ def main() -> None:
     elif args.stage == "vae":
         train_vae(args.state, args.minutes)
     elif args.stage == "unet":
-        train_unet(args.state, args.minutes)
+        train_unet(args.state, args.minutes, args.unet_steps)
     else:
         export(args.state, args.out, args.evaluate)
 
