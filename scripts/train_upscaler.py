@@ -15,7 +15,8 @@ from the Debian packages at 4x mini's resolution (128 px). Stages, each resumabl
             unet trained on them, do not change). Trained on crops only, the VAE shifts whole icons'
             colours: its group norms see mostly white margins there (mean colour error 7.8/255 on whole
             icons against 1.6/255 on crops, 32 kept-aside icons, after the vae stage)
-    unet    UNet and text encoder jointly, on 64 px crops (16 px low-resolution views)
+    unet    UNet and text encoder jointly, on 64 px crops (16 px low-resolution views), then on whole
+            128 px icons from step UNET_CROP_STEPS on
     export  a diffusers folder (fp16 weights on disk) and its PSNR against bicubic on the kept-aside icons
 
     python scripts/train_upscaler.py data
@@ -51,7 +52,9 @@ SEED = 20261129
 SIZE, CROP = 128, 64
 VAE_STEPS, VAE_BATCH, VAE_LR, VAE_KL = 4500, 16, 1e-3, 1e-8
 DECODER_STEPS, DECODER_BATCH, DECODER_LR = 600, 8, 1e-4
-UNET_STEPS, UNET_BATCH, UNET_LR = 2000, 32, 3e-4
+UNET_STEPS, UNET_BATCH, UNET_LR = 6000, 32, 3e-4   # mini-x4's first 2,000 steps ran on a 2,000-step schedule
+UNET_CROP_STEPS = 3600     # after these, whole icons (batch UNET_BATCH / 4: the same pixels a step), as
+                           # noisy-upscale feeds it: a crop's group-norm statistics are not a whole icon's
 CAPTION_DROPOUT, MIN_SNR_GAMMA, EMA_DECAY = 0.1, 5.0, 0.999
 CHECKPOINT_SECONDS = 240
 
@@ -90,12 +93,12 @@ def load_data(state: Path) -> tuple[torch.Tensor, np.ndarray, list[str]]:
     return images, d["held"], json.loads((state / "captions.json").read_text())
 
 
-def crops(images: torch.Tensor, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-    """Random CROP-px crops on a 4-pixel grid (so the 4x-smaller view aligns), random flips, in [0, 1]."""
+def crops(images: torch.Tensor, idx: np.ndarray, rng: np.random.Generator, size: int = CROP) -> torch.Tensor:
+    """Random size-px crops on a 4-pixel grid (so the 4x-smaller view aligns), random flips, in [0, 1]."""
     out = []
     for i in idx:
-        y, x = (rng.integers(0, (SIZE - CROP) // 4 + 1, 2) * 4).tolist()
-        c = images[i, :, y:y + CROP, x:x + CROP]
+        y, x = (rng.integers(0, (SIZE - size) // 4 + 1, 2) * 4).tolist()
+        c = images[i, :, y:y + size, x:x + size]
         out.append(c.flip(2) if rng.random() < 0.5 else c)
     return torch.stack(out).float() / 255
 
@@ -276,15 +279,18 @@ def train_unet(state: Path, minutes: float, total: int = UNET_STEPS) -> None:
     start = last = time.time()
     first, running = step, []
     while step < total and time.time() - start < minutes * 60:
-        idx = rng.choice(train_idx, UNET_BATCH)
-        x = crops(images, idx, rng)
+        whole = step >= UNET_CROP_STEPS
+        idx = rng.choice(train_idx, UNET_BATCH // 4 if whole else UNET_BATCH)
+        x = crops(images, idx, rng, SIZE if whole else CROP)
         with torch.no_grad():
             z = vae.encode(x * 2 - 1).latent_dist.sample() * X4_SCALING_FACTOR
-        level = torch.from_numpy(rng.integers(0, MINI_X4.max_noise_level + 1, UNET_BATCH))
-        small = low_res.add_noise(downscale(x) * 2 - 1, torch.randn(UNET_BATCH, 3, CROP // 4, CROP // 4), level)
+        n = len(idx)
+        level = torch.from_numpy(rng.integers(0, MINI_X4.max_noise_level + 1, n))
+        small = downscale(x) * 2 - 1
+        small = low_res.add_noise(small, torch.randn_like(small), level)
         cap = ids[idx].clone()
-        cap[torch.from_numpy(rng.random(UNET_BATCH) < CAPTION_DROPOUT)] = empty
-        t = torch.randint(0, sched.config.num_train_timesteps, (UNET_BATCH,))
+        cap[torch.from_numpy(rng.random(n) < CAPTION_DROPOUT)] = empty
+        t = torch.randint(0, sched.config.num_train_timesteps, (n,))
         noise = torch.randn_like(z)
         noisy = sched.add_noise(z, noise, t)
         target = sched.get_velocity(z, noise, t)
