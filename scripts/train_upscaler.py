@@ -171,8 +171,7 @@ def train_decoder(state: Path, minutes: float) -> None:
         opt.load_state_dict(st[2])
         print(f"resumed decoder at step {step}", flush=True)
     else:
-        print(f"decoder from the vae stage: whole-icon psnr {vae_psnr(vae, test):.2f} dB, "
-              f"colour error {colour_error(vae_reconstruction(vae, test), test):.2f}/255", flush=True)
+        print(f"decoder from the vae stage: {whole_icon_scores(vae, test)}", flush=True)
     start = last = time.time()
     while step < DECODER_STEPS and time.time() - start < minutes * 60:
         x = images[rng.choice(train_idx, DECODER_BATCH)].float() / 255
@@ -185,13 +184,17 @@ def train_decoder(state: Path, minutes: float) -> None:
         optimise(opt, params, loss)
         step += 1
         if step % 50 == 0:
-            print(f"decoder step {step} loss {loss.item():.5f} whole-icon psnr {vae_psnr(vae, test):.2f} dB "
-                  f"colour error {colour_error(vae_reconstruction(vae, test), test):.2f}/255 "
+            print(f"decoder step {step} loss {loss.item():.5f} {whole_icon_scores(vae, test)} "
                   f"{(time.time() - start):.0f}s", flush=True)
         if time.time() - last > CHECKPOINT_SECONDS:
             save_state(path, decoder_tensors(vae), {"step": step}, opt)
             last = time.time()
     save_state(path, decoder_tensors(vae), {"step": step}, opt)
+
+
+def whole_icon_scores(vae, x: torch.Tensor) -> str:
+    rec = vae_reconstruction(vae, x)
+    return f"whole-icon psnr {psnr(rec, x):.2f} dB, colour error {colour_error(rec, x):.2f}/255"
 
 
 def decoder_tensors(vae) -> dict[str, torch.Tensor]:
