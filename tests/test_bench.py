@@ -97,6 +97,31 @@ def test_purified_cells_of_a_protection_its_unpurified_cells_already_decide_are_
     assert verdicts["x"] == "does not protect" and not verdicts["y"].startswith("pending")
 
 
+def test_a_full_row_runs_every_purified_cell_although_its_verdict_is_already_decided(tmp_path, monkeypatch):
+    """Preset.full_rows: that row's worst case is measured over every purifier (robust@16 in the
+    standard run, #18); the other decided rows are still pruned, and the verdict is unchanged."""
+    p = Preset(artists=["a"], protections=["x"], budgets=[8, 16], purifiers=["q", "r"], mimicry=["lora"],
+               seeds=[0, 1], full_rows=["x@16"])
+    yes = {("none", "none"): 30, ("x", "none"): 28, ("x", "q"): 31}     # of 32; x is mimicked like clean
+    computed = []
+
+    def run_cell(self, cell):
+        computed.append((cell.protection, cell.budget, cell.purifier))
+        k = yes.get((cell.protection, cell.purifier), 20)
+        return {**cell.__dict__, "condition": cell.condition, "outcomes": [1] * k + [0] * (32 - k),
+                "mimicry_success": k / 32}
+
+    monkeypatch.setattr(experiment.Runner, "run_cell", run_cell)
+    runner = experiment.Runner(None, None, p, tmp_path, log=lambda m: None)
+    records = runner.run()
+    assert computed.count(("x", 16.0, "q")) == computed.count(("x", 16.0, "r")) == 2
+    assert ("x", 8.0, "q") not in computed and ("x", 8.0, "r") not in computed
+    assert sorted(c["condition"] for c in runner.pruned()) == ["x@8 + q"] * 2 + ["x@8 + r"] * 2
+    rows = {r["budget"]: r for r in summary(records, p)}
+    assert rows[16.0]["verdict"] == rows[8.0]["verdict"] == "does not protect"
+    assert rows[16.0]["worst_purifier"] == "q" and rows[8.0]["worst_purifier"] == "none"
+
+
 def test_a_purified_cell_waits_while_its_unpurified_cells_are_being_computed_elsewhere(tmp_path, monkeypatch):
     import os
     import socket

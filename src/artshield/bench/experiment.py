@@ -31,7 +31,8 @@ each cell is claimed with a lock file (a killed worker's lock is taken over), so
 A protection's purified cells are not run once its clean and unpurified cells (all seeds) decide
 its verdict alone: "does not protect" (or clean mimicry too weak to measure anything). No purifier
 can change that verdict, and on the standard preset this saves most of the cost (a LoRA per cell).
-They are listed in results.json as "pruned"; `Preset.prune = False` runs the full grid anyway.
+They are listed in results.json as "pruned"; `Preset.prune = False` runs the full grid anyway, and
+`Preset.full_rows` names rows ("robust@16") whose worst case over every purifier is measured anyway.
 """
 from __future__ import annotations
 
@@ -73,6 +74,8 @@ class Preset:
     generations_per_prompt: int = 1
     controls: bool = True              # clean images through each purifier
     prune: bool = True                 # skip purified cells of a protection its unpurified cells decide
+    full_rows: list = field(default_factory=list)   # "protection@budget" rows never pruned: their worst
+                                                    # case is measured over every purifier all the same
     mimicry_steps: dict = field(default_factory=lambda: {"lora": 500, "dreambooth": 300,
                                                           "textual-inversion": 300, "hypernetwork": 300})
     mimicry_lr: dict = field(default_factory=dict)          # method -> rate (default: the model's convention)
@@ -103,6 +106,9 @@ PRESETS = {
                        # 25 sampling steps instead of diffusers' 75: a third of the time for 45 purified sets
                        # (2.4 s against 7.2 s per image on one CPU thread, with the first trained upscaler)
                        purify_options={"noisy-upscale": {"upscaler_steps": 25}},
+                       # robust at 16/255 is #18's goal: its worst case is measured over every purifier,
+                       # held-out ones included, even though its unpurified cells already decide its verdict
+                       full_rows=["robust@16"],
                        protect_options={"advdm-eot": {"method": "advdm", "eot": ["jpeg", "blur", "resize"]},
                                         "mist-eot": {"method": "mist", "eot": ["jpeg", "blur", "resize"]}}),
     # smoke: seconds per cell, for tests and the Ray scaling measurement (bench/scale.py); it measures nothing
@@ -243,7 +249,7 @@ class Runner:
             if path.exists():
                 self.log(f"{tag}: reused")
                 continue
-            if self.preset.prune and cell.protection != "none" and cell.purifier != "none":
+            if self.prunable(cell):
                 decided = self.decided(cell)
                 if decided is None and k not in deferred:
                     deferred.add(k)              # its unpurified cells are still being computed: later
@@ -276,6 +282,11 @@ class Runner:
         # every finished cell, including those other workers finished meanwhile
         return [json.loads(self.cell_path(c).read_text()) for c in todo if self.cell_path(c).exists()]
 
+    def prunable(self, cell: Cell) -> bool:
+        """A purified cell of a protection, under a preset that prunes, outside its full rows."""
+        return (self.preset.prune and cell.protection != "none" and cell.purifier != "none"
+                and f"{cell.protection}@{cell.budget:g}" not in self.preset.full_rows)
+
     def decided(self, cell: Cell) -> str | None:
         """For a purified cell of a protection: the verdict its clean and unpurified cells (every seed)
         reach alone when it is final ("does not protect", clean too weak), "" when it is not, None
@@ -298,11 +309,8 @@ class Runner:
 
     def pruned(self) -> list[dict]:
         """The cells not run (and not stored) because their protection's verdict was already decided."""
-        if not self.preset.prune:
-            return []
         return [{"cell": asdict(c), "condition": c.condition, "reason": reason} for c in cells(self.preset)
-                if c.protection != "none" and c.purifier != "none" and not self.cell_path(c).exists()
-                and (reason := self.decided(c))]
+                if self.prunable(c) and not self.cell_path(c).exists() and (reason := self.decided(c))]
 
     def artist(self, name: str) -> ArtistData:
         if name not in self.data:
