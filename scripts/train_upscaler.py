@@ -152,8 +152,11 @@ def trained_vae(state: Path):
     return vae, st[1]["step"], (dec[1]["step"] if dec else 0)
 
 
+DECODER_PARTS = ("post_quant_conv", "decoder")     # what the decoder stage trains and saves
+
+
 def decoder_params(vae) -> list:
-    return list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
+    return [q for part in DECODER_PARTS for q in getattr(vae, part).parameters()]
 
 
 def train_decoder(state: Path, minutes: float) -> None:
@@ -198,7 +201,7 @@ def whole_icon_scores(vae, x: torch.Tensor) -> str:
 
 
 def decoder_tensors(vae) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in prefixed("vae", vae).items() if k.startswith(("vae.decoder.", "vae.post_quant_conv."))}
+    return {k: v for k, v in prefixed("vae", vae).items() if k.startswith(tuple(f"vae.{p}." for p in DECODER_PARTS))}
 
 
 def colour_error(y: torch.Tensor, x: torch.Tensor) -> float:
