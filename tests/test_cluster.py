@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -75,21 +76,67 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _ray_cli() -> str:
+    return shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A Ray cluster on loopback: a head node and one more worker node, one CPU each."""
+def cluster():
+    """A Ray cluster on loopback: a head node and one more worker node, one CPU each, started as a
+    user on a fresh machine would: no HOME, no RAY_* variable inherited, no token file anywhere;
+    the cluster's token is made here and handed to every node and driver in their environment."""
     pytest.importorskip("ray")
+    from artshield.cluster import local_cluster_env
+
     port = _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
-    ray = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+    env = local_cluster_env(OMP_NUM_THREADS="1")
+    env.pop("HOME", None)
+    ray = _ray_cli()
     try:
-        subprocess.run([ray, "start", "--head", "--port", str(port), "--num-cpus", "1", "--include-dashboard",
-                        "false", "--node-ip-address", "127.0.0.1"], env=env, check=True, capture_output=True, timeout=300)
-        subprocess.run([ray, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--node-ip-address",
-                        "127.0.0.1"], env=env, check=True, capture_output=True, timeout=300)
+        for role in (["--head", "--port", str(port), "--include-dashboard", "false"], ["--address", f"127.0.0.1:{port}"]):
+            started = subprocess.run([ray, "start", *role, "--num-cpus", "1", "--node-ip-address", "127.0.0.1"],
+                                     env=env, capture_output=True, text=True, timeout=300)
+            assert started.returncode == 0, started.stderr[-3000:]
         yield f"127.0.0.1:{port}", env
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_a_local_cluster_started_without_home_or_token_file_protects(tmp_path, cluster):
+    address, env = cluster
+    assert "HOME" not in env and "RAY_AUTH_TOKEN_PATH" not in env and env["RAY_AUTH_MODE"] == "token"
+    images = _images(tmp_path / "art", 2)
+    done = subprocess.run([*ARTSHIELD, "protect", str(images), "-o", str(tmp_path / "out"), "--batch", "1",
+                           "--steps", "1", "--ray", address, "-q"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["ray"]["workers"] == 2 and results["failed"] == [] and len(results["images"]) == 2
+    without = {k: v for k, v in env.items() if k != "RAY_AUTH_TOKEN"}      # the token is what lets a driver in
+    refused = subprocess.run([*ARTSHIELD, "protect", str(images), "-o", str(tmp_path / "refused"), "--steps", "1",
+                              "--ray", address, "-q"], env=without, capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "cannot join the cluster" in refused.stderr
+    assert not (tmp_path / "refused" / "art0.png").exists()
+
+
+def test_ray_auto_starts_a_private_token_checked_cluster_and_leaves_home_alone(tmp_path):
+    """--ray with no cluster running starts one for the command, with a token held in its environment:
+    nothing is written to HOME (Ray's own default would save a token in ~/.ray/auth_token)."""
+    pytest.importorskip("ray")
+    home, ray_tmp = tmp_path / "home", Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))   # short: socket paths
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(HOME=str(home), RAY_TMPDIR=str(ray_tmp), RAY_USAGE_STATS_ENABLED="0", OMP_NUM_THREADS="1")
+    try:
+        code = ("import os; from artshield.cluster import connect; ray = connect('auto'); "
+                "print(os.environ['RAY_AUTH_MODE'], len(os.environ['RAY_AUTH_TOKEN']), "
+                "ray.get(ray.remote(lambda: 6 * 7).remote()))")
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["token", "64", "42"]
+    assert list(home.iterdir()) == []
 
 
 def _cells(out: Path) -> dict:

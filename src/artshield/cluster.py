@@ -5,6 +5,14 @@ cluster and on a cluster of GPU machines unchanged. `--ray` (or `--ray auto`) jo
 this machine already runs (`ray start --head`) or, when there is none, starts one in-process;
 `--ray ADDRESS` joins the cluster at ADDRESS (`host:port` of its head, or `ray://host:10001`).
 
+Tokens. Ray can check a token on every connection (`RAY_AUTH_MODE=token`, the token in
+RAY_AUTH_TOKEN, in the file RAY_AUTH_TOKEN_PATH names, or in ~/.ray/auth_token); a cluster that
+does must be joined with its token. The private cluster `--ray auto` starts is token-checked with
+a fresh token that lives only in this process's environment (and its children's), unless
+RAY_AUTH_MODE says otherwise, so nothing is read from or written to the user's home.
+`local_cluster_env` gives a `ray start` the same: the scale benchmark and the tests start their
+loopback clusters with it.
+
 bench   every cell is a task: one GPU when the cluster has GPUs, else `cpus` CPUs (`--ray-cpus`).
         Cells already finished in OUT are skipped. The driver alone writes OUT: a task works in a
         private temporary folder, gets the condition images it needs from the driver and sends
@@ -28,6 +36,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import secrets
 import tempfile
 import time
 from dataclasses import asdict
@@ -46,19 +55,63 @@ def import_ray():
     return ray
 
 
+TOKEN_VARIABLES = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def local_cluster_env(base: dict | None = None, **extra: str) -> dict:
+    """An environment for starting a cluster on this machine (`ray start`) and for its drivers:
+    `base` (default os.environ) without any RAY_* variable it carried, in token mode with a fresh
+    token of its own (in RAY_AUTH_TOKEN, so no file and no home folder is needed), usage reports
+    off, and `extra` on top. Every node and driver given it shares the token."""
+    env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("RAY_")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0")
+    env.update(extra)
+    return env
+
+
+def _running_cluster() -> str | None:
+    """The address of the cluster this machine runs (RAY_ADDRESS, or the last `ray start`), found
+    as ray.init(address=None) finds it; None when there is none and a new one would start."""
+    try:
+        from ray._private.services import get_ray_address_from_environment
+    except ImportError:                    # moved in a later Ray: let ray.init decide, with its defaults
+        return "auto"
+    return get_ray_address_from_environment(None, None)
+
+
+def _private_token() -> None:
+    """Token mode with a fresh token for the cluster this process is about to start, held in the
+    environment its children inherit; a RAY_AUTH_MODE or token the user set is left as it is."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if not any(os.environ.get(k) for k in TOKEN_VARIABLES):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    try:                                   # Ray caches its settings at import: read the environment again
+        from ray._raylet import Config
+
+        Config.initialize("")
+    except (ImportError, AttributeError):
+        pass
+
+
 def connect(address: str | None = "auto"):
     """Join the Ray cluster at `address` ("auto"/None: the one this machine runs, else a new local
-    one); the ray module, initialised."""
+    one, private to this process and checked with a token of its own); the ray module, initialised."""
     ray = import_ray()
     if not ray.is_initialized():
         target = None if address in (None, "", "auto") else address
         try:
+            if target is None:
+                target = _running_cluster()
+                if target is None:
+                    _private_token()
             ray.init(address=target, log_to_driver=False, logging_level="ERROR",
                      **({"include_dashboard": False} if target is None else {}))
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            hint = "" if os.environ.get("RAY_AUTH_MODE") else (
-                " (a cluster started with `ray start` on Ray 2.59 or later checks a token: set RAY_AUTH_MODE=token, "
-                "with the token in ~/.ray/auth_token or RAY_AUTH_TOKEN)")
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:
+            hint = "" if any(os.environ.get(k) for k in TOKEN_VARIABLES) else (
+                " (a cluster that checks tokens is joined with its token: copy ~/.ray/auth_token from its head, "
+                "or set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN)")
             raise ArtshieldError(f"--ray {address}: cannot join the cluster: {str(e).splitlines()[0]}{hint}") from None
     return ray
 

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..cluster import local_cluster_env
+
 
 def _timed(cmd: list[str], env: dict) -> float:
     t0 = time.time()
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(ray).exists():
         raise SystemExit("Ray is not installed: pip install 'artshield[ray]'")
     cli = [sys.executable, "-m", "artshield.cli", "bench", "--preset", args.preset, "-q"]
-    base = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+    base = local_cluster_env()                 # the cluster's own token, for its nodes and the driver
     one = {**base, "OMP_NUM_THREADS": "1"}
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
