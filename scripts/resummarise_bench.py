@@ -3,8 +3,8 @@ current rule (artshield.bench.stats): nothing is trained or generated again.
 
     python scripts/resummarise_bench.py docs/results/bench-quick
 
-Cells stored before per-generation outcomes were kept are read from their counts (k of n), which
-is all a bootstrap of 0/1 outcomes needs. The previous summary is kept under "summary_before".
+Cells stored before per-generation outcomes were kept are read from their counts (k of n), with one
+generation per prompt. The first summary ever written is kept under "summary_before".
 """
 import json
 import sys
@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from artshield.bench import report_html
-from artshield.bench.experiment import Preset, summary
+from artshield.bench.experiment import Preset, analysis, controls, summary
 from artshield.io import write_json, write_text
 
 
@@ -23,16 +23,24 @@ def main(folder: str) -> None:
     preset = Preset(**{k: v for k, v in results["preset"].items() if k in known})
     results.setdefault("summary_before", results["summary"])
     results["summary"] = summary(results["cells"], preset)
+    results["analysis"] = analysis(results["summary"])
+    results["controls"] = controls(results["cells"], preset.generations_per_prompt)
     results["resummarised_with"] = "python scripts/resummarise_bench.py " + folder
     write_json(results, path)
     write_text(report_html.render(results, results["summary"], folder), Path(folder) / "report.html")
     for row in results["summary"]:
-        ci = row["intervals"]
-        print(f"{row['protection']}@{row['budget']:g}: clean {ci['clean']['mean']:.2f} "
-              f"[{ci['clean']['low']:.2f}, {ci['clean']['high']:.2f}], bar {row['bar']:.2f}; "
-              + "; ".join(f"{k} {v['mean']:.2f} [{v['low']:.2f}, {v['high']:.2f}]"
-                          for k, v in ci.items() if k != "clean")
-              + f" -> {row['verdict']}")
+        rel = row["relative"]
+        print(f"{row['protection']}@{row['budget']:g}: relative mimicry "
+              + "; ".join(f"{k} {_fmt(v)}" for k, v in rel.items()) + f" -> {row['verdict']}; quality {row['quality_verdict']}")
+    for c in results["controls"]:
+        print(f"control {c['purifier']}: {_fmt(c['purified'])}, difference {_fmt(c.get('difference'))} -> {c.get('effect')}")
+
+
+def _fmt(ci: dict | None) -> str:
+    if not ci:
+        return "-"
+    high = "inf" if ci["high"] is None else f"{ci['high']:.2f}"
+    return f"{ci['mean']:.2f} [{ci['low']:.2f}, {high}]"
 
 
 if __name__ == "__main__":

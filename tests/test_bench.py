@@ -1,6 +1,7 @@
 """bench: an experiment runs end to end on mini, finished cells are reused, the report is written."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -154,53 +155,24 @@ def test_condition_images_are_stored_and_read_back_without_being_made_again(tmp_
     assert again[1] == first[1] == {"psnr": 31.5} and all(torch.equal(u, v) for u, v in zip(again[0], images))
 
 
-def _records(clean, cells, n):
-    """Constructed cells: `clean` and each of `cells` ({purifier: successes}) as k of n generations."""
+def _records(clean, cells, n, controls=None):
+    """Constructed cells of one seed: `clean`, each of `cells` ({purifier: successes}) and each
+    purifier's control (`controls`, default: like clean) as k of n generations, one per prompt."""
     def rec(protection, budget, purifier, k):
         return {"artist": "a", "mimicry": "lora", "protection": protection, "budget": budget, "purifier": purifier,
-                "mimicry_success": k / n, "outcomes": [1] * k + [0] * (n - k), "prompts": n}
-    return [rec("none", 0, "none", clean)] + [rec("advdm", 8.0, q, k) for q, k in cells.items()]
+                "seed": 0, "mimicry_success": k / n, "outcomes": [1] * k + [0] * (n - k), "prompts": n}
+    out = [rec("none", 0, "none", clean)] + [rec("advdm", 8.0, q, k) for q, k in cells.items()]
+    return out + [rec("none", 0, q, (controls or {}).get(q, clean)) for q in cells if q != "none"]
 
 
 PRESET = Preset(artists=["a"], protections=["advdm"], budgets=[8], purifiers=["jpeg", "bilateral"],
                 mimicry=["lora"], seeds=[0])
 
 
-@pytest.mark.parametrize("clean, cells, n, expected", [
-    # the committed quick run's pattern: the unpurified cell is already above clean/2, so the purifier
-    # with the highest point estimate does not "break" it: it never protected
-    (20, {"none": 16, "jpeg": 15, "bilateral": 18}, 32, "does not protect"),
-    # every cell's upper bound under half of clean's lower bound
-    (120, {"none": 10, "jpeg": 12, "bilateral": 20}, 128, "holds"),
-    # holds unpurified, clearly not after bilateral
-    (120, {"none": 10, "jpeg": 12, "bilateral": 100}, 128, "broken by bilateral"),
-    # 32 generations cannot tell 0.19 from clean's bar of 0.22
-    (20, {"none": 6, "jpeg": 6, "bilateral": 6}, 32, "inconclusive"),
-    # a worst case of 0.25 against clean 0.625 at 32 generations: the interval cannot say "holds"
-    (20, {"none": 8, "jpeg": 8, "bilateral": 8}, 32, "inconclusive"),
-    # nothing to protect against
-    (5, {"none": 1, "jpeg": 1, "bilateral": 1}, 32, "inconclusive: clean mimicry is too weak"),
-])
-def test_verdicts_follow_from_intervals(clean, cells, n, expected):
-    (row,) = summary(_records(clean, cells, n), PRESET)
-    assert row["verdict"].startswith(expected), row
-    assert row["intervals"]["clean"]["low"] < row["clean"] < row["intervals"]["clean"]["high"]
-
-
-def test_worst_case_is_the_cell_with_the_highest_upper_bound():
+def test_worst_case_is_the_condition_with_the_highest_upper_bound_of_relative_mimicry():
     (row,) = summary(_records(120, {"none": 10, "jpeg": 30, "bilateral": 12}, 128), PRESET)
-    assert row["worst_purifier"] == "jpeg" and row["worst_case"] == round(30 / 128, 4)
-
-
-def test_intervals_widen_with_training_seed_variance():
-    from artshield.bench.stats import interval
-
-    one = interval([[1] * 16 + [0] * 16])
-    assert 0.30 < one.low < 0.36 and 0.64 < one.high < 0.70            # the binomial interval of 16/32
-    agreeing = interval([[1] * 16 + [0] * 16] * 3)
-    disagreeing = interval([[1] * 4 + [0] * 28, [1] * 16 + [0] * 16, [1] * 28 + [0] * 4])
-    assert disagreeing.mean == agreeing.mean == 0.5 and agreeing.seeds == 3
-    assert (disagreeing.high - disagreeing.low) > 2 * (agreeing.high - agreeing.low)
+    assert row["worst_purifier"] == "jpeg" and row["worst_case"] == row["relative"]["jpeg"]["mean"]
+    assert row["relative"]["jpeg"]["mean"] == pytest.approx(30 / 120, abs=1e-4)
 
 
 def test_cells_without_stored_outcomes_are_read_from_their_counts():
@@ -258,32 +230,98 @@ def test_presets_name_real_methods(name):
     assert p.artists and json.dumps(p.mimicry_steps)
 
 
-def test_the_committed_verdicts_follow_from_the_committed_cells():
-    """A reader can recompute every committed verdict from the stored cells with the rule README
-    states (bench/stats.py); this does."""
+def _independent_verdicts(results: dict) -> dict[str, str]:
+    """The verdict of every row, recomputed from the stored outcomes by the rule README states,
+    written apart from bench/stats.py: numpy and scipy's t and chi-square quantiles only; the
+    Fieller bounds by a scan over a grid of ratios instead of root finding."""
+    from scipy.stats import chi2, t
+
+    per = results["preset"]["generations_per_prompt"]
+    table = {}
+    for c in results["cells"]:
+        key = (c["protection"], float(c["budget"]), c["purifier"])
+        table.setdefault(key, {})[c["seed"]] = np.asarray(c["outcomes"], float).reshape(-1, per).mean(1)
+
+    def tab(key, seeds):
+        return np.array([table[key][s] for s in seeds])
+
+    def var_df(z):
+        s, p = z.shape
+        r, c, g = z.mean(1), z.mean(0), z.mean()
+        ma, mb = p * ((r - g) ** 2).sum() / (s - 1), s * ((c - g) ** 2).sum() / (p - 1)
+        me = ((z - r[:, None] - c[None] + g) ** 2).sum() / ((s - 1) * (p - 1))
+        v = max(ma - me, 0) / p / s + max(mb - me, 0) / s / p + me / (s * p)
+        hi = max(ma, me) * (s - 1) / chi2.ppf(0.25, s - 1)
+        df = (hi + mb - me) ** 2 / (hi ** 2 / (s - 1) + mb ** 2 / (p - 1) + me ** 2 / ((s - 1) * (p - 1)))
+        return v, min(max(df, s - 1), p - 1)
+
+    def p_value(a, b, r0=0.5):
+        v, df = var_df(a - r0 * b)
+        return 2 * t.sf(abs((a - r0 * b).mean()) / np.sqrt(v), df)
+
+    def fieller(a, b, level):
+        grid = np.linspace(0, 8, 16001)
+        keep = [r for r in grid if (a.mean() - r * b.mean()) ** 2
+                <= t.ppf(1 - (1 - level) / 2, var_df(a - r * b)[1]) ** 2 * var_df(a - r * b)[0]]
+        return min(keep), (max(keep) if max(keep) < 8 else np.inf)
+
+    tests = []
+    for row in results["summary"]:
+        p, b, seeds = row["protection"], float(row["budget"]), sorted(table[("none", 0.0, "none")])
+        for q in row["relative"]:
+            num, den = (p, b, q), ("none", 0.0, q)
+            tests.append((f"{p}@{b:g}", q, tab(num, seeds), tab(den, seeds)))
+    ps = np.array([p_value(a, b) for *_, a, b in tests])
+    m, alphas, stop = len(ps), [0.0] * len(ps), None
+    for rank, i in enumerate(np.argsort(ps, kind="stable")):
+        stop = stop or (0.05 / (m - rank) if ps[i] >= 0.05 / (m - rank) else None)
+        alphas[i] = stop or 0.05 / (m - rank)
+    bounds = {}
+    for (row, q, a, b), alpha in zip(tests, alphas):
+        bounds.setdefault(row, {})[q] = fieller(a, b, 1 - alpha)
+    clean = tab(("none", 0.0, "none"), sorted(table[("none", 0.0, "none")]))
+    v, df = var_df(clean)
+    if clean.mean() - t.ppf(0.975, df) * np.sqrt(v) < 0.3:
+        return {row: "inconclusive: clean mimicry is too weak" for row in bounds}
+    out = {}
+    for row, b in bounds.items():
+        (lo, hi), rest = b["none"], {q: v for q, v in b.items() if q != "none"}
+        out[row] = ("does not protect" if lo > 0.5 else "holds" if hi <= 0.5 and all(h <= 0.5 for _, h in rest.values())
+                    else "broken by" if hi <= 0.5 and any(lo_ > 0.5 for lo_, _ in rest.values()) else "inconclusive")
+    return out
+
+
+def test_the_committed_verdicts_follow_from_the_committed_cells_recomputed_independently():
+    """A reader can recompute every committed verdict from the stored cells by the rule README
+    states; this does, without bench/stats.py, and agrees with results.json and with stats.py."""
     from dataclasses import fields
     from pathlib import Path
 
-    for path in sorted((Path(__file__).parents[1] / "docs" / "results").glob("bench-*/results.json")):
-        results = json.loads(path.read_text())
-        known = {f.name for f in fields(Preset)}
-        preset = Preset(**{k: v for k, v in results["preset"].items() if k in known})
-        again = summary(results["cells"], preset)
-        assert [r["verdict"] for r in again] == [r["verdict"] for r in results["summary"]], path
-        assert [r["intervals"] for r in again] == [r["intervals"] for r in results["summary"]], path
+    path = Path(__file__).parents[1] / "docs" / "results" / "bench-standard" / "results.json"
+    results = json.loads(path.read_text())
+    mine = _independent_verdicts(results)
+    committed = {f"{r['protection']}@{r['budget']:g}": r["verdict"] for r in results["summary"]}
+    assert {k: v.split(":")[0] for k, v in committed.items()} == {k: v.split(":")[0] for k, v in mine.items()}
+    known = {f.name for f in fields(Preset)}
+    again = summary(results["cells"], Preset(**{k: v for k, v in results["preset"].items() if k in known}))
+    assert [r["verdict"] for r in again] == [r["verdict"] for r in results["summary"]]
+    assert [r["relative"] for r in again] == [r["relative"] for r in results["summary"]]
 
 
-def test_report_shows_intervals_the_bar_and_a_labelled_chart_and_escapes_text():
+def test_report_shows_relative_mimicry_quality_the_rule_and_a_labelled_chart_and_escapes_text():
     records = _records(120, {"none": 10, "jpeg": 12, "bilateral": 100}, 128)
     for r in records:
-        r.update(seed=0, condition=r["protection"] + " <script>", domain_fid=1.0, precision=0.5, recall=0.5)
+        r.update(condition=r["protection"] + " <script>", domain_fid=1.0, precision=0.5, recall=0.5)
     rows = summary(records, PRESET)
     results = {"preset": {"purifiers": PRESET.purifiers}, "preset_name": "t", "model": {"spec": "mini", "image_size": 32},
-               "cells": records, "controls": [], "command": "artshield bench", "seconds": 1}
+               "cells": records, "controls": experiment.controls(records), "command": "artshield bench", "seconds": 1,
+               "analysis": experiment.analysis(rows)}
     html = report_html.render(results, rows)
     assert "<script>" not in html and "&lt;script&gt;" in html
-    assert "broken by bilateral" in html and f"{rows[0]['bar']:.2f}" in html
-    for text in ("mimicry success", "protection and budget (/255)", "holds bar", "no purifier", "bilateral"):
+    assert rows[0]["verdict"] == "broken by bilateral" and "broken by bilateral" in html
+    for text in ("relative mimicry (protected / clean)", "protection and budget (/255)", "holds bar (0.5)",
+                 "no purifier", "bilateral", "3 relative-mimicry tests (family-wise 5", "Quality per purifier",
+                 "cannot tell (one seed)"):
         assert text in html, text
     assert html.count("<path d=") == 3            # an interval whisker per bar: none, jpeg, bilateral
 
@@ -324,13 +362,14 @@ def test_a_run_under_way_decides_only_what_its_finished_cells_can():
     clean = [rec("none", "none", 120, s) for s in (0, 1)]
     low = [rec("advdm", "none", 5, s) for s in (0, 1)] + [rec("advdm", "jpeg", 6, s) for s in (0, 1)]
     (row,) = summary(clean + low, preset)
-    assert row["verdict"] == "pending: 6 of 8 cells done"               # "holds" needs bilateral too
+    assert row["verdict"] == "pending: 6 of 12 cells done"              # "holds" needs bilateral and the controls
     high = [rec("advdm", "none", 100, s) for s in (0, 1)]
     (row,) = summary(clean + high, preset)
     assert row["verdict"] == "does not protect"                          # decided by the unpurified cells
     (row,) = summary(clean[:1] + high, preset)
     assert row["verdict"].startswith("pending")                          # not every seed of clean yet
-    (row,) = summary(clean + low + [rec("advdm", "bilateral", 4, s) for s in (0, 1)], preset)
+    controls = [rec("none", q, 118, s) for q in ("jpeg", "bilateral") for s in (0, 1)]
+    (row,) = summary(clean + low + controls + [rec("advdm", "bilateral", 4, s) for s in (0, 1)], preset)
     assert row["verdict"] == "holds"
 
 

@@ -30,3 +30,11 @@ def test_ci_gives_the_suite_an_empty_home_and_no_ray_settings(tmp_path):
     assert home != str(tmp_path) and entries == 0
     assert f"HOME={home}" in variables and not [v for v in variables if v.startswith("RAY_")]
     assert not Path(home).exists()                                           # removed when the run ends
+
+
+def test_readmes_result_tables_are_the_rendering_of_the_committed_json():
+    from artshield.bench.tables import MARK, render
+
+    text = (ROOT / "README.md").read_text()
+    assert len(MARK.findall(text)) >= 3
+    assert render(text, ROOT) == text, "README's tables differ from the committed JSON: python scripts/render_readme.py"

@@ -253,10 +253,11 @@ def check_job(models: Models, jobs: Jobs, limits: Limits, files: list[str], stre
     archive = zip_tree(job / "report", job / "check-report.zip")
     lines = []
     for row in results["summary"]:
-        ci = row["intervals"]
+        ci, rel = row["intervals"], row["relative"]
         lines.append(f"**{row['protection']} {row['budget']:g}/255: {row['verdict']}.** Mimicry success clean "
-                     f"{_ci(ci['clean'])}; protected {_ci(ci['none'])}; worst case ({row['worst_purifier']}) "
-                     f"{_ci(ci[row['worst_purifier']])}; the bar for \"holds\" is {row['bar']:.2f}.")
+                     f"{_ci(ci['clean'])}, protected {_ci(ci['none'])}; relative mimicry (protected / clean) "
+                     f"{_ci(rel['none'])}, worst case ({row['worst_purifier']}) {_ci(rel[row['worst_purifier']])}; "
+                     f"\"holds\" needs every upper bound at or below {row['bar']:g}.")
     if any(r["verdict"].startswith("inconclusive") for r in results["summary"]):
         lines.append("*Inconclusive* means the intervals cannot decide either way: more seeds and generations "
                      "(the standard check) narrow them.")
@@ -302,7 +303,9 @@ def zip_tree(folder: Path, target: Path) -> Path:
 
 
 def _ci(ci: dict) -> str:
-    return f"{ci['mean']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]"
+    def f(v, inf):
+        return inf if v is None else f"{v:.2f}"
+    return f"{f(ci['mean'], 'inf')} [{f(ci['low'], '-inf')}, {f(ci['high'], 'inf')}]"
 
 
 def estimate(models: Models, files: list[str] | None, strength: str, method: str, steps: int | None, model: str,

@@ -63,7 +63,8 @@ def _svg(width: float, height: float, parts: list[str], label: str) -> str:
 
 
 def grouped_bars(groups: list[str], series: list[str], values: dict, *, title: str, y_label: str, x_label: str,
-                 lines: dict | None = None, line_styles: dict | None = None, y_max: float = 1.0) -> str:
+                 lines: dict | None = None, line_styles: dict | None = None, y_max: float = 1.0,
+                 y_ticks: list[float] | None = None) -> str:
     """One group of bars per entry of `groups`, one bar per entry of `series`.
 
     values[(group, series)] = {"mean", "low", "high"} (the interval is drawn as a whisker) or None.
@@ -78,14 +79,15 @@ def grouped_bars(groups: list[str], series: list[str], values: dict, *, title: s
     items += [(name, "line", c, d) for name, (c, d) in line_styles.items()]
     legend, legend_h = _legend(items, LEFT, TOP + plot_h + 70, plot_w)
     height = TOP + plot_h + 70 + legend_h
-    parts = _axes(width, height, plot_h, y_label, x_label, title, [0, 0.25, 0.5, 0.75, 1.0], y_max)
+    parts = _axes(width, height, plot_h, y_label, x_label, title, y_ticks or [0, 0.25, 0.5, 0.75, 1.0], y_max)
     scale = plot_h / y_max
     x = LEFT + 14
     for g in groups:
         for i, s in enumerate(series):
             v = values.get((g, s))
-            if not v:
+            if not v or v.get("mean") is None:
                 continue
+            v = {**v, "high": y_max if v["high"] is None else min(v["high"], y_max)}     # unbounded: to the top
             h = scale * min(v["mean"], y_max)
             bx = x + i * bar
             parts.append(f'<rect x="{bx:.1f}" y="{TOP + plot_h - h:.1f}" width="{bar - 3}" height="{h:.1f}" '

@@ -289,9 +289,9 @@ class Runner:
 
     def decided(self, cell: Cell) -> str | None:
         """For a purified cell of a protection: the verdict its clean and unpurified cells (every seed)
-        reach alone when it is final ("does not protect", clean too weak), "" when it is not, None
-        when some of those cells are not finished yet (or failed)."""
-        from .stats import final_without_purifiers
+        reach alone when no purified cell can change it (stats.decided_without_purifiers), "" when
+        they do not, None when some of those cells are not finished yet (or failed)."""
+        from .stats import decided_without_purifiers
 
         row = (cell.artist, cell.protection, cell.budget, cell.mimicry)
         if row in self.decisions:
@@ -302,9 +302,10 @@ class Runner:
         if not all(p.exists() for p in paths):
             return None
         records = [json.loads(p.read_text()) for p in paths]
-        n = len(self.preset.seeds)
-        self.decisions[row] = final_without_purifiers([outcomes(r) for r in records[:n]],
-                                                      [outcomes(r) for r in records[n:]]) or ""
+        n, per = len(self.preset.seeds), self.preset.generations_per_prompt
+        clean = {r["seed"]: outcomes(r) for r in records[:n]}
+        protected = {r["seed"]: outcomes(r) for r in records[n:]}
+        self.decisions[row] = decided_without_purifiers(*_base_effects(clean, protected, per)) or ""
         return self.decisions[row]
 
     def pruned(self) -> list[dict]:
@@ -479,63 +480,167 @@ def outcomes(record: dict) -> list[float]:
     return [1.0] * k + [0.0] * (n - k)
 
 
-def summary(records: list[dict], preset: Preset) -> list[dict]:
-    """Per artist, mimicry, protection and budget: success (mean and 95 % interval over training
-    seeds and generations) without purification, with each purifier and clean, the worst case, and
-    the verdict of `stats.verdict`."""
-    from .stats import DECIDED_ALONE, interval, verdict, worst_case
+def _base_effects(clean: dict, protected: dict, per_prompt: int):
+    """(clean's level interval, relative mimicry protected / clean at 95 %) from outcomes by seed."""
+    from . import stats
 
-    seeds: dict[tuple, list[list[float]]] = {}
+    c = stats.arrange(clean, per_prompt)
+    _, (a, b) = stats.paired(stats.arrange(protected, per_prompt), c)
+    table = np.stack([c[s] for s in sorted(c)])
+    return stats.level_interval(table, _count(clean)), stats.ratio(a, b, _count(protected))
+
+
+def _count(by_seed: dict) -> int:
+    return int(sum(len(v) for v in by_seed.values()))
+
+
+def summary(records: list[dict], preset: Preset) -> list[dict]:
+    """Per artist, mimicry, protection and budget: each condition's success (level, 95 % interval),
+    the paired effects (relative mimicry against clean, and after each purifier against that
+    purifier's control, with Holm-adjusted and 95 % intervals; differences in success points), the
+    quality axis (paired FID differences over seeds), the worst case and the verdicts of
+    bench/stats.py. Holm's family is every relative-mimicry test of these rows; the quality tests
+    are a family of their own."""
+    from . import stats
+
+    per = preset.generations_per_prompt
+    seeds: dict[tuple, dict[int, list[float]]] = {}
+    fids: dict[tuple, dict[int, float]] = {}
     for r in records:
         key = (r["artist"], r["mimicry"], r["protection"], float(r["budget"]), r["purifier"])
-        seeds.setdefault(key, []).append(outcomes(r))
-    rows = []
-    protected = sorted({k[:4] for k in seeds if k[2] != "none"})
-    for artist, m, p, b in protected:
-        clean_key = (artist, m, "none", 0.0, "none")
-        if clean_key not in seeds or (artist, m, p, b, "none") not in seeds:
+        seeds.setdefault(key, {})[int(r.get("seed", len(seeds.get(key, {}))))] = outcomes(r)
+        if r.get("domain_fid") is not None:
+            fids.setdefault(key, {})[int(r.get("seed", 0))] = float(r["domain_fid"])
+    tables = {k: stats.arrange(v, per) for k, v in seeds.items()}
+
+    def level(key):
+        t = tables[key]
+        return stats.level_interval(np.stack([t[s] for s in sorted(t)]), _count(seeds[key]))
+
+    def effect(key, against, kind, lev=stats.LEVEL):
+        _, (a, b) = stats.paired(tables[key], tables[against])
+        return (stats.ratio if kind == "ratio" else stats.difference)(a, b, _count(seeds[key]), level=lev)
+
+    rows, tests, quality_tests = [], [], []
+    for artist, m, p, b in sorted({k[:4] for k in seeds if k[2] != "none"}):
+        clean_key, own = (artist, m, "none", 0.0, "none"), (artist, m, p, b, "none")
+        if clean_key not in seeds or own not in seeds:
             continue
-        clean = interval(seeds[clean_key])
-        by = {q: interval(seeds[(artist, m, p, b, q)]) for q in ["none", *preset.purifiers]
-              if (artist, m, p, b, q) in seeds}
-        unpurified = by.pop("none")
-        worst_name, worst = worst_case(unpurified, by)
-        decided = verdict(clean, unpurified, by)
-        # a run under way: "does not protect" (and "clean mimicry is too weak") rest on the clean and
-        # unpurified cells alone; every other verdict waits for every purifier's cells, all seeds
-        need = len(preset.seeds)
-        keys = [clean_key] + [(artist, m, p, b, q) for q in ["none", *preset.purifiers]]
-        have = sum(min(need, len(seeds.get(k, []))) for k in keys)
-        base = all(len(seeds.get(k, [])) >= need for k in keys[:2])
-        if have < need * len(keys) and not (base and decided.startswith(DECIDED_ALONE)):
-            decided = f"pending: {have} of {need * len(keys)} cells done"
+        against = {"none": clean_key}
+        for q in preset.purifiers:
+            if (artist, m, p, b, q) in seeds and (artist, m, "none", 0.0, q) in seeds:
+                against[q] = (artist, m, "none", 0.0, q)
+        keys = {q: (artist, m, p, b, q) for q in against}
         row = {"artist": artist, "mimicry": m, "protection": p, "budget": b,
-               "clean": round(clean.mean, 4), "none": round(unpurified.mean, 4),
-               **{q: round(v.mean, 4) for q, v in by.items()},
-               "worst_case": round(worst.mean, 4), "worst_purifier": worst_name,
-               "intervals": {"clean": clean.to_dict(), "none": unpurified.to_dict(),
-                             **{q: v.to_dict() for q, v in by.items()}},
-               "bar": round(clean.low / 2, 4), "verdict": decided}
+               "intervals": {"clean": level(clean_key).to_dict(),
+                             **{q: level((artist, m, p, b, q)).to_dict() for q in ["none", *preset.purifiers]
+                                if (artist, m, p, b, q) in seeds}},
+               "relative_unadjusted": {}, "relative": {}, "difference": {}, "quality": {}}
+        row["clean"] = row["intervals"]["clean"]["mean"]
+        row.update({q: v["mean"] for q, v in row["intervals"].items() if q != "clean"})
+        for q, key in keys.items():
+            r95 = effect(key, against[q], "ratio")
+            row["relative_unadjusted"][q] = r95.to_dict()
+            row["difference"][q] = effect(key, against[q], "difference").to_dict()
+            tests.append((row, q, key, against[q], r95.p))
+            if key in fids and against[q] in fids:
+                d = stats.seed_difference(fids[key], fids[against[q]])
+                quality_tests.append((row, q, key, against[q], d.p))
         rows.append(row)
+
+    # Holm over every relative-mimicry test of the run; the adjusted interval is at the judged level
+    for (row, q, key, base, _), lev in zip(tests, stats.holm_levels([t[4] for t in tests])):
+        row["relative"][q] = effect(key, base, "ratio", lev).to_dict()
+    for (row, q, key, base, _), lev in zip(quality_tests, stats.holm_levels([t[4] for t in quality_tests])):
+        d = stats.seed_difference(fids[key], fids[base], lev)
+        row["quality"][q] = {"fid": round(float(np.mean(list(fids[key].values()))), 3),
+                             "fid_against": round(float(np.mean(list(fids[base].values()))), 3),
+                             "fid_difference": d.to_dict(), "verdict": stats.quality_word(d)}
+
+    need = len(preset.seeds)
+    for row in rows:
+        artist, m, p, b = row["artist"], row["mimicry"], row["protection"], row["budget"]
+        clean = _interval(row["intervals"]["clean"])
+        relative = {q: _interval(v) for q, v in row["relative"].items()}
+        purified = {q: v for q, v in relative.items() if q != "none"}
+        decided = stats.verdict(clean, relative["none"], purified)
+        alone = stats.decided_without_purifiers(clean, _interval(row["relative_unadjusted"]["none"]))
+        # a run under way: a verdict the clean and unpurified cells decide alone stands; every other
+        # waits for every purifier's cells and controls, all seeds
+        keys = [(artist, m, "none", 0.0, "none"), (artist, m, p, b, "none")]
+        keys += [k for q in preset.purifiers for k in ((artist, m, p, b, q), (artist, m, "none", 0.0, q))]
+        have = sum(min(need, len(seeds.get(k, {}))) for k in keys)
+        base_done = all(len(seeds.get(k, {})) >= need for k in keys[:2])
+        if base_done and alone is not None:
+            decided = stats.verdict(clean, relative["none"], {})
+        elif have < need * len(keys):
+            decided = f"pending: {have} of {need * len(keys)} cells done"
+        worst = max(relative, key=lambda q: (_high(relative[q]), relative[q].mean))
+        row.update(worst_case=row["relative"][worst]["mean"], worst_purifier=worst, bar=stats.BAR, verdict=decided,
+                   quality_verdict=row["quality"].get("none", {}).get("verdict", "not measured"))
     return rows
 
 
-def controls(records: list[dict]) -> list[dict]:
-    """Per artist and mimicry: clean success and, for each purifier, success on the clean images
-    through that purifier (what the purifier does to mimicry by itself), with intervals."""
-    from .stats import interval
+def _interval(d: dict):
+    from .stats import Interval
 
-    seeds: dict[tuple, list[list[float]]] = {}
+    return Interval(d["mean"] if d["mean"] is not None else float("inf"), d["low"],
+                    float("inf") if d["high"] is None else d["high"], d["seeds"], d["generations"],
+                    d.get("prompts", 0), d.get("df", 0), d.get("level", 0.95), d.get("p"), d.get("null"))
+
+
+def _high(i) -> float:
+    return i.high
+
+
+def analysis(rows: list[dict]) -> dict:
+    """How the summary's intervals and verdicts were computed, for results.json and the report."""
+    from . import stats
+
+    tests = sum(len(r["relative"]) for r in rows)
+    return {"procedure": "paired effects on seeds x prompts tables; two-way crossed random-effects variance "
+                         "(method of moments), t on min(seeds, prompts) - 1 df; Fieller intervals for ratios",
+            "bar": stats.BAR, "min_clean_success": stats.MIN_CLEAN_SUCCESS, "level": stats.LEVEL,
+            "multiplicity": f"Holm over the run's {tests} relative-mimicry tests (family-wise 5 %); "
+                            f"the quality tests are a family of their own",
+            "tests": tests, "quality_tests": sum(len(r["quality"]) for r in rows)}
+
+
+def controls(records: list[dict], per_prompt: int = 1) -> list[dict]:
+    """Per artist and mimicry: clean success and, for each purifier, success on the clean images
+    through that purifier (what the purifier does to mimicry by itself), with 95 % intervals, and
+    the paired effect of the purifier (control - clean, and control / clean) with Holm-adjusted
+    intervals over the controls of the run: "raises", "lowers" or "no change shown"."""
+    from . import stats
+
+    seeds: dict[tuple, dict[int, list[float]]] = {}
     for r in records:
         if r["protection"] == "none":
-            seeds.setdefault((r["artist"], r["mimicry"], r["purifier"]), []).append(outcomes(r))
-    rows = []
+            key = (r["artist"], r["mimicry"], r["purifier"])
+            seeds.setdefault(key, {})[int(r.get("seed", len(seeds.get(key, {}))))] = outcomes(r)
+    tables = {k: stats.arrange(v, per_prompt) for k, v in seeds.items()}
+
+    def level(key):
+        t = tables[key]
+        return stats.level_interval(np.stack([t[s] for s in sorted(t)]), _count(seeds[key])).to_dict()
+
+    rows, tests = [], []
     for (artist, m, q), groups in sorted(seeds.items()):
-        if q != "none":
-            rows.append({"artist": artist, "mimicry": m, "purifier": q,
-                         "clean": interval(seeds[(artist, m, "none")]).to_dict()
-                         if (artist, m, "none") in seeds else None,
-                         "purified": interval(groups).to_dict()})
+        if q == "none":
+            continue
+        clean = (artist, m, "none")
+        row = {"artist": artist, "mimicry": m, "purifier": q, "clean": level(clean) if clean in seeds else None,
+               "purified": level((artist, m, q))}
+        if clean in seeds:
+            _, (a, b) = stats.paired(tables[(artist, m, q)], tables[clean])
+            d = stats.difference(a, b, _count(groups))
+            row["relative"] = stats.ratio(a, b, _count(groups), null=1.0).to_dict()
+            tests.append((row, a, b, d.p, _count(groups)))
+        rows.append(row)
+    for (row, a, b, _, n), lev in zip(tests, stats.holm_levels([t[3] for t in tests])):
+        d = stats.difference(a, b, n, level=lev)
+        row["difference"] = d.to_dict()
+        row["effect"] = "raises" if d.low > 0 else "lowers" if d.high < 0 else "no change shown"
     return rows
 
 
@@ -563,7 +668,8 @@ def run_preset(bundle: ModelBundle, name: str, out: Path, log=print, summarise_o
         log(f"{len(runner.elsewhere)} cell(s) were being computed by other workers on {out}: the results written "
             "now leave them out; the last worker to finish writes them all")
     return {"command": f"artshield bench --preset {name} -o {out}", "preset_name": name, "preset": asdict(preset),
-            "model": bundle.describe(), "summary": summary(records, preset), "controls": controls(records),
+            "model": bundle.describe(), "summary": (rows := summary(records, preset)), "analysis": analysis(rows),
+            "controls": controls(records, preset.generations_per_prompt),
             "cells": records, "cells_planned": len(todo) - len(pruned), "pruned": pruned, "failed": runner.failed,
             "in_progress_elsewhere": runner.elsewhere,
             "seconds": round(float(sum(r.get("seconds", 0) for r in records)), 1) if summarise_only

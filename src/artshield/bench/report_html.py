@@ -6,24 +6,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import charts, report
-from .stats import MIN_CLEAN_SUCCESS
+from .stats import BAR, MIN_CLEAN_SUCCESS
 
 
 def chart(rows: list[dict], purifiers: list[str]) -> str:
-    """Mimicry success by protection: a bar per purifier (and none) with its 95 % interval, the
-    clean success and the "holds" bar as lines across each group."""
+    """Relative mimicry by protection: a bar per purifier (and none) with its Holm-adjusted
+    interval (unbounded ones drawn to the top), against clean (1) and the "holds" bar (0.5)."""
     groups, values, lines = [], {}, {}
     for r in rows:
         g = f"{r['protection']} {r['budget']:g}" + (f" ({r['artist']})" if len({x['artist'] for x in rows}) > 1 else "")
         groups.append(g)
         for key in ["none", *purifiers]:
-            values[(g, "no purifier" if key == "none" else key)] = r["intervals"].get(key)
-        lines[(g, "clean")] = r["intervals"]["clean"]["mean"]
-        lines[(g, "holds bar (half of clean's lower bound)")] = r["bar"]
-    return charts.grouped_bars(groups, ["no purifier", *purifiers], values, title="Mimicry success by condition",
-                               y_label="mimicry success", x_label="protection and budget (/255)", lines=lines,
-                               line_styles={"clean": ("#000", "7,4"),
-                                            "holds bar (half of clean's lower bound)": ("#a01616", "2,3")})
+            values[(g, "no purifier" if key == "none" else key)] = r["relative"].get(key)
+        lines[(g, "as much as clean (1)")] = 1.0
+        lines[(g, f"holds bar ({BAR:g})")] = BAR
+    return charts.grouped_bars(groups, ["no purifier", *purifiers], values,
+                               title="Relative mimicry by condition (Holm-adjusted intervals)",
+                               y_label="relative mimicry (protected / clean)", x_label="protection and budget (/255)",
+                               lines=lines, y_max=2.0, y_ticks=[0, 0.5, 1.0, 1.5, 2.0],
+                               line_styles={"as much as clean (1)": ("#000", "7,4"),
+                                            f"holds bar ({BAR:g})": ("#a01616", "2,3")})
 
 
 def _figure(folder: Path | None, src: str | None, label: str, tile: int):
@@ -53,7 +55,8 @@ def render(results: dict, rows: list[dict], folder: str | Path | None = None) ->
 
     return report.render("bench.html.j2", title=f"artshield bench: {results['preset_name']}",
                          command=results.get("command"), model=results["model"]["spec"], image_size=size,
-                         min_clean=MIN_CLEAN_SUCCESS, rows=rows, purifiers=purifiers,
+                         min_clean=MIN_CLEAN_SUCCESS, bar=BAR, rows=rows, purifiers=purifiers, conditions=["none", *purifiers],
+                         analysis=results.get("analysis") or {},
                          chart=chart(rows, purifiers) if rows else "", controls=results.get("controls", []),
                          cells=cells, planned=results.get("cells_planned"), failed=results.get("failed") or [],
                          pruned=results.get("pruned") or [],

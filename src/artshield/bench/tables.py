@@ -1,0 +1,70 @@
+"""README's result tables, rendered from a committed bench run's results.json (and nothing else).
+
+    python scripts/render_readme.py          # rewrites every table between its markers in README.md
+
+A table sits in README.md between `<!-- table: NAME -->` and `<!-- end table -->`; NAME is
+`FOLDER:KIND` with FOLDER under docs/results/ and KIND one of `verdicts` or `controls`.
+tests/test_repo.py checks that README's tables equal this rendering, so no figure is typed by hand.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+MARK = re.compile(r"(<!-- table: (?P<name>[\w./-]+):(?P<kind>\w+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
+NAMES = {"advdm": "AdvDM", "mist": "Mist", "sds": "SDS", "sds-minus": "SDS-", "photoguard": "PhotoGuard",
+         "glaze": "Glaze", "aspl": "ASPL", "robust": "robust", "advdm-eot": "AdvDM + EOT", "mist-eot": "Mist + EOT"}
+
+
+def _ci(d: dict | None, digits: int = 2) -> str:
+    if not d:
+        return ""
+    mean = "inf" if d["mean"] is None else f"{d['mean']:.{digits}f}"
+    low = "-inf" if d["low"] is None else f"{d['low']:.{digits}f}"
+    high = "inf" if d["high"] is None else f"{d['high']:.{digits}f}"
+    return f"{mean} [{low}, {high}]"
+
+
+def verdicts(results: dict) -> str:
+    rows = ["| protection | budget | relative mimicry, Holm-adjusted | same, 95 % | success points vs clean, 95 % "
+            "| verdict | FID difference (quality) |", "|---|---|---|---|---|---|---|"]
+    order = list(NAMES)
+    for r in sorted(results["summary"], key=lambda r: (order.index(r["protection"]) if r["protection"] in order else 99,
+                                                      r["budget"])):
+        q = r["quality"].get("none")
+        rows.append(f"| {NAMES.get(r['protection'], r['protection'])} | {r['budget']:g}/255 | "
+                    f"{_ci(r['relative']['none'])} | {_ci(r['relative_unadjusted']['none'])} | "
+                    f"{_ci(r['difference']['none'])} | {r['verdict']} | "
+                    f"{_ci(q['fid_difference'], 1) + ', ' + q['verdict'] if q else 'not measured'} |")
+    return "\n".join(rows) + "\n"
+
+
+def controls(results: dict) -> str:
+    psnr: dict[str, list[float]] = {}
+    for c in results["cells"]:
+        if c["protection"] == "none" and c["purifier"] != "none" and "purifier_psnr_db" in c:
+            psnr.setdefault(c["purifier"], []).append(c["purifier_psnr_db"])
+    rows = ["| purifier (on clean images) | PSNR to clean | mimicry success, 95 % | difference vs clean, Holm-adjusted "
+            "| effect |", "|---|---|---|---|---|"]
+    first = results["controls"][0] if results["controls"] else None
+    if first:
+        rows.append(f"| none | | {_ci(first['clean'])} | | |")
+    for c in sorted(results["controls"], key=lambda c: -c["purified"]["mean"]):
+        db = f"{np.mean(psnr[c['purifier']]):.1f} dB" if c["purifier"] in psnr else ""
+        rows.append(f"| {c['purifier']} | {db} | {_ci(c['purified'])} | {_ci(c.get('difference'))} | "
+                    f"{c.get('effect', '')} |")
+    return "\n".join(rows) + "\n"
+
+
+KINDS = {"verdicts": verdicts, "controls": controls}
+
+
+def render(readme: str, root: Path) -> str:
+    """README's text with every marked table rendered again from root/docs/results/FOLDER/results.json."""
+    def table(m: re.Match) -> str:
+        results = json.loads((root / "docs" / "results" / m["name"] / "results.json").read_text())
+        return m.group(1) + KINDS[m["kind"]](results) + m.group(5)
+    return MARK.sub(table, readme)
