@@ -25,6 +25,10 @@ def main(folder: str) -> None:
     results["summary"] = summary(results["cells"], preset)
     results["analysis"] = analysis(results["summary"])
     results["controls"] = controls(results["cells"], preset.generations_per_prompt)
+    verdicts = {(r["artist"], r["mimicry"], r["protection"], float(r["budget"])): r["verdict"] for r in results["summary"]}
+    for cell in results.get("pruned") or []:      # each cell not run, with its row's verdict under this rule
+        c = cell["cell"]
+        cell["reason"] = verdicts.get((c["artist"], c["mimicry"], c["protection"], float(c["budget"])), cell["reason"])
     results["resummarised_with"] = "python scripts/resummarise_bench.py " + folder
     write_json(results, path)
     write_text(report_html.render(results, results["summary"], folder), Path(folder) / "report.html")

@@ -175,6 +175,19 @@ def test_worst_case_is_the_condition_with_the_highest_upper_bound_of_relative_mi
     assert row["relative"]["jpeg"]["mean"] == pytest.approx(30 / 120, abs=1e-4)
 
 
+def test_model_hashes_change_with_any_weight_or_config(tmp_path):
+    from artshield.provenance import folder_hash, tensors_hash
+
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "config.json").write_text("{}")
+    (tmp_path / "unet" / "w.safetensors").write_bytes(b"abc")
+    first = folder_hash(tmp_path)
+    (tmp_path / "unet" / "w.safetensors").write_bytes(b"abd")
+    assert folder_hash(tmp_path) != first and len(first) == 16
+    a = {"x": torch.zeros(2)}
+    assert tensors_hash(a) == tensors_hash({"x": torch.zeros(2)}) != tensors_hash({"x": torch.tensor([0.0, 1e-6])})
+
+
 def test_cells_without_stored_outcomes_are_read_from_their_counts():
     from artshield.bench.experiment import outcomes
 
@@ -194,6 +207,9 @@ def test_experiment_runs_and_reuses_finished_cells(tmp_path, mini_bundle, monkey
         assert len(c["outcomes"]) == c["prompts"] == 6 * 2 and c["mimicry_success"] == round(
             sum(c["outcomes"]) / len(c["outcomes"]), 4)
     assert first[1]["protection_psnr_db"] > 20 and "purifier_psnr_db" in first[3] and "purifier_psnr_db" in first[2]
+    models = [c["models"] for c in first]
+    assert {m["base"]["sha256"] for m in models} == {models[0]["base"]["sha256"]} and len(models[0]["base"]["sha256"]) == 16
+    assert len({m["mimic"]["sha256"] for m in models}) == 4 and models[0]["judge"]["sha256"]
 
     def fail(*a, **k):
         raise AssertionError("a finished cell was computed again")

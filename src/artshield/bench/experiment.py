@@ -409,7 +409,38 @@ class Runner:
                 "mimicry_steps": steps, "mimicry_lr": adapter.info["config"]["lr"],
                 "mimicry_final_loss": round(adapter.info["final_loss"], 5), "prompts": len(prompts),
                 "training_images": len(images), "predicted_styles": _counts(styles),
-                "grid": str(sample.relative_to(self.out)), "inputs": str(example.relative_to(self.out))}
+                "grid": str(sample.relative_to(self.out)), "inputs": str(example.relative_to(self.out)),
+                "models": self.provenance(cell, adapter)}
+
+    def provenance(self, cell: Cell, adapter) -> dict:
+        """Each model this cell ran, by name and content hash: base, mimic (its trained weights),
+        judge, and the upscaler a noisy-upscale purifier used."""
+        from ..metrics.judge import JUDGE_DIR
+        from ..models.loader import MINI_DIR
+        from ..provenance import tensors_hash
+        from ..purify.noisy_upscale import default_upscaler
+
+        spec = getattr(self.bundle, "spec", None)
+        base = MINI_DIR if spec == "mini" else Path(spec) if spec and Path(spec).exists() else None
+        out = {"base": {"name": spec, "sha256": _cached_hash(base) if base else None},
+               "mimic": {"name": cell.mimicry, "sha256": tensors_hash(adapter.tensors)},
+               "judge": {"name": "artshield icon judge", "sha256": _cached_hash(JUDGE_DIR)}}
+        if cell.purifier == "noisy-upscale":
+            chosen = self.preset.purify_options.get("noisy-upscale", {}).get("upscaler") or default_upscaler(self.bundle)
+            out["upscaler"] = {"name": str(chosen), "sha256": _cached_hash(chosen) if chosen else None}
+        return out
+
+
+_HASHES: dict[str, str] = {}
+
+
+def _cached_hash(path) -> str:
+    from ..provenance import folder_hash
+
+    key = str(path)
+    if key not in _HASHES:
+        _HASHES[key] = folder_hash(path)
+    return _HASHES[key]
 
 
 def compatible(stored: dict, current: dict) -> bool:
