@@ -168,9 +168,10 @@ def test_the_app_in_a_real_browser(served, tmp_path, monkeypatch):
             page.locator("#check-go").click()
             page.locator("#check-status").get_by_text("16/255:").wait_for(timeout=600_000)
             verdict = page.locator("#check-status").inner_text()
-            assert any(v in verdict for v in ("inconclusive", "does not protect", "holds", "broken by"))
+            # the quick check is one seed of one prompt: no interval can be had, and the page says so
+            assert "inconclusive: one training seed of one prompt gives no interval" in verdict
             frame = page.frame_locator("#check-report iframe")
-            frame.get_by_text("Verdicts").wait_for(timeout=60_000)
+            frame.get_by_role("heading", name="Verdicts: relative mimicry and quality").wait_for(timeout=60_000)
             assert frame.locator("img").count() >= 8 and page.locator("#check-zip a[download]").count() == 1
         finally:
             browser.close()

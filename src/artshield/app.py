@@ -408,8 +408,9 @@ def build(models: Models | None = None, jobs: Jobs | None = None, limits: Limits
         with gr.Tab("Check"):
             gr.Markdown("**Does the protection hold on my art?** A mimic fine-tunes the model (a LoRA) on your images "
                         "as they are clean, protected, and protected then purified; the page measures how much of your "
-                        "style it learnt each time, with 95 % intervals and a verdict. A quick check takes minutes and "
-                        "often cannot decide: it then says *inconclusive*.")
+                        "style it learnt each time, with intervals and a verdict. Every generation uses one prompt, so the "
+                        "interval comes from training seeds alone: a quick check (one seed) takes minutes and always "
+                        "says *inconclusive*; the judge sees 32x32 icon features, not brushwork.")
             with gr.Row():
                 with gr.Column(scale=1):
                     c_files = gr.File(label="At least 2 images of your art", file_count="multiple", elem_id="check-files")

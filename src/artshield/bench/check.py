@@ -7,8 +7,10 @@ nearest-centroid classifier over {the artist} and {the known styles}. The mimic 
 on the images of each condition (clean, protected, protected then purified, and the clean images
 through each purifier) captioned with the model's style prompt and a trigger word, and generates
 that prompt with distinct seeds; intervals and the verdict come from bench/stats.py as in the
-committed bench. A quick check (one seed, few generations) can say "does not protect" but rarely
-more: its page says "inconclusive" plainly when the intervals cannot decide.
+committed bench, with the one prompt counted as one prompt: its generations are near-duplicates,
+not independent trials, so the interval comes from training seeds alone. A quick check (one
+seed) therefore has no interval and always says "inconclusive"; the standard check's 3 seeds give
+one on 2 degrees of freedom.
 """
 from __future__ import annotations
 
@@ -95,10 +97,12 @@ def check(bundle, images: list[torch.Tensor], out: str | Path, method: str = "ad
                                               x.float()[None, :3], size=(side, side), mode="bicubic", antialias=True,
                                               align_corners=False).clamp(0, 1)[0] for x in images]
     reference = torch.stack(square)
-    data = ArtistData(list(square), [caption] * len(square), [caption] * how.generations, reference)
+    # one prompt, generated how.generations times: the analysis sees one prompt (its generations are
+    # near-duplicates of each other, not independent trials), so only training seeds give an interval
+    data = ArtistData(list(square), [caption] * len(square), [caption], reference)
     preset = Preset(artists=[ARTIST], protections=[method], budgets=[budget], purifiers=list(purifiers),
                     mimicry=["lora"], seeds=list(how.seeds), images_per_artist=len(square),
-                    prompts_per_artist=how.generations, tuning_prompts=0, generations_per_prompt=1,
+                    prompts_per_artist=1, tuning_prompts=0, generations_per_prompt=how.generations,
                     mimicry_steps={"lora": how.lora_steps}, mimicry_lr={"lora": lr} if lr else {},
                     protect_options={method: dict(protect_options or {})})
     judge = CentroidJudge(Judge.load(), reference)

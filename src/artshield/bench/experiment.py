@@ -82,6 +82,10 @@ class Preset:
     protect_options: dict = field(default_factory=dict)     # protection -> options (steps ...; "method": a
                                                             # variant's method, e.g. advdm-eot -> advdm)
     purify_options: dict = field(default_factory=dict)      # purifier -> options
+    # generation i of training seed s uses noise seed noise_base(s) + i: s x NOISE_STRIDE, so that no two
+    # training seeds share a noise seed; seeds below `distinct_noise_from` keep the first scheme, base s
+    # (seeds 0, 1, 2 then shared 126 of their 128 noise seeds, shifted by one): the committed standard run
+    distinct_noise_from: int = 0
 
 
 PRESETS = {
@@ -101,7 +105,7 @@ PRESETS = {
     "standard": Preset(artists=["gartoon"], protections=["advdm", "mist", "sds", "sds-minus", "photoguard", "glaze",
                                                       "aspl", "robust", "advdm-eot", "mist-eot"], budgets=[8, 16],
                        purifiers=["jpeg", "gaussian-blur", "gaussian-noise", "median", "bilateral", "diffpure",
-                                  "noisy-upscale"], mimicry=["lora"], seeds=[0, 1, 2], prompts_per_artist=64,
+                                  "noisy-upscale"], mimicry=["lora"], seeds=[0, 1, 2, 3, 4], prompts_per_artist=64,
                        generations_per_prompt=2, mimicry_lr={"lora": 3e-3},
                        # 25 sampling steps instead of diffusers' 75: a third of the time for 45 purified sets
                        # (2.4 s against 7.2 s per image on one CPU thread, with the first trained upscaler)
@@ -109,6 +113,9 @@ PRESETS = {
                        # robust at 16/255 is #18's goal: its worst case is measured over every purifier,
                        # held-out ones included, even though its unpurified cells already decide its verdict
                        full_rows=["robust@16"],
+                       # seeds 0-2 were generated with noise seeds s + i (shared, shifted by one); seeds
+                       # added later get noise of their own
+                       distinct_noise_from=3,
                        protect_options={"advdm-eot": {"method": "advdm", "eot": ["jpeg", "blur", "resize"]},
                                         "mist-eot": {"method": "mist", "eot": ["jpeg", "blur", "resize"]}}),
     # smoke: seconds per cell, for tests and the Ray scaling measurement (bench/scale.py); it measures nothing
@@ -123,6 +130,14 @@ PRESETS = {
                    mimicry=["lora", "textual-inversion", "dreambooth", "hypernetwork"], seeds=[0],
                    purify_options={}),      # IMPRESS at its paper's 3000 iterations
 }
+
+
+NOISE_STRIDE = 1_000_000
+
+
+def noise_base(preset: "Preset", seed: int) -> int:
+    """The first noise seed of training seed `seed`'s generations (see Preset.distinct_noise_from)."""
+    return seed if seed < preset.distinct_noise_from else seed * NOISE_STRIDE
 
 
 @dataclass(frozen=True)
@@ -226,15 +241,25 @@ class Runner:
                 "tuning_prompts": p.tuning_prompts, "split": f"shuffled, seed {SPLIT_SEED}",
                 "generations_per_prompt": p.generations_per_prompt,
                 "mimicry_steps": p.mimicry_steps, "mimicry_lr": p.mimicry_lr, "protect_options": p.protect_options,
-                "purify_options": p.purify_options}
+                "purify_options": p.purify_options, "distinct_noise_from": p.distinct_noise_from}
 
     def check_protocol(self) -> None:
         """Refuse an OUT whose stored cells were made under other settings; record ours. Options of
         a protection or purifier the stored protocol does not name may be added (a new row)."""
         stored = self.out / "protocol.json"
-        if stored.exists() and not compatible(json.loads(stored.read_text()), json.loads(json.dumps(self.protocol()))):
+        if stored.exists() and not compatible(self.stored_protocol(), json.loads(json.dumps(self.protocol()))):
             raise ValueError(f"{self.out} holds cells made with other settings ({stored}); use a new folder")
         write_json(self.protocol(), stored)
+
+    def stored_protocol(self) -> dict:
+        """OUT/protocol.json; one written before noise seeds were distinct names no scheme: its cells
+        used base s, which is the current scheme's for every seed below distinct_noise_from."""
+        stored = json.loads((self.out / "protocol.json").read_text())
+        if "distinct_noise_from" not in stored:
+            seeds = [json.loads(p.read_text()).get("seed", 0) for p in (self.out / "cells").glob("*.json")]
+            k = self.preset.distinct_noise_from
+            stored["distinct_noise_from"] = k if all(s < k for s in seeds) else "base s for every seed"
+        return stored
 
     def run(self) -> list[dict]:
         self.check_protocol()
@@ -391,7 +416,7 @@ class Runner:
                         lr=self.preset.mimicry_lr.get(cell.mimicry))
         adapted = adapter.apply(self.bundle.copy())
         prompts = [adapter.prompt(p) for p in data.prompts for _ in range(self.preset.generations_per_prompt)]
-        generations = generate(adapted, prompts, seed=cell.seed)
+        generations = generate(adapted, prompts, seed=noise_base(self.preset, cell.seed))
         styles, _ = self.judge.predict(generations)
         f_gen = self.judge.features(generations).numpy()
         f_ref = self.judge.features(data.reference).numpy()
@@ -688,7 +713,7 @@ def run_preset(bundle: ModelBundle, name: str, out: Path, log=print, summarise_o
     runner = Runner(bundle, Judge.load(), preset, Path(out), log=log)
     if summarise_only:
         stored = Path(out) / "protocol.json"
-        if not stored.exists() or not compatible(json.loads(stored.read_text()), json.loads(json.dumps(runner.protocol()))):
+        if not stored.exists() or not compatible(runner.stored_protocol(), json.loads(json.dumps(runner.protocol()))):
             raise ValueError(f"{out} holds no cells of preset {name} with its current settings")
         records = [json.loads(runner.cell_path(c).read_text()) for c in todo if runner.cell_path(c).exists()]
     else:

@@ -20,14 +20,19 @@ The procedure (why not a bootstrap). Seeds and prompts are crossed random factor
 a seeds x prompts table Z (a level, or a paired difference), the method of moments of the two-way
 random-effects model gives the variance of the mean as sigma_seed^2/S + sigma_prompt^2/P +
 sigma_residual^2/(S P), each component from its mean square (floored at zero). The interval is
-mean +- t * sqrt(variance) with df = min(S, P) - 1: with 3 seeds that is 2, the honest number of
-degrees of freedom a between-seed variance estimated from 3 runs has. We tried the alternatives on
-simulated cells that look like the committed run's (tests/test_bench.py): a two-level percentile
-bootstrap (this module's previous procedure) covers about 85 % with 3 seeds, a two-way bootstrap
-cannot do better (10 distinct compositions of 3 seeds, whose variance it shrinks by a third), and
-Satterthwaite's degrees of freedom 90-92 %; this one covers at least 94 % with 3 and 5 seeds. With
-one seed, training-seed variance cannot be estimated and is left out (df = P - 1): the interval is
-then about one training run, and results say how many seeds it rests on.
+mean +- t * sqrt(variance). Its degrees of freedom are the delicate part: the seed mean square
+rests on S - 1 = 2 df with 3 seeds, and Satterthwaite's formula, fed a seed mean square that came
+out small by chance, hands the interval the prompts' 63 df exactly when its variance is too small.
+So the df are Satterthwaite's computed with the seed mean square at its one-sided 75 % upper
+confidence bound (chi-square), kept within [S - 1, P - 1]: with a real seed effect they fall to
+about S - 1, with none they approach the prompts'. On simulated cells like the committed run's
+(tests/test_stats.py: within-prompt correlation 0.75, seed means spread 0.08 to 0.25), the 95 %
+intervals of a level, a difference and a ratio cover the truth at least 93 % of the time with 3
+and with 5 seeds; the two-level percentile bootstrap this module used before covers about 80 %
+with 3 seeds (a bootstrap over 3 seeds has 10 distinct compositions and shrinks the between-seed
+variance by a third), and plain Satterthwaite df about 92.6 % with a strong seed effect. With
+one seed, training-seed variance cannot be estimated and is left out (df = P - 1): the interval
+is then about one training run, and results say how many seeds it rests on.
 A ratio's interval is Fieller's: the set of R for which the paired table protected - R x clean has
 a mean compatible with zero, with the same variance and df. It needs no log (it works when the
 protected mimicry is 0), and it widens, up to unbounded, when the denominator is itself uncertain
@@ -46,6 +51,7 @@ intervals is Holm's decision. Levels and the unadjusted 95 % intervals are repor
 The verdict rule, on adjusted intervals of relative mimicry (BAR = 0.5: a protection has to at
 least halve what the mimic learns):
 
+    inconclusive: one training seed of one prompt gives no interval (the Check tab's quick check)
     inconclusive: clean mimicry is too weak   clean success's 95 % lower bound < MIN_CLEAN_SUCCESS
     does not protect   R's lower bound > BAR: shown to leave more than half of the mimicry
     holds              R's upper bound <= BAR, and for every purifier P, R_P's upper bound <= BAR
@@ -246,6 +252,8 @@ def holm_levels(pvalues: list[float | None], alpha: float = ALPHA) -> list[float
 def verdict(clean: Interval, relative: Interval, purified: dict[str, Interval]) -> str:
     """The verdict of one protection row from its clean level (95 %) and its adjusted intervals of
     relative mimicry: unpurified (`relative`) and per purifier against its control (module docstring)."""
+    if clean.df == 0 or relative.df == 0:
+        return "inconclusive: one training seed of one prompt gives no interval"
     if clean.low < MIN_CLEAN_SUCCESS:
         return "inconclusive: clean mimicry is too weak to measure a protection"
     if relative.low > BAR:
@@ -263,6 +271,8 @@ def decided_without_purifiers(clean: Interval, relative: Interval) -> str | None
     """The verdict when the clean and unpurified cells decide it whatever the purifiers give (no
     purified cell can make it "holds" or "broken"): None when the purified cells are needed. With
     the 95 % interval: a Holm-adjusted one is wider, so what is decided here stays decided."""
+    if clean.df == 0 or relative.df == 0:
+        return "inconclusive: one training seed of one prompt gives no interval"
     if clean.low < MIN_CLEAN_SUCCESS:
         return "inconclusive: clean mimicry is too weak to measure a protection"
     if relative.high > BAR:
