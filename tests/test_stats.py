@@ -150,7 +150,8 @@ def records(protected: str, by_purifier: dict[str, str], controls: str = "clean"
                         "budget": 8.0 if protection != "none" else 0, "purifier": purifier, "seed": s,
                         "outcomes": y, "mimicry_success": float(np.mean(y)), "prompts": len(y),
                         "domain_fid": 50.0 + (20.0 if condition in ("gone", "half") and protection != "none" else 0)
-                        + s})
+                        + s, "domain_kid": 0.01 + (0.004 if condition == "gone" and protection != "none" else 0)
+                        + 0.001 * s})
     add("none", "none", clean)
     add("x", "none", protected)
     for q, cond in by_purifier.items():
@@ -193,6 +194,7 @@ def test_the_quality_axis_reads_paired_fid_differences_over_seeds():
     q = row["quality"]["none"]
     assert q["fid_difference"]["mean"] == pytest.approx(20.0) and q["verdict"] == "degraded"
     assert row["quality_verdict"] == "degraded" and row["quality"]["jpeg"]["verdict"] == "degraded"
+    assert q["kid_difference"]["mean"] == pytest.approx(0.004) and q["kid_difference"]["seeds"] == 5
 
 
 def test_holm_widens_every_rows_interval_in_a_larger_family():
