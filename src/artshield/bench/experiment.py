@@ -641,7 +641,7 @@ def summary(records: list[dict], preset: Preset) -> list[dict]:
             decided = stats.verdict(clean, relative["none"], {})
         elif have < need * len(keys):
             decided = f"pending: {have} of {need * len(keys)} cells done"
-        worst = max(relative, key=lambda q: (_high(relative[q]), relative[q].mean))
+        worst = max(relative, key=lambda q: (relative[q].high, relative[q].mean))
         row.update(worst_case=row["relative"][worst]["mean"], worst_purifier=worst, bar=stats.BAR, verdict=decided,
                    quality_verdict=row["quality"].get("none", {}).get("verdict", "not measured"))
     return rows
@@ -655,17 +655,14 @@ def _interval(d: dict):
                     d.get("prompts", 0), d.get("df", 0), d.get("level", 0.95), d.get("p"), d.get("null"))
 
 
-def _high(i) -> float:
-    return i.high
-
-
 def analysis(rows: list[dict]) -> dict:
     """How the summary's intervals and verdicts were computed, for results.json and the report."""
     from . import stats
 
     tests = sum(len(r["relative"]) for r in rows)
     return {"procedure": "paired effects on seeds x prompts tables; two-way crossed random-effects variance "
-                         "(method of moments), t on min(seeds, prompts) - 1 df; Fieller intervals for ratios",
+                         "(method of moments); t quantiles on Satterthwaite df with the seed mean square at its "
+                         "75 % upper bound, within [seeds - 1, prompts - 1]; Fieller intervals for ratios",
             "bar": stats.BAR, "min_clean_success": stats.MIN_CLEAN_SUCCESS, "level": stats.LEVEL,
             "multiplicity": f"Holm over the run's {tests} relative-mimicry tests (family-wise 5 %); "
                             f"the quality tests are a family of their own",
