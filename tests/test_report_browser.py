@@ -1,0 +1,45 @@
+"""The committed bench report, opened in Debian's chromium: relative mimicry and quality per
+protection and purifier, with intervals, and the rule in one paragraph, as a reader sees them."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPORT = Path(__file__).resolve().parents[1] / "docs" / "results" / "bench-standard"
+
+
+def test_the_committed_bench_report_reads_in_a_real_browser():
+    pytest.importorskip("playwright")
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "this test needs Debian's chromium: apt-get install chromium"
+    results = json.loads((REPORT / "results.json").read_text())
+    robust = next(r for r in results["summary"] if r["protection"] == "robust" and r["budget"] == 16)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto((REPORT / "report.html").as_uri())
+            rule = page.locator(".note").first.inner_text()
+            for words in ("relative-mimicry tests", "holds", "does not protect", "broken by P", "inconclusive",
+                          "Quality"):
+                assert words in rule, words
+            table = page.locator("table").first
+            header = table.locator("tr").first.inner_text()
+            for column in ("no purifier", *results["preset"]["purifiers"], "verdict", "quality"):
+                assert column in header, column
+            row = table.locator("tr", has_text="robust 16/255")
+            cells = row.locator("td").all_inner_texts()
+            shown = f"{robust['relative']['none']['mean']:.2f} [{robust['relative']['none']['low']:.2f}, "
+            assert any(c.startswith(shown) for c in cells), cells
+            assert robust["verdict"] in cells and sum("[" in c for c in cells) >= 2 + len(results["preset"]["purifiers"])
+            quality = page.get_by_role("heading", name="Quality per purifier")
+            assert quality.count() == 1
+            assert page.locator("svg").first.is_visible() and "Relative mimicry" in page.locator("svg").first.inner_html()
+            assert errors == []
+        finally:
+            browser.close()
