@@ -186,16 +186,17 @@ def level_interval(table: np.ndarray, generations: int, level: float = LEVEL) ->
 
 
 def difference(a: np.ndarray, b: np.ndarray, generations: int, level: float = LEVEL) -> Interval:
-    """mean(a) - mean(b) for paired tables, with its interval and its p-value against 0."""
+    """mean(a) - mean(b) for paired tables of success rates, with its interval (within [-1, 1], where
+    a difference of rates lies) and its p-value against 0."""
     z = a - b
     var, df = spread(z)
     m = float(z.mean())
     if df == 0 or var == 0:
-        return Interval(m, m if var == 0 else -math.inf, m if var == 0 else math.inf, z.shape[0], generations,
+        return Interval(m, m if var == 0 else -1.0, m if var == 0 else 1.0, z.shape[0], generations,
                         z.shape[1], df, level, 0.0 if var == 0 and m else 1.0, 0.0)
     se = math.sqrt(var)
     half = _t(df, level) * se
-    return Interval(m, m - half, m + half, z.shape[0], generations, z.shape[1], df, level,
+    return Interval(m, max(-1.0, m - half), min(1.0, m + half), z.shape[0], generations, z.shape[1], df, level,
                     float(2 * sps.t.sf(abs(m) / se, df)), 0.0)
 
 
