@@ -600,6 +600,10 @@ def summary(records: list[dict], preset: Preset) -> list[dict]:
                "relative_unadjusted": {}, "relative": {}, "difference": {}, "quality": {}}
         row["clean"] = row["intervals"]["clean"]["mean"]
         row.update({q: v["mean"] for q, v in row["intervals"].items() if q != "clean"})
+        # the comparison #27 asks for: the same ratio from a t interval over the seed means alone
+        _, (a, b) = stats.paired(tables[own], tables[clean_key])
+        row["relative_seed_level"] = stats.ratio(a.mean(axis=1, keepdims=True), b.mean(axis=1, keepdims=True),
+                                                 _count(seeds[own])).to_dict()
         for q, key in keys.items():
             r95 = effect(key, against[q], "ratio")
             row["relative_unadjusted"][q] = r95.to_dict()
@@ -642,8 +646,10 @@ def summary(records: list[dict], preset: Preset) -> list[dict]:
         elif have < need * len(keys):
             decided = f"pending: {have} of {need * len(keys)} cells done"
         worst = max(relative, key=lambda q: (relative[q].high, relative[q].mean))
+        seed_level = stats.decided_without_purifiers(clean, _interval(row["relative_seed_level"]))
         row.update(worst_case=row["relative"][worst]["mean"], worst_purifier=worst, bar=stats.BAR, verdict=decided,
-                   quality_verdict=row["quality"].get("none", {}).get("verdict", "not measured"))
+                   quality_verdict=row["quality"].get("none", {}).get("verdict", "not measured"),
+                   seed_level_verdict=seed_level or "holds unpurified: purified cells needed")
     return rows
 
 
@@ -666,7 +672,12 @@ def analysis(rows: list[dict]) -> dict:
             "bar": stats.BAR, "min_clean_success": stats.MIN_CLEAN_SUCCESS, "level": stats.LEVEL,
             "multiplicity": f"Holm over the run's {tests} relative-mimicry tests (family-wise 5 %); "
                             f"the quality tests are a family of their own",
-            "tests": tests, "quality_tests": sum(len(r["quality"]) for r in rows)}
+            "tests": tests, "quality_tests": sum(len(r["quality"]) for r in rows),
+            # rows whose verdict a t interval over the seed means alone (95 %, unadjusted) would change:
+            # the rows that get more training seeds
+            "differs_from_seed_level": [f"{r['protection']}@{r['budget']:g}" for r in rows
+                                        if not r["verdict"].startswith("pending")
+                                        and r["verdict"].split(":")[0] != r["seed_level_verdict"].split(":")[0]]}
 
 
 def controls(records: list[dict], per_prompt: int = 1) -> list[dict]:
