@@ -69,13 +69,17 @@ def local_cluster_env(base: dict | None = None, **extra: str) -> dict:
     return env
 
 
+UNKNOWN = "unknown"
+
+
 def _running_cluster() -> str | None:
     """The address of the cluster this machine runs (RAY_ADDRESS, or the last `ray start`), found
-    as ray.init(address=None) finds it; None when there is none and a new one would start."""
+    as ray.init(address=None) finds it; None when there is none and a new one would start;
+    UNKNOWN when this Ray cannot say (the helper moved): ray.init then decides with its defaults."""
     try:
         from ray._private.services import get_ray_address_from_environment
-    except ImportError:                    # moved in a later Ray: let ray.init decide, with its defaults
-        return "auto"
+    except ImportError:
+        return UNKNOWN
     return get_ray_address_from_environment(None, None)
 
 
@@ -106,6 +110,8 @@ def connect(address: str | None = "auto"):
                 target = _running_cluster()
                 if target is None:
                     _private_token()
+                elif target == UNKNOWN:
+                    target = None
             ray.init(address=target, log_to_driver=False, logging_level="ERROR",
                      **({"include_dashboard": False} if target is None else {}))
         except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:
