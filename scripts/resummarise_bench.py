@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from artshield.bench import report_html
-from artshield.bench.experiment import Preset, analysis, controls, summary
+from artshield.bench.experiment import Preset, analysis, controls, summary, with_row_verdicts
 from artshield.io import write_json, write_text
 
 
@@ -25,10 +25,7 @@ def main(folder: str) -> None:
     results["summary"] = summary(results["cells"], preset)
     results["analysis"] = analysis(results["summary"])
     results["controls"] = controls(results["cells"], preset.generations_per_prompt)
-    verdicts = {(r["artist"], r["mimicry"], r["protection"], float(r["budget"])): r["verdict"] for r in results["summary"]}
-    for cell in results.get("pruned") or []:      # each cell not run, with its row's verdict under this rule
-        c = cell["cell"]
-        cell["reason"] = verdicts.get((c["artist"], c["mimicry"], c["protection"], float(c["budget"])), cell["reason"])
+    results["pruned"] = with_row_verdicts(results.get("pruned") or [], results["summary"])
     results["resummarised_with"] = "python scripts/resummarise_bench.py " + folder
     write_json(results, path)
     write_text(report_html.render(results, results["summary"], folder), Path(folder) / "report.html")

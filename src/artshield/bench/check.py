@@ -22,7 +22,7 @@ import torch
 
 from .. import corpus
 from ..metrics.judge import Judge
-from .experiment import TRIGGER, ArtistData, Preset, Runner, analysis, controls, summary
+from .experiment import TRIGGER, ArtistData, Preset, Runner, analysis, controls, summary, with_row_verdicts
 
 ARTIST = "your-art"
 
@@ -112,6 +112,6 @@ def check(bundle, images: list[torch.Tensor], out: str | Path, method: str = "ad
             "preset_name": f"check on your art ({level})", "preset": {**preset.__dict__},
             "model": bundle.describe(), "summary": (rows := summary(records, preset)), "analysis": analysis(rows),
             "controls": controls(records, preset.generations_per_prompt),
-            "cells": records, "pruned": runner.pruned(), "failed": runner.failed, "in_progress_elsewhere": runner.elsewhere,
+            "cells": records, "pruned": with_row_verdicts(runner.pruned(), rows), "failed": runner.failed, "in_progress_elsewhere": runner.elsewhere,
             "measure": "nearest class mean in the judge's features: the artist's images vs every known style",
             "seconds": float(np.sum([r.get("seconds", 0) for r in records]))}

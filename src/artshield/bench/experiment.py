@@ -718,6 +718,14 @@ def controls(records: list[dict], per_prompt: int = 1) -> list[dict]:
     return rows
 
 
+def with_row_verdicts(pruned: list[dict], rows: list[dict]) -> list[dict]:
+    """The pruned cells, each with its row's verdict as the reason it was not run (pruning decides on
+    95 % intervals; the row's verdict is read off its Holm-adjusted one, which may be less decided)."""
+    verdicts = {(r["artist"], r["mimicry"], r["protection"], float(r["budget"])): r["verdict"] for r in rows}
+    return [{**p, "reason": verdicts.get((p["cell"]["artist"], p["cell"]["mimicry"], p["cell"]["protection"],
+                                         float(p["cell"]["budget"])), p["reason"])} for p in pruned]
+
+
 def run_preset(bundle: ModelBundle, name: str, out: Path, log=print, summarise_only: bool = False,
                execute=None) -> dict:
     """Run (or resume) the preset `name` with its cells stored in OUT/cells/; the results of every
@@ -741,10 +749,12 @@ def run_preset(bundle: ModelBundle, name: str, out: Path, log=print, summarise_o
     if runner.elsewhere:
         log(f"{len(runner.elsewhere)} cell(s) were being computed by other workers on {out}: the results written "
             "now leave them out; the last worker to finish writes them all")
+    rows = summary(records, preset)
     return {"command": f"artshield bench --preset {name} -o {out}", "preset_name": name, "preset": asdict(preset),
-            "model": bundle.describe(), "summary": (rows := summary(records, preset)), "analysis": analysis(rows),
+            "model": bundle.describe(), "summary": rows, "analysis": analysis(rows),
             "controls": controls(records, preset.generations_per_prompt),
-            "cells": records, "cells_planned": len(todo) - len(pruned), "pruned": pruned, "failed": runner.failed,
+            "cells": records, "cells_planned": len(todo) - len(pruned), "pruned": with_row_verdicts(pruned, rows),
+            "failed": runner.failed,
             "in_progress_elsewhere": runner.elsewhere,
             "seconds": round(float(sum(r.get("seconds", 0) for r in records)), 1) if summarise_only
             else round(time.time() - start, 1)}
