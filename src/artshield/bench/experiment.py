@@ -545,12 +545,18 @@ def _base_effects(clean: dict, protected: dict, per_prompt: int):
 
     c = stats.arrange(clean, per_prompt)
     _, (a, b) = stats.paired(stats.arrange(protected, per_prompt), c)
-    table = np.stack([c[s] for s in sorted(c)])
-    return stats.level_interval(table, _count(clean)), stats.ratio(a, b, _count(protected))
+    return _level(c, _count(clean)), stats.ratio(a, b, _count(protected))
 
 
 def _count(by_seed: dict) -> int:
     return int(sum(len(v) for v in by_seed.values()))
+
+
+def _level(by_seed: dict, generations: int):
+    """A condition's level interval from its per-prompt means by seed (stats.arrange's output)."""
+    from . import stats
+
+    return stats.level_interval(np.stack([by_seed[s] for s in sorted(by_seed)]), generations)
 
 
 def summary(records: list[dict], preset: Preset) -> list[dict]:
@@ -576,8 +582,7 @@ def summary(records: list[dict], preset: Preset) -> list[dict]:
     tables = {k: stats.arrange(v, per) for k, v in seeds.items()}
 
     def level(key):
-        t = tables[key]
-        return stats.level_interval(np.stack([t[s] for s in sorted(t)]), _count(seeds[key]))
+        return _level(tables[key], _count(seeds[key]))
 
     def effect(key, against, kind, lev=stats.LEVEL):
         _, (a, b) = stats.paired(tables[key], tables[against])
@@ -695,8 +700,7 @@ def controls(records: list[dict], per_prompt: int = 1) -> list[dict]:
     tables = {k: stats.arrange(v, per_prompt) for k, v in seeds.items()}
 
     def level(key):
-        t = tables[key]
-        return stats.level_interval(np.stack([t[s] for s in sorted(t)]), _count(seeds[key])).to_dict()
+        return _level(tables[key], _count(seeds[key])).to_dict()
 
     rows, tests = [], []
     for (artist, m, q), groups in sorted(seeds.items()):
