@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from artshield.batch import protect_batch
+from artshield.bench import experiment
 from artshield.io import plan_batch, write_image
 
 ARTSHIELD = [sys.executable, "-m", "artshield.cli"]
@@ -140,7 +141,7 @@ def test_ray_auto_starts_a_private_token_checked_cluster_and_leaves_home_alone(t
 
 
 def _cells(out: Path) -> dict:
-    return {p.name: {k: v for k, v in json.loads(p.read_text()).items() if k != "seconds"}
+    return {p.name: {k: v for k, v in json.loads(p.read_text()).items() if k not in experiment.TIMING}
             for p in sorted((out / "cells").glob("*.json"))}
 
 
@@ -254,7 +255,6 @@ class _FakeRay:
 
 def test_the_driver_reports_a_cell_whose_worker_keeps_dying_and_writes_the_others(tmp_path, monkeypatch):
     from artshield import cluster
-    from artshield.bench import experiment
     from artshield.bench.experiment import Preset, Runner
 
     fake = _FakeRay(dies={"x@8"})

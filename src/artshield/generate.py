@@ -2,8 +2,16 @@
 
 Image i of a call with seed s always starts from the noise of a CPU generator seeded s + i, so the
 same prompt and seed give the same image whatever the batch size or the device.
+
+Two speed levers, off by default: `sampler="dpm-solver++"` (fewer steps for the same quality) and
+`autocast="bf16"` (the UNet, VAE and text encoder of a float32 model run their matrix products in
+bfloat16; on a CPU with native bfloat16 instructions, AVX-512 BF16 or AMX, about 1.5x faster per
+step, elsewhere slower). The bench measured both against DDIM at the model's steps before using
+them (artshield.bench.cellcost).
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -11,22 +19,29 @@ from .models import ModelBundle
 from .sampling import sampling_settings
 
 
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 @torch.no_grad()
 def generate(bundle: ModelBundle, prompts: list[str], seed: int = 0, steps: int | None = None,
              guidance: float | None = None, batch_size: int = 32, size: int | None = None,
-             progress=None) -> torch.Tensor:
+             progress=None, sampler: str = "ddim", autocast: str | None = None) -> torch.Tensor:
     """One image per prompt, as a (N, 3, H, W) float tensor in [0, 1] on the CPU."""
     if not prompts:
         return torch.zeros(0, 3, size or bundle.image_size, size or bundle.image_size)
     steps, guidance = sampling_settings(bundle, steps, guidance)
+    if autocast is not None and autocast not in AUTOCAST:
+        raise ValueError(f"autocast must be one of {', '.join(AUTOCAST)}, not {autocast!r}")
     size = size or bundle.image_size
-    pipe = bundle.pipeline()
+    pipe = bundle.pipeline(sampler)
+    cast = torch.autocast(bundle.device.type, dtype=AUTOCAST[autocast]) if autocast else contextlib.nullcontext()
     out = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
         gens = [torch.Generator("cpu").manual_seed(seed + start + i) for i in range(len(chunk))]
-        images = pipe(prompt=chunk, generator=gens, num_inference_steps=steps, guidance_scale=guidance,
-                      height=size, width=size, output_type="pt").images
+        with cast:
+            images = pipe(prompt=chunk, generator=gens, num_inference_steps=steps, guidance_scale=guidance,
+                          height=size, width=size, output_type="pt").images
         out.append(images.float().cpu())
         if progress is not None:
             progress(len(chunk))

@@ -37,6 +37,7 @@ They are listed in results.json as "pruned"; `Preset.prune = False` runs the ful
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -80,6 +81,10 @@ class Preset:
     mimicry_steps: dict = field(default_factory=lambda: {"lora": 500, "dreambooth": 300,
                                                           "textual-inversion": 300, "hypernetwork": 300})
     mimicry_lr: dict = field(default_factory=dict)          # method -> rate (default: the model's convention)
+    mimicry_batch: dict = field(default_factory=dict)       # method -> batch size (default 8)
+    # how the mimic's generations are sampled: generate()'s sampler, steps and autocast (default: DDIM
+    # at the model's steps, in the model's precision)
+    sampling: dict = field(default_factory=dict)
     protect_options: dict = field(default_factory=dict)     # protection -> options (steps ...; "method": a
                                                             # variant's method, e.g. advdm-eot -> advdm)
     purify_options: dict = field(default_factory=dict)      # purifier -> options
@@ -243,7 +248,8 @@ class Runner:
                 "tuning_prompts": p.tuning_prompts, "split": f"shuffled, seed {SPLIT_SEED}",
                 "generations_per_prompt": p.generations_per_prompt,
                 "mimicry_steps": p.mimicry_steps, "mimicry_lr": p.mimicry_lr, "protect_options": p.protect_options,
-                "purify_options": p.purify_options, "distinct_noise_from": p.distinct_noise_from}
+                "purify_options": p.purify_options, "distinct_noise_from": p.distinct_noise_from,
+                "mimicry_batch": p.mimicry_batch, "sampling": p.sampling}
 
     def check_protocol(self) -> None:
         """Refuse an OUT whose stored cells were made under other settings; record ours. Options of
@@ -254,13 +260,17 @@ class Runner:
         write_json(self.protocol(), stored)
 
     def stored_protocol(self) -> dict:
-        """OUT/protocol.json; one written before noise seeds were distinct names no scheme: its cells
-        used base s, which is the current scheme's for every seed below distinct_noise_from."""
+        """OUT/protocol.json, completed where it predates a setting: one written before noise seeds
+        were distinct names no scheme (its cells used base s, which is the current scheme's for
+        every seed below distinct_noise_from); one written before the mimic's batch size and the
+        sampling were settings used their defaults."""
         stored = json.loads((self.out / "protocol.json").read_text())
         if "distinct_noise_from" not in stored:
             seeds = [json.loads(p.read_text()).get("seed", 0) for p in (self.out / "cells").glob("*.json")]
             k = self.preset.distinct_noise_from
             stored["distinct_noise_from"] = k if all(s < k for s in seeds) else "base s for every seed"
+        for key in ("mimicry_batch", "sampling"):      # runs from before these settings: the defaults
+            stored.setdefault(key, {})
         return stored
 
     def run(self) -> list[dict]:
@@ -411,22 +421,33 @@ class Runner:
         return value
 
     def run_cell(self, cell: Cell) -> dict:
+        """One cell: make (or read) its images, fine-tune the mimic, generate, judge. The record's
+        phase_seconds times each part ("condition" is near 0 when its images were stored already)."""
+        clock = _Phases()
         data = self.artist(cell.artist)
-        images, figures = self.condition_images(cell)
+        with clock("condition"):
+            images, figures = self.condition_images(cell)
         steps = self.preset.mimicry_steps.get(cell.mimicry, 300)
-        adapter = mimic(self.bundle, images, data.captions, cell.mimicry, steps=steps, seed=cell.seed, batch_size=8,
-                        lr=self.preset.mimicry_lr.get(cell.mimicry))
-        adapted = adapter.apply(self.bundle.copy())
-        prompts = [adapter.prompt(p) for p in data.prompts for _ in range(self.preset.generations_per_prompt)]
-        generations = generate(adapted, prompts, seed=noise_base(self.preset, cell.seed))
-        styles, _ = self.judge.predict(generations)
-        f_gen = self.judge.features(generations).numpy()
-        f_ref = self.judge.features(data.reference).numpy()
-        precision, recall = precision_recall(f_ref, f_gen)
-        sample = self.out / "grids" / f"{cell.key}.png"
-        write_image(grid(generations[:8], columns=8), sample)
-        example = self.out / "inputs" / f"{cell.key}.png"
-        write_image(grid(torch.stack([x.expand(3, -1, -1) for x in images[:4]]), columns=4), example)
+        with clock("train"):
+            adapter = mimic(self.bundle, images, data.captions, cell.mimicry, steps=steps, seed=cell.seed,
+                            batch_size=self.preset.mimicry_batch.get(cell.mimicry, 8),
+                            lr=self.preset.mimicry_lr.get(cell.mimicry))
+        with clock("generate"):
+            adapted = adapter.apply(self.bundle.copy())
+            prompts = [adapter.prompt(p) for p in data.prompts for _ in range(self.preset.generations_per_prompt)]
+            generations = generate(adapted, prompts, seed=noise_base(self.preset, cell.seed), **self.preset.sampling)
+        with clock("judge"):
+            styles, _ = self.judge.predict(generations)
+            f_gen = self.judge.features(generations).numpy()
+            f_ref = self.judge.features(data.reference).numpy()
+            precision, recall = precision_recall(f_ref, f_gen)
+        with clock("write"):
+            sample = self.out / "grids" / f"{cell.key}.png"
+            write_image(grid(generations[:8], columns=8), sample)
+            example = self.out / "inputs" / f"{cell.key}.png"
+            write_image(grid(torch.stack([x.expand(3, -1, -1) for x in images[:4]]), columns=4), example)
+        with clock("provenance"):
+            models = self.provenance(cell, adapter)
         return {**asdict(cell), "condition": cell.condition,
                 "mimicry_success": round(float(np.mean([s == cell.artist for s in styles])), 4),
                 "outcomes": [int(s == cell.artist) for s in styles],
@@ -435,10 +456,11 @@ class Runner:
                 "precision": round(precision, 4), "recall": round(recall, 4),
                 **{k: round(v, 4) for k, v in figures.items()},
                 "mimicry_steps": steps, "mimicry_lr": adapter.info["config"]["lr"],
+                "mimicry_batch": adapter.info["config"]["batch_size"], "sampling": self.preset.sampling,
                 "mimicry_final_loss": round(adapter.info["final_loss"], 5), "prompts": len(prompts),
                 "training_images": len(images), "predicted_styles": _counts(styles),
                 "grid": str(sample.relative_to(self.out)), "inputs": str(example.relative_to(self.out)),
-                "models": self.provenance(cell, adapter)}
+                "models": models, "phase_seconds": clock.seconds}
 
     def provenance(self, cell: Cell, adapter) -> dict:
         """Each model this cell ran, by name and content hash: base, mimic (its trained weights),
@@ -457,6 +479,24 @@ class Runner:
             chosen = self.preset.purify_options.get("noisy-upscale", {}).get("upscaler") or default_upscaler(self.bundle)
             out["upscaler"] = {"name": str(chosen), "sha256": _cached_hash(chosen) if chosen else None}
         return out
+
+
+TIMING = ("seconds", "phase_seconds")    # a cell record's fields that differ between runs of the same cell
+
+
+class _Phases:
+    """Wall time per named phase: `with clock("train"): ...`, then clock.seconds."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 2)
 
 
 _HASHES: dict[str, str] = {}

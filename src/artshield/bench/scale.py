@@ -36,7 +36,9 @@ def _timed(cmd: list[str], env: dict) -> float:
 
 
 def _cells(out: Path) -> dict:
-    return {p.name: {k: v for k, v in json.loads(p.read_text()).items() if k != "seconds"}
+    from .experiment import TIMING
+
+    return {p.name: {k: v for k, v in json.loads(p.read_text()).items() if k not in TIMING}
             for p in (out / "cells").glob("*.json")}
 
 

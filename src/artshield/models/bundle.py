@@ -18,6 +18,8 @@ import torch
 
 from .conventions import ModelConventions
 
+SAMPLERS = ("ddim", "dpm-solver++")
+
 
 @dataclass
 class ModelBundle:
@@ -94,29 +96,35 @@ class ModelBundle:
         """The token rows of a context (SDXL's pooled row left out)."""
         return context[:, :-1] if self.is_sdxl else context
 
-    def sampler(self):
-        """A DDIM sampler on the training schedule, with Stable Diffusion's convention: timesteps
-        offset by one, no forced final alpha of 1."""
-        from diffusers import DDIMScheduler
+    def sampler(self, kind: str = "ddim"):
+        """A sampler on the training schedule, with Stable Diffusion's convention (timesteps offset
+        by one): "ddim" (no forced final alpha of 1) or "dpm-solver++" (DPM-Solver++ 2M, Lu et
+        al. 2022: about as good in 10-15 steps as DDIM in 30; diffusers' defaults)."""
+        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-        return DDIMScheduler.from_config(self.scheduler.config, steps_offset=1, set_alpha_to_one=False)
+        if kind == "ddim":
+            return DDIMScheduler.from_config(self.scheduler.config, steps_offset=1, set_alpha_to_one=False)
+        if kind == "dpm-solver++":
+            return DPMSolverMultistepScheduler.from_config(self.scheduler.config, steps_offset=1,
+                                                           algorithm_type="dpmsolver++", solver_order=2)
+        raise ValueError(f"unknown sampler {kind!r}: one of {', '.join(SAMPLERS)}")
 
-    def pipeline(self):
+    def pipeline(self, sampler: str = "ddim"):
         """A diffusers StableDiffusionPipeline (SDXL: StableDiffusionXLPipeline) over these very
-        modules (no copies)."""
+        modules (no copies), sampling with `sampler` (see `sampler`)."""
         if self.is_sdxl:
             from diffusers import StableDiffusionXLPipeline
 
             pipe = StableDiffusionXLPipeline(vae=self.vae, text_encoder=self.text_encoder,
                                              text_encoder_2=self.text_encoder_2, tokenizer=self.tokenizer,
-                                             tokenizer_2=self.tokenizer_2, unet=self.unet, scheduler=self.sampler(),
+                                             tokenizer_2=self.tokenizer_2, unet=self.unet, scheduler=self.sampler(sampler),
                                              force_zeros_for_empty_prompt=self.zero_empty_prompt)
             pipe.set_progress_bar_config(disable=True)
             return pipe
         from diffusers import StableDiffusionPipeline
 
         pipe = StableDiffusionPipeline(vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer,
-                                       unet=self.unet, scheduler=self.sampler(), safety_checker=None,
+                                       unet=self.unet, scheduler=self.sampler(sampler), safety_checker=None,
                                        feature_extractor=None, requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
         return pipe

@@ -1,0 +1,226 @@
+"""Choosing a mimic's settings and the bench's sampling on the tuning split, never on what is scored.
+
+    python -m artshield.bench.tuning mimic --mimic lora --artists gartoon moka --seeds 0 1 2 \\
+        --steps 150 250 --lr 3e-3 6e-3 --json docs/results/tuning/mimics.json
+    python -m artshield.bench.tuning sampling --artist gartoon --seeds 0 1 2 --json docs/results/tuning/sampling.json
+
+Every probe fine-tunes on an artist's clean fine-tuning images (the bench's 30, captions with the
+trigger word), generates the bench's *tuning* captions (the first `TUNING_PROMPTS` of its shuffled
+reference split, which no bench cell scores), and asks the judge whether each image is in the
+artist's style.
+
+`mimic` runs a grid (steps x rate x batch size) over artists and training seeds. A setting is
+usable when clean mimicry reaches `MIN_SUCCESS` on *every* seed of every artist: a mimic whose
+clean run swings between seeds cannot measure a protection. Of the usable settings the cheapest
+(training seconds) is chosen. Rows are appended to the --json file as they finish, and a rerun
+skips the rows it already holds, so a long grid can be stopped and resumed.
+
+`sampling` trains one clean LoRA per seed and generates the same tuning captions, with the same
+noise, under each candidate sampler (`CANDIDATES`); each candidate's success is compared with
+DDIM at the model's steps in float32 (the committed runs' sampler), paired over seeds and prompts
+(stats.difference), with the share of images the judge labels alike and the seconds per image.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import corpus
+from ..generate import generate
+from ..io import write_json
+from ..metrics.judge import Judge
+from ..mimic import mimic
+from ..models import ModelBundle, load_model
+from . import stats
+from .experiment import reference_split, trigger_caption
+
+MIN_SUCCESS = 0.4          # clean mimicry a mimic's settings must reach on every seed and artist
+TUNING_PROMPTS = 32        # the bench's tuning split (Preset.tuning_prompts)
+GENERATIONS = 2            # images per tuning caption, distinct noise
+# generate()'s options, by name; "ddim-30" is the reference (the committed runs' sampling on mini)
+CANDIDATES = {
+    "ddim-30": {"sampler": "ddim", "steps": 30},
+    "ddim-30-bf16": {"sampler": "ddim", "steps": 30, "autocast": "bf16"},
+    "ddim-15": {"sampler": "ddim", "steps": 15},
+    "dpm-15": {"sampler": "dpm-solver++", "steps": 15},
+    "dpm-10": {"sampler": "dpm-solver++", "steps": 10},
+    "dpm-10-bf16": {"sampler": "dpm-solver++", "steps": 10, "autocast": "bf16"},
+}
+
+
+def tuning_data(artist: str, images: int = 30) -> tuple[list[torch.Tensor], list[str], list[str]]:
+    """(fine-tuning images, their captions, the tuning prompts x GENERATIONS) of a held-out artist."""
+    if artist not in corpus.themes(heldout=True):
+        raise SystemExit(f"artist {artist!r} is not a held-out theme of the corpus ({', '.join(corpus.themes(True))})")
+    finetune = corpus.items(split="finetune", theme=artist)[:images]
+    tuning, _ = reference_split(artist, TUNING_PROMPTS, 0)
+    prompts = [trigger_caption(i.caption, artist) for i in tuning for _ in range(GENERATIONS)]
+    return list(corpus.load_images(finetune, 64)), [trigger_caption(i.caption, artist) for i in finetune], prompts
+
+
+def outcomes(judge: Judge, images: torch.Tensor, artist: str) -> list[int]:
+    styles, _ = judge.predict(images)
+    return [int(s == artist) for s in styles]
+
+
+def probe(bundle: ModelBundle, judge: Judge, artist: str, method: str, steps: int, lr: float | None,
+          batch_size: int, seed: int, sampling: dict | None = None, images: int = 30) -> dict:
+    """One fine-tuning on the artist's clean images, judged on the tuning split: one row."""
+    pictures, captions, prompts = tuning_data(artist, images)
+    t0 = time.time()
+    adapter = mimic(bundle, pictures, captions, method, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+    train = time.time() - t0
+    t0 = time.time()
+    hits = outcomes(judge, generate(adapter.apply(bundle.copy()), [adapter.prompt(p) for p in prompts], seed=seed,
+                                    **(sampling or {})), artist)
+    return {"artist": artist, "mimic": method, "steps": steps, "lr": adapter.info["config"]["lr"],
+            "batch_size": batch_size, "seed": seed, "images": len(pictures), "prompts": len(prompts),
+            "sampling": sampling or {}, "success": round(float(np.mean(hits)), 4), "outcomes": hits,
+            "train_seconds": round(train, 1), "generate_seconds": round(time.time() - t0, 1),
+            "torch_threads": torch.get_num_threads()}
+
+
+def _key(row: dict) -> tuple:
+    return (row["artist"], row["mimic"], row["steps"], float(row["lr"]), row["batch_size"], row["seed"],
+            json.dumps(row["sampling"], sort_keys=True))
+
+
+def choose(rows: list[dict], artists: list[str], seeds: list[int], bar: float = MIN_SUCCESS) -> dict:
+    """Per mimic and setting: success per artist (min, mean, max over seeds), training seconds; the
+    cheapest setting that reaches `bar` on every seed of every artist, or None."""
+    settings: dict[tuple, list[dict]] = {}
+    for r in rows:
+        settings.setdefault((r["mimic"], r["steps"], float(r["lr"]), r["batch_size"]), []).append(r)
+    table, chosen = [], {}
+    for (method, steps, lr, batch), rs in sorted(settings.items()):
+        by_artist = {a: [r["success"] for r in rs if r["artist"] == a and r["seed"] in seeds] for a in artists}
+        complete = all(len(v) == len(seeds) for v in by_artist.values())
+        usable = complete and all(min(v) >= bar for v in by_artist.values())
+        entry = {"mimic": method, "steps": steps, "lr": lr, "batch_size": batch,
+                 "success": {a: {"min": min(v), "mean": round(float(np.mean(v)), 4), "max": max(v), "seeds": len(v)}
+                             for a, v in by_artist.items() if v},
+                 "train_seconds": round(float(np.median([r["train_seconds"] for r in rs])), 1),
+                 "complete": complete, "usable": usable}
+        table.append(entry)
+        if usable and (method not in chosen or entry["train_seconds"] < chosen[method]["train_seconds"]):
+            chosen[method] = entry
+    return {"bar": bar, "settings": table, "chosen": chosen}
+
+
+def run_mimic_grid(args) -> dict:
+    out = Path(args.json) if args.json else None
+    stored = json.loads(out.read_text()) if out and out.exists() else {}
+    rows = stored.get("rows", [])
+    done = {_key(r) for r in rows}
+    bundle, judge = load_model(args.model, "cpu"), Judge.load()
+    sampling = CANDIDATES[args.sampling]
+    for artist, steps, lr, batch, seed in itertools.product(args.artists, args.steps, args.lr, args.batch_size,
+                                                            args.seeds):
+        probe_key = (artist, args.mimic, steps, float(lr), batch, seed, json.dumps(sampling, sort_keys=True))
+        if probe_key in done:
+            continue
+        row = probe(bundle, judge, artist, args.mimic, steps, lr, batch, seed, sampling)
+        row["command"] = (f"python -m artshield.bench.tuning mimic --mimic {args.mimic} --artists {artist} "
+                          f"--steps {steps} --lr {lr} --batch-size {batch} --seeds {seed} --sampling {args.sampling}")
+        rows.append(row)
+        done.add(probe_key)
+        print(f"{artist} {args.mimic} steps {steps} lr {lr} batch {batch} seed {seed}: success {row['success']:.3f} "
+              f"({row['train_seconds']:.0f} s training)", flush=True)
+        if out:
+            write_json(_mimic_report(rows, args), out)
+    return _mimic_report(rows, args)
+
+
+def _mimic_report(rows: list[dict], args) -> dict:
+    artists = sorted({r["artist"] for r in rows})
+    seeds = sorted({r["seed"] for r in rows})
+    return {"what": "mimic settings on the tuning split (bench.tuning): clean fine-tuning images, the bench's "
+                    f"tuning captions x {GENERATIONS}, judged; usable = success >= {MIN_SUCCESS} on every seed "
+                    "of every artist; chosen = the usable setting with the fewest training seconds",
+            "model": args.model, **choose(rows, artists, seeds), "rows": rows}
+
+
+def run_sampling(args) -> dict:
+    bundle, judge = load_model(args.model, "cpu"), Judge.load()
+    pictures, captions, prompts = tuning_data(args.artist)
+    per_seed: dict[str, dict[int, list[int]]] = {name: {} for name in CANDIDATES}
+    labels: dict[str, dict[int, list[str]]] = {name: {} for name in CANDIDATES}
+    seconds: dict[str, float] = {name: 0.0 for name in CANDIDATES}
+    for seed in args.seeds:
+        adapter = mimic(bundle, pictures, captions, "lora", steps=args.steps, lr=args.lr, batch_size=8, seed=seed)
+        adapted = adapter.apply(bundle.copy())
+        for name, options in CANDIDATES.items():
+            t0 = time.time()
+            images = generate(adapted, [adapter.prompt(p) for p in prompts], seed=seed * 1_000_000, **options)
+            seconds[name] += time.time() - t0
+            styles, _ = judge.predict(images)
+            labels[name][seed] = styles
+            per_seed[name][seed] = [int(s == args.artist) for s in styles]
+        print(f"seed {seed}: " + ", ".join(f"{n} {np.mean(per_seed[n][seed]):.3f}" for n in CANDIDATES), flush=True)
+    reference = "ddim-30"
+    ref = stats.arrange(per_seed[reference], GENERATIONS)
+    n = len(prompts) * len(args.seeds)
+    table = {}
+    for name in CANDIDATES:
+        _, (a, b) = stats.paired(stats.arrange(per_seed[name], GENERATIONS), ref)
+        same = [x == y for s in args.seeds for x, y in zip(labels[name][s], labels[reference][s])]
+        table[name] = {"options": CANDIDATES[name], "success": round(float(np.mean(a)), 4),
+                       "difference_vs_ddim_30": stats.difference(a, b, n).to_dict(),
+                       "labelled_alike": round(float(np.mean(same)), 4),
+                       "seconds_per_image": round(seconds[name] / n, 4),
+                       "speed_up": round(seconds[reference] / seconds[name], 2)}
+    return {"what": "samplers on the tuning split (bench.tuning sampling): one clean LoRA per seed, the same tuning "
+                    "captions and noise under each sampler; difference = candidate - DDIM 30 steps fp32, paired over "
+                    "seeds and prompts (bench/stats.py)",
+            "command": "python -m artshield.bench.tuning " + " ".join(args.argv),
+            "model": args.model, "artist": args.artist, "seeds": args.seeds, "lora_steps": args.steps, "lora_lr": args.lr,
+            "generations": n, "torch_threads": torch.get_num_threads(), "candidates": table}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m artshield.bench.tuning", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    g = sub.add_parser("mimic", help="a grid of a mimic's settings over artists and seeds")
+    g.add_argument("--mimic", default="lora", choices=["lora", "dreambooth", "textual-inversion", "hypernetwork"])
+    g.add_argument("--artists", nargs="+", default=["gartoon", "moka"])
+    g.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    g.add_argument("--steps", nargs="+", type=int, required=True)
+    g.add_argument("--lr", nargs="+", type=float, required=True)
+    g.add_argument("--batch-size", nargs="+", type=int, default=[8])
+    g.add_argument("--sampling", default="dpm-10-bf16", choices=list(CANDIDATES))
+    s = sub.add_parser("sampling", help="candidate samplers against DDIM 30 steps on the tuning split")
+    s.add_argument("--artist", default="gartoon")
+    s.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    s.add_argument("--steps", type=int, default=500, help="LoRA steps (default 500, the standard preset's)")
+    s.add_argument("--lr", type=float, default=3e-3, help="LoRA rate (default 3e-3, the standard preset's)")
+    for p in (g, s):
+        p.add_argument("--model", default="mini")
+        p.add_argument("--json", default=None, help="write the figures to this file")
+    args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    report = run_mimic_grid(args) if args.what == "mimic" else run_sampling(args)
+    if args.json:
+        write_json(report, args.json)
+    if args.what == "mimic":
+        for method, entry in report["chosen"].items():
+            print(f"chosen for {method}: {entry['steps']} steps at {entry['lr']:g}, batch {entry['batch_size']} "
+                  f"({entry['train_seconds']:.0f} s training)")
+        if not report["chosen"]:
+            print(f"no setting reached {MIN_SUCCESS} on every seed of every artist")
+    else:
+        for name, row in report["candidates"].items():
+            d = row["difference_vs_ddim_30"]
+            print(f"{name:14s} success {row['success']:.3f}  vs ddim-30 {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+                  f"  alike {row['labelled_alike']:.2f}  {row['speed_up']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The bench's speed levers: faster samplers, the tuning of mimic settings, and the per-cell cost."""
+import json
+import statistics
+
+import pytest
+import torch
+
+from artshield.bench import cellcost, experiment, tuning
+from artshield.bench.experiment import Preset
+from artshield.generate import generate
+
+
+def test_dpm_solver_and_bf16_autocast_give_images_near_ddims_and_bad_options_are_refused(mini_bundle):
+    prompts = ["trash can icon, papirus style", "folder icon, tango style"]
+    ddim = generate(mini_bundle, prompts, seed=3, steps=10)
+    dpm = generate(mini_bundle, prompts, seed=3, steps=10, sampler="dpm-solver++")
+    bf16 = generate(mini_bundle, prompts, seed=3, steps=10, autocast="bf16")
+    for x in (dpm, bf16):
+        assert x.shape == ddim.shape and x.dtype == torch.float32 and 0 <= float(x.min()) and float(x.max()) <= 1
+    assert not torch.equal(dpm, ddim) and not torch.equal(bf16, ddim)         # each option is really used
+    assert float((bf16 - ddim).pow(2).mean().sqrt()) < 0.05                    # rounding, not another picture
+    assert float((dpm - ddim).pow(2).mean().sqrt()) < 0.25
+    with pytest.raises(ValueError, match="autocast"):
+        generate(mini_bundle, prompts, autocast="int8")
+    with pytest.raises(ValueError, match="unknown sampler"):
+        generate(mini_bundle, prompts, sampler="euler")
+
+
+def test_a_folder_from_before_the_sampling_settings_stays_usable_and_other_sampling_is_refused(tmp_path):
+    standard = experiment.PRESETS["standard"]
+    runner = experiment.Runner(None, None, standard, tmp_path, log=lambda m: None)
+    old = {k: v for k, v in runner.protocol().items() if k not in ("mimicry_batch", "sampling")}
+    (tmp_path / "protocol.json").write_text(json.dumps(old))
+    runner.check_protocol()                                        # the defaults were what it ran
+    assert json.loads((tmp_path / "protocol.json").read_text())["sampling"] == {}
+    for change in ({"sampling": {"sampler": "dpm-solver++", "steps": 10}}, {"mimicry_batch": {"lora": 4}}):
+        other = experiment.Runner(None, None, Preset(**{**standard.__dict__, **change}), tmp_path, log=lambda m: None)
+        with pytest.raises(ValueError, match="other settings"):
+            other.check_protocol()
+
+
+def _row(artist, seed, success, steps=100, lr=1e-3, seconds=10.0):
+    return {"artist": artist, "mimic": "lora", "steps": steps, "lr": lr, "batch_size": 8, "seed": seed,
+            "success": success, "train_seconds": seconds}
+
+
+def test_the_cheapest_setting_that_reaches_the_bar_on_every_seed_of_every_artist_is_chosen():
+    rows = [_row(a, s, 0.6, steps=300, seconds=90) for a in ("g", "m") for s in (0, 1, 2)]        # usable, dear
+    rows += [_row(a, s, 0.5, steps=100, seconds=30) for a in ("g", "m") for s in (0, 1, 2)]       # usable, cheap
+    rows += [_row(a, s, 0.9 if s else 0.39, steps=50, seconds=15) for a in ("g", "m") for s in (0, 1, 2)]  # one seed low
+    rows += [_row("g", s, 0.9, steps=20, seconds=5) for s in (0, 1, 2)]                          # one artist missing
+    chosen = tuning.choose(rows, ["g", "m"], [0, 1, 2])
+    assert (chosen["chosen"]["lora"]["steps"], chosen["chosen"]["lora"]["train_seconds"]) == (100, 30)
+    by_steps = {e["steps"]: e for e in chosen["settings"]}
+    assert not by_steps[50]["usable"] and by_steps[50]["success"]["g"]["min"] == 0.39
+    assert not by_steps[20]["complete"] and not by_steps[20]["usable"]
+    assert tuning.choose(rows[12:], ["g", "m"], [0, 1, 2])["chosen"] == {}
+
+
+def test_the_mimic_grid_writes_its_rows_and_a_rerun_skips_them(tmp_path, monkeypatch):
+    out = tmp_path / "grid.json"
+    args = ["mimic", "--mimic", "lora", "--artists", "gartoon", "--seeds", "0", "--steps", "2", "--lr", "1e-3",
+            "--sampling", "dpm-10-bf16", "--json", str(out)]
+    assert tuning.main(args) == 0
+    report = json.loads(out.read_text())
+    (row,) = report["rows"]
+    assert (row["artist"], row["steps"], row["seed"], row["prompts"]) == ("gartoon", 2, 0, 64)
+    assert row["success"] == round(sum(row["outcomes"]) / 64, 4) and row["sampling"]["sampler"] == "dpm-solver++"
+    monkeypatch.setattr(tuning, "probe", lambda *a, **k: pytest.fail("a finished row was run again"))
+    assert tuning.main(args) == 0
+
+
+def test_conditions_are_read_as_the_bench_names_them():
+    assert cellcost.parse_condition("clean") == ("none", 0.0, "none")
+    assert cellcost.parse_condition("clean + jpeg") == ("none", 0.0, "jpeg")
+    assert cellcost.parse_condition("advdm@16 + bilateral") == ("advdm", 16.0, "bilateral")
+    with pytest.raises(SystemExit, match="advdm"):
+        cellcost.parse_condition("advdm")
+
+
+def test_cells_time_their_phases_and_two_presets_are_compared_on_the_same_cells(monkeypatch):
+    smoke = experiment.PRESETS["smoke"]
+    fast = Preset(**{**smoke.__dict__, "sampling": {"sampler": "dpm-solver++", "steps": 4}})
+    monkeypatch.setitem(experiment.PRESETS, "smoke-fast", fast)
+    logged = []
+    figures = cellcost.compare("smoke", "smoke-fast", ["clean", "clean + jpeg"], [0, 1], log=logged.append)
+    assert len(figures["cells"]) == 8 and len(logged) == 8
+    for row in figures["cells"]:
+        assert row["phases"]["train"] > 0 and row["phases"]["generate"] > 0 and row["phases"]["judge"] > 0
+        assert row["cell_seconds"] == pytest.approx(sum(row["phases"][p] for p in cellcost.PHASES), abs=0.11)
+    old = [r["cell_seconds"] for r in figures["cells"] if r["side"] == "old"]
+    assert figures["median_cell_seconds"]["old"] == pytest.approx(statistics.median(old), abs=0.06)
+    assert figures["speed_up"] == pytest.approx(figures["median_cell_seconds"]["old"] / figures["median_cell_seconds"]["new"],
+                                                rel=0.02)
+    assert list(figures["condition_seconds"]) == ["clean (seed 0)", "clean (seed 1)", "clean + jpeg (seed 0)",
+                                                  "clean + jpeg (seed 1)"]
+    for a in figures["agreement"]:
+        new = [r for r in figures["cells"] if r["side"] == "new" and r["condition"] == a["condition"]]
+        assert a["seeds"] == [0, 1] and a["new"] == pytest.approx(sum(r["mimicry_success"] for r in new) / 2, abs=1e-3)
+        assert a["agree"] == (a["new_minus_old"]["low"] <= 0 <= a["new_minus_old"]["high"])
