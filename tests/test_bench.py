@@ -453,3 +453,26 @@ def test_training_seeds_share_no_noise_seed_and_a_folder_of_the_first_scheme_sta
     (tmp_path / "cells" / "d.json").write_text(json.dumps({"seed": 3}))
     with pytest.raises(ValueError, match="other settings"):      # a seed 3 made with noise 3 + i is not
         runner.check_protocol()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["lora", "dreambooth", "textual-inversion", "hypernetwork"])
+def test_a_bench_cell_of_every_mimic_changes_what_the_model_generates(tmp_path, mini_bundle, monkeypatch, method):
+    from artshield.metrics.judge import Judge
+
+    real, made = experiment.generate, []
+
+    def spy(bundle, prompts, seed, **options):
+        made.append(real(bundle, prompts, seed=seed, **options))
+        return made[-1]
+
+    monkeypatch.setattr(experiment, "generate", spy)
+    preset = Preset(artists=["gartoon"], protections=[], budgets=[], purifiers=[], mimicry=[method], seeds=[0],
+                    images_per_artist=6, prompts_per_artist=4, generations_per_prompt=1, mimicry_steps={method: 10},
+                    sampling={"sampler": "dpm-solver++", "steps": 8})
+    runner = experiment.Runner(mini_bundle, Judge.load(), preset, tmp_path, log=lambda m: None)
+    record = runner.run_cell(Cell("gartoon", "none", 0, "none", method, 0))
+    assert record["mimicry"] == method and record["mimicry_steps"] == 10 and record["prompts"] == 4
+    assert record["sampling"] == preset.sampling and record["phase_seconds"]["train"] > 0
+    base = real(mini_bundle, runner.artist("gartoon").prompts, seed=0, **preset.sampling)
+    assert not torch.allclose(made[-1], base)               # the mimic's adaptation reached the generations
