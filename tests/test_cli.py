@@ -35,6 +35,16 @@ def test_same_seed_same_bytes(tmp_path, tiny_model_dir):
     assert (tmp_path / "a" / "0000.png").read_bytes() == (tmp_path / "b" / "0000.png").read_bytes()
 
 
+def test_generate_takes_the_faster_sampler_and_precision_and_records_them(tmp_path, tiny_model_dir):
+    runs = {"ddim": [], "dpm": ["--sampler", "dpm-solver++", "--autocast", "bf16"]}
+    for name, extra in runs.items():
+        assert main(["generate", "--model", str(tiny_model_dir), "--prompt", "x", "-n", "1", "--steps", "3",
+                     "-o", str(tmp_path / name), "-q", *extra]) == 0
+    res = json.loads((tmp_path / "dpm" / "results.json").read_text())
+    assert (res["sampler"], res["autocast"]) == ("dpm-solver++", "bf16")
+    assert (tmp_path / "dpm" / "0000.png").read_bytes() != (tmp_path / "ddim" / "0000.png").read_bytes()
+
+
 def test_hub_id_offline_is_one_line_and_exit_2(tmp_path):
     import os
 

@@ -152,7 +152,8 @@ def cmd_generate(args) -> int:
         adapter.apply(bundle, folder=args.adapter)
     prompts = [adapter.prompt(p) if adapter else p for p in args.prompt for _ in range(args.n)]
     bar = _progress(args, len(prompts), "generate")
-    images = generate(bundle, prompts, seed=args.seed, steps=args.steps, guidance=args.guidance, progress=bar.update)
+    images = generate(bundle, prompts, seed=args.seed, steps=args.steps, guidance=args.guidance, progress=bar.update,
+                      sampler=args.sampler, autocast=args.autocast)
     bar.close()
     out = _output_dir(args)
     _write_images(out, {f"{i:04d}.png": img for i, img in enumerate(images)})
@@ -161,6 +162,7 @@ def cmd_generate(args) -> int:
         "adapter": {"folder": args.adapter, **adapter.info} if adapter else None,
         "steps": args.steps or bundle.conventions.steps,
         "guidance": args.guidance if args.guidance is not None else bundle.conventions.guidance,
+        "sampler": args.sampler, "autocast": args.autocast,
         "images": [{"file": f"{i:04d}.png", "prompt": p, "seed": args.seed + i} for i, p in enumerate(prompts)],
         "seconds": round(time.time() - start, 2), "environment": environment()})
 
