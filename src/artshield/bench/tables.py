@@ -3,7 +3,9 @@
     python scripts/render_readme.py          # rewrites every table between its markers in README.md
 
 A table sits in README.md between `<!-- table: NAME -->` and `<!-- end table -->`; NAME is
-`FOLDER:KIND` with FOLDER under docs/results/ and KIND one of `verdicts` or `controls`.
+`FOLDER:KIND` with FOLDER under docs/results/ and KIND one of `verdicts` or `controls` (read from
+FOLDER/results.json), or `FILE.json:KIND` with FILE.json under docs/results/ and KIND one of
+`samplers` (bench.tuning sampling), `settings` (bench.tuning mimic) or `cellcost` (bench.cellcost).
 tests/test_repo.py checks that README's tables equal this rendering, so no figure is typed by hand.
 """
 from __future__ import annotations
@@ -59,12 +61,52 @@ def controls(results: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-KINDS = {"verdicts": verdicts, "controls": controls}
+def samplers(report: dict) -> str:
+    rows = ["| sampler | success on the tuning split | difference vs DDIM 30, 95 % | labelled alike | speed-up |",
+            "|---|---|---|---|---|"]
+    for name, r in report["candidates"].items():
+        rows.append(f"| {name} | {r['success']:.3f} | {_ci(r['difference_vs_ddim_30'], 3)} | "
+                    f"{r['labelled_alike']:.2f} | {r['speed_up']:.2f}x |")
+    return "\n".join(rows) + "\n"
+
+
+def settings(report: dict) -> str:
+    artists = sorted({a for e in report["settings"] for a in e["success"]})
+    rows = ["| mimic | steps | rate | batch | " + " | ".join(f"{a}: min / mean / max over seeds" for a in artists)
+            + " | training s (median) | usable |", "|---|---|---|---|" + "---|" * len(artists) + "---|---|"]
+    chosen = {(c["mimic"], c["steps"], c["lr"], c["batch_size"]) for c in report["chosen"].values()}
+    for e in report["settings"]:
+        cells = [(lambda v: f"{v['min']:.2f} / {v['mean']:.2f} / {v['max']:.2f} ({v['seeds']})" if v else "")
+                 (e["success"].get(a)) for a in artists]
+        mark = "**chosen**" if (e["mimic"], e["steps"], e["lr"], e["batch_size"]) in chosen else \
+            ("yes" if e["usable"] else "no" if e["complete"] else "incomplete")
+        rows.append(f"| {e['mimic']} | {e['steps']} | {e['lr']:g} | {e['batch_size']} | " + " | ".join(cells)
+                    + f" | {e['train_seconds']:.0f} | {mark} |")
+    return "\n".join(rows) + "\n"
+
+
+def cellcost(report: dict) -> str:
+    old, new = report["old"], report["new"]
+    rows = [f"| phase (median seconds per cell) | {old} | {new} |", "|---|---|---|"]
+    for phase in report["median_phase_seconds"]["old"]:
+        rows.append(f"| {phase} | {report['median_phase_seconds']['old'][phase]:.1f} | "
+                    f"{report['median_phase_seconds']['new'][phase]:.1f} |")
+    rows.append(f"| **cell** | **{report['median_cell_seconds']['old']:.1f}** | "
+                f"**{report['median_cell_seconds']['new']:.1f}** ({report['speed_up']:.2f}x) |")
+    for a in report["agreement"]:
+        rows.append(f"| mimicry success, {a['condition']} (new - old, 95 %) | {a['old']:.3f} | {a['new']:.3f} "
+                    f"({_ci(a['new_minus_old'], 3)}) |")
+    return "\n".join(rows) + "\n"
+
+
+KINDS = {"verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost}
 
 
 def render(readme: str, root: Path) -> str:
-    """README's text with every marked table rendered again from root/docs/results/FOLDER/results.json."""
+    """README's text with every marked table rendered again from its committed JSON under
+    root/docs/results/ (FOLDER/results.json, or the FILE.json named)."""
     def table(m: re.Match) -> str:
-        results = json.loads((root / "docs" / "results" / m["name"] / "results.json").read_text())
+        name = root / "docs" / "results" / m["name"]
+        results = json.loads((name if m["name"].endswith(".json") else name / "results.json").read_text())
         return m.group(1) + KINDS[m["kind"]](results) + m.group(5)
     return MARK.sub(table, readme)
