@@ -83,6 +83,7 @@ def probe(bundle: ModelBundle, judge: Judge, artist: str, method: str, steps: in
     return {"artist": artist, "mimic": method, "steps": steps, "lr": adapter.info["config"]["lr"],
             "batch_size": batch_size, "seed": seed, "images": len(pictures), "prompts": len(prompts),
             "sampling": sampling or {}, "success": round(float(np.mean(hits)), 4), "outcomes": hits,
+            "final_loss": round(adapter.info["final_loss"], 5),
             "train_seconds": round(train, 1), "generate_seconds": round(time.time() - t0, 1),
             "torch_threads": torch.get_num_threads()}
 
