@@ -70,14 +70,17 @@ def samplers(report: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _spread(v: dict | None) -> str:
+    return f"{v['min']:.2f} / {v['mean']:.2f} / {v['max']:.2f} ({v['seeds']})" if v else ""
+
+
 def settings(report: dict) -> str:
     artists = sorted({a for e in report["settings"] for a in e["success"]})
     rows = ["| mimic | steps | rate | batch | " + " | ".join(f"{a}: min / mean / max over seeds" for a in artists)
             + " | training s (median) | usable |", "|---|---|---|---|" + "---|" * len(artists) + "---|---|"]
     chosen = {(c["mimic"], c["steps"], c["lr"], c["batch_size"]) for c in report["chosen"].values()}
     for e in report["settings"]:
-        cells = [(lambda v: f"{v['min']:.2f} / {v['mean']:.2f} / {v['max']:.2f} ({v['seeds']})" if v else "")
-                 (e["success"].get(a)) for a in artists]
+        cells = [_spread(e["success"].get(a)) for a in artists]
         mark = "**chosen**" if (e["mimic"], e["steps"], e["lr"], e["batch_size"]) in chosen else \
             ("yes" if e["usable"] else "no" if e["complete"] else "incomplete")
         rows.append(f"| {e['mimic']} | {e['steps']} | {e['lr']:g} | {e['batch_size']} | " + " | ".join(cells)

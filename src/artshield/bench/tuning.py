@@ -88,9 +88,9 @@ def probe(bundle: ModelBundle, judge: Judge, artist: str, method: str, steps: in
             "torch_threads": torch.get_num_threads()}
 
 
-def _key(row: dict) -> tuple:
-    return (row["artist"], row["mimic"], row["steps"], float(row["lr"]), row["batch_size"], row["seed"],
-            json.dumps(row["sampling"], sort_keys=True))
+def _key(artist: str, mimic: str, steps: int, lr: float, batch_size: int, seed: int, sampling: dict, **_) -> tuple:
+    """What identifies a probe: a row of the grid (its other fields are what it measured)."""
+    return artist, mimic, steps, float(lr), batch_size, seed, json.dumps(sampling, sort_keys=True)
 
 
 def choose(rows: list[dict], artists: list[str], seeds: list[int], bar: float = MIN_SUCCESS) -> dict:
@@ -119,12 +119,12 @@ def run_mimic_grid(args) -> dict:
     out = Path(args.json) if args.json else None
     stored = json.loads(out.read_text()) if out and out.exists() else {}
     rows = stored.get("rows", [])
-    done = {_key(r) for r in rows}
+    done = {_key(**r) for r in rows}
     bundle, judge = load_model(args.model, "cpu"), Judge.load()
     sampling = CANDIDATES[args.sampling]
     for artist, steps, lr, batch, seed in itertools.product(args.artists, args.steps, args.lr, args.batch_size,
                                                             args.seeds):
-        probe_key = (artist, args.mimic, steps, float(lr), batch, seed, json.dumps(sampling, sort_keys=True))
+        probe_key = _key(artist, args.mimic, steps, lr, batch, seed, sampling)
         if probe_key in done:
             continue
         row = probe(bundle, judge, artist, args.mimic, steps, lr, batch, seed, sampling)
