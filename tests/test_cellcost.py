@@ -29,11 +29,12 @@ def test_dpm_solver_and_bf16_autocast_give_images_near_ddims_and_bad_options_are
 def test_a_folder_from_before_the_sampling_settings_stays_usable_and_other_sampling_is_refused(tmp_path):
     standard = experiment.PRESETS["standard"]
     runner = experiment.Runner(None, None, standard, tmp_path, log=lambda m: None)
-    old = {k: v for k, v in runner.protocol().items() if k not in ("mimicry_batch", "sampling")}
+    old = {k: v for k, v in runner.protocol().items() if k not in ("mimicry_batch", "sampling", "mimicry_options")}
     (tmp_path / "protocol.json").write_text(json.dumps(old))
     runner.check_protocol()                                        # the defaults were what it ran
     assert json.loads((tmp_path / "protocol.json").read_text())["sampling"] == {}
-    for change in ({"sampling": {"sampler": "dpm-solver++", "steps": 10}}, {"mimicry_batch": {"lora": 4}}):
+    for change in ({"sampling": {"sampler": "dpm-solver++", "steps": 10}}, {"mimicry_batch": {"lora": 4}},
+                   {"mimicry_options": {"lora": {"rank": 16}}}):
         other = experiment.Runner(None, None, Preset(**{**standard.__dict__, **change}), tmp_path, log=lambda m: None)
         with pytest.raises(ValueError, match="other settings"):
             other.check_protocol()
@@ -98,3 +99,15 @@ def test_cells_time_their_phases_and_two_presets_are_compared_on_the_same_cells(
         new = [r for r in figures["cells"] if r["side"] == "new" and r["condition"] == a["condition"]]
         assert a["seeds"] == [0, 1] and a["new"] == pytest.approx(sum(r["mimicry_success"] for r in new) / 2, abs=1e-3)
         assert a["agree"] == (a["new_minus_old"]["low"] <= 0 <= a["new_minus_old"]["high"])
+
+
+def test_other_mimic_options_form_a_grid_and_are_part_of_a_settings_identity():
+    assert tuning.option_grid(["rank=4,16", "lr_schedule=cosine"]) == [
+        {"rank": 4, "lr_schedule": "cosine"}, {"rank": 16, "lr_schedule": "cosine"}]
+    assert tuning.option_grid([]) == [{}] and tuning.option_grid(["warmup_steps=1.5"]) == [{"warmup_steps": 1.5}]
+    with pytest.raises(SystemExit, match="NAME=V1"):
+        tuning.option_grid(["rank"])
+    rows = [dict(_row(a, s, 0.5, seconds=30), options={"rank": 4}) for a in ("g", "m") for s in (0, 1)]
+    rows += [dict(_row(a, s, 0.5 if s else 0.2, seconds=10), options={"rank": 16}) for a in ("g", "m") for s in (0, 1)]
+    chosen = tuning.choose(rows, ["g", "m"], [0, 1])
+    assert len(chosen["settings"]) == 2 and chosen["chosen"]["lora"]["options"] == {"rank": 4}

@@ -113,3 +113,36 @@ def test_short_mimicry_on_mini_raises_the_judges_style_accuracy(mini_bundle, mok
     adapter = mimic(mini_bundle, moka["images"], moka["captions"], method, steps=steps, lr=lr, batch_size=8)
     after = style_accuracy(moka, adapter.apply(mini_bundle.copy()), adapter)
     assert after >= base_accuracy + 0.15, (base_accuracy, after)
+
+
+def test_the_learning_rate_follows_its_schedule_and_autocast_trains_in_bfloat16(tiny_bundle, monkeypatch):
+    seen = []
+    step = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    mimic(tiny_bundle, _images(2), ["sks style"] * 2, "lora", steps=10, lr=1e-2, lr_schedule="cosine", warmup_steps=2)
+    assert seen[0] == pytest.approx(0.0) and seen[2] == pytest.approx(1e-2)     # warm-up, then the peak
+    assert all(a > b for a, b in zip(seen[2:], seen[3:])) and seen[-1] < 1e-3    # cosine decay toward zero
+    seen.clear()
+    mimic(tiny_bundle, _images(2), ["sks style"] * 2, "lora", steps=4, lr=1e-2)
+    assert seen == [pytest.approx(1e-2)] * 4                                    # constant by default
+    dtypes = []          # the mimic trains a copy of the bundle: watch the copy's first layer
+    monkeypatch.setattr(type(tiny_bundle), "copy", _copy_with_hook(type(tiny_bundle).copy, dtypes))
+    adapter = mimic(tiny_bundle, _images(2), ["sks style"] * 2, "lora", steps=2, autocast="bf16")
+    assert torch.bfloat16 in dtypes and all(v.dtype == torch.float32 for v in adapter.tensors.values())
+    with pytest.raises(ValueError, match="lr_schedule"):
+        mimic(tiny_bundle, _images(2), ["sks style"] * 2, "lora", steps=1, lr_schedule="step")
+    with pytest.raises(ValueError, match="autocast"):
+        mimic(tiny_bundle, _images(2), ["sks style"] * 2, "lora", steps=1, autocast="int8")
+
+
+def _copy_with_hook(copy, dtypes):
+    def wrapped(self, *a, **k):
+        out = copy(self, *a, **k)
+        out.unet.conv_in.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+        return out
+    return wrapped

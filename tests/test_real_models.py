@@ -12,7 +12,7 @@ from artshield.cli import main
 from artshield.errors import ArtshieldError
 from artshield.generate import generate
 from artshield.models import load_model
-from artshield.models.diffusion import diffusion_target, predicted_noise
+from artshield.models.diffusion import denoising_loss, diffusion_target, predicted_noise
 from artshield.models.tiny import make_tiny_model
 
 
@@ -135,6 +135,27 @@ def test_v_prediction_target_and_noise_are_the_schedulers_on_known_values(sd2_di
     bundle.scheduler = type(bundle.scheduler).from_config(bundle.scheduler.config, prediction_type="sample")
     assert torch.equal(diffusion_target(bundle, z, eps, t), z)
     assert torch.allclose(predicted_noise(bundle, z, noisy, t), eps, atol=1e-4)
+
+
+def test_min_snr_weights_are_diffusers_for_each_prediction_type(sd2_dir):
+    from diffusers.training_utils import compute_snr
+
+    from artshield.models.diffusion import min_snr_weights
+
+    bundle = load_model(str(sd2_dir), device="cpu")
+    t = torch.tensor([0, 5, 100, 400, 999])
+    snr = compute_snr(bundle.scheduler, t)
+    clipped = torch.minimum(snr, torch.full_like(snr, 5.0))
+    for kind, expected in (("v_prediction", clipped / (snr + 1)), ("epsilon", clipped / snr), ("sample", clipped)):
+        bundle.scheduler = type(bundle.scheduler).from_config(bundle.scheduler.config, prediction_type=kind)
+        assert torch.allclose(min_snr_weights(bundle, t, 5.0), expected, rtol=1e-5), kind
+    # weighted, the loss of a latent at a small t (high SNR) shrinks by its weight; at a large t it is unchanged
+    bundle.scheduler = type(bundle.scheduler).from_config(bundle.scheduler.config, prediction_type="epsilon")
+    z, ctx = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(0)), bundle.embed(["a", "b"])
+    ts = torch.tensor([5, 999])
+    plain = denoising_loss(bundle, z, ctx, torch.Generator().manual_seed(1), ts)
+    weighted = denoising_loss(bundle, z, ctx, torch.Generator().manual_seed(1), ts, snr_gamma=5.0)
+    assert torch.allclose(weighted, plain * min_snr_weights(bundle, ts, 5.0), rtol=1e-5) and weighted[0] < plain[0]
 
 
 @pytest.mark.parametrize("family_dir", ["sd2", "sdxl"], indirect=True)

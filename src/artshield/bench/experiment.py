@@ -82,6 +82,7 @@ class Preset:
                                                           "textual-inversion": 300, "hypernetwork": 300})
     mimicry_lr: dict = field(default_factory=dict)          # method -> rate (default: the model's convention)
     mimicry_batch: dict = field(default_factory=dict)       # method -> batch size (default 8)
+    mimicry_options: dict = field(default_factory=dict)     # method -> its other options (rank, lr_schedule, ...)
     # how the mimic's generations are sampled: generate()'s sampler, steps and autocast (default: DDIM
     # at the model's steps, in the model's precision)
     sampling: dict = field(default_factory=dict)
@@ -249,7 +250,7 @@ class Runner:
                 "generations_per_prompt": p.generations_per_prompt,
                 "mimicry_steps": p.mimicry_steps, "mimicry_lr": p.mimicry_lr, "protect_options": p.protect_options,
                 "purify_options": p.purify_options, "distinct_noise_from": p.distinct_noise_from,
-                "mimicry_batch": p.mimicry_batch, "sampling": p.sampling}
+                "mimicry_batch": p.mimicry_batch, "sampling": p.sampling, "mimicry_options": p.mimicry_options}
 
     def check_protocol(self) -> None:
         """Refuse an OUT whose stored cells were made under other settings; record ours. Options of
@@ -269,7 +270,7 @@ class Runner:
             seeds = [json.loads(p.read_text()).get("seed", 0) for p in (self.out / "cells").glob("*.json")]
             k = self.preset.distinct_noise_from
             stored["distinct_noise_from"] = k if all(s < k for s in seeds) else "base s for every seed"
-        for key in ("mimicry_batch", "sampling"):      # runs from before these settings: the defaults
+        for key in ("mimicry_batch", "sampling", "mimicry_options"):   # runs from before these settings: defaults
             stored.setdefault(key, {})
         return stored
 
@@ -431,7 +432,8 @@ class Runner:
         with clock("train"):
             adapter = mimic(self.bundle, images, data.captions, cell.mimicry, steps=steps, seed=cell.seed,
                             batch_size=self.preset.mimicry_batch.get(cell.mimicry, 8),
-                            lr=self.preset.mimicry_lr.get(cell.mimicry))
+                            lr=self.preset.mimicry_lr.get(cell.mimicry),
+                            **self.preset.mimicry_options.get(cell.mimicry, {}))
         with clock("generate"):
             adapted = adapter.apply(self.bundle.copy())
             prompts = [adapter.prompt(p) for p in data.prompts for _ in range(self.preset.generations_per_prompt)]
@@ -457,6 +459,7 @@ class Runner:
                 **{k: round(v, 4) for k, v in figures.items()},
                 "mimicry_steps": steps, "mimicry_lr": adapter.info["config"]["lr"],
                 "mimicry_batch": adapter.info["config"]["batch_size"], "sampling": self.preset.sampling,
+                "mimicry_options": self.preset.mimicry_options.get(cell.mimicry, {}),
                 "mimicry_final_loss": round(adapter.info["final_loss"], 5), "prompts": len(prompts),
                 "training_images": len(images), "predicted_styles": _counts(styles),
                 "grid": str(sample.relative_to(self.out)), "inputs": str(example.relative_to(self.out)),

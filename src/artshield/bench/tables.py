@@ -74,17 +74,26 @@ def _spread(v: dict | None) -> str:
     return f"{v['min']:.2f} / {v['mean']:.2f} / {v['max']:.2f} ({v['seeds']})" if v else ""
 
 
+def _options(options: dict | None) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted((options or {}).items()))
+
+
 def settings(report: dict) -> str:
     artists = sorted({a for e in report["settings"] for a in e["success"]})
-    rows = ["| mimic | steps | rate | batch | " + " | ".join(f"{a}: min / mean / max over seeds" for a in artists)
-            + " | training s (median) | usable |", "|---|---|---|---|" + "---|" * len(artists) + "---|---|"]
-    chosen = {(c["mimic"], c["steps"], c["lr"], c["batch_size"]) for c in report["chosen"].values()}
+    rows = ["| mimic | steps | rate | batch | other options | "
+            + " | ".join(f"{a}: min / mean / max over seeds" for a in artists)
+            + " | training s (median) | usable |", "|---|---|---|---|---|" + "---|" * len(artists) + "---|---|"]
+
+    def identity(e):
+        return e["mimic"], e["steps"], e["lr"], e["batch_size"], _options(e.get("options"))
+
+    chosen = {identity(c) for c in report["chosen"].values()}
     for e in report["settings"]:
         cells = [_spread(e["success"].get(a)) for a in artists]
-        mark = "**chosen**" if (e["mimic"], e["steps"], e["lr"], e["batch_size"]) in chosen else \
+        mark = "**chosen**" if identity(e) in chosen else \
             ("yes" if e["usable"] else "no" if e["complete"] else "incomplete")
-        rows.append(f"| {e['mimic']} | {e['steps']} | {e['lr']:g} | {e['batch_size']} | " + " | ".join(cells)
-                    + f" | {e['train_seconds']:.0f} | {mark} |")
+        rows.append(f"| {e['mimic']} | {e['steps']} | {e['lr']:g} | {e['batch_size']} | {_options(e.get('options'))} | "
+                    + " | ".join(cells) + f" | {e['train_seconds']:.0f} | {mark} |")
     return "\n".join(rows) + "\n"
 
 

@@ -71,26 +71,36 @@ def outcomes(judge: Judge, images: torch.Tensor, artist: str) -> list[int]:
 
 
 def probe(bundle: ModelBundle, judge: Judge, artist: str, method: str, steps: int, lr: float | None,
-          batch_size: int, seed: int, sampling: dict | None = None, images: int = 30) -> dict:
-    """One fine-tuning on the artist's clean images, judged on the tuning split: one row."""
+          batch_size: int, seed: int, sampling: dict | None = None, images: int = 30,
+          options: dict | None = None) -> dict:
+    """One fine-tuning on the artist's clean images, judged on the tuning split: one row. `options`
+    are the mimic's other settings (rank, lr_schedule, autocast, ...)."""
     pictures, captions, prompts = tuning_data(artist, images)
     t0 = time.time()
-    adapter = mimic(bundle, pictures, captions, method, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+    adapter = mimic(bundle, pictures, captions, method, steps=steps, lr=lr, batch_size=batch_size, seed=seed,
+                    **(options or {}))
     train = time.time() - t0
     t0 = time.time()
     hits = outcomes(judge, generate(adapter.apply(bundle.copy()), [adapter.prompt(p) for p in prompts], seed=seed,
                                     **(sampling or {})), artist)
     return {"artist": artist, "mimic": method, "steps": steps, "lr": adapter.info["config"]["lr"],
-            "batch_size": batch_size, "seed": seed, "images": len(pictures), "prompts": len(prompts),
+            "batch_size": batch_size, "seed": seed, "options": options or {}, "images": len(pictures),
+            "prompts": len(prompts),
             "sampling": sampling or {}, "success": round(float(np.mean(hits)), 4), "outcomes": hits,
             "final_loss": round(adapter.info["final_loss"], 5),
             "train_seconds": round(train, 1), "generate_seconds": round(time.time() - t0, 1),
             "torch_threads": torch.get_num_threads()}
 
 
-def _key(artist: str, mimic: str, steps: int, lr: float, batch_size: int, seed: int, sampling: dict, **_) -> tuple:
+def _key(artist: str, mimic: str, steps: int, lr: float, batch_size: int, seed: int, sampling: dict,
+         options: dict | None = None, **_) -> tuple:
     """What identifies a probe: a row of the grid (its other fields are what it measured)."""
-    return artist, mimic, steps, float(lr), batch_size, seed, json.dumps(sampling, sort_keys=True)
+    return (artist, mimic, steps, float(lr), batch_size, seed, json.dumps(sampling, sort_keys=True),
+            json.dumps(options or {}, sort_keys=True))
+
+
+def _setting(r: dict) -> tuple:
+    return r["mimic"], r["steps"], float(r["lr"]), r["batch_size"], json.dumps(r.get("options") or {}, sort_keys=True)
 
 
 def choose(rows: list[dict], artists: list[str], seeds: list[int], bar: float = MIN_SUCCESS) -> dict:
@@ -98,13 +108,13 @@ def choose(rows: list[dict], artists: list[str], seeds: list[int], bar: float = 
     cheapest setting that reaches `bar` on every seed of every artist, or None."""
     settings: dict[tuple, list[dict]] = {}
     for r in rows:
-        settings.setdefault((r["mimic"], r["steps"], float(r["lr"]), r["batch_size"]), []).append(r)
+        settings.setdefault(_setting(r), []).append(r)
     table, chosen = [], {}
-    for (method, steps, lr, batch), rs in sorted(settings.items()):
+    for (method, steps, lr, batch, options), rs in sorted(settings.items()):
         by_artist = {a: [r["success"] for r in rs if r["artist"] == a and r["seed"] in seeds] for a in artists}
         complete = all(len(v) == len(seeds) for v in by_artist.values())
         usable = complete and all(min(v) >= bar for v in by_artist.values())
-        entry = {"mimic": method, "steps": steps, "lr": lr, "batch_size": batch,
+        entry = {"mimic": method, "steps": steps, "lr": lr, "batch_size": batch, "options": json.loads(options),
                  "success": {a: {"min": min(v), "mean": round(float(np.mean(v)), 4), "max": max(v), "seeds": len(v)}
                              for a, v in by_artist.items() if v},
                  "train_seconds": round(float(np.median([r["train_seconds"] for r in rs])), 1),
@@ -122,21 +132,45 @@ def run_mimic_grid(args) -> dict:
     done = {_key(**r) for r in rows}
     bundle, judge = load_model(args.model, "cpu"), Judge.load()
     sampling = CANDIDATES[args.sampling]
-    for artist, steps, lr, batch, seed in itertools.product(args.artists, args.steps, args.lr, args.batch_size,
-                                                            args.seeds):
-        probe_key = _key(artist, args.mimic, steps, lr, batch, seed, sampling)
+    for artist, steps, lr, batch, options, seed in itertools.product(args.artists, args.steps, args.lr,
+                                                                     args.batch_size, option_grid(args.set),
+                                                                     args.seeds):
+        probe_key = _key(artist, args.mimic, steps, lr, batch, seed, sampling, options)
         if probe_key in done:
             continue
-        row = probe(bundle, judge, artist, args.mimic, steps, lr, batch, seed, sampling)
+        row = probe(bundle, judge, artist, args.mimic, steps, lr, batch, seed, sampling, options=options)
         row["command"] = (f"python -m artshield.bench.tuning mimic --mimic {args.mimic} --artists {artist} "
-                          f"--steps {steps} --lr {lr} --batch-size {batch} --seeds {seed} --sampling {args.sampling}")
+                          f"--steps {steps} --lr {lr} --batch-size {batch} --seeds {seed} --sampling {args.sampling}"
+                          + "".join(f" --set {k}={v}" for k, v in options.items()))
         rows.append(row)
         done.add(probe_key)
-        print(f"{artist} {args.mimic} steps {steps} lr {lr} batch {batch} seed {seed}: success {row['success']:.3f} "
+        print(f"{artist} {args.mimic} steps {steps} lr {lr} batch {batch} {options or ''} seed {seed}: "
+              f"success {row['success']:.3f} "
               f"({row['train_seconds']:.0f} s training)", flush=True)
         if out:
             write_json(_mimic_report(rows, args), out)
     return _mimic_report(rows, args)
+
+
+def option_grid(settings: list[str]) -> list[dict]:
+    """`--set rank=4,16 --set lr_schedule=cosine` -> every combination, as mimic options (numbers
+    parsed as int or float, the rest kept as text)."""
+    axes = []
+    for item in settings or []:
+        name, sep, values = item.partition("=")
+        if not sep or not name or not values:
+            raise SystemExit(f"--set takes NAME=V1,V2,...; not {item!r}")
+        axes.append([(name, _value(v)) for v in values.split(",")])
+    return [dict(combo) for combo in itertools.product(*axes)]
+
+
+def _value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _mimic_report(rows: list[dict], args) -> dict:
@@ -196,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--lr", nargs="+", type=float, required=True)
     g.add_argument("--batch-size", nargs="+", type=int, default=[8])
     g.add_argument("--sampling", default="dpm-10-bf16", choices=list(CANDIDATES))
+    g.add_argument("--set", action="append", default=[], metavar="NAME=V1,V2",
+                   help="another of the mimic's options to vary (rank, lr_schedule, warmup_steps, autocast, ...)")
     s = sub.add_parser("sampling", help="candidate samplers against DDIM 30 steps on the tuning split")
     s.add_argument("--artist", default="gartoon")
     s.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -212,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "mimic":
         for method, entry in report["chosen"].items():
             print(f"chosen for {method}: {entry['steps']} steps at {entry['lr']:g}, batch {entry['batch_size']} "
+                  f"{entry['options'] or ''} "
                   f"({entry['train_seconds']:.0f} s training)")
         if not report["chosen"]:
             print(f"no setting reached {MIN_SUCCESS} on every seed of every artist")

@@ -61,22 +61,36 @@ def draws(bundle: ModelBundle, shape: tuple, generator: torch.Generator,
 
 
 def denoising_loss(bundle: ModelBundle, latents: torch.Tensor, context: torch.Tensor, generator: torch.Generator,
-                   timesteps: torch.Tensor | None = None, unet=None, reduction: str = "image") -> torch.Tensor:
+                   timesteps: torch.Tensor | None = None, unet=None, reduction: str = "image",
+                   snr_gamma: float | None = None) -> torch.Tensor:
     """The latent diffusion training loss for one draw of (t, eps) per latent.
 
     reduction "image": the squared error averaged over each latent's elements, shape (B,);
     "mean": averaged over the whole batch, a scalar (what a training step descends).
-    `unet` replaces the bundle's (a trainable copy, a surrogate)."""
+    `unet` replaces the bundle's (a trainable copy, a surrogate). `snr_gamma`: Min-SNR-gamma
+    weighting (Hang et al., ICCV 2023; diffusers' and kohya's `snr_gamma` / `min_snr_gamma`), each
+    latent's error weighted by min(SNR_t, gamma) / SNR_t (epsilon), / (SNR_t + 1) (v) or 1 (sample)."""
     noise, t = draws(bundle, tuple(latents.shape), generator, timesteps)
     noisy = bundle.scheduler.add_noise(latents, noise, t)
     unet = unet or bundle.unet
     pred = unet(noisy.to(unet.dtype), t, encoder_hidden_states=context.to(unet.dtype)).sample
-    error = (pred.float() - diffusion_target(bundle, latents, noise, t).float()).pow(2)
+    error = (pred.float() - diffusion_target(bundle, latents, noise, t).float()).pow(2).flatten(1).mean(1)
+    if snr_gamma is not None:
+        error = error * min_snr_weights(bundle, t, snr_gamma).to(error.device)
     if reduction == "mean":
         return error.mean()
     if reduction != "image":
         raise ValueError(f"reduction must be 'image' or 'mean', not {reduction!r}")
-    return error.flatten(1).mean(1)
+    return error
+
+
+def min_snr_weights(bundle: ModelBundle, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights at timesteps t, for the model's prediction type."""
+    abar = bundle.scheduler.alphas_cumprod.float()[t.long().cpu()]
+    snr = abar / (1 - abar)
+    clipped = snr.clamp(max=gamma)
+    kind = prediction_type(bundle)
+    return clipped / (snr + 1) if kind == "v_prediction" else clipped / snr if kind == "epsilon" else clipped
 
 
 def stratified_timesteps(bundle: ModelBundle, k: int) -> torch.Tensor:
