@@ -111,7 +111,25 @@ def cellcost(report: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-KINDS = {"verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost}
+def claims(report: dict) -> str:
+    from .claims import MIMIC_NAMES, evaluate
+
+    rows = ["| claim | cells that test it | relative mimicry, Holm-adjusted (per cell) | verdict on mini |",
+            "|---|---|---|---|"]
+    for c in evaluate(report):
+        cells = ", ".join(dict.fromkeys(f"{r['protection']}@{r['budget']:g}" for r in c["rows"])) or "none in this run"
+        if c["purifier"] != "none":
+            cells += f" + {c['purifier']}"
+        effects = "<br>".join(f"{MIMIC_NAMES.get(r['mimicry'], r['mimicry'])}, {r['artist']}, {r['protection']}: "
+                              + (_ci(r["interval"]) if r["interval"] else "no interval") + f" ({r['reading']})"
+                              for r in c["rows"]) or "not measured"
+        missing = ", ".join(MIMIC_NAMES.get(m, m) for m in c["not_measured"]) if c["rows"] else ""
+        rows.append(f"| {c['text']} ({c['source']}) | {cells} | {effects} | **{c['verdict']}**"
+                    + (f" (not measured: {missing})" if missing else "") + " |")
+    return "\n".join(rows) + "\n"
+
+
+KINDS = {"verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost, "claims": claims}
 
 
 def render(readme: str, root: Path) -> str:

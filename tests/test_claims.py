@@ -1,0 +1,43 @@
+"""The claims table: each published claim read off a run's rows with the run's own intervals."""
+from artshield.bench import claims, tables
+
+
+def _row(protection, mimicry, none, artist="gartoon", budget=16.0, **purified):
+    relative = {"none": None if none is None else {"mean": sum(none) / 2, "low": none[0], "high": none[1]}}
+    relative.update({k: {"mean": sum(v) / 2, "low": v[0], "high": v[1]} for k, v in purified.items()})
+    return {"artist": artist, "mimicry": mimicry, "protection": protection, "budget": budget, "relative": relative}
+
+
+def _verdicts(summary):
+    return {c["claim"]: c for c in claims.evaluate({"summary": summary, "analysis": {"bar": 0.5}})}
+
+
+def test_a_protection_claim_is_supported_only_when_shown_below_the_bar_and_refuted_only_when_shown_above():
+    got = _verdicts([_row("aspl", "dreambooth", (0.1, 0.45)), _row("aspl", "dreambooth", (0.2, 0.5), artist="moka")])
+    assert got["aspl-dreambooth"]["verdict"] == "supported"
+    got = _verdicts([_row("aspl", "dreambooth", (0.55, 0.9)), _row("aspl", "dreambooth", (0.3, 0.9), artist="moka")])
+    assert [r["reading"] for r in got["aspl-dreambooth"]["rows"]] == ["not supported", "inconclusive"]
+    assert got["aspl-dreambooth"]["verdict"] == "mixed"
+    # another budget or mimic is not this claim's cell
+    got = _verdicts([_row("aspl", "dreambooth", (0.1, 0.2), budget=8.0), _row("aspl", "lora", (0.1, 0.2))])
+    assert got["aspl-dreambooth"]["verdict"] == "not measured" and got["aspl-dreambooth"]["rows"] == []
+
+
+def test_a_claim_that_a_protection_fails_reads_the_other_way_and_names_the_mimics_not_run():
+    got = _verdicts([_row("glaze", "hypernetwork", (0.6, 1.2)), _row("advdm", "lora", (0.7, 1.1))])
+    assert got["glaze-hypernetwork"]["verdict"] == "supported"
+    assert got["advdm-mist"]["verdict"] == "not supported" and got["advdm-mist"]["not_measured"] == ["textual-inversion"]
+    assert _verdicts([_row("glaze", "hypernetwork", (0.1, 0.4))])["glaze-hypernetwork"]["verdict"] == "not supported"
+
+
+def test_a_purifier_can_only_strip_a_protection_that_holds():
+    held_then_broken = _row("glaze", "lora", (0.1, 0.4), bilateral=(0.6, 1.0))
+    held_still = _row("glaze", "dreambooth", (0.1, 0.4), bilateral=(0.1, 0.3))
+    nothing_to_strip = _row("glaze", "hypernetwork", (0.7, 1.0), bilateral=(0.8, 1.0))
+    got = _verdicts([held_then_broken])["bilateral-glaze"]
+    assert got["verdict"] == "supported" and got["rows"][0]["interval"]["low"] == 0.6
+    assert _verdicts([held_still])["bilateral-glaze"]["verdict"] == "not supported"
+    assert _verdicts([nothing_to_strip])["bilateral-glaze"]["verdict"] == "not tested"
+    assert _verdicts([held_then_broken, nothing_to_strip])["bilateral-glaze"]["verdict"] == "supported"
+    table = tables.claims({"summary": [held_then_broken, nothing_to_strip], "analysis": {"bar": 0.5}})
+    assert "glaze@16 + bilateral" in table and "not tested: does not protect unpurified" in table
