@@ -146,3 +146,14 @@ def _copy_with_hook(copy, dtypes):
         out.unet.conv_in.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
         return out
     return wrapped
+
+
+def test_a_lora_on_the_cross_attention_alone_trains_and_loads_only_there(tiny_bundle, tmp_path):
+    adapter = mimic(tiny_bundle, _images(2), ["sks style"] * 2, "lora", steps=2, lr=1e-2, layers="cross")
+    assert adapter.tensors and all(".attn2." in k for k in adapter.tensors)
+    adapter.save(tmp_path / "ad")
+    adapted = Adapter.load(tmp_path / "ad").apply(tiny_bundle.copy())
+    trained = {n for n, p in adapted.unet.named_parameters() if "lora_B" in n and p.abs().sum() > 0}
+    assert trained and all(".attn2." in n for n in trained)
+    with pytest.raises(ValueError, match="layers"):
+        mimic(tiny_bundle, _images(2), ["sks style"] * 2, "lora", steps=1, layers="mlp")

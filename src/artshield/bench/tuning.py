@@ -219,6 +219,68 @@ def run_sampling(args) -> dict:
             "generations": n, "torch_threads": torch.get_num_threads(), "candidates": table}
 
 
+def run_ablation(args) -> dict:
+    """Each mimic variant (`--set` options) fine-tuned on the clean and on the protected images of
+    the artist, per training seed, judged on the tuning split: relative mimicry (protected / clean),
+    paired over seeds and prompts. The protected set is made once (seed 0) and shared by every variant
+    and seed, so the variants differ only in how the mimic trains."""
+    out = Path(args.json) if args.json else None
+    stored = json.loads(out.read_text()) if out and out.exists() else {}
+    rows = stored.get("rows", [])
+    done = {(r["variant"], r["condition"], r["seed"]) for r in rows}
+    bundle, judge = load_model(args.model, "cpu"), Judge.load()
+    pictures, captions, prompts = tuning_data(args.artist)
+    from ..protect import protect
+
+    protected = None
+    sampling = CANDIDATES[args.sampling]
+    for options in option_grid(args.set):
+        variant = json.dumps({"steps": args.steps, "lr": args.lr, **options}, sort_keys=True)
+        for condition in ("clean", f"{args.protection}@{args.budget:g}"):
+            for seed in args.seeds:
+                if (variant, condition, seed) in done:
+                    continue
+                if condition != "clean" and protected is None:
+                    protected = protect(bundle, pictures, method=args.protection, budget=args.budget, seed=0,
+                                        score=False).protected(pictures)
+                images = pictures if condition == "clean" else protected
+                t0 = time.time()
+                adapter = mimic(bundle, images, captions, args.mimic, steps=args.steps, lr=args.lr, batch_size=8,
+                                seed=seed, **options)
+                train = time.time() - t0
+                hits = outcomes(judge, generate(adapter.apply(bundle.copy()), [adapter.prompt(p) for p in prompts],
+                                                seed=seed, **sampling), args.artist)
+                rows.append({"variant": variant, "options": options, "condition": condition, "seed": seed,
+                             "success": round(float(np.mean(hits)), 4), "outcomes": hits,
+                             "final_loss": round(adapter.info["final_loss"], 5), "train_seconds": round(train, 1)})
+                print(f"{variant} {condition} seed {seed}: success {rows[-1]['success']:.3f}", flush=True)
+                if out:
+                    write_json(_ablation_report(rows, args), out)
+    return _ablation_report(rows, args)
+
+
+def _ablation_report(rows: list[dict], args) -> dict:
+    variants = []
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        by = {c: {r["seed"]: r["outcomes"] for r in rows if r["variant"] == variant and r["condition"] == c}
+              for c in {r["condition"] for r in rows if r["variant"] == variant}}
+        entry = {"variant": json.loads(variant),
+                 "success": {c: round(float(np.mean([np.mean(o) for o in v.values()])), 4) for c, v in by.items()}}
+        protected = [c for c in by if c != "clean"]
+        if "clean" in by and protected:
+            seeds, (a, b) = stats.paired(stats.arrange(by[protected[0]], GENERATIONS), stats.arrange(by["clean"], GENERATIONS))
+            if seeds:
+                entry["relative"] = stats.ratio(a, b, len(seeds) * a.shape[1] * GENERATIONS).to_dict()
+                entry["seeds"] = seeds
+        variants.append(entry)
+    return {"what": "why a mimic shrugs a protection off (bench.tuning ablation): each variant of the mimic "
+                    "trained on clean and on protected images of the artist, judged on the tuning split; "
+                    "relative = protected / clean success, paired over seeds and prompts (95 %, no correction)",
+            "command": "python -m artshield.bench.tuning " + " ".join(args.argv),
+            "model": args.model, "artist": args.artist, "mimic": args.mimic, "protection": args.protection,
+            "budget": args.budget, "sampling": CANDIDATES[args.sampling], "variants": variants, "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m artshield.bench.tuning", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -232,20 +294,36 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--sampling", default="dpm-10-bf16", choices=list(CANDIDATES))
     g.add_argument("--set", action="append", default=[], metavar="NAME=V1,V2",
                    help="another of the mimic's options to vary (rank, lr_schedule, warmup_steps, autocast, ...)")
+    a = sub.add_parser("ablation", help="which way of training lets a mimic shrug a protection off")
+    a.add_argument("--mimic", default="lora", choices=["lora", "dreambooth", "textual-inversion", "hypernetwork"])
+    a.add_argument("--artist", default="gartoon")
+    a.add_argument("--protection", default="advdm")
+    a.add_argument("--budget", type=float, default=16)
+    a.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    a.add_argument("--steps", type=int, required=True)
+    a.add_argument("--lr", type=float, required=True)
+    a.add_argument("--set", action="append", default=[], metavar="NAME=V1,V2",
+                   help="the mimic's options that make the variants (rank, targets, ...)")
+    a.add_argument("--sampling", default="dpm-10-bf16", choices=list(CANDIDATES))
     s = sub.add_parser("sampling", help="candidate samplers against DDIM 30 steps on the tuning split")
     s.add_argument("--artist", default="gartoon")
     s.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     s.add_argument("--steps", type=int, default=500, help="LoRA steps (default 500, the standard preset's)")
     s.add_argument("--lr", type=float, default=3e-3, help="LoRA rate (default 3e-3, the standard preset's)")
-    for p in (g, s):
+    for p in (g, s, a):
         p.add_argument("--model", default="mini")
         p.add_argument("--json", default=None, help="write the figures to this file")
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    report = run_mimic_grid(args) if args.what == "mimic" else run_sampling(args)
+    report = {"mimic": run_mimic_grid, "sampling": run_sampling, "ablation": run_ablation}[args.what](args)
     if args.json:
         write_json(report, args.json)
-    if args.what == "mimic":
+    if args.what == "ablation":
+        for v in report["variants"]:
+            r = v.get("relative")
+            print(f"{v['variant']}: {v['success']}" + (f", relative {r['mean']:.2f} [{r['low']:.2f}, {r['high']:.2f}]"
+                                                      if r and r["low"] is not None else ""))
+    elif args.what == "mimic":
         for method, entry in report["chosen"].items():
             print(f"chosen for {method}: {entry['steps']} steps at {entry['lr']:g}, batch {entry['batch_size']} "
                   f"{entry['options'] or ''} "

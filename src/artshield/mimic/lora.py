@@ -14,6 +14,9 @@ from ..options import POSITIVE, Limit
 from .base import Mimic, MimicConfig, register
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+# which attention layers get the LoRA: every one (diffusers' scripts), or only the cross-attention
+# (attn2: where the text conditions the image) or only the self-attention (attn1), for ablations
+LAYERS = {"all": None, "cross": "attn2", "self": "attn1"}
 PREFIX = "unet."                 # diffusers' name for the UNet's part of a pipeline LoRA file
 
 
@@ -21,13 +24,21 @@ PREFIX = "unet."                 # diffusers' name for the UNet's part of a pipe
 class LoRAConfig(MimicConfig):
     rank: int = 4
     alpha: float = 4.0
+    layers: str = "all"                # "all", "cross" (attn2 only) or "self" (attn1 only)
     limits = {**MimicConfig.limits, "rank": Limit(1, 1024), "alpha": POSITIVE}
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.layers not in LAYERS:
+            raise ValueError(f"layers must be one of {', '.join(LAYERS)}, not {self.layers!r}")
 
-def _peft_config(rank: int, alpha: float):
+
+def _peft_config(rank: int, alpha: float, layers: str = "all"):
     from peft import LoraConfig
 
-    return LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=TARGETS)
+    attn = LAYERS[layers]
+    targets = TARGETS if attn is None else rf".*\.{attn}\.(to_q|to_k|to_v|to_out\.0)"
+    return LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=targets)
 
 
 @register("lora")
@@ -37,7 +48,7 @@ class LoRA(Mimic):
 
     def prepare(self, bundle):
         bundle.unet.requires_grad_(False)
-        bundle.unet.add_adapter(_peft_config(self.config.rank, self.config.alpha))
+        bundle.unet.add_adapter(_peft_config(self.config.rank, self.config.alpha, self.config.layers))
         params = [p for n, p in bundle.unet.named_parameters() if "lora_" in n]
         for p in params:
             p.requires_grad_(True)
@@ -52,15 +63,17 @@ class LoRA(Mimic):
     def file_metadata(cls, info: dict) -> dict[str, str]:
         """What diffusers reads to rebuild the LoRA configuration (rank, alpha, targets)."""
         cfg = info["config"]
+        targets = _peft_config(cfg["rank"], cfg["alpha"], cfg.get("layers", "all")).target_modules
         return {"lora_adapter_metadata": json.dumps({f"{PREFIX}r": cfg["rank"], f"{PREFIX}lora_alpha": cfg["alpha"],
-                                                     f"{PREFIX}target_modules": TARGETS}, sort_keys=True)}
+                                                     f"{PREFIX}target_modules": targets if isinstance(targets, str)
+                                                     else sorted(targets)}, sort_keys=True)}
 
     @classmethod
     def apply(cls, bundle, tensors, info):
         from peft import set_peft_model_state_dict
 
         cfg = info["config"]
-        bundle.unet.add_adapter(_peft_config(cfg["rank"], cfg["alpha"]))
+        bundle.unet.add_adapter(_peft_config(cfg["rank"], cfg["alpha"], cfg.get("layers", "all")))
         # files from before the "unet." prefix carry the bare peft names
         tensors = {k.removeprefix(PREFIX): v.to(bundle.device, bundle.dtype) for k, v in tensors.items()}
         result = set_peft_model_state_dict(bundle.unet, tensors)
