@@ -157,3 +157,23 @@ def test_a_lora_on_the_cross_attention_alone_trains_and_loads_only_there(tiny_bu
     assert trained and all(".attn2." in n for n in trained)
     with pytest.raises(ValueError, match="layers"):
         mimic(tiny_bundle, _images(2), ["sks style"] * 2, "lora", steps=1, layers="mlp")
+
+
+def test_gradients_are_clipped_to_the_norm_asked_for(tiny_bundle, monkeypatch):
+    norms = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *a, **k):
+        params = list(params)
+        before = clip(params, max_norm, *a, **k)
+        norms.append((float(before), float(torch.cat([p.grad.flatten() for p in params]).norm()), max_norm))
+        return before
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    mimic(tiny_bundle, _images(2), ["sks style"] * 2, "hypernetwork", steps=3, lr=1e-1, max_grad_norm=1e-3)
+    assert len(norms) == 3 and all(after <= 1e-3 * 1.0001 < before for before, after, _ in norms)
+    norms.clear()
+    mimic(tiny_bundle, _images(2), ["sks style"] * 2, "hypernetwork", steps=3, lr=1e-1)
+    assert norms == []                                                  # off by default
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        mimic(tiny_bundle, _images(2), ["sks style"] * 2, "lora", steps=1, max_grad_norm=0.0)

@@ -126,6 +126,28 @@ PRESETS = {
                        distinct_noise_from=3,
                        protect_options={"advdm-eot": {"method": "advdm", "eot": ["jpeg", "blur", "resize"]},
                                         "mist-eot": {"method": "mist", "eot": ["jpeg", "blur", "resize"]}}),
+    # mimics: #28's run. Every protection at 8 and 16/255 and the standard purifiers against three mimics on
+    # two artists, each mimic at the cheapest setting that reaches clean mimicry 0.4 on every training seed
+    # of both artists on the tuning split (docs/results/tuning/*-grid.json): cosine schedules with warm-up
+    # and Min-SNR-5 weighting. Textual inversion is not in it: no setting tried learns either artist on
+    # mini (see README). One generation per scored caption (two were 0.6-correlated: little information
+    # for twice the sampling) and DPM-Solver++ at 10 steps in bf16 (docs/results/tuning/sampling.json):
+    # a cell costs about a quarter of a standard one (docs/results/cell-cost.json).
+    "mimics": Preset(artists=["gartoon", "moka"],
+                     protections=["advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl", "robust",
+                                  "advdm-eot", "mist-eot"], budgets=[8, 16],
+                     purifiers=["jpeg", "gaussian-blur", "gaussian-noise", "median", "bilateral", "diffpure",
+                                "noisy-upscale"], mimicry=["dreambooth", "hypernetwork", "lora"], seeds=[0, 1, 2],
+                     prompts_per_artist=64, generations_per_prompt=1,
+                     mimicry_steps={"lora": 200, "dreambooth": 150, "hypernetwork": 400},
+                     mimicry_lr={"lora": 1e-2, "dreambooth": 3e-4, "hypernetwork": 1e-3},
+                     mimicry_options={"lora": {"lr_schedule": "cosine", "warmup_steps": 15, "snr_gamma": 5.0},
+                                      "dreambooth": {"lr_schedule": "cosine", "warmup_steps": 15},
+                                      "hypernetwork": {"lr_schedule": "cosine", "warmup_steps": 15, "snr_gamma": 5.0}},
+                     sampling={"sampler": "dpm-solver++", "steps": 10, "autocast": "bf16"},
+                     purify_options={"noisy-upscale": {"upscaler_steps": 25}},
+                     protect_options={"advdm-eot": {"method": "advdm", "eot": ["jpeg", "blur", "resize"]},
+                                      "mist-eot": {"method": "mist", "eot": ["jpeg", "blur", "resize"]}}),
     # smoke: seconds per cell, for tests and the Ray scaling measurement (bench/scale.py); it measures nothing
     "smoke": Preset(artists=["gartoon"], protections=["advdm"], budgets=[16], purifiers=["jpeg"], mimicry=["lora"],
                     seeds=[0, 1], images_per_artist=6, prompts_per_artist=4, generations_per_prompt=1,

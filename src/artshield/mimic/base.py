@@ -47,9 +47,10 @@ class MimicConfig(Overridable):
     lr_schedule: str = "constant"
     warmup_steps: int = 0
     snr_gamma: float | None = None     # Min-SNR-gamma loss weighting (5 in its paper and kohya's guides); None: off
+    max_grad_norm: float | None = None  # clip the gradient's norm (diffusers' scripts: 1.0); None: no clipping
 
     limits = {"steps": Limit(1, 1_000_000), "lr": POSITIVE, "batch_size": Limit(1, 4096), "seed": SEED,
-              "warmup_steps": Limit(0, 1_000_000), "snr_gamma": POSITIVE}
+              "warmup_steps": Limit(0, 1_000_000), "snr_gamma": POSITIVE, "max_grad_norm": POSITIVE}
     schedules = ("constant", "cosine", "linear")
 
 
@@ -129,6 +130,9 @@ class Mimic(ABC):
                                       snr_gamma=cfg.snr_gamma)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if cfg.max_grad_norm is not None:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             scaler.step(opt)
             scaler.update()
             schedule.step()
