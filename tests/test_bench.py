@@ -413,6 +413,13 @@ def test_a_new_rows_options_do_not_refuse_a_folder_but_changed_settings_do():
     assert compatible(stored, grown) and compatible(stored, stored)
     assert not compatible(stored, {**grown, "protect_options": {"aspl": {"steps": 6}}})      # an existing row changed
     assert not compatible(stored, {**stored, "generations_per_prompt": 3})
+    # a mimic with no stored cell may be added or retuned; a stored mimic's settings may not change
+    before = {**stored, "mimicry_steps": {"lora": 200}, "mimicry_lr": {"lora": 1e-2}}
+    added = {**before, "mimicry_steps": {"lora": 200, "dreambooth": 150}, "mimicry_lr": {"lora": 1e-2, "dreambooth": 3e-4}}
+    assert compatible(before, added, {"lora"}) and not compatible(before, added)
+    assert not compatible(before, {**added, "mimicry_lr": {"lora": 3e-3, "dreambooth": 3e-4}}, {"lora"})
+    assert not compatible(added, {**added, "mimicry_steps": {"lora": 200, "dreambooth": 100}}, {"lora", "dreambooth"})
+    assert compatible(added, {**added, "mimicry_steps": {"lora": 200, "dreambooth": 100}}, {"lora"})
 
 
 def test_a_variant_row_protects_with_its_method_and_options(tmp_path, monkeypatch):
