@@ -8,6 +8,6 @@ PURIFY = ("bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "noi
 MIMIC = ("lora", "textual-inversion", "dreambooth", "hypernetwork")
 ERASE = ("esd-x", "esd-u", "esd-x-strict", "uce")
 AUDIT = ("extract", "detect")
-BENCH_PRESETS = ("model-quality", "smoke", "quick", "standard", "full")
+BENCH_PRESETS = ("model-quality", "smoke", "quick", "standard", "mimics", "full")
 
 FAMILIES = {"protect": PROTECT, "purify": PURIFY, "mimic": MIMIC, "erase": ERASE, "audit": AUDIT}
