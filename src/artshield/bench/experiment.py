@@ -254,6 +254,7 @@ class Runner:
         """`artists`: data of artists that are not corpus themes (a user's own images), by name."""
         self.bundle, self.judge, self.preset, self.out, self.log = bundle, judge, preset, Path(out), log
         self.data: dict[str, ArtistData] = dict(artists or {})
+        self.reference_features: dict[str, np.ndarray] = {}    # the judge's features of each artist's references
         self.conditions: dict[tuple, tuple[list[torch.Tensor], dict]] = {}
         self.failed: list[dict] = []      # cells that raised: reported, the others still run
         self.elsewhere: list[str] = []    # cells another worker on OUT was computing
@@ -467,7 +468,9 @@ class Runner:
         with clock("judge"):
             styles, _ = self.judge.predict(generations)
             f_gen = self.judge.features(generations).numpy()
-            f_ref = self.judge.features(data.reference).numpy()
+            if cell.artist not in self.reference_features:      # the same for every cell of the artist
+                self.reference_features[cell.artist] = self.judge.features(data.reference).numpy()
+            f_ref = self.reference_features[cell.artist]
             precision, recall = precision_recall(f_ref, f_gen)
         with clock("write"):
             sample = self.out / "grids" / f"{cell.key}.png"
