@@ -72,6 +72,13 @@ def test_mimic_cli_with_sidecar_captions_then_generate(tmp_path, tiny_model_dir)
     assert json.loads((gen / "results.json").read_text())["adapter"]["method"] == "lora"
     assert main(["generate", "--model", str(tiny_model_dir), "--adapter", str(tmp_path), "--prompt", "x",
                  "-o", str(gen), "-q"]) == 2
+    tuned = tmp_path / "tuned"
+    assert main(["mimic", str(art), "-o", str(tuned), "--model", str(tiny_model_dir), "--steps", "2", "-q",
+                 "--option", "rank=2", "--option", "lr-schedule=cosine", "--option", "snr_gamma=5"]) == 0
+    config = json.loads((tuned / "adapter.json").read_text())["config"]
+    assert (config["rank"], config["lr_schedule"], config["snr_gamma"]) == (2, "cosine", 5)
+    assert main(["mimic", str(art), "-o", str(tmp_path / "bad"), "--model", str(tiny_model_dir), "-q",
+                 "--option", "lr_schedule=step"]) == 2 and not (tmp_path / "bad").exists()
 
 
 # --- on mini: a short run learns a held-out artist's style ----------------------------------------

@@ -340,11 +340,11 @@ def cmd_demo(args) -> int:
 def cmd_mimic(args) -> int:
     from .io import read_captioned_folder
     from .mimic import fill_captions
-    from .options import make_method
+    from .options import make_method, parse_assignments
 
     start = time.time()
-    options = {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "trigger": args.trigger,
-               "seed": args.seed}
+    options = {**parse_assignments(args.option or []), "steps": args.steps, "lr": args.lr,
+               "batch_size": args.batch_size, "trigger": args.trigger, "seed": args.seed}
     _check_method(args, "mimic", **options)
     folder = read_captioned_folder(args.images) if Path(args.images).is_dir() else None
     if not folder or not (folder.images or folder.failures):

@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     mi.add_argument("--caption", default=None,
                     help="caption template for images without a .txt; {trigger} and {name} (the file name) "
                     "are filled in (default: the model's style prompt, e.g. 'icon, {trigger} style')")
+    mi.add_argument("--option", action="append", metavar="KEY=VALUE",
+                    help="override a default of the method, e.g. rank=16, lr_schedule=cosine, warmup_steps=15, "
+                    "snr_gamma=5, max_grad_norm=1 (repeatable)")
     mi.set_defaults(func="mimic")
 
     de = sub.add_parser("demo", parents=[common, model], help="the main job on bundled sample images, with mini",

@@ -153,24 +153,17 @@ def run_mimic_grid(args) -> dict:
 
 
 def option_grid(settings: list[str]) -> list[dict]:
-    """`--set rank=4,16 --set lr_schedule=cosine` -> every combination, as mimic options (numbers
-    parsed as int or float, the rest kept as text)."""
+    """`--set rank=4,16 --set lr_schedule=cosine` -> every combination, as mimic options (values read
+    as the command line's --option reads them: numbers as numbers, the rest as text)."""
+    from ..options import parse_assignments
+
     axes = []
     for item in settings or []:
         name, sep, values = item.partition("=")
         if not sep or not name or not values:
             raise SystemExit(f"--set takes NAME=V1,V2,...; not {item!r}")
-        axes.append([(name, _value(v)) for v in values.split(",")])
+        axes.append([next(iter(parse_assignments([f"{name}={v}"]).items())) for v in values.split(",")])
     return [dict(combo) for combo in itertools.product(*axes)]
-
-
-def _value(text: str):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def _mimic_report(rows: list[dict], args) -> dict:

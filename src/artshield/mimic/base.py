@@ -38,9 +38,9 @@ class MimicConfig(Overridable):
     batch_size: int = 4
     trigger: str = "sks"               # the word the captions and the prompts use for the artist
     seed: int = 0
-    # "bf16": a float32 model's forward passes run under bfloat16 autocast (the trained parameters,
-    # AdamW's state and the loss stay float32); on a CPU with AVX-512 BF16 or AMX it is faster per
-    # step (the bench measured its effect on mimicry before using it: artshield.bench.tuning)
+    # "bf16" / "fp16": a float32 model's forward passes run under autocast (the trained parameters,
+    # AdamW's state and the loss stay float32), the usual mixed precision on a GPU; mini's training on
+    # a CPU with AVX-512 BF16 measured no faster with it (its tensors are small), so no preset uses it
     autocast: str | None = None
     # the learning rate over the run, as diffusers' training scripts name it: "constant", or
     # "cosine" / "linear" decay to zero; each after `warmup_steps` of linear warm-up
@@ -52,6 +52,13 @@ class MimicConfig(Overridable):
     limits = {"steps": Limit(1, 1_000_000), "lr": POSITIVE, "batch_size": Limit(1, 4096), "seed": SEED,
               "warmup_steps": Limit(0, 1_000_000), "snr_gamma": POSITIVE, "max_grad_norm": POSITIVE}
     schedules = ("constant", "cosine", "linear")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.autocast not in (None, "bf16", "fp16"):
+            raise ValueError(f"autocast must be bf16 or fp16, not {self.autocast!r}")
+        if self.lr_schedule not in self.schedules:
+            raise ValueError(f"lr_schedule must be one of {', '.join(self.schedules)}, not {self.lr_schedule!r}")
 
 
 class Mimic(ABC):
@@ -66,11 +73,6 @@ class Mimic(ABC):
     def __init__(self, bundle: ModelBundle, config: MimicConfig | None = None):
         self.bundle = bundle
         self.config = config or self.Config()
-        if self.config.autocast not in (None, "bf16", "fp16"):
-            raise ValueError(f"autocast must be bf16 or fp16, not {self.config.autocast!r}")
-        if self.config.lr_schedule not in MimicConfig.schedules:
-            raise ValueError(f"lr_schedule must be one of {', '.join(MimicConfig.schedules)}, "
-                             f"not {self.config.lr_schedule!r}")
         if self.config.lr is None:
             # a model far from SD's scale may declare its own rates (mini does: see artshield_mini.json)
             self.config.lr = bundle.conventions.learning_rate(self.name, self.paper_lr)
