@@ -99,6 +99,12 @@ def test_cells_time_their_phases_and_two_presets_are_compared_on_the_same_cells(
         new = [r for r in figures["cells"] if r["side"] == "new" and r["condition"] == a["condition"]]
         assert a["seeds"] == [0, 1] and a["new"] == pytest.approx(sum(r["mimicry_success"] for r in new) / 2, abs=1e-3)
         assert a["agree"] == (a["new_minus_old"]["low"] <= 0 <= a["new_minus_old"]["high"])
+    (e,) = figures["effect_agreement"]                 # a condition's effect against clean, both sides
+    by = {a["condition"]: a for a in figures["agreement"]}
+    assert e["condition"] == "clean + jpeg" and e["seeds"] == [0, 1]
+    assert e["new_effect"] == pytest.approx(by["clean + jpeg"]["new"] - by["clean"]["new"], abs=2e-3)
+    assert e["old_effect"] == pytest.approx(by["clean + jpeg"]["old"] - by["clean"]["old"], abs=2e-3)
+    assert e["new_minus_old"]["mean"] == pytest.approx(e["new_effect"] - e["old_effect"], abs=2e-3)
 
 
 def test_other_mimic_options_form_a_grid_and_are_part_of_a_settings_identity():

@@ -11,8 +11,9 @@ they are the same code and settings under both presets, and a bench makes them o
 whole row of cells, so they are not part of the per-cell figure (`cell_seconds`, the other phases).
 
 The outcomes must agree: for each condition, the new preset's mimicry success minus the old's,
-paired over seeds and prompts (stats.difference), with its interval. A speed-up whose cells measure
-something else is not a speed-up.
+paired over seeds and prompts (stats.difference), with its interval; and, since a verdict reads a
+protection's effect, each protected condition's effect (its success minus clean's) under the new
+preset minus the same under the old. A speed-up whose cells measure something else is not a speed-up.
 """
 from __future__ import annotations
 
@@ -100,25 +101,38 @@ def report(rows: list[dict], made: dict, presets: dict, old: str, new: str) -> d
     median = {s: float(np.median([r["cell_seconds"] for r in side[s]])) for s in side}
     phases = {s: {p: round(float(np.median([r["phases"].get(p, 0.0) for r in side[s]])), 2) for p in PHASES}
               for s in side}
-    agreement = []
+    agreement, tables = [], {}
     for condition in dict.fromkeys(r["condition"] for r in rows):
         by = {s: {r["cell"]["seed"]: r["outcomes"] for r in side[s] if r["condition"] == condition} for s in side}
-        tables = {s: stats.arrange(by[s], presets[s].generations_per_prompt) for s in side}
+        per_side = {s: stats.arrange(by[s], presets[s].generations_per_prompt) for s in side}
         # both presets score the bench's scored captions in one fixed order: a preset with fewer
         # prompts scores the first ones of the other's, so the common prompts are the first k
-        k = min(len(t) for s in side for t in tables[s].values())
-        seeds, (x, y) = stats.paired(*({seed: t[:k] for seed, t in tables[s].items()} for s in ("new", "old")))
+        k = min(len(t) for s in side for t in per_side[s].values())
+        tables[condition] = {s: {seed: t[:k] for seed, t in per_side[s].items()} for s in side}
+        seeds, (x, y) = stats.paired(tables[condition]["new"], tables[condition]["old"])
         n = len(seeds) * k * presets["new"].generations_per_prompt
         diff = stats.difference(x, y, n)
         agreement.append({"condition": condition, "seeds": seeds, "old": round(float(y.mean()), 4),
                           "new": round(float(x.mean()), 4), "new_minus_old": diff.to_dict(),
                           "agree": not diff.excludes(0.0)})
+    # what a verdict reads is a protection's effect (its success minus clean's), so that is what must
+    # agree: (new protected - new clean) - (old protected - old clean), paired over seeds and prompts
+    effects = []
+    for condition in tables:
+        if condition == "clean" or "clean" not in tables:
+            continue
+        seeds, (np_, nc, op, oc) = stats.paired(tables[condition]["new"], tables["clean"]["new"],
+                                                tables[condition]["old"], tables["clean"]["old"])
+        diff = stats.difference(np_ - nc, op - oc, len(seeds) * np_.shape[1] * presets["new"].generations_per_prompt)
+        effects.append({"condition": condition, "seeds": seeds, "old_effect": round(float((op - oc).mean()), 4),
+                        "new_effect": round(float((np_ - nc).mean()), 4), "new_minus_old": diff.to_dict(),
+                        "agree": not diff.excludes(0.0)})
     return {"what": "per-cell cost of the bench under two presets, side by side in one run (bench.cellcost); "
                     "cell_seconds = train + generate + judge + write + provenance; conditions made once, apart",
             "old": old, "new": new, "cpu": cpu_name(), "torch_threads": torch.get_num_threads(),
             "cpus": os.cpu_count(), "median_cell_seconds": {s: round(v, 1) for s, v in median.items()},
             "speed_up": round(median["old"] / median["new"], 2), "median_phase_seconds": phases,
-            "condition_seconds": made, "agreement": agreement, "cells": rows}
+            "condition_seconds": made, "agreement": agreement, "effect_agreement": effects, "cells": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,9 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         d = a["new_minus_old"]
         print(f"  {a['condition']}: {args.old} {a['old']:.3f}, {args.new} {a['new']:.3f}, new - old {d['mean']:+.3f} "
               f"[{d['low']:+.3f}, {d['high']:+.3f}]: {'agree' if a['agree'] else 'DIFFER'}")
+    for e in figures["effect_agreement"]:
+        d = e["new_minus_old"]
+        print(f"  effect of {e['condition']} (vs clean): {args.old} {e['old_effect']:+.3f}, {args.new} "
+              f"{e['new_effect']:+.3f}, new - old {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]: "
+              f"{'agree' if e['agree'] else 'DIFFER'}")
     if args.json:
         write_json(figures, args.json)
-    return 0 if all(a["agree"] for a in figures["agreement"]) else 1
+    return 0 if all(a["agree"] for a in figures["agreement"] + figures["effect_agreement"]) else 1
 
 
 if __name__ == "__main__":

@@ -108,6 +108,9 @@ def cellcost(report: dict) -> str:
     for a in report["agreement"]:
         rows.append(f"| mimicry success, {a['condition']} (new - old, 95 %) | {a['old']:.3f} | {a['new']:.3f} "
                     f"({_ci(a['new_minus_old'], 3)}) |")
+    for e in report.get("effect_agreement", []):
+        rows.append(f"| effect of {e['condition']}: success minus clean's (new - old, 95 %) | {e['old_effect']:+.3f} | "
+                    f"{e['new_effect']:+.3f} ({_ci(e['new_minus_old'], 3)}) |")
     return "\n".join(rows) + "\n"
 
 
