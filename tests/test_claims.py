@@ -41,3 +41,20 @@ def test_a_purifier_can_only_strip_a_protection_that_holds():
     assert _verdicts([held_then_broken, nothing_to_strip])["bilateral-glaze"]["verdict"] == "supported"
     table = tables.claims({"summary": [held_then_broken, nothing_to_strip], "analysis": {"bar": 0.5}})
     assert "glaze@16 + bilateral" in table and "not tested: does not protect unpurified" in table
+
+
+def test_a_run_of_several_artists_and_mimics_gets_their_columns_in_well_formed_tables():
+    import json
+    from pathlib import Path
+
+    results = json.loads((Path(__file__).parents[1] / "docs/results/bench-standard/results.json").read_text())
+    single = tables.verdicts(results)
+    assert single.splitlines()[0].startswith("| protection")
+    moka = [dict(r, artist="moka", mimicry="dreambooth") for r in results["summary"]]
+    results = {**results, "summary": results["summary"] + moka,
+               "controls": results["controls"] + [dict(c, artist="moka", mimicry="dreambooth") for c in results["controls"]]}
+    for text in (tables.verdicts(results), tables.controls(results)):
+        lines = text.strip().splitlines()
+        assert lines[0].startswith("| artist | mimic |") and len({line.count("|") for line in lines}) == 1
+        assert any(line.startswith("| moka | dreambooth |") for line in lines)
+        assert any(line.startswith("| gartoon | lora |") for line in lines)

@@ -31,13 +31,18 @@ def _ci(d: dict | None, digits: int = 2) -> str:
 
 
 def verdicts(results: dict) -> str:
-    rows = ["| protection | budget | relative mimicry, Holm-adjusted | same, 95 % | success points vs clean, 95 % "
-            "| verdict | FID difference (quality) |", "|---|---|---|---|---|---|---|"]
+    """One row per protection and budget; with more than one artist or mimic in the run, one per
+    artist, mimic, protection and budget, with those two columns first."""
+    many = len({(r["artist"], r["mimicry"]) for r in results["summary"]}) > 1
+    lead = "| artist | mimic " if many else ""
+    rows = [lead + "| protection | budget | relative mimicry, Holm-adjusted | same, 95 % | success points vs clean, "
+            "95 % | verdict | FID difference (quality) |", "|---|---" * many + "|---|---|---|---|---|---|---|"]
     order = list(NAMES)
-    for r in sorted(results["summary"], key=lambda r: (order.index(r["protection"]) if r["protection"] in order else 99,
-                                                      r["budget"])):
+    for r in sorted(results["summary"], key=lambda r: (r["artist"], r["mimicry"], order.index(r["protection"])
+                                                      if r["protection"] in order else 99, r["budget"])):
         q = r["quality"].get("none")
-        rows.append(f"| {NAMES.get(r['protection'], r['protection'])} | {r['budget']:g}/255 | "
+        head = f"| {r['artist']} | {r['mimicry']} " if many else ""
+        rows.append(head + f"| {NAMES.get(r['protection'], r['protection'])} | {r['budget']:g}/255 | "
                     f"{_ci(r['relative']['none'])} | {_ci(r['relative_unadjusted']['none'])} | "
                     f"{_ci(r['difference']['none'])} | {r['verdict']} | "
                     f"{_ci(q['fid_difference'], 1) + ', ' + q['verdict'] if q else 'not measured'} |")
@@ -45,19 +50,24 @@ def verdicts(results: dict) -> str:
 
 
 def controls(results: dict) -> str:
-    psnr: dict[str, list[float]] = {}
+    """The purifiers on clean images; per artist and mimic (two more columns) when the run has several."""
+    psnr: dict[tuple, list[float]] = {}
     for c in results["cells"]:
         if c["protection"] == "none" and c["purifier"] != "none" and "purifier_psnr_db" in c:
-            psnr.setdefault(c["purifier"], []).append(c["purifier_psnr_db"])
-    rows = ["| purifier (on clean images) | PSNR to clean | mimicry success, 95 % | difference vs clean, Holm-adjusted "
-            "| effect |", "|---|---|---|---|---|"]
-    first = results["controls"][0] if results["controls"] else None
-    if first:
-        rows.append(f"| none | | {_ci(first['clean'])} | | |")
-    for c in sorted(results["controls"], key=lambda c: -c["purified"]["mean"]):
-        db = f"{np.mean(psnr[c['purifier']]):.1f} dB" if c["purifier"] in psnr else ""
-        rows.append(f"| {c['purifier']} | {db} | {_ci(c['purified'])} | {_ci(c.get('difference'))} | "
-                    f"{c.get('effect', '')} |")
+            psnr.setdefault((c["artist"], c["purifier"]), []).append(c["purifier_psnr_db"])
+    groups: dict[tuple, list[dict]] = {}
+    for c in results["controls"]:
+        groups.setdefault((c["artist"], c["mimicry"]), []).append(c)
+    many = len(groups) > 1
+    rows = [("| artist | mimic " if many else "") + "| purifier (on clean images) | PSNR to clean | mimicry success, "
+            "95 % | difference vs clean, Holm-adjusted | effect |", "|---|---" * many + "|---|---|---|---|---|"]
+    for (artist, mimic), entries in sorted(groups.items()):
+        head = f"| {artist} | {mimic} " if many else ""
+        rows.append(head + f"| none | | {_ci(entries[0]['clean'])} | | |")
+        for c in sorted(entries, key=lambda c: -c["purified"]["mean"]):
+            db = psnr.get((artist, c["purifier"]))
+            rows.append(head + f"| {c['purifier']} | {f'{np.mean(db):.1f} dB' if db else ''} | {_ci(c['purified'])} | "
+                        f"{_ci(c.get('difference'))} | {c.get('effect', '')} |")
     return "\n".join(rows) + "\n"
 
 
