@@ -30,10 +30,16 @@ def _ci(d: dict | None, digits: int = 2) -> str:
     return f"{mean} [{low}, {high}]"
 
 
+def _several(results: dict, present: set) -> bool:
+    """Whether a run's tables need artist and mimic columns: it has, or its preset plans, more than one."""
+    preset = results.get("preset") or {}
+    return len(present) > 1 or len(preset.get("artists", [])) > 1 or len(preset.get("mimicry", [])) > 1
+
+
 def verdicts(results: dict) -> str:
     """One row per protection and budget; with more than one artist or mimic in the run, one per
     artist, mimic, protection and budget, with those two columns first."""
-    many = len({(r["artist"], r["mimicry"]) for r in results["summary"]}) > 1
+    many = _several(results, {(r["artist"], r["mimicry"]) for r in results["summary"]})
     lead = "| artist | mimic " if many else ""
     rows = [lead + "| protection | budget | relative mimicry, Holm-adjusted | same, 95 % | success points vs clean, "
             "95 % | verdict | FID difference (quality) |", "|---|---" * many + "|---|---|---|---|---|---|---|"]
@@ -58,7 +64,7 @@ def controls(results: dict) -> str:
     groups: dict[tuple, list[dict]] = {}
     for c in results["controls"]:
         groups.setdefault((c["artist"], c["mimicry"]), []).append(c)
-    many = len(groups) > 1
+    many = _several(results, set(groups))
     rows = [("| artist | mimic " if many else "") + "| purifier (on clean images) | PSNR to clean | mimicry success, "
             "95 % | difference vs clean, Holm-adjusted | effect |", "|---|---" * many + "|---|---|---|---|---|"]
     for (artist, mimic), entries in sorted(groups.items()):
@@ -131,7 +137,7 @@ def claims(report: dict) -> str:
             "|---|---|---|---|"]
     for c in evaluate(report):
         cells = ", ".join(dict.fromkeys(f"{r['protection']}@{r['budget']:g}" for r in c["rows"])) or "none in this run"
-        if c["purifier"] != "none":
+        if c["purifier"] != "none" and c["rows"]:
             cells += f" + {c['purifier']}"
         effects = "<br>".join(f"{MIMIC_NAMES.get(r['mimicry'], r['mimicry'])}, {r['artist']}, {r['protection']}: "
                               + (_ci(r["interval"]) if r["interval"] else "no interval") + f" ({r['reading']})"
