@@ -5,7 +5,7 @@ import statistics
 import pytest
 import torch
 
-from artshield.bench import cellcost, experiment, tuning
+from artshield.bench import cellcost, experiment, tables, tuning
 from artshield.bench.experiment import Preset
 from artshield.generate import generate
 
@@ -117,3 +117,23 @@ def test_other_mimic_options_form_a_grid_and_are_part_of_a_settings_identity():
     rows += [dict(_row(a, s, 0.5 if s else 0.2, seconds=10), options={"rank": 16}) for a in ("g", "m") for s in (0, 1)]
     chosen = tuning.choose(rows, ["g", "m"], [0, 1])
     assert len(chosen["settings"]) == 2 and chosen["chosen"]["lora"]["options"] == {"rank": 4}
+
+
+def test_the_ablation_pairs_each_variants_protected_runs_with_its_clean_ones():
+    import argparse
+
+    def rows(variant, condition, rates):
+        return [{"variant": json.dumps(variant, sort_keys=True), "options": variant, "condition": condition, "seed": s,
+                 "success": r, "outcomes": [1] * int(r * 64) + [0] * (64 - int(r * 64))} for s, r in enumerate(rates)]
+
+    a, b = {"layers": "all"}, {"layers": "cross"}
+    found = rows(a, "clean", [0.5, 0.75, 0.5]) + rows(a, "advdm@16", [0.5, 0.75, 0.5])
+    found += rows(b, "clean", [0.5, 0.5, 0.75]) + rows(b, "advdm@16", [0.25, 0.25, 0.375])
+    args = argparse.Namespace(argv=["ablation"], model="mini", artist="gartoon", mimic="lora", protection="advdm",
+                              budget=16.0, sampling="dpm-10-bf16")
+    report = tuning._ablation_report(found, args)
+    same, halved = report["variants"]
+    assert same["relative"]["mean"] == pytest.approx(1.0) and same["seeds"] == [0, 1, 2]
+    assert halved["relative"]["mean"] == pytest.approx(0.875 / 1.75) and halved["success"]["advdm@16"] == pytest.approx(0.2917, abs=1e-3)
+    table = tables.ablation(report)
+    assert "| layers cross | 0.583 | 0.292 | 0.50 [" in table

@@ -148,7 +148,20 @@ def claims(report: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-KINDS = {"verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost, "claims": claims}
+def ablation(report: dict) -> str:
+    protected = f"{report['protection']}@{report['budget']:g}"
+    rows = [f"| variant ({report['mimic']}, {report['artist']}) | clean success | {protected} success | "
+            f"relative mimicry, 95 % | seeds |", "|---|---|---|---|---|"]
+    for v in report["variants"]:
+        name = _options({k: x for k, x in v["variant"].items()})
+        rel = v.get("relative")
+        rows.append(f"| {name} | {v['success'].get('clean', float('nan')):.3f} | "
+                    f"{v['success'].get(protected, float('nan')):.3f} | {_ci(rel) if rel else ''} | "
+                    f"{len(v.get('seeds', []))} |")
+    return "\n".join(rows) + "\n"
+
+
+KINDS = {"verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost, "claims": claims, "ablation": ablation}
 
 
 def render(readme: str, root: Path) -> str:
