@@ -33,6 +33,7 @@ def test_a_folder_from_before_the_sampling_settings_stays_usable_and_other_sampl
     (tmp_path / "protocol.json").write_text(json.dumps(old))
     runner.check_protocol()                                        # the defaults were what it ran
     assert json.loads((tmp_path / "protocol.json").read_text())["sampling"] == {}
+    (tmp_path / "cells" / "a-lora-cell.json").write_text(json.dumps({"mimicry": "lora"}))   # a stored LoRA cell
     for change in ({"sampling": {"sampler": "dpm-solver++", "steps": 10}}, {"mimicry_batch": {"lora": 4}},
                    {"mimicry_options": {"lora": {"rank": 16}}}):
         other = experiment.Runner(None, None, Preset(**{**standard.__dict__, **change}), tmp_path, log=lambda m: None)
