@@ -131,9 +131,10 @@ PRESETS = {
     # of both artists on the tuning split (docs/results/tuning/*-grid.json): cosine schedules with warm-up,
     # Min-SNR-5 weighting for LoRA. Textual inversion and the hypernetwork are not in it (yet): no setting
     # tried reaches the bar on every seed (see README); a mimic joins the run once one does (a folder's
-    # stored cells bind only the settings of the mimics they used). One generation per scored caption (two were 0.6-correlated: little information
-    # for twice the sampling) and DPM-Solver++ at 10 steps in bf16 (docs/results/tuning/sampling.json):
-    # a cell costs about a quarter of a standard one (docs/results/cell-cost.json).
+    # stored cells bind only the settings of the mimics they used). One generation per scored caption (a
+    # caption's two generations were 0.6-correlated: little information for twice the sampling) and
+    # DPM-Solver++ at 10 steps in bf16 (docs/results/tuning/sampling.json): a LoRA cell costs about a third
+    # of a standard one (docs/results/cell-cost.json).
     "mimics": Preset(artists=["gartoon", "moka"],
                      protections=["advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl", "robust",
                                   "advdm-eot", "mist-eot"], budgets=[8, 16],
