@@ -70,25 +70,34 @@ def outcomes(judge: Judge, images: torch.Tensor, artist: str) -> list[int]:
     return [int(s == artist) for s in styles]
 
 
+def train_and_judge(bundle: ModelBundle, judge: Judge, artist: str, images: list, captions: list[str],
+                    prompts: list[str], method: str, seed: int, sampling: dict | None = None, **options):
+    """Fine-tune the mimic on `images`, generate the prompts, judge them: (adapter, per-image
+    outcomes, training seconds, generation seconds)."""
+    t0 = time.time()
+    adapter = mimic(bundle, images, captions, method, seed=seed, **options)
+    train = time.time() - t0
+    t0 = time.time()
+    hits = outcomes(judge, generate(adapter.apply(bundle.copy()), [adapter.prompt(p) for p in prompts], seed=seed,
+                                    **(sampling or {})), artist)
+    return adapter, hits, train, time.time() - t0
+
+
 def probe(bundle: ModelBundle, judge: Judge, artist: str, method: str, steps: int, lr: float | None,
           batch_size: int, seed: int, sampling: dict | None = None, images: int = 30,
           options: dict | None = None) -> dict:
     """One fine-tuning on the artist's clean images, judged on the tuning split: one row. `options`
     are the mimic's other settings (rank, lr_schedule, autocast, ...)."""
     pictures, captions, prompts = tuning_data(artist, images)
-    t0 = time.time()
-    adapter = mimic(bundle, pictures, captions, method, steps=steps, lr=lr, batch_size=batch_size, seed=seed,
-                    **(options or {}))
-    train = time.time() - t0
-    t0 = time.time()
-    hits = outcomes(judge, generate(adapter.apply(bundle.copy()), [adapter.prompt(p) for p in prompts], seed=seed,
-                                    **(sampling or {})), artist)
+    adapter, hits, train, sample = train_and_judge(bundle, judge, artist, pictures, captions, prompts, method, seed,
+                                                   sampling, steps=steps, lr=lr, batch_size=batch_size,
+                                                   **(options or {}))
     return {"artist": artist, "mimic": method, "steps": steps, "lr": adapter.info["config"]["lr"],
             "batch_size": batch_size, "seed": seed, "options": options or {}, "images": len(pictures),
             "prompts": len(prompts),
             "sampling": sampling or {}, "success": round(float(np.mean(hits)), 4), "outcomes": hits,
             "final_loss": round(adapter.info["final_loss"], 5),
-            "train_seconds": round(train, 1), "generate_seconds": round(time.time() - t0, 1),
+            "train_seconds": round(train, 1), "generate_seconds": round(sample, 1),
             "torch_threads": torch.get_num_threads()}
 
 
@@ -237,12 +246,9 @@ def run_ablation(args) -> dict:
                     protected = protect(bundle, pictures, method=args.protection, budget=args.budget, seed=0,
                                         score=False).protected(pictures)
                 images = pictures if condition == "clean" else protected
-                t0 = time.time()
-                adapter = mimic(bundle, images, captions, args.mimic, steps=args.steps, lr=args.lr, batch_size=8,
-                                seed=seed, **options)
-                train = time.time() - t0
-                hits = outcomes(judge, generate(adapter.apply(bundle.copy()), [adapter.prompt(p) for p in prompts],
-                                                seed=seed, **sampling), args.artist)
+                adapter, hits, train, _ = train_and_judge(bundle, judge, args.artist, images, captions, prompts,
+                                                          args.mimic, seed, sampling, steps=args.steps, lr=args.lr,
+                                                          batch_size=8, **options)
                 rows.append({"variant": variant, "options": options, "condition": condition, "seed": seed,
                              "success": round(float(np.mean(hits)), 4), "outcomes": hits,
                              "final_loss": round(adapter.info["final_loss"], 5), "train_seconds": round(train, 1)})
