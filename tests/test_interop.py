@@ -72,18 +72,21 @@ def test_kohya_layout_converts_back_with_diffusers_loader(lora_folder, tiny_mode
     assert torch.allclose(ours, kohya, atol=1e-4)                # alpha 3 at rank 2 survives the round trip
 
 
-def test_diffusers_load_textual_inversion_reads_our_embedding(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("vectors", [1, 3])
+def test_diffusers_load_textual_inversion_reads_our_embedding(tmp_path, tiny_model_dir, vectors):
     base = load_model(str(tiny_model_dir), device="cpu")
-    adapter = mimic(base, _images(), [PROMPT] * 3, "textual-inversion", steps=3, lr=5e-2)
+    adapter = mimic(base, _images(), [PROMPT] * 3, "textual-inversion", steps=3, lr=5e-2, num_vectors=vectors)
     adapter.save(tmp_path / "ti")
     ours = generate(Adapter.load(tmp_path / "ti").apply(load_model(str(tiny_model_dir), device="cpu")),
                     [adapter.prompt(PROMPT)], steps=3, guidance=3.0, seed=1)
     pipe = _diffusers_pipe(tiny_model_dir)
     pipe.load_textual_inversion(str(tmp_path / "ti"), weight_name="adapter.safetensors")
     token = adapter.info["token"]
-    assert token in pipe.tokenizer.get_vocab()
-    vector = pipe.text_encoder.get_input_embeddings().weight[pipe.tokenizer.convert_tokens_to_ids(token)]
-    assert torch.equal(vector.detach(), adapter.tensors[token])
+    names = [token] + [f"{token}_{i}" for i in range(1, vectors)]
+    assert adapter.info["tokens"] == names and all(n in pipe.tokenizer.get_vocab() for n in names)
+    ids = pipe.tokenizer.convert_tokens_to_ids(names)
+    rows = pipe.text_encoder.get_input_embeddings().weight[ids].detach()
+    assert torch.equal(rows, adapter.tensors[token].reshape(vectors, -1))
     assert torch.allclose(ours, _run(pipe, adapter.prompt(PROMPT)), atol=1e-4)
 
 

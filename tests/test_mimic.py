@@ -56,6 +56,27 @@ def test_textual_inversion_only_learns_its_token(tiny_bundle):
     assert adapter.prompt("a star, sks style") == "a star, <sks> style"
 
 
+def test_multi_vector_textual_inversion_learns_every_vector_and_nothing_else(tiny_bundle):
+    rows = tiny_bundle.text_encoder.get_input_embeddings().weight.detach().clone()
+    adapter = mimic(tiny_bundle, _images(2), ["sks style", "icon, sks style"], "textual-inversion", steps=4, lr=0.05,
+                    num_vectors=3)
+    vectors = adapter.tensors["<sks>"]
+    assert list(adapter.tensors) == ["<sks>"] and vectors.shape == (3, rows.shape[1])
+    assert adapter.info["tokens"] == ["<sks>", "<sks>_1", "<sks>_2"]
+    # a prompt names the embedding by its first token, and encoding writes out the others, as diffusers does
+    assert adapter.prompt("a star, sks style") == "a star, <sks> style"
+    # every vector moved from where it started (the init word's embedding), each its own way
+    start = rows[tiny_bundle.tokenizer(tiny_bundle.conventions.init_word, add_special_tokens=False).input_ids].mean(0)
+    assert all(not torch.allclose(v, start) for v in vectors)
+    assert not torch.allclose(vectors[0], vectors[1]) and not torch.allclose(vectors[1], vectors[2])
+    loaded = Adapter("textual-inversion", adapter.tensors, adapter.info).apply(tiny_bundle.copy(text=True))
+    ids = loaded.tokenizer.convert_tokens_to_ids(adapter.info["tokens"])
+    assert torch.equal(loaded.text_encoder.get_input_embeddings().weight[ids].detach(), vectors)
+    # written out once, and a prompt that already lists the tokens is left as it is
+    tokens = loaded.tokenize(["a star, <sks> style", "a star, <sks> <sks>_1 <sks>_2 style"])
+    assert tokens[0].tolist().count(ids[2]) == 1 and torch.equal(tokens[0], tokens[1])
+
+
 def test_mimic_cli_with_sidecar_captions_then_generate(tmp_path, tiny_model_dir):
     art = tmp_path / "art"
     art.mkdir()

@@ -6,13 +6,19 @@ as a word, so "document open icon, sks style" trains "<sks>" in its place. Saved
 {"<sks>": vector}, the layout diffusers' learned_embeds.safetensors uses. On SDXL the token is
 learnt in both text encoders at once and saved as {"clip_l": (1, 768), "clip_g": (1, 1280)}, the
 SDXL embedding layout A1111 and ComfyUI read (diffusers: load_textual_inversion of each tensor
-with its tokenizer and encoder)."""
+with its tokenizer and encoder).
+
+`num_vectors` > 1 learns several vectors for the one word, as diffusers' script's --num_vectors does:
+tokens "<sks>", "<sks>_1", ... stand together where the word stood, and the file holds
+{"<sks>": (n, dim)}, which diffusers' load_textual_inversion reads back as those same tokens. A prompt
+names such an embedding by "<sks>" alone, as with diffusers: the tokens are written out when it is encoded."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
 
+from ..options import Limit
 from .base import Mimic, MimicConfig, register, retag
 
 
@@ -20,6 +26,13 @@ from .base import Mimic, MimicConfig, register, retag
 class TextualInversionConfig(MimicConfig):
     steps: int = 3000
     init_word: str | None = None       # None: the model's (mini: "icon"; Stable Diffusion: "art")
+    num_vectors: int = 1               # vectors learnt for the word (diffusers' --num_vectors)
+    limits = {**MimicConfig.limits, "num_vectors": Limit(1, 64)}
+
+
+def token_names(token: str, n: int) -> list[str]:
+    """The tokens of an n-vector embedding, as diffusers names them: token, token_1, ..., token_{n-1}."""
+    return [token] + [f"{token}_{i}" for i in range(1, n)]
 
 
 SDXL_KEYS = ("clip_l", "clip_g")       # the first and the second encoder, as A1111 and ComfyUI name them
@@ -43,10 +56,17 @@ class TextualInversion(Mimic):
     def token(self) -> str:
         return f"<{self.config.trigger}>"
 
+    @property
+    def tokens(self) -> list[str]:
+        return token_names(self.token, self.config.num_vectors)
+
     def run(self, images, captions, generator=None, progress=None):
+        # the captions name the embedding by its first token; the bundle's tokenizer writes out the
+        # others (ModelBundle.tokenize), as diffusers' pipelines do with a loaded embedding
         adapter = super().run(images, [retag(c, self.config.trigger, self.token) for c in captions], generator,
                               progress)
         adapter.info["token"] = self.token
+        adapter.info["tokens"] = self.tokens
         return adapter
 
     def prepare(self, bundle):
@@ -57,45 +77,46 @@ class TextualInversion(Mimic):
         self.rows, params = [], []
         for tokenizer, encoder in bundle.text_encoders():
             encoder.float().requires_grad_(False)
-            token_id = add_token(tokenizer, encoder, self.token)
+            token_ids = [add_token(tokenizer, encoder, t) for t in self.tokens]
             init_ids = tokenizer(init, add_special_tokens=False).input_ids
             embeddings = encoder.get_input_embeddings().weight
             with torch.no_grad():
-                embeddings[token_id] = embeddings[init_ids].mean(0)
+                embeddings[token_ids] = embeddings[init_ids].mean(0)
             embeddings.requires_grad_(True)
-            self.rows.append((encoder, token_id, embeddings.detach().clone()))
+            self.rows.append((encoder, token_ids, embeddings.detach().clone()))
             params.append(embeddings)
         return params
 
     def after_step(self, bundle):
         # only the new token's row learns: the others are put back (AdamW's weight decay and
         # momentum would otherwise move them), as diffusers' script does
-        for encoder, token_id, frozen in self.rows:
+        for encoder, token_ids, frozen in self.rows:
             weight = encoder.get_input_embeddings().weight
             with torch.no_grad():
                 keep = torch.ones(weight.shape[0], dtype=torch.bool, device=weight.device)
-                keep[token_id] = False
+                keep[token_ids] = False
                 weight[keep] = frozen[keep]
 
     def state(self, bundle):
-        vectors = [encoder.get_input_embeddings().weight[token_id].detach().clone()
-                   for encoder, token_id, _ in self.rows]
+        # (n, dim) per encoder; one vector is saved as (dim,) for SD 1.x/2.x, the layout of earlier files
+        vectors = [encoder.get_input_embeddings().weight[token_ids].detach().clone()
+                   for encoder, token_ids, _ in self.rows]
         if bundle.is_sdxl:
-            return {key: v[None] for key, v in zip(SDXL_KEYS, vectors)}
-        return {self.token: vectors[0]}
+            return {key: v for key, v in zip(SDXL_KEYS, vectors)}
+        return {self.token: vectors[0][0] if len(vectors[0]) == 1 else vectors[0]}
 
     @classmethod
     def apply(cls, bundle, tensors, info):
         if set(tensors) == set(SDXL_KEYS):
             if not bundle.is_sdxl:
                 raise ValueError("an SDXL embedding (clip_l and clip_g) needs an SDXL model")
-            pairs = [(info["token"], tensors[key].reshape(-1), tok, enc)
-                     for key, (tok, enc) in zip(SDXL_KEYS, bundle.text_encoders())]
+            pairs = [(info["token"], tensors[key], tok, enc) for key, (tok, enc) in zip(SDXL_KEYS, bundle.text_encoders())]
         else:
             if bundle.is_sdxl:
                 raise ValueError("an SD 1.x/2.x embedding does not fit an SDXL model's two text encoders")
             pairs = [(token, vector, bundle.tokenizer, bundle.text_encoder) for token, vector in tensors.items()]
-        for token, vector, tokenizer, encoder in pairs:
-            token_id = add_token(tokenizer, encoder, token)
+        for token, vectors, tokenizer, encoder in pairs:
+            vectors = vectors.reshape(-1, vectors.shape[-1])         # (dim,) or (n, dim) -> (n, dim)
+            token_ids = [add_token(tokenizer, encoder, t) for t in token_names(token, len(vectors))]
             with torch.no_grad():
-                encoder.get_input_embeddings().weight[token_id] = vector.to(encoder.dtype)
+                encoder.get_input_embeddings().weight[token_ids] = vectors.to(encoder.dtype)

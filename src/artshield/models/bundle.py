@@ -12,6 +12,7 @@ batch as before; `token_states` gives the token rows alone (UCE edits keys and v
 from __future__ import annotations
 
 import copy as _copy
+import re
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -71,6 +72,7 @@ class ModelBundle:
 
     def tokenize(self, prompts: list[str], tokenizer=None) -> torch.Tensor:
         tokenizer = tokenizer or self.tokenizer
+        prompts = [expand_vectors(p, tokenizer) for p in prompts]
         return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
                          truncation=True, return_tensors="pt").input_ids.to(self.device)
 
@@ -194,3 +196,18 @@ def _sdxl_hook(unet, args, kwargs):
     kwargs = {**kwargs, "encoder_hidden_states": context[:, :-1],
               "added_cond_kwargs": {"text_embeds": context[:, -1, :pooled_dim], "time_ids": ids}}
     return args, kwargs
+
+
+def expand_vectors(prompt: str, tokenizer) -> str:
+    """A prompt with each multi-vector embedding's token ("<sks>", learnt with "<sks>_1", "<sks>_2")
+    written out as all its tokens, as diffusers' pipelines do (maybe_convert_prompt) before they encode
+    it; a prompt that already writes them out is left as it is."""
+    added = tokenizer.added_tokens_encoder
+    for token in [t for t in added if f"{t}_1" in added and t in prompt]:
+        n = 1
+        while f"{token}_{n}" in added:
+            n += 1
+        words = " ".join([token] + [f"{token}_{i}" for i in range(1, n)])
+        # not inside "<sks>_1", and not where the tokens are already written out
+        prompt = re.sub(re.escape(token) + r"(?!_\d)(?!\s*" + re.escape(token) + "_1)", lambda m: words, prompt)
+    return prompt
