@@ -102,7 +102,7 @@ class TextualInversion(Mimic):
         vectors = [encoder.get_input_embeddings().weight[token_ids].detach().clone()
                    for encoder, token_ids, _ in self.rows]
         if bundle.is_sdxl:
-            return {key: v for key, v in zip(SDXL_KEYS, vectors)}
+            return dict(zip(SDXL_KEYS, vectors))
         return {self.token: vectors[0][0] if len(vectors[0]) == 1 else vectors[0]}
 
     @classmethod
@@ -110,7 +110,8 @@ class TextualInversion(Mimic):
         if set(tensors) == set(SDXL_KEYS):
             if not bundle.is_sdxl:
                 raise ValueError("an SDXL embedding (clip_l and clip_g) needs an SDXL model")
-            pairs = [(info["token"], tensors[key], tok, enc) for key, (tok, enc) in zip(SDXL_KEYS, bundle.text_encoders())]
+            pairs = [(info["token"], tensors[key], tok, enc)
+                     for key, (tok, enc) in zip(SDXL_KEYS, bundle.text_encoders())]
         else:
             if bundle.is_sdxl:
                 raise ValueError("an SD 1.x/2.x embedding does not fit an SDXL model's two text encoders")
