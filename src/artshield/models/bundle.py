@@ -72,7 +72,7 @@ class ModelBundle:
 
     def tokenize(self, prompts: list[str], tokenizer=None) -> torch.Tensor:
         tokenizer = tokenizer or self.tokenizer
-        prompts = [expand_vectors(p, tokenizer) for p in prompts]
+        prompts = expand_vectors(prompts, tokenizer)
         return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
                          truncation=True, return_tensors="pt").input_ids.to(self.device)
 
@@ -198,16 +198,19 @@ def _sdxl_hook(unet, args, kwargs):
     return args, kwargs
 
 
-def expand_vectors(prompt: str, tokenizer) -> str:
-    """A prompt with each multi-vector embedding's token ("<sks>", learnt with "<sks>_1", "<sks>_2")
+def expand_vectors(prompts: list[str], tokenizer) -> list[str]:
+    """Prompts with each multi-vector embedding's token ("<sks>", learnt with "<sks>_1", "<sks>_2")
     written out as all its tokens, as diffusers' pipelines do (maybe_convert_prompt) before they encode
-    it; a prompt that already writes them out is left as it is."""
+    them; a prompt that already writes them out is left as it is."""
     added = tokenizer.added_tokens_encoder
-    for token in [t for t in added if f"{t}_1" in added and t in prompt]:
+    rules = []
+    for token in (t for t in added if f"{t}_1" in added):
         n = 1
         while f"{token}_{n}" in added:
             n += 1
         words = " ".join([token] + [f"{token}_{i}" for i in range(1, n)])
         # not inside "<sks>_1", and not where the tokens are already written out
-        prompt = re.sub(re.escape(token) + r"(?!_\d)(?!\s*" + re.escape(token) + "_1)", lambda m: words, prompt)
-    return prompt
+        rules.append((re.compile(re.escape(token) + r"(?!_\d)(?!\s*" + re.escape(token) + "_1)"), words))
+    for pattern, words in rules:
+        prompts = [pattern.sub(lambda m, w=words: w, p) for p in prompts]
+    return prompts
