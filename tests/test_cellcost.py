@@ -1,4 +1,5 @@
 """The bench's speed levers: faster samplers, the tuning of mimic settings, and the per-cell cost."""
+import argparse
 import json
 import statistics
 
@@ -57,6 +58,29 @@ def test_the_cheapest_setting_that_reaches_the_bar_on_every_seed_of_every_artist
     assert not by_steps[50]["usable"] and by_steps[50]["success"]["g"]["min"] == 0.39
     assert not by_steps[20]["complete"] and not by_steps[20]["usable"]
     assert tuning.choose(rows[12:], ["g", "m"], [0, 1, 2])["chosen"] == {}
+
+
+def test_a_known_style_is_a_control_on_unseen_icons_that_never_makes_a_setting_usable():
+    from artshield import corpus
+
+    images, captions, prompts = tuning.tuning_data("papirus", images=6)
+    pool = corpus.items(split="judge", theme="papirus")           # icons mini never trained on
+    assert len(images) == 6 and len(prompts) == tuning.TUNING_PROMPTS * tuning.GENERATIONS
+    assert captions[0] == pool[0].caption.split(" (")[0].replace("papirus style", "sks style")
+    assert prompts[0] == prompts[1] == pool[6].caption.split(" (")[0].replace("papirus style", "sks style")
+    assert all("sks style" in c and "(" not in c for c in captions + prompts)
+    assert torch.equal(images[0], next(iter(corpus.load_images(pool[:1], 64))))
+    assert tuning.known("papirus") and not tuning.known("gartoon")
+    with pytest.raises(SystemExit, match="nuovext.*fewer than"):
+        tuning.tuning_data("nuovext")
+    with pytest.raises(SystemExit, match="not a theme"):
+        tuning.tuning_data("vangogh")
+    rows = [_row(a, s, 0.6) for a in ("gartoon", "moka") for s in (0, 1)] + [_row("papirus", s, 0.1) for s in (0, 1)]
+    report = tuning._mimic_report(rows, argparse.Namespace(model="mini"))
+    (setting,) = report["settings"]
+    assert setting["usable"] and setting["success"]["papirus"]["max"] == 0.1      # shown, not a condition
+    rows = [_row("papirus", s, 0.9) for s in (0, 1)]
+    assert tuning._mimic_report(rows, argparse.Namespace(model="mini"))["chosen"] == {}
 
 
 def test_the_mimic_grid_writes_its_rows_and_a_rerun_skips_them(tmp_path, monkeypatch):

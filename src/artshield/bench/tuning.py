@@ -55,10 +55,31 @@ CANDIDATES = {
 }
 
 
+def known(artist: str) -> bool:
+    """Whether `artist` is a theme mini was trained on (its style is in the base model), not a held-out one."""
+    return artist in corpus.themes(heldout=False)
+
+
 def tuning_data(artist: str, images: int = 30) -> tuple[list[torch.Tensor], list[str], list[str]]:
-    """(fine-tuning images, their captions, the tuning prompts x GENERATIONS) of a held-out artist."""
+    """(fine-tuning images, their captions, the tuning prompts x GENERATIONS) of an artist.
+
+    A held-out artist gives the bench's fine-tuning images and its tuning captions. A theme mini was
+    trained on (a *known* style, the control) gives icons of its judge pool, which mini never saw: the
+    first `images` to fine-tune on and the next TUNING_PROMPTS captions as prompts. A mimic that reaches
+    a known style but not a held-out one can learn, and what it cannot do is add a style the base
+    model does not draw."""
+    if known(artist):
+        pool = corpus.items(split="judge", theme=artist)
+        if len(pool) < images + TUNING_PROMPTS:
+            raise SystemExit(f"theme {artist!r} has {len(pool)} judge-pool icons: fewer than the "
+                             f"{images + TUNING_PROMPTS} a known-style probe needs")
+        finetune, tuning = pool[:images], pool[images:images + TUNING_PROMPTS]
+        caption = (lambda i: trigger_caption(i.caption.split(" (")[0], artist))
+        return (list(corpus.load_images(finetune, 64)), [caption(i) for i in finetune],
+                [caption(i) for i in tuning for _ in range(GENERATIONS)])
     if artist not in corpus.themes(heldout=True):
-        raise SystemExit(f"artist {artist!r} is not a held-out theme of the corpus ({', '.join(corpus.themes(True))})")
+        raise SystemExit(f"artist {artist!r} is not a theme of the corpus ({', '.join(corpus.themes(True))} "
+                         f"held out; {', '.join(corpus.themes(False))} known to mini)")
     finetune = corpus.items(split="finetune", theme=artist)[:images]
     tuning, _ = reference_split(artist, TUNING_PROMPTS, 0)
     prompts = [trigger_caption(i.caption, artist) for i in tuning for _ in range(GENERATIONS)]
@@ -92,7 +113,7 @@ def probe(bundle: ModelBundle, judge: Judge, artist: str, method: str, steps: in
     adapter, hits, train, sample = train_and_judge(bundle, judge, artist, pictures, captions, prompts, method, seed,
                                                    sampling, steps=steps, lr=lr, batch_size=batch_size,
                                                    **(options or {}))
-    return {"artist": artist, "mimic": method, "steps": steps, "lr": adapter.info["config"]["lr"],
+    return {"artist": artist, "known_style": known(artist), "mimic": method, "steps": steps, "lr": adapter.info["config"]["lr"],
             "batch_size": batch_size, "seed": seed, "options": options or {}, "images": len(pictures),
             "prompts": len(prompts),
             "sampling": sampling or {}, "success": round(float(np.mean(hits)), 4), "outcomes": hits,
@@ -113,16 +134,18 @@ def _setting(r: dict) -> tuple:
 
 
 def choose(rows: list[dict], artists: list[str], seeds: list[int], bar: float = MIN_SUCCESS) -> dict:
-    """Per mimic and setting: success per artist (min, mean, max over seeds), training seconds; the
-    cheapest setting that reaches `bar` on every seed of every artist, or None."""
+    """Per mimic and setting: success per artist (min, mean, max over seeds; also for an artist of the
+    rows outside `artists`, such as a known style), training seconds; the cheapest setting that
+    reaches `bar` on every seed of every one of `artists`, or None."""
     settings: dict[tuple, list[dict]] = {}
     for r in rows:
         settings.setdefault(_setting(r), []).append(r)
     table, chosen = [], {}
     for (method, steps, lr, batch, options), rs in sorted(settings.items()):
-        by_artist = {a: [r["success"] for r in rs if r["artist"] == a and r["seed"] in seeds] for a in artists}
-        complete = all(len(v) == len(seeds) for v in by_artist.values())
-        usable = complete and all(min(v) >= bar for v in by_artist.values())
+        shown = list(artists) + sorted({r["artist"] for r in rs} - set(artists))
+        by_artist = {a: [r["success"] for r in rs if r["artist"] == a and r["seed"] in seeds] for a in shown}
+        complete = bool(artists) and all(len(by_artist[a]) == len(seeds) for a in artists)
+        usable = complete and all(min(by_artist[a]) >= bar for a in artists)
         entry = {"mimic": method, "steps": steps, "lr": lr, "batch_size": batch, "options": json.loads(options),
                  "success": {a: {"min": min(v), "mean": round(float(np.mean(v)), 4), "max": max(v), "seeds": len(v)}
                              for a, v in by_artist.items() if v},
@@ -176,11 +199,12 @@ def option_grid(settings: list[str]) -> list[dict]:
 
 
 def _mimic_report(rows: list[dict], args) -> dict:
-    artists = sorted({r["artist"] for r in rows})
-    seeds = sorted({r["seed"] for r in rows})
+    artists = sorted({r["artist"] for r in rows if not known(r["artist"])})   # a known style (the control)
+    seeds = sorted({r["seed"] for r in rows})                                 # never makes a setting usable
     return {"what": "mimic settings on the tuning split (bench.tuning): clean fine-tuning images, the bench's "
                     f"tuning captions x {GENERATIONS}, judged; usable = success >= {MIN_SUCCESS} on every seed "
-                    "of every artist; chosen = the usable setting with the fewest training seconds",
+                    "of every held-out artist (a theme mini was trained on is a control: see tuning_data); chosen = "
+                    "the usable setting with the fewest training seconds",
             "model": args.model, **choose(rows, artists, seeds), "rows": rows}
 
 
