@@ -64,19 +64,19 @@ def tuning_data(artist: str, images: int = 30) -> tuple[list[torch.Tensor], list
     """(fine-tuning images, their captions, the tuning prompts x GENERATIONS) of an artist.
 
     A held-out artist gives the bench's fine-tuning images and its tuning captions. A theme mini was
-    trained on (a *known* style, the control) gives icons of its judge pool, which mini never saw: the
-    first `images` to fine-tune on and the next TUNING_PROMPTS captions as prompts. A mimic that reaches
-    a known style but not a held-out one can learn, and what it cannot do is add a style the base
-    model does not draw."""
+    trained on (a *known* style, the control) gives icons of mini's own training set: the first `images`
+    to fine-tune on and the next TUNING_PROMPTS captions as prompts, so style and objects are both
+    ones the base model draws. A mimic that reaches a known style but not a held-out one can learn,
+    and what it cannot do is add a style the base model does not draw; one that reaches neither
+    cannot move the trigger to a style at all."""
     if known(artist):
-        pool = corpus.items(split="judge", theme=artist)
+        pool = corpus.items(split="train", theme=artist)
         if len(pool) < images + TUNING_PROMPTS:
-            raise SystemExit(f"theme {artist!r} has {len(pool)} judge-pool icons: fewer than the "
+            raise SystemExit(f"theme {artist!r} has {len(pool)} training icons: fewer than the "
                              f"{images + TUNING_PROMPTS} a known-style probe needs")
         finetune, tuning = pool[:images], pool[images:images + TUNING_PROMPTS]
-        caption = (lambda i: trigger_caption(i.caption.split(" (")[0], artist))
-        return (list(corpus.load_images(finetune, 64)), [caption(i) for i in finetune],
-                [caption(i) for i in tuning for _ in range(GENERATIONS)])
+        return (list(corpus.load_images(finetune, 64)), [trigger_caption(i.caption, artist) for i in finetune],
+                [trigger_caption(i.caption, artist) for i in tuning for _ in range(GENERATIONS)])
     if artist not in corpus.themes(heldout=True):
         raise SystemExit(f"artist {artist!r} is not a theme of the corpus ({', '.join(corpus.themes(True))} "
                          f"held out; {', '.join(corpus.themes(False))} known to mini)")

@@ -48,9 +48,14 @@ class MimicConfig(Overridable):
     warmup_steps: int = 0
     snr_gamma: float | None = None     # Min-SNR-gamma loss weighting (5 in its paper and kohya's guides); None: off
     max_grad_norm: float | None = None  # clip the gradient's norm (diffusers' scripts: 1.0); None: no clipping
+    # the share of training captions replaced by the empty one (kohya's caption_dropout_rate; Stable
+    # Diffusion's own training dropped 10 %): the model also learns the images under the prompt
+    # classifier-free guidance subtracts, which a method that changes that prompt's encoding needs
+    caption_dropout: float = 0.0
 
     limits = {"steps": Limit(1, 1_000_000), "lr": POSITIVE, "batch_size": Limit(1, 4096), "seed": SEED,
-              "warmup_steps": Limit(0, 1_000_000), "snr_gamma": POSITIVE, "max_grad_norm": POSITIVE}
+              "warmup_steps": Limit(0, 1_000_000), "snr_gamma": POSITIVE, "max_grad_norm": POSITIVE,
+              "caption_dropout": Limit(0, 1, high_open=True)}
     schedules = ("constant", "cosine", "linear")
 
     def __post_init__(self):
@@ -119,6 +124,7 @@ class Mimic(ABC):
             views = model_views(images, bundle.image_size).to(bundle.device)
             latents = torch.cat([bundle.encode(v[None]) for v in views]).float()
             contexts = None if self.trains_text else bundle.embed(captions).float()
+            empty = None if self.trains_text or not cfg.caption_dropout else bundle.embed([""]).float()
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
         schedule = get_scheduler("constant_with_warmup" if cfg.lr_schedule == "constant" else cfg.lr_schedule, opt,
                                  num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
@@ -126,8 +132,15 @@ class Mimic(ABC):
         losses = []
         for _ in range(cfg.steps):
             idx = torch.randint(len(images), (min(cfg.batch_size, len(images)),), generator=g)
+            # drawn only when on, so that a run without it keeps the random stream (and results) it had
+            dropped = torch.rand(len(idx), generator=g) < cfg.caption_dropout if cfg.caption_dropout else None
             with autocast:
-                ctx = bundle.embed([captions[i] for i in idx]) if self.trains_text else contexts[idx]
+                if self.trains_text:
+                    drop = [False] * len(idx) if dropped is None else dropped.tolist()
+                    ctx = bundle.embed(["" if d else captions[i] for i, d in zip(idx.tolist(), drop)])
+                else:
+                    ctx = contexts[idx] if dropped is None else \
+                        torch.where(dropped[:, None, None].to(contexts.device), empty, contexts[idx])
                 loss = denoising_loss(bundle, latents[idx].to(bundle.dtype), ctx, g, reduction="mean",
                                       snr_gamma=cfg.snr_gamma)
             opt.zero_grad(set_to_none=True)
