@@ -60,7 +60,7 @@ def test_the_cheapest_setting_that_reaches_the_bar_on_every_seed_of_every_artist
     assert tuning.choose(rows[12:], ["g", "m"], [0, 1, 2])["chosen"] == {}
 
 
-def test_a_known_style_is_a_control_on_unseen_icons_that_never_makes_a_setting_usable():
+def test_a_known_style_is_a_control_that_never_makes_a_setting_usable(mini_bundle):
     from artshield import corpus
 
     images, captions, prompts = tuning.tuning_data("papirus", images=6)
@@ -81,6 +81,10 @@ def test_a_known_style_is_a_control_on_unseen_icons_that_never_makes_a_setting_u
     assert setting["usable"] and setting["success"]["papirus"]["max"] == 0.1      # shown, not a condition
     rows = [_row("papirus", s, 0.9) for s in (0, 1)]
     assert tuning._mimic_report(rows, argparse.Namespace(model="mini"))["chosen"] == {}
+    from artshield.metrics.judge import Judge
+
+    bounds = tuning.known_style_bounds(mini_bundle, Judge.load(), "papirus", tuning.CANDIDATES["dpm-10-bf16"])
+    assert bounds["prompts"] == len(prompts) and bounds["named"] > bounds["trigger"] + 0.3   # mini draws it when named
 
 
 def test_the_mimic_grid_writes_its_rows_and_a_rerun_skips_them(tmp_path, monkeypatch):

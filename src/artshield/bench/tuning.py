@@ -39,7 +39,7 @@ from ..metrics.judge import Judge
 from ..mimic import mimic
 from ..models import ModelBundle, load_model
 from . import stats
-from .experiment import reference_split, trigger_caption
+from .experiment import TRIGGER, reference_split, trigger_caption
 
 MIN_SUCCESS = 0.4          # clean mimicry a mimic's settings must reach on every seed and artist
 TUNING_PROMPTS = 32        # the bench's tuning split (Preset.tuning_prompts)
@@ -164,6 +164,10 @@ def run_mimic_grid(args) -> dict:
     done = {_key(**r) for r in rows}
     bundle, judge = load_model(args.model, "cpu"), Judge.load()
     sampling = CANDIDATES[args.sampling]
+    bounds = stored.get("known_styles", {})
+    for artist in args.artists:
+        if known(artist) and artist not in bounds:
+            bounds[artist] = known_style_bounds(bundle, judge, artist, sampling)
     for artist, steps, lr, batch, options, seed in itertools.product(args.artists, args.steps, args.lr,
                                                                      args.batch_size, option_grid(args.set),
                                                                      args.seeds):
@@ -180,8 +184,19 @@ def run_mimic_grid(args) -> dict:
               f"success {row['success']:.3f} "
               f"({row['train_seconds']:.0f} s training)", flush=True)
         if out:
-            write_json(_mimic_report(rows, args), out)
-    return _mimic_report(rows, args)
+            write_json(_mimic_report(rows, args, bounds), out)
+    return _mimic_report(rows, args, bounds)
+
+
+def known_style_bounds(bundle: ModelBundle, judge: Judge, artist: str, sampling: dict) -> dict:
+    """The base model on a known style's probe prompts (seed 0): with the theme's own name where the
+    trigger stands (what a mimic that found the style would reach) and with the untrained trigger
+    (where it starts)."""
+    _, _, prompts = tuning_data(artist, images=1)
+    named = [p.replace(f"{TRIGGER} style", f"{artist} style") for p in prompts]
+    return {"named": round(float(np.mean(outcomes(judge, generate(bundle, named, seed=0, **sampling), artist))), 4),
+            "trigger": round(float(np.mean(outcomes(judge, generate(bundle, prompts, seed=0, **sampling), artist))), 4),
+            "prompts": len(prompts), "seed": 0}
 
 
 def option_grid(settings: list[str]) -> list[dict]:
@@ -198,14 +213,15 @@ def option_grid(settings: list[str]) -> list[dict]:
     return [dict(combo) for combo in itertools.product(*axes)]
 
 
-def _mimic_report(rows: list[dict], args) -> dict:
+def _mimic_report(rows: list[dict], args, known_styles: dict | None = None) -> dict:
     artists = sorted({r["artist"] for r in rows if not known(r["artist"])})   # a known style (the control)
     seeds = sorted({r["seed"] for r in rows})                                 # never makes a setting usable
     return {"what": "mimic settings on the tuning split (bench.tuning): clean fine-tuning images, the bench's "
                     f"tuning captions x {GENERATIONS}, judged; usable = success >= {MIN_SUCCESS} on every seed "
                     "of every held-out artist (a theme mini was trained on is a control: see tuning_data); chosen = "
                     "the usable setting with the fewest training seconds",
-            "model": args.model, **choose(rows, artists, seeds), "rows": rows}
+            "model": args.model, **choose(rows, artists, seeds),
+            **({"known_styles": known_styles} if known_styles else {}), "rows": rows}
 
 
 def run_sampling(args) -> dict:
