@@ -75,10 +75,16 @@ def test_a_known_style_is_a_control_that_never_makes_a_setting_usable(mini_bundl
         tuning.tuning_data("nuovext", images=200)
     with pytest.raises(SystemExit, match="not a theme"):
         tuning.tuning_data("vangogh")
-    rows = [_row(a, s, 0.6) for a in ("gartoon", "moka") for s in (0, 1)] + [_row("papirus", s, 0.1) for s in (0, 1)]
-    report = tuning._mimic_report(rows, argparse.Namespace(model="mini"))
+    rows = [_row(a, s, 0.6) for a in ("gartoon", "moka") for s in (0, 1)] + [_row("breeze", s, 0.1) for s in (0, 1)]
+    rows[-2:] = [dict(r, known_style=True) for r in rows[-2:]]
+    report = tuning._mimic_report(rows, argparse.Namespace(model="mini"), {"breeze": {"named": 0.8, "trigger": 0.05,
+                                                                                     "prompts": 64, "seed": 0}})
     (setting,) = report["settings"]
-    assert setting["usable"] and setting["success"]["papirus"]["max"] == 0.1      # shown, not a condition
+    assert setting["usable"] and setting["success"]["breeze"]["max"] == 0.1      # shown, not a condition
+    header, _, line, _, note = tables.settings(report).splitlines()
+    assert header.index("moka") < header.index("breeze (a style mini learnt: control)")
+    assert line.split(" | ")[5:8] == ["0.60 / 0.60 / 0.60 (2)"] * 2 + ["0.10 / 0.10 / 0.10 (2)"]
+    assert note.startswith("Control breeze") and "reaches 0.80 with the word" in note and "0.05 with the" in note
     rows = [_row("papirus", s, 0.9) for s in (0, 1)]
     assert tuning._mimic_report(rows, argparse.Namespace(model="mini"))["chosen"] == {}
     from artshield.metrics.judge import Judge

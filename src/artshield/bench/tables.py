@@ -95,9 +95,12 @@ def _options(options: dict | None) -> str:
 
 
 def settings(report: dict) -> str:
-    artists = sorted({a for e in report["settings"] for a in e["success"]})
+    control = {r["artist"] for r in report.get("rows", []) if r.get("known_style")}
+    shown = {a for e in report["settings"] for a in e["success"]}
+    artists = sorted(shown - control) + sorted(shown & control)
     rows = ["| mimic | steps | rate | batch | other options | "
-            + " | ".join(f"{a}: min / mean / max over seeds" for a in artists)
+            + " | ".join(f"{a}{' (a style mini learnt: control)' if a in control else ''}: min / mean / max over seeds"
+                         for a in artists)
             + " | training s (median) | usable |", "|---|---|---|---|---|" + "---|" * len(artists) + "---|---|"]
 
     def identity(e):
@@ -110,6 +113,9 @@ def settings(report: dict) -> str:
             ("yes" if e["usable"] else "no" if e["complete"] else "incomplete")
         rows.append(f"| {e['mimic']} | {e['steps']} | {e['lr']:g} | {e['batch_size']} | {_options(e.get('options'))} | "
                     + " | ".join(cells) + f" | {e['train_seconds']:.0f} | {mark} |")
+    for a, b in sorted(report.get("known_styles", {}).items()):
+        rows.append(f"\nControl {a}: the base model on its {b['prompts']} probe prompts reaches {b['named']:.2f} "
+                    f"with the word \"{a}\" and {b['trigger']:.2f} with the untrained trigger.")
     return "\n".join(rows) + "\n"
 
 
