@@ -164,10 +164,12 @@ def test_the_ablation_pairs_each_variants_protected_runs_with_its_clean_ones():
     a, b = {"layers": "all"}, {"layers": "cross"}
     found = rows(a, "clean", [0.5, 0.75, 0.5]) + rows(a, "advdm@16", [0.5, 0.75, 0.5])
     found += rows(b, "clean", [0.5, 0.5, 0.75]) + rows(b, "advdm@16", [0.25, 0.25, 0.375])
+    found = [dict(r, command=f"run {r['options']['layers']}") for r in found]      # two invocations
     args = argparse.Namespace(argv=["ablation"], model="mini", artist="gartoon", mimic="lora", protection="advdm",
                               budget=16.0, sampling="dpm-10-bf16")
     report = tuning._ablation_report(found, args)
     same, halved = report["variants"]
+    assert report["commands"] == ["run all", "run cross"]
     assert same["relative"]["mean"] == pytest.approx(1.0) and same["seeds"] == [0, 1, 2]
     assert halved["relative"]["mean"] == pytest.approx(0.875 / 1.75) and halved["success"]["advdm@16"] == pytest.approx(0.2917, abs=1e-3)
     table = tables.ablation(report)

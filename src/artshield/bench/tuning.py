@@ -256,7 +256,7 @@ def run_sampling(args) -> dict:
     return {"what": "samplers on the tuning split (bench.tuning sampling): one clean LoRA per seed, the same tuning "
                     "captions and noise under each sampler; difference = candidate - DDIM 30 steps fp32, paired over "
                     "seeds and prompts (bench/stats.py)",
-            "command": "python -m artshield.bench.tuning " + " ".join(args.argv),
+            "commands": list(dict.fromkeys(r["command"] for r in rows if r.get("command"))),
             "model": args.model, "artist": args.artist, "seeds": args.seeds, "lora_steps": args.steps, "lora_lr": args.lr,
             "generations": n, "torch_threads": torch.get_num_threads(), "candidates": table}
 
@@ -268,8 +268,9 @@ def run_ablation(args) -> dict:
     and seed, so the variants differ only in how the mimic trains."""
     out = Path(args.json) if args.json else None
     stored = json.loads(out.read_text()) if out and out.exists() else {}
-    rows = stored.get("rows", [])
+    rows = [{**r, "command": r.get("command", stored.get("command"))} for r in stored.get("rows", [])]
     done = {(r["variant"], r["condition"], r["seed"]) for r in rows}
+    command = "python -m artshield.bench.tuning " + " ".join(args.argv)
     bundle, judge = load_model(args.model, "cpu"), Judge.load()
     pictures, captions, prompts = tuning_data(args.artist)
     from ..protect import protect
@@ -291,7 +292,8 @@ def run_ablation(args) -> dict:
                                                           batch_size=8, **options)
                 rows.append({"variant": variant, "options": options, "condition": condition, "seed": seed,
                              "success": round(float(np.mean(hits)), 4), "outcomes": hits,
-                             "final_loss": round(adapter.info["final_loss"], 5), "train_seconds": round(train, 1)})
+                             "final_loss": round(adapter.info["final_loss"], 5), "train_seconds": round(train, 1),
+                             "command": command})
                 print(f"{variant} {condition} seed {seed}: success {rows[-1]['success']:.3f}", flush=True)
                 if out:
                     write_json(_ablation_report(rows, args), out)
@@ -315,7 +317,7 @@ def _ablation_report(rows: list[dict], args) -> dict:
     return {"what": "why a mimic shrugs a protection off (bench.tuning ablation): each variant of the mimic "
                     "trained on clean and on protected images of the artist, judged on the tuning split; "
                     "relative = protected / clean success, paired over seeds and prompts (95 %, no correction)",
-            "command": "python -m artshield.bench.tuning " + " ".join(args.argv),
+            "commands": list(dict.fromkeys(r["command"] for r in rows if r.get("command"))),
             "model": args.model, "artist": args.artist, "mimic": args.mimic, "protection": args.protection,
             "budget": args.budget, "sampling": CANDIDATES[args.sampling], "variants": variants, "rows": rows}
 
