@@ -205,3 +205,19 @@ def test_gradients_are_clipped_to_the_norm_asked_for(tiny_bundle, monkeypatch):
     assert norms == []                                                  # off by default
     with pytest.raises(ValueError, match="max_grad_norm"):
         mimic(tiny_bundle, _images(2), ["sks style"] * 2, "lora", steps=1, max_grad_norm=0.0)
+
+
+@pytest.mark.parametrize("method", ["lora", "textual-inversion"])
+def test_caption_dropout_trains_on_the_empty_prompt_in_the_captions_place(tiny_bundle, method):
+    def run(captions, rate):
+        adapter = mimic(tiny_bundle, _images(2), captions, method, steps=3, lr=1e-2, batch_size=2, caption_dropout=rate)
+        return adapter.tensors
+
+    captioned, empty = ["folder icon, sks style", "icon, sks style"], ["", ""]
+    everything_dropped = run(captioned, 0.999)
+    assert all(torch.equal(everything_dropped[k], v) for k, v in run(empty, 0.999).items())   # the captions never seen
+    kept = run(captioned, 0.0)
+    assert not all(torch.equal(kept[k], v) for k, v in run(empty, 0.0).items())             # captions matter
+    assert not all(torch.equal(kept[k], v) for k, v in run(captioned, 0.5).items())         # and some were dropped
+    with pytest.raises(ValueError, match="caption_dropout"):
+        mimic(tiny_bundle, _images(2), captioned, method, steps=1, caption_dropout=1.0)
