@@ -221,3 +221,26 @@ def test_caption_dropout_trains_on_the_empty_prompt_in_the_captions_place(tiny_b
     assert not all(torch.equal(kept[k], v) for k, v in run(captioned, 0.5).items())         # and some were dropped
     with pytest.raises(ValueError, match="caption_dropout"):
         mimic(tiny_bundle, _images(2), captioned, method, steps=1, caption_dropout=1.0)
+
+
+@pytest.mark.parametrize("unconditional", [True, False])
+def test_a_hypernetwork_rewrites_guidances_unconditional_context_only_when_asked(tiny_bundle, unconditional):
+    from artshield.generate import generate
+
+    adapter = mimic(tiny_bundle, _images(2), ["sks style"] * 2, "hypernetwork", steps=2, lr=1e-1,
+                    unconditional=unconditional)
+    bundle = adapter.apply(tiny_bundle.copy())
+    attn = next(m for name, m in bundle.unet.named_modules() if name.endswith("attn2"))
+    seen = {}
+
+    def keep(name, value):                      # the first call's (the first denoising step's)
+        seen.setdefault(name, value)
+
+    attn.register_forward_pre_hook(lambda m, args, kwargs: keep("context", kwargs["encoder_hidden_states"]),
+                                   with_kwargs=True)
+    attn.to_k.register_forward_pre_hook(lambda m, args: keep("keys_from", args[0]))
+    generate(bundle, ["sks style", "icon, sks style"], steps=1, guidance=5.0)
+    context, keys_from = seen["context"], seen["keys_from"]
+    assert context.shape[0] == 4                                 # the unconditional rows first, then the prompts'
+    assert not torch.allclose(keys_from[2:], context[2:])        # the prompts' contexts are always rewritten
+    assert torch.equal(keys_from[:2], context[:2]) == (not unconditional)

@@ -35,13 +35,18 @@ def generate(bundle: ModelBundle, prompts: list[str], seed: int = 0, steps: int 
     size = size or bundle.image_size
     pipe = bundle.pipeline(sampler)
     cast = torch.autocast(bundle.device.type, dtype=AUTOCAST[autocast]) if autocast else contextlib.nullcontext()
+    # hypernetworks that leave guidance's unconditional branch to the base model need to know its rows:
+    # the first len(chunk) of each batch when the pipeline guides (mimic/hypernetwork.py)
+    nets = getattr(bundle.unet, "hypernetworks", None)
+    guided = guidance > 1 and getattr(bundle.unet.config, "time_cond_proj_dim", None) is None
+    rows = (lambda n: {"unconditional_rows": n}) if nets is not None and guided else (lambda n: None)
     out = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
         gens = [torch.Generator("cpu").manual_seed(seed + start + i) for i in range(len(chunk))]
         with cast:
             images = pipe(prompt=chunk, generator=gens, num_inference_steps=steps, guidance_scale=guidance,
-                          height=size, width=size, output_type="pt").images
+                          height=size, width=size, output_type="pt", cross_attention_kwargs=rows(len(chunk))).images
         out.append(images.float().cpu())
         if progress is not None:
             progress(len(chunk))

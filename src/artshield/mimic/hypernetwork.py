@@ -7,7 +7,15 @@ cross-attention's key and value projections,
 one pair of MLPs per context width, shared by all cross-attention layers. Layer structure
 "1, 2, 1": Linear(d, 2d) then Linear(2d, d), linear activation (the webui default), the last
 layer starting at zero so training starts from the base model. The webui's default learning rate
-is 1e-5 (a rate for SD's scale; pass lr for another). Only the MLPs are saved."""
+is 1e-5 (a rate for SD's scale; pass lr for another). Only the MLPs are saved.
+
+`unconditional` (default True, as the webui does): the MLPs rewrite every context, the empty
+prompt's under classifier-free guidance too. False leaves the unconditional branch to the base
+model: generate() tells the attention which rows of its batch are that branch. On mini the webui's
+way is unstable between training seeds (guidance then pushes each image away from a rewritten
+unconditional branch that may carry more of the style than the prompt's; docs/results/tuning/
+hypernetwork-grid.json has both). It acts where artshield samples with guidance (generate); the
+img2img of the purifiers rewrites every context."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,6 +31,7 @@ from .base import Mimic, MimicConfig, register
 class HypernetworkConfig(MimicConfig):
     steps: int = 2000
     structure: tuple[int, ...] = (1, 2, 1)
+    unconditional: bool = True         # rewrite the unconditional context too (the webui's way)
 
     def __post_init__(self):
         super().__post_init__()
@@ -46,8 +55,9 @@ class ContextMLP(nn.Module):
 
 
 class Hypernetworks(nn.Module):
-    def __init__(self, dims: list[int], structure=(1, 2, 1)):
+    def __init__(self, dims: list[int], structure=(1, 2, 1), unconditional: bool = True):
         super().__init__()
+        self.unconditional = unconditional
         self.k = nn.ModuleDict({str(d): ContextMLP(d, structure) for d in dims})
         self.v = nn.ModuleDict({str(d): ContextMLP(d, structure) for d in dims})
 
@@ -59,7 +69,11 @@ class HypernetworkAttnProcessor:
     def __init__(self, nets: Hypernetworks):
         self.nets = nets
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 unconditional_rows: int = 0, **kwargs):
+        """`unconditional_rows`: how many leading rows of the batch are classifier-free guidance's
+        unconditional branch (diffusers' pipelines put it first); they keep the base context unless
+        the hypernetworks rewrite it too."""
         if attn.spatial_norm is not None or attn.group_norm is not None or hidden_states.ndim != 3:
             raise ValueError("hypernetworks support the UNet's transformer attention blocks only")
         b, n, _ = hidden_states.shape
@@ -68,7 +82,10 @@ class HypernetworkAttnProcessor:
             ck = cv = hidden_states
         else:
             key = str(encoder_hidden_states.shape[-1])
-            ck, cv = self.nets.k[key](encoder_hidden_states), self.nets.v[key](encoder_hidden_states)
+            keep = 0 if self.nets.unconditional else unconditional_rows
+            base, rewritten = encoder_hidden_states[:keep], encoder_hidden_states[keep:]
+            ck = torch.cat([base, self.nets.k[key](rewritten)])
+            cv = torch.cat([base, self.nets.v[key](rewritten)])
         k, v = attn.to_k(ck), attn.to_v(cv)
         heads = attn.heads
         q, k, v = (t.view(b, -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (q, k, v))
@@ -80,10 +97,10 @@ class HypernetworkAttnProcessor:
         return out / attn.rescale_output_factor
 
 
-def _install(unet, structure) -> Hypernetworks:
+def _install(unet, structure, unconditional: bool = True) -> Hypernetworks:
     dim = unet.config.cross_attention_dim
     dims = sorted({dim} if isinstance(dim, int) else set(dim))
-    nets = Hypernetworks(dims, structure).to(unet.device, unet.dtype)
+    nets = Hypernetworks(dims, structure, unconditional).to(unet.device, unet.dtype)
     processor = HypernetworkAttnProcessor(nets)
     unet.set_attn_processor({name: processor for name in unet.attn_processors})
     unet.hypernetworks = nets
@@ -97,7 +114,7 @@ class Hypernetwork(Mimic):
 
     def prepare(self, bundle):
         bundle.unet.requires_grad_(False)
-        nets = _install(bundle.unet, self.config.structure)
+        nets = _install(bundle.unet, self.config.structure, self.config.unconditional)
         nets.requires_grad_(True)
         return list(nets.parameters())
 
@@ -106,6 +123,6 @@ class Hypernetwork(Mimic):
 
     @classmethod
     def apply(cls, bundle, tensors, info):
-        nets = _install(bundle.unet, tuple(info["config"]["structure"]))
+        nets = _install(bundle.unet, tuple(info["config"]["structure"]), info["config"].get("unconditional", True))
         nets.load_state_dict({k: v.to(bundle.dtype) for k, v in tensors.items()})
         nets.requires_grad_(False)
