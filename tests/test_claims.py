@@ -3,7 +3,8 @@ from artshield.bench import claims, tables
 
 
 def _row(protection, mimicry, none, artist="gartoon", budget=16.0, **purified):
-    relative = {"none": None if none is None else {"mean": sum(none) / 2, "low": none[0], "high": none[1]}}
+    relative = {"none": None if none is None else {"mean": None if None in none else sum(none) / 2, "low": none[0],
+                                                   "high": none[1]}}
     relative.update({k: {"mean": sum(v) / 2, "low": v[0], "high": v[1]} for k, v in purified.items()})
     return {"artist": artist, "mimicry": mimicry, "protection": protection, "budget": budget, "relative": relative}
 
@@ -21,6 +22,10 @@ def test_a_protection_claim_is_supported_only_when_shown_below_the_bar_and_refut
     # another budget or mimic is not this claim's cell
     got = _verdicts([_row("aspl", "dreambooth", (0.1, 0.2), budget=8.0), _row("aspl", "lora", (0.1, 0.2))])
     assert got["aspl-dreambooth"]["verdict"] == "not measured" and got["aspl-dreambooth"]["rows"] == []
+    # an unbounded end (stored as None: the Holm level of a large family at few seeds) reaches past the bar
+    got = _verdicts([_row("aspl", "dreambooth", (0.6, None)), _row("aspl", "dreambooth", (None, 0.4), artist="moka"),
+                     _row("aspl", "dreambooth", (None, None), artist="sugar")])
+    assert [r["reading"] for r in got["aspl-dreambooth"]["rows"]] == ["not supported", "supported", "inconclusive"]
 
 
 def test_a_claim_that_a_protection_fails_reads_the_other_way_and_names_the_mimics_not_run():

@@ -49,12 +49,13 @@ CLAIMS = [
 
 
 def _side(interval: dict | None, bar: float) -> str | None:
-    """'below' when the interval is at or below the bar, 'above' when above it, None when it crosses."""
+    """'below' when the interval is at or below the bar, 'above' when above it, None when it crosses.
+    An unbounded end is stored as None (JSON has no infinity): the interval reaches past the bar there."""
     if not interval:
         return None
-    if interval["high"] <= bar:
+    if interval["high"] is not None and interval["high"] <= bar:
         return "below"
-    if interval["low"] > bar:
+    if interval["low"] is not None and interval["low"] > bar:
         return "above"
     return None
 
