@@ -256,7 +256,7 @@ def run_sampling(args) -> dict:
     return {"what": "samplers on the tuning split (bench.tuning sampling): one clean LoRA per seed, the same tuning "
                     "captions and noise under each sampler; difference = candidate - DDIM 30 steps fp32, paired over "
                     "seeds and prompts (bench/stats.py)",
-            "commands": list(dict.fromkeys(r["command"] for r in rows if r.get("command"))),
+            "command": "python -m artshield.bench.tuning " + " ".join(args.argv),
             "model": args.model, "artist": args.artist, "seeds": args.seeds, "lora_steps": args.steps, "lora_lr": args.lr,
             "generations": n, "torch_threads": torch.get_num_threads(), "candidates": table}
 
