@@ -23,8 +23,8 @@ def main(folder: str) -> None:
     preset = Preset(**{k: v for k, v in results["preset"].items() if k in known})
     results.setdefault("summary_before", results["summary"])
     results["summary"] = summary(results["cells"], preset)
-    results["analysis"] = analysis(results["summary"])
-    results["controls"] = controls(results["cells"], preset.generations_per_prompt)
+    results["analysis"] = analysis(results["summary"], preset.holm_family)
+    results["controls"] = controls(results["cells"], preset.generations_per_prompt, preset.holm_family)
     results["pruned"] = with_row_verdicts(results.get("pruned") or [], results["summary"])
     results["resummarised_with"] = "python scripts/resummarise_bench.py " + folder
     write_json(results, path)

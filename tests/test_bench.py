@@ -30,6 +30,10 @@ def test_cells_come_purifier_by_purifier_so_a_partial_run_first_answers_the_unpu
                seeds=[0, 1, 2])
     purifiers = [c.purifier for c in cells(p)]
     assert purifiers == ["none"] * 9 + ["q"] * 9 + ["r"] * 9
+    two = Preset(**{**p.__dict__, "artists": ["a", "b"], "mimicry": ["lora", "dreambooth"]})
+    order = [(c.purifier, c.artist, c.mimicry) for c in cells(two)]
+    assert [q for q, _, _ in order] == ["none"] * 36 + ["q"] * 36 + ["r"] * 36   # every block before any purifier
+    assert order[:18:9] == [("none", "a", "lora"), ("none", "a", "dreambooth")] and order[18] == ("none", "b", "lora")
 
 
 def test_a_failing_cell_is_reported_and_the_others_still_run(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from artshield.bench import stats
+from artshield.bench import experiment, stats
 from artshield.bench.experiment import Preset, summary
 
 # --------------------------------------------------------------------------------------- a simulator
@@ -209,3 +209,21 @@ def test_holm_widens_every_rows_interval_in_a_larger_family():
     wide = rows[0]["relative"]["none"]
     assert wide["level"] > one["relative"]["none"]["level"]
     assert wide["high"] is None or wide["high"] - wide["low"] > one["relative"]["none"]["high"] - one["relative"]["none"]["low"]
+
+
+def test_a_block_family_judges_each_artist_and_mimic_as_if_it_were_run_alone():
+    a = records("half", {"jpeg": "half", "bilateral": "half"}, seed=0)
+    b = [{**r, "artist": "b"} for r in records("half", {"jpeg": "half", "bilateral": "half"}, seed=1)]
+    both = {**PRESET.__dict__, "artists": ["a", "b"]}
+    alone = {row["artist"]: row for name, recs in (("a", a), ("b", b))
+             for row in summary(recs, Preset(**{**both, "artists": [name]}))}
+    per_block = summary(a + b, Preset(**both | {"holm_family": "artist-mimicry"}))
+    one_family = summary(a + b, Preset(**both))
+    for row, wide in zip(per_block, one_family):
+        assert row["relative"] == alone[row["artist"]]["relative"]            # the other block changes nothing
+        assert wide["relative"]["none"]["level"] > row["relative"]["none"]["level"]
+    assert [c["difference"] for c in experiment.controls(a + b, 2, "artist-mimicry") if c["artist"] == "a"] \
+        == [c["difference"] for c in experiment.controls(a, 2)]
+    assert experiment.analysis(per_block, "artist-mimicry")["multiplicity"].startswith("Holm within each artist x mimic")
+    with pytest.raises(ValueError, match="holm_family"):
+        summary(a, Preset(**PRESET.__dict__ | {"holm_family": "prompt"}))

@@ -130,7 +130,7 @@ def report(rows: list[dict], made: dict, presets: dict, old: str, new: str) -> d
     return {"what": "per-cell cost of the bench under two presets, side by side in one run (bench.cellcost); "
                     "cell_seconds = train + generate + judge + write + provenance; conditions made once, apart",
             "old": old, "new": new, "cpu": cpu_name(), "torch_threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(), "median_cell_seconds": {s: round(v, 1) for s, v in median.items()},
+            "cpus": os.cpu_count(), "median_cell_seconds": {s: round(v, 2) for s, v in median.items()},
             "speed_up": round(median["old"] / median["new"], 2), "median_phase_seconds": phases,
             "condition_seconds": made, "agreement": agreement, "effect_agreement": effects, "cells": rows}
 

@@ -93,6 +93,34 @@ class Preset:
     # training seeds share a noise seed; seeds below `distinct_noise_from` keep the first scheme, base s
     # (seeds 0, 1, 2 then shared 126 of their 128 noise seeds, shifted by one): the committed standard run
     distinct_noise_from: int = 0
+    # Holm's family: "run" (every relative-mimicry test of the run is one family) or "artist-mimicry"
+    # (each artist x mimic block is a family of its own: an experiment the size of the standard run,
+    # read on its own; family-wise 5 % holds within each block, not over the blocks together)
+    holm_family: str = "run"
+
+
+HOLM_FAMILIES = ("run", "artist-mimicry")
+
+
+def family_of(preset: "Preset", artist: str, mimicry: str) -> tuple:
+    """The Holm family a test of this artist and mimic belongs to under the preset."""
+    if preset.holm_family not in HOLM_FAMILIES:
+        raise ValueError(f"holm_family must be one of {HOLM_FAMILIES}, not {preset.holm_family!r}")
+    return () if preset.holm_family == "run" else (artist, mimicry)
+
+
+def holm_by_family(tests: list, family, pvalue) -> list[float]:
+    """Holm's levels for `tests`, computed within each family (family(test) -> key), in the tests' order."""
+    from . import stats
+
+    levels = [0.0] * len(tests)
+    groups: dict = {}
+    for i, t in enumerate(tests):
+        groups.setdefault(family(t), []).append(i)
+    for idx in groups.values():
+        for i, lev in zip(idx, stats.holm_levels([pvalue(tests[i]) for i in idx])):
+            levels[i] = lev
+    return levels
 
 
 PRESETS = {
@@ -141,7 +169,7 @@ PRESETS = {
                      protections=["advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl", "robust",
                                   "advdm-eot", "mist-eot"], budgets=[8, 16],
                      purifiers=["jpeg", "gaussian-blur", "gaussian-noise", "median", "bilateral", "diffpure",
-                                "noisy-upscale"], mimicry=["dreambooth", "lora", "hypernetwork"], seeds=[0, 1, 2],
+                                "noisy-upscale"], mimicry=["dreambooth", "lora", "hypernetwork"], seeds=[0, 1, 2, 3, 4],
                      prompts_per_artist=64, generations_per_prompt=1,
                      mimicry_steps={"lora": 200, "dreambooth": 150, "hypernetwork": 400},
                      mimicry_lr={"lora": 1e-2, "dreambooth": 3e-4, "hypernetwork": 1e-3},
@@ -152,7 +180,12 @@ PRESETS = {
                      sampling={"sampler": "dpm-solver++", "steps": 10, "autocast": "bf16"},
                      purify_options={"noisy-upscale": {"upscaler_steps": 25}},
                      protect_options={"advdm-eot": {"method": "advdm", "eot": ["jpeg", "blur", "resize"]},
-                                      "mist-eot": {"method": "mist", "eot": ["jpeg", "blur", "resize"]}}),
+                                      "mist-eot": {"method": "mist", "eot": ["jpeg", "blur", "resize"]}},
+                     # 5 training seeds and Holm within each artist x mimic block: with 3 seeds (about 2
+                     # df) and Holm over the whole run (160 tests and more), the first 164 cells' adjusted
+                     # intervals were [0, inf] for 37 of 40 rows: the run could not decide. Declared before
+                     # seeds 3-4 and the other blocks were run; README says so
+                     holm_family="artist-mimicry"),
     # smoke: seconds per cell, for tests and the Ray scaling measurement (bench/scale.py); it measures nothing
     "smoke": Preset(artists=["gartoon"], protections=["advdm"], budgets=[16], purifiers=["jpeg"], mimicry=["lora"],
                     seeds=[0, 1], images_per_artist=6, prompts_per_artist=4, generations_per_prompt=1,
@@ -199,13 +232,14 @@ class Cell:
 
 
 def cells(preset: Preset) -> list[Cell]:
-    """Every cell, purifier by purifier: first clean and every protection unpurified (all seeds),
-    then the same through the first purifier, and so on. A partial run thus answers the first
-    question ("does the protection hold at all?") for every method before any purification."""
+    """Every cell, purifier by purifier: first clean and every protection unpurified (all seeds) for
+    every artist and mimic, then the same through the first purifier, and so on. A partial run thus
+    answers the first question ("does the protection hold at all?") for every method, artist and
+    mimic before any purification."""
     out = []
-    for artist in preset.artists:
-        for m in preset.mimicry:
-            for q in ["none", *preset.purifiers]:
+    for q in ["none", *preset.purifiers]:
+        for artist in preset.artists:
+            for m in preset.mimicry:
                 if q == "none" or preset.controls:
                     out.extend(Cell(artist, "none", 0, q, m, seed) for seed in preset.seeds)
                 for p in preset.protections:
@@ -706,10 +740,14 @@ def summary(records: list[dict], preset: Preset) -> list[dict]:
                 quality_tests.append((row, q, key, against[q], d.p))
         rows.append(row)
 
-    # Holm over every relative-mimicry test of the run; the adjusted interval is at the judged level
-    for (row, q, key, base, _), lev in zip(tests, stats.holm_levels([t[4] for t in tests])):
+    # Holm over the relative-mimicry tests of each family (the run's, or each artist x mimic block's: the
+    # preset's holm_family); the adjusted interval is at the judged level
+    def fam(t):
+        return family_of(preset, t[0]["artist"], t[0]["mimicry"])
+
+    for (row, q, key, base, _), lev in zip(tests, holm_by_family(tests, fam, lambda t: t[4])):
         row["relative"][q] = effect(key, base, "ratio", lev).to_dict()
-    for (row, q, key, base, _), lev in zip(quality_tests, stats.holm_levels([t[4] for t in quality_tests])):
+    for (row, q, key, base, _), lev in zip(quality_tests, holm_by_family(quality_tests, fam, lambda t: t[4])):
         d = stats.seed_difference(fids[key], fids[base], lev)
         row["quality"][q] = {"fid": round(float(np.mean(list(fids[key].values()))), 3),
                              "fid_against": round(float(np.mean(list(fids[base].values()))), 3),
@@ -753,17 +791,26 @@ def _interval(d: dict):
                     d.get("prompts", 0), d.get("df", 0), d.get("level", 0.95), d.get("p"), d.get("null"))
 
 
-def analysis(rows: list[dict]) -> dict:
+def analysis(rows: list[dict], holm_family: str = "run") -> dict:
     """How the summary's intervals and verdicts were computed, for results.json and the report."""
     from . import stats
 
     tests = sum(len(r["relative"]) for r in rows)
+    if holm_family == "run":
+        multiplicity = f"Holm over the run's {tests} relative-mimicry tests (family-wise 5 %)"
+    else:
+        blocks: dict = {}
+        for r in rows:
+            blocks[f"{r['artist']} x {r['mimicry']}"] = blocks.get(f"{r['artist']} x {r['mimicry']}", 0) \
+                + len(r["relative"])
+        multiplicity = ("Holm within each artist x mimic block, declared before the blocks were complete "
+                        "(family-wise 5 % per block): " + ", ".join(f"{k} {v} tests" for k, v in blocks.items()))
     return {"procedure": "paired effects on seeds x prompts tables; two-way crossed random-effects variance "
                          "(method of moments); t quantiles on Satterthwaite df with the seed mean square at its "
                          "75 % upper bound, within [seeds - 1, prompts - 1]; Fieller intervals for ratios",
             "bar": stats.BAR, "min_clean_success": stats.MIN_CLEAN_SUCCESS, "level": stats.LEVEL,
-            "multiplicity": f"Holm over the run's {tests} relative-mimicry tests (family-wise 5 %); "
-                            f"the quality tests are a family of their own",
+            "multiplicity": multiplicity + "; the quality tests are families of their own, and so are the "
+                                           "controls", "holm_family": holm_family,
             "tests": tests, "quality_tests": sum(len(r["quality"]) for r in rows),
             # rows whose verdict a t interval over the seed means alone (95 %, unadjusted) would change:
             # the rows that get more training seeds
@@ -772,11 +819,12 @@ def analysis(rows: list[dict]) -> dict:
                                         and r["verdict"].split(":")[0] != r["seed_level_verdict"].split(":")[0]]}
 
 
-def controls(records: list[dict], per_prompt: int = 1) -> list[dict]:
+def controls(records: list[dict], per_prompt: int = 1, holm_family: str = "run") -> list[dict]:
     """Per artist and mimicry: clean success and, for each purifier, success on the clean images
     through that purifier (what the purifier does to mimicry by itself), with 95 % intervals, and
     the paired effect of the purifier (control - clean, and control / clean) with Holm-adjusted
-    intervals over the controls of the run: "raises", "lowers" or "no change shown"."""
+    intervals over the controls of the run (or of each artist x mimic block, as `holm_family` says):
+    "raises", "lowers" or "no change shown"."""
     from . import stats
 
     seeds: dict[tuple, dict[int, list[float]]] = {}
@@ -802,7 +850,9 @@ def controls(records: list[dict], per_prompt: int = 1) -> list[dict]:
             row["relative"] = stats.ratio(a, b, _count(groups), null=1.0).to_dict()
             tests.append((row, a, b, d.p, _count(groups)))
         rows.append(row)
-    for (row, a, b, _, n), lev in zip(tests, stats.holm_levels([t[3] for t in tests])):
+    block = Preset([], [], [], [], [], [], holm_family=holm_family)
+    for (row, a, b, _, n), lev in zip(tests, holm_by_family(
+            tests, lambda t: family_of(block, t[0]["artist"], t[0]["mimicry"]), lambda t: t[3])):
         d = stats.difference(a, b, n, level=lev)
         row["difference"] = d.to_dict()
         row["effect"] = "raises" if d.low > 0 else "lowers" if d.high < 0 else "no change shown"
@@ -843,8 +893,8 @@ def run_preset(bundle: ModelBundle, name: str, out: Path, log=print, summarise_o
             "now leave them out; the last worker to finish writes them all")
     rows = summary(records, preset)
     return {"command": f"artshield bench --preset {name} -o {out}", "preset_name": name, "preset": asdict(preset),
-            "model": bundle.describe(), "summary": rows, "analysis": analysis(rows),
-            "controls": controls(records, preset.generations_per_prompt),
+            "model": bundle.describe(), "summary": rows, "analysis": analysis(rows, preset.holm_family),
+            "controls": controls(records, preset.generations_per_prompt, preset.holm_family),
             "cells": records, "cells_planned": len(todo) - len(pruned), "pruned": with_row_verdicts(pruned, rows),
             "failed": runner.failed,
             "in_progress_elsewhere": runner.elsewhere,
