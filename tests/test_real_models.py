@@ -317,3 +317,28 @@ def test_export_refuses_what_has_no_standard_form_in_one_line(tmp_path, tiny_mod
     assert "cannot be folded" in lines[0] and "load_textual_inversion" in lines[1]
     assert "holds a LoRA" in lines[2] and "*.safetensors" in lines[3]
     assert not any(p.name.endswith("-out") for p in tmp_path.iterdir())
+
+
+def test_dreambooth_with_its_text_encoder_trains_both_and_exports_both_to_diffusers(tmp_path, tiny_model_dir):
+    from diffusers import StableDiffusionPipeline
+
+    from artshield.mimic import Adapter, mimic
+
+    base = load_model(str(tiny_model_dir), device="cpu")
+    g = torch.Generator().manual_seed(0)
+    images, captions = [torch.rand(3, 16, 16, generator=g) for _ in range(2)], ["folder icon, sks style"] * 2
+    unet_only = mimic(base, images, captions, "dreambooth", steps=3, lr=1e-2)
+    assert not any(k.startswith("text_encoder") for k in unet_only.tensors)
+    adapter = mimic(base, images, captions, "dreambooth", steps=3, lr=1e-2, train_text_encoder=True)
+    encoder = {k[len("text_encoder."):]: v for k, v in adapter.tensors.items() if k.startswith("text_encoder.")}
+    assert set(encoder) == set(base.text_encoder.state_dict())
+    assert any(not torch.equal(v, base.text_encoder.state_dict()[k]) for k, v in encoder.items())   # it moved
+    adapter.save(tmp_path / "db")
+    adapted = Adapter.load(tmp_path / "db").apply(load_model(str(tiny_model_dir), device="cpu"))
+    assert all(torch.equal(adapted.text_encoder.state_dict()[k], v) for k, v in encoder.items())
+    out = tmp_path / "db-diffusers"
+    assert main(["export", str(tiny_model_dir), "--adapter", str(tmp_path / "db"), "-o", str(out), "-q"]) == 0
+    pipe = StableDiffusionPipeline.from_pretrained(str(out), safety_checker=None, requires_safety_checker=False)
+    assert all(torch.equal(pipe.text_encoder.state_dict()[k], v) for k, v in encoder.items())
+    reference = generate(adapted, ["folder icon, tango style"], steps=3, guidance=3.0, seed=1)
+    assert torch.allclose(_sample(pipe), reference, atol=1e-4)

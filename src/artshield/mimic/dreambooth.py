@@ -7,7 +7,9 @@ Prior preservation (prior_images > 0, off by default): the base model first gene
 images of the class prompt (the model's generic prompt unless given), and they join the training
 set with the class prompt, so that each step fits the artist and keeps the class; diffusers draws
 instance and class images 1:1 with weight 1, here they are drawn in proportion to their numbers.
-The whole UNet's weights are saved."""
+With train_text_encoder (off by default, as in diffusers' script; Anti-DreamBooth's victim turns it
+on, with prior preservation) the text encoders are fine-tuned with the UNet at the same rate, and
+saved beside it under "text_encoder." / "text_encoder_2.". The whole UNet's weights are saved."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,12 +18,16 @@ from ..options import Limit
 from .base import Mimic, MimicConfig, register
 
 
+ENCODERS = ("text_encoder", "text_encoder_2")
+
+
 @dataclass
 class DreamBoothConfig(MimicConfig):
     steps: int = 400
     batch_size: int = 1
     prior_images: int = 0
     prior_prompt: str | None = None
+    train_text_encoder: bool = False
     limits = {**MimicConfig.limits, "prior_images": Limit(0, 10_000)}
 
 
@@ -39,17 +45,38 @@ class DreamBooth(Mimic):
             images, captions = list(images) + list(prior), list(captions) + [prompt] * len(prior)
         return super().run(images, captions, generator, progress)
 
+    @property
+    def trains_text(self) -> bool:          # the text encoder in the graph: the base embeds every batch
+        return self.config.train_text_encoder
+
     def prepare(self, bundle):
         bundle.unet.requires_grad_(True)
-        return list(bundle.unet.parameters())
+        params = list(bundle.unet.parameters())
+        for name in ENCODERS if self.config.train_text_encoder else ():
+            if getattr(bundle, name) is not None:
+                getattr(bundle, name).requires_grad_(True)
+                params += list(getattr(bundle, name).parameters())
+        return params
 
     def state(self, bundle):
-        return bundle.unet.state_dict()
+        out = dict(bundle.unet.state_dict())
+        for name in ENCODERS if self.config.train_text_encoder else ():
+            if getattr(bundle, name) is not None:
+                out.update({f"{name}.{k}": v for k, v in getattr(bundle, name).state_dict().items()})
+        return out
 
     @classmethod
     def apply(cls, bundle, tensors, info):
-        missing, unexpected = bundle.unet.load_state_dict({k: v.to(bundle.dtype) for k, v in tensors.items()},
-                                                          strict=False)
-        if missing or unexpected:
-            raise ValueError(f"DreamBooth weights do not fit this model ({len(missing)} missing, "
-                             f"{len(unexpected)} unexpected tensors)")
+        parts = {name: {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
+                 for name in ENCODERS}
+        unet = {k: v for k, v in tensors.items() if not k.startswith(tuple(n + "." for n in ENCODERS))}
+        for name, module, part in [("unet", bundle.unet, unet)] + [(n, getattr(bundle, n), parts[n]) for n in ENCODERS]:
+            if name != "unet" and not part:
+                continue                     # a UNet-only DreamBooth leaves the text encoders as they are
+            if module is None:
+                raise ValueError(f"DreamBooth weights for {name}, which this model does not have")
+            missing, unexpected = module.load_state_dict({k: v.to(bundle.dtype) for k, v in part.items()},
+                                                         strict=False)
+            if missing or unexpected:
+                raise ValueError(f"DreamBooth weights do not fit this model's {name} ({len(missing)} missing, "
+                                 f"{len(unexpected)} unexpected tensors)")
