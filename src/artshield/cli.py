@@ -24,7 +24,7 @@ from .provenance import environment
 
 # library parameter -> the flag a command-line user typed it with
 FLAGS = {p: f"--{p}" for p in ("model", "device", "dtype", "adapter", "method", "prompts", "candidates", "batch",
-                                "option", "format")} | {
+                                "option", "format", "judge")} | {"judge_path": "--judge-path",
     "concepts": "--concept", "output": "-o", "model_config": "--model-config", "source": "SOURCE"}
 
 
@@ -335,6 +335,64 @@ def cmd_demo(args) -> int:
     if not args.quiet:
         print(f"open {out / 'index.html'}", file=sys.stderr)
     return 0
+
+
+def cmd_check(args) -> int:
+    import torch
+
+    from .bench import check, report_html
+    from .io import read_captioned_folder, write_json, write_text
+    from .metrics.judges import load_judge
+
+    start = time.time()
+    if args.method not in names.PROTECT:
+        raise ArtshieldError(f"unknown protection (use {', '.join(names.PROTECT)})", param="method", value=args.method)
+    purifiers = tuple(q for q in args.purifiers.split(",") if q)
+    unknown = [q for q in purifiers if q not in names.PURIFY]
+    if unknown:
+        raise ArtshieldError(f"--purifiers {args.purifiers}: unknown {', '.join(unknown)} (use {', '.join(names.PURIFY)})")
+    folder = read_captioned_folder(args.images) if Path(args.images).is_dir() else None
+    if not folder or not folder.images:
+        raise ArtshieldError(f"{args.images}: expected a folder of your images")
+    prompts = None
+    if args.prompts:
+        try:
+            prompts = [line.strip() for line in Path(args.prompts).read_text().splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise ArtshieldError(f"{args.prompts}: cannot read the prompts ({e})") from None
+        if not prompts or not all(check.TRIGGER in p for p in prompts):
+            raise ArtshieldError(f"{args.prompts}: needs one prompt per line, each with the trigger word "
+                                 f"{check.TRIGGER!r}")
+    others = None
+    if args.others:
+        styles = sorted(p for p in Path(args.others).iterdir() if p.is_dir()) if Path(args.others).is_dir() else []
+        others = {}
+        for style in styles:
+            found = read_captioned_folder(style)
+            if len(found.images) >= 2:
+                others[style.name] = torch.stack([torch.nn.functional.interpolate(
+                    x.float()[None, :3].expand(-1, 3, -1, -1), size=(64, 64), mode="area")[0] for x in found.images])
+        if len(others) < 2:
+            raise ArtshieldError(f"--others {args.others}: needs at least 2 sub-folders (one per style) of 2 or "
+                                 f"more images each")
+    judge = load_judge(args.judge, args.judge_path)
+    bundle = _load(args)
+    out = _output_dir(args, "results.json")
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        results = check.check(bundle, folder.images, out, method=args.method, budget=args.budget, purifiers=purifiers,
+                              level=args.level, log=log, judge=judge, others=others, prompts=prompts)
+    except ValueError as e:
+        raise ArtshieldError(f"check: {e}") from None
+    results.update(failed=results["failed"] + folder.failures, environment=environment(),
+                   seconds_total=round(time.time() - start, 1))
+    write_json(results, out / "results.json")
+    write_text(report_html.render(results, results["summary"], out), out / "report.html")
+    if not args.quiet:
+        for line in ([results["verdict"]] if "verdict" in results else
+                     [f"{r['protection']}@{r['budget']:g}: {r['verdict']}" for r in results["summary"]]):
+            print(line, file=sys.stderr)
+    return _finish(args, out, results)
 
 
 def cmd_mimic(args) -> int:

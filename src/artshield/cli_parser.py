@@ -75,6 +75,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a long run under way, or one shared by several workers)")
     b.set_defaults(func="bench")
 
+    ck = sub.add_parser("check", parents=[common, model], help="does a protection hold on my art? (the bench on your images)",
+                        description="The bench with your images as the artist: first whether the style judge can tell "
+                        "your style apart (else it stops and says so), then clean vs protected vs purified mimicry "
+                        "(LoRA) on distinct prompts, judged against a held-out third of your images.")
+    ck.add_argument("images", help="a folder of your images (at least 10 for the judge to prove itself)")
+    ck.add_argument("-o", "--output", required=True, help="report folder (report.html, results.json, cells)")
+    ck.add_argument("--method", default="advdm", help=f"the protection, one of: {', '.join(names.PROTECT)}")
+    ck.add_argument("--budget", type=float, default=16.0, help="L-infinity budget in 0-255 units (default 16)")
+    ck.add_argument("--purifiers", default="jpeg,noisy-upscale", help="comma-separated (default jpeg,noisy-upscale)")
+    ck.add_argument("--level", default="quick", choices=["quick", "standard"],
+                    help="quick: one training seed (no verdict, a first look); standard: 3 seeds")
+    ck.add_argument("--judge", default="icon", help="the style judge: icon (mini's, default), clip, csd")
+    ck.add_argument("--judge-path", default=None,
+                    help="clip: a transformers CLIP folder; csd: CSD's model.safetensors (nothing is downloaded)")
+    ck.add_argument("--others", default=None, metavar="DIR",
+                    help="images of other styles, one sub-folder per style (default: the corpus's icon themes)")
+    ck.add_argument("--prompts", default=None, metavar="FILE",
+                    help="a text file, one prompt per line, with the trigger word sks (default: built-in subjects)")
+    ck.set_defaults(func="check")
+
     pr = sub.add_parser("protect", parents=[common, model, memory, batch, cluster], help="protect images against fine-tuning mimicry",
                         description="Protect artworks with an adversarial perturbation. Defaults of each method "
                         "are its paper's; README's Protect section lists them.")

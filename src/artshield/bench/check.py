@@ -1,16 +1,19 @@
 """Does a protection hold on *my* art? The bench, with the user's own images as the artist.
 
-The corpus judge knows mini's icon themes, not the user's style, so here a generation counts as
-mimicking the artist when, in the judge's feature space, it lies nearer to the mean of the
-artist's images than to the mean of every style the judge knows (the corpus themes): a
-nearest-centroid classifier over {the artist} and {the known styles}. The mimic fine-tunes a LoRA
-on the images of each condition (clean, protected, protected then purified, and the clean images
-through each purifier) captioned with the model's style prompt and a trigger word, and generates
-that prompt with distinct seeds; intervals and the verdict come from bench/stats.py as in the
-committed bench, with the one prompt counted as one prompt: its generations are near-duplicates,
-not independent trials, so the interval comes from training seeds alone. A quick check (one
-seed) therefore has no interval and always says "inconclusive"; the standard check's 3 seeds give
-one on 2 degrees of freedom.
+1. **Can the judge tell?** Before anything is trained, the style judge (metrics/judges.py: `icon`,
+   `clip` or `csd`) must show that it tells the user's images apart from other styles (the user's
+   `others`, else the corpus's styles) and from colour-only decoys of the user's own images,
+   cross-validated (judges.discrimination). If it cannot (too few images, a judge that sees only
+   colour), the check stops there and says so: no cell is run, and no number is shown that would
+   read as a verdict.
+2. **The bench.** A third of the user's images are held out as the reference set (never trained
+   on); the mimic fine-tunes a LoRA on the rest in each condition (clean, protected, protected then
+   purified, the clean images through each purifier), captioned with the model's style prompt and a
+   trigger word, and generates distinct prompts (the user's, else built-in subjects) with distinct
+   seeds. A generation counts as mimicry when the CSLS prototype readout puts it nearer the
+   reference set than every other style. Intervals and verdicts come from bench/stats.py, paired
+   over training seeds and prompts, as in the committed bench. A quick check (one training seed)
+   has no interval and says "inconclusive"; the standard one has 3 seeds.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import numpy as np
 import torch
 
 from .. import corpus
-from ..metrics.judge import Judge
+from ..metrics.judges import Prototypes, StyleJudge, discrimination, load_judge
 from .experiment import TRIGGER, ArtistData, Preset, Runner, analysis, controls, summary, with_row_verdicts
 
 ARTIST = "your-art"
@@ -30,88 +33,109 @@ ARTIST = "your-art"
 @dataclass(frozen=True)
 class Thoroughness:
     seeds: tuple[int, ...]
-    generations: int
+    prompts: int
     lora_steps: int
 
 
-# quick: minutes on a laptop CPU with mini; standard: the committed bench's power (3 seeds, 128)
-LEVELS = {"quick": Thoroughness((0,), 16, 150), "standard": Thoroughness((0, 1, 2), 128, 500)}
+# quick: minutes on a laptop CPU with mini, one training seed (no interval); standard: 3 seeds x 32
+# distinct prompts, LoRA at the bench's 500 steps (the committed standard run has 5 seeds x 64 x 2)
+LEVELS = {"quick": Thoroughness((0,), 16, 150), "standard": Thoroughness((0, 1, 2), 32, 500)}
+
+# varied subjects for a model that is not mini: the mimic must carry the style to things the artist
+# may never have drawn, as a mimic's prompts do
+SUBJECTS = ["a lighthouse on a cliff", "a cat asleep on a chair", "a city street at night", "a bowl of fruit",
+            "a portrait of an old man", "a mountain lake", "a dragon", "a bicycle", "a forest in autumn",
+            "a woman reading a book", "a sailing ship", "a cup of coffee", "a castle", "a fox in the snow",
+            "a crowded market", "a robot", "a vase of flowers", "a train crossing a bridge", "a child with a kite",
+            "an owl", "a desert at sunset", "a violin", "a farmhouse", "a jellyfish", "a pair of boots",
+            "a rainy window", "a horse running", "a teapot", "a garden with a fountain", "an astronaut",
+            "a cathedral interior", "a bunch of keys"]
 
 
-class CentroidJudge:
-    """The corpus judge's features, classified by the nearest class mean (cosine) among the artist's
-    images and every style the judge was trained on."""
+class Classifier:
+    """What the bench's Runner needs of a judge (predict, features, image_size), from a style judge
+    and the prototypes of the artist's reference set and the other styles."""
 
-    def __init__(self, judge: Judge, artist_images: torch.Tensor, artist: str = ARTIST):
+    def __init__(self, judge: StyleJudge, artist: torch.Tensor, others: dict[str, torch.Tensor]):
         self.judge, self.image_size = judge, judge.image_size
-        known = style_means(judge)
-        self.names = [artist, *known]
-        means = [self._unit(judge.features(artist_images)).mean(0), *known.values()]
-        self.means = torch.nn.functional.normalize(torch.stack(means), dim=1)
-
-    @staticmethod
-    def _unit(f: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.normalize(f.float(), dim=1)
+        self.prototypes = Prototypes(judge, {ARTIST: artist, **others})
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.judge.features(images)
 
     def predict(self, images: torch.Tensor) -> tuple[list[str], list[str]]:
-        nearest = (self._unit(self.features(images)) @ self.means.T).argmax(1)
-        styles = [self.names[i] for i in nearest]
+        styles = self.prototypes.predict(images)
         return styles, [""] * len(styles)
 
 
-_STYLE_MEANS: dict[tuple, dict[str, torch.Tensor]] = {}
+def corpus_styles(side: int, per_style: int = 24) -> dict[str, torch.Tensor]:
+    """The corpus's training themes, `per_style` images each: the other styles when the user gives none."""
+    pool = corpus.items(judge_split="train")
+    out = {}
+    for theme in dict.fromkeys(i.theme for i in pool):
+        items = [i for i in pool if i.theme == theme][:per_style]
+        if len(items) >= 2:
+            out[theme] = corpus.load_images(items, side)
+    return out
 
 
-def style_means(judge: Judge, per_style: int = 64) -> dict[str, torch.Tensor]:
-    """The mean unit feature of each style the judge knows, from its own training images (computed
-    once per process)."""
-    key = (tuple(judge.styles), per_style)
-    if key not in _STYLE_MEANS:
-        pool = corpus.items(judge_split="train")
-        means = {}
-        for style in judge.styles:
-            items = [i for i in pool if i.theme == style][:per_style]
-            if items:
-                f = judge.features(corpus.load_images(items, judge.image_size))
-                means[style] = torch.nn.functional.normalize(f.float(), dim=1).mean(0)
-        _STYLE_MEANS[key] = means
-    return _STYLE_MEANS[key]
+def default_prompts(bundle, n: int) -> list[str]:
+    """n distinct prompts with the trigger: on a corpus model (mini), icons of the corpus's concepts;
+    otherwise the built-in subjects, in the model's style phrasing."""
+    style = bundle.conventions.style(TRIGGER)
+    if bundle.conventions.corpus:
+        from ..metrics.judge import Judge
+
+        return [f"{c} icon, {TRIGGER} style" for c in Judge.load().concepts[:n]]
+    return [f"{s}, {style}" for s in (SUBJECTS * (1 + n // len(SUBJECTS)))[:n]]
 
 
 def check(bundle, images: list[torch.Tensor], out: str | Path, method: str = "advdm", budget: float = 16.0,
           purifiers: tuple[str, ...] = ("jpeg", "noisy-upscale"), level: str = "quick", lr: float | None = None,
-          protect_options: dict | None = None, log=print) -> dict:
+          protect_options: dict | None = None, log=print, judge: StyleJudge | None = None,
+          others: dict[str, torch.Tensor] | None = None, prompts: list[str] | None = None) -> dict:
     """Run the check into `out` (cells and pictures, as the bench stores them); returns the results
-    (summary with intervals and verdict, controls, cells) for bench/report_html.render."""
+    (the judge's discrimination check, and when it passes the summary with intervals and verdicts,
+    controls, cells) for bench/report_html.render."""
     if level not in LEVELS:
         raise ValueError(f"level {level!r}: choose one of {', '.join(LEVELS)}")
     if len(images) < 2:
         raise ValueError("a check needs at least 2 images of the artist")
     how = LEVELS[level]
-    caption = bundle.conventions.style_prompt.format(TRIGGER)
+    judge = judge or load_judge("icon")
     side = max(64, bundle.image_size)            # square copies at (at least) the model's size
-    square = [torch.nn.functional.interpolate(x.float()[None].expand(-1, 3, -1, -1) if x.shape[0] == 1 else
-                                              x.float()[None, :3], size=(side, side), mode="bicubic", antialias=True,
-                                              align_corners=False).clamp(0, 1)[0] for x in images]
-    reference = torch.stack(square)
-    # one prompt, generated how.generations times: the analysis sees one prompt (its generations are
-    # near-duplicates of each other, not independent trials), so only training seeds give an interval
-    data = ArtistData(list(square), [caption] * len(square), [caption], reference)
+    square = torch.stack([torch.nn.functional.interpolate(
+        x.float()[None].expand(-1, 3, -1, -1) if x.shape[0] == 1 else x.float()[None, :3], size=(side, side),
+        mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)[0] for x in images])
+    others = others or corpus_styles(side)
+    gate = discrimination(judge, square, others)
+    base = {"preset_name": f"check on your art ({level})", "model": bundle.describe(), "judge_check": gate,
+            "measure": f"CSLS prototype readout of the {judge.name} judge: the held-out third of your images vs "
+                       f"{len(others)} other styles"}
+    if not gate["can_tell"]:
+        log(f"the {judge.name} judge cannot tell this style apart: {gate['why']}")
+        return {**base, "command": f"check ({level}): stopped before training", "verdict":
+                f"inconclusive: this judge cannot tell this style apart ({gate['why']})",
+                "preset": {"purifiers": list(purifiers)}, "summary": [], "controls": [], "cells": [], "pruned": [],
+                "failed": [], "in_progress_elsewhere": [], "seconds": 0.0}
+    held = set(range(0, len(square), 3))             # a third, never trained on: the reference set
+    reference = square[sorted(held)]
+    train = [square[i] for i in range(len(square)) if i not in held]
+    caption = bundle.conventions.style(TRIGGER) if not bundle.conventions.corpus else f"icon, {TRIGGER} style"
+    prompts = list(dict.fromkeys(prompts or default_prompts(bundle, how.prompts)))
+    data = ArtistData(train, [caption] * len(train), prompts, reference)
     preset = Preset(artists=[ARTIST], protections=[method], budgets=[budget], purifiers=list(purifiers),
-                    mimicry=["lora"], seeds=list(how.seeds), images_per_artist=len(square),
-                    prompts_per_artist=1, tuning_prompts=0, generations_per_prompt=how.generations,
+                    mimicry=["lora"], seeds=list(how.seeds), images_per_artist=len(train),
+                    prompts_per_artist=len(prompts), tuning_prompts=0, generations_per_prompt=1,
                     mimicry_steps={"lora": how.lora_steps}, mimicry_lr={"lora": lr} if lr else {},
                     protect_options={method: dict(protect_options or {})})
-    judge = CentroidJudge(Judge.load(), reference)
-    runner = Runner(bundle, judge, preset, Path(out), log=log, artists={ARTIST: data})
+    runner = Runner(bundle, Classifier(judge, reference, others), preset, Path(out), log=log,
+                    artists={ARTIST: data})
     records = runner.run()
-    return {"command": f"check ({level}): {method} at {budget:g}/255 on {len(images)} image(s)",
-            "preset_name": f"check on your art ({level})", "preset": {**preset.__dict__},
-            "model": bundle.describe(), "summary": (rows := summary(records, preset)), "analysis": analysis(rows),
+    rows = summary(records, preset)
+    return {**base, "command": f"check ({level}): {method} at {budget:g}/255 on {len(images)} image(s), "
+                               f"{len(train)} trained on, {len(reference)} held out, {len(prompts)} prompts",
+            "preset": {**preset.__dict__}, "summary": rows, "analysis": analysis(rows),
             "controls": controls(records, preset.generations_per_prompt),
-            "cells": records, "pruned": with_row_verdicts(runner.pruned(), rows), "failed": runner.failed, "in_progress_elsewhere": runner.elsewhere,
-            "measure": "nearest class mean in the judge's features: the artist's images vs every known style",
-            "seconds": float(np.sum([r.get("seconds", 0) for r in records]))}
+            "cells": records, "pruned": with_row_verdicts(runner.pruned(), rows), "failed": runner.failed,
+            "in_progress_elsewhere": runner.elsewhere, "seconds": float(np.sum([r.get("seconds", 0) for r in records]))}

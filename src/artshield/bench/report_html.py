@@ -41,7 +41,7 @@ def _figure(folder: Path | None, src: str | None, label: str, tile: int):
 def render(results: dict, rows: list[dict], folder: str | Path | None = None) -> str:
     """The page; `folder` is where the cells' pictures lie (for their sizes)."""
     folder = Path(folder) if folder is not None else None
-    purifiers = results["preset"]["purifiers"]
+    purifiers = results["preset"].get("purifiers", [])
     size = int(results["model"].get("image_size", 32))
     cells = []
     for c in results["cells"]:
@@ -62,4 +62,5 @@ def render(results: dict, rows: list[dict], folder: str | Path | None = None) ->
                          pruned=results.get("pruned") or [],
                          pruned_keys={(c["cell"]["protection"], float(c["cell"]["budget"]), c["cell"]["purifier"])
                                       for c in results.get("pruned") or []},
-                         elsewhere=results.get("in_progress_elsewhere") or [], seconds=results.get("seconds"), fmt=fmt)
+                         elsewhere=results.get("in_progress_elsewhere") or [], seconds=results.get("seconds"), fmt=fmt,
+                         judge_check=results.get("judge_check"), verdict_text=results.get("verdict", ""))

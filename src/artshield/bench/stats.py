@@ -250,11 +250,18 @@ def holm_levels(pvalues: list[float | None], alpha: float = ALPHA) -> list[float
 
 # ------------------------------------------------------------------------------------------ verdicts
 
+# one training seed: prompts give an interval, but not the spread between the mimic's own training runs
+# (on mini a hypernetwork's clean mimicry went from 0.19 to 0.61 between two seeds), so no verdict
+ONE_SEED = "inconclusive: too few samples (one training seed leaves the mimic's seed-to-seed spread unmeasured)"
+
+
 def verdict(clean: Interval, relative: Interval, purified: dict[str, Interval]) -> str:
     """The verdict of one protection row from its clean level (95 %) and its adjusted intervals of
     relative mimicry: unpurified (`relative`) and per purifier against its control (module docstring)."""
     if clean.df == 0 or relative.df == 0:
         return "inconclusive: one training seed of one prompt gives no interval"
+    if min(clean.seeds, relative.seeds) < 2:
+        return ONE_SEED
     if clean.low < MIN_CLEAN_SUCCESS:
         return "inconclusive: clean mimicry is too weak to measure a protection"
     if relative.low > BAR:
@@ -274,6 +281,8 @@ def decided_without_purifiers(clean: Interval, relative: Interval) -> str | None
     the 95 % interval: a Holm-adjusted one is wider, so what is decided here stays decided."""
     if clean.df == 0 or relative.df == 0:
         return "inconclusive: one training seed of one prompt gives no interval"
+    if min(clean.seeds, relative.seeds) < 2:
+        return ONE_SEED
     if clean.low < MIN_CLEAN_SUCCESS:
         return "inconclusive: clean mimicry is too weak to measure a protection"
     if relative.high > BAR:

@@ -289,18 +289,18 @@ class Prototypes:
 
 
 def decoys(images: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Style-free images made from the artist's own: each shrunk to 4 x 4 colour blobs and blown up
-    again, and smooth colour noise with the artist's mean colours. A judge that calls these the
-    artist's is reading colour, not style."""
+    """Style-free images made from the artist's own, four per image: each shrunk to 4 x 4 and to 3 x 3
+    colour blobs and blown up again, and two draws of smooth colour noise around the artist's mean
+    colour. A judge that calls these the artist's is reading colour, not style."""
     h, w = images.shape[-2:]
-    blobs = F.interpolate(F.interpolate(images.float(), size=(4, 4), mode="area"), size=(h, w), mode="bicubic",
-                          align_corners=False).clamp(0, 1)
-    g = torch.Generator().manual_seed(seed)
-    mean = images.float().mean(dim=(0, 2, 3)).view(1, 3, 1, 1)
-    noise = F.interpolate(torch.rand(len(images), 3, 6, 6, generator=g), size=(h, w), mode="bicubic",
+    x = images.float()
+    blobs = torch.cat([F.interpolate(F.interpolate(x, size=(g, g), mode="area"), size=(h, w), mode="bicubic",
+                                     align_corners=False) for g in (4, 3)]).clamp(0, 1)
+    gen = torch.Generator().manual_seed(seed)
+    mean = x.mean(dim=(0, 2, 3)).view(1, 3, 1, 1)
+    noise = F.interpolate(torch.rand(2 * len(x), 3, 6, 6, generator=gen), size=(h, w), mode="bicubic",
                           align_corners=False)
-    smooth = (mean + 0.5 * (noise - 0.5)).clamp(0, 1)
-    return {"colour blobs": blobs, "smooth colour noise": smooth}
+    return {"colour blobs": blobs, "smooth colour noise": (mean + 0.5 * (noise - 0.5)).clamp(0, 1)}
 
 
 MIN_ARTIST_IMAGES = 10
