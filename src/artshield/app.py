@@ -252,6 +252,11 @@ def check_job(models: Models, jobs: Jobs, limits: Limits, files: list[str], stre
     report = write_text(report_html.render(results, results["summary"], job / "report"), job / "report" / "report.html")
     archive = zip_tree(job / "report", job / "check-report.zip")
     lines = []
+    if "verdict" in results:            # the judge could not prove it tells the style apart: nothing was run
+        gate = results["judge_check"]
+        lines.append(f"**{method} {STRENGTHS[strength]:g}/255: {results['verdict']}.** The {gate['judge']} judge sees "
+                     f"{gate['sees']}. Upload at least 10 images of your art (and, for real artwork, use the command "
+                     f"line's `artshield check --judge clip` or `csd` with local weights).")
     for row in results["summary"]:
         ci, rel = row["intervals"], row["relative"]
         lines.append(f"**{row['protection']} {row['budget']:g}/255: {row['verdict']}.** Mimicry success clean "
