@@ -167,7 +167,23 @@ def ablation(report: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-KINDS = {"verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost, "claims": claims, "ablation": ablation}
+def discrimination(report: dict) -> str:
+    rows = [f"| artist ({report['judge']} judge) | images | AUC, 95 % | own labelled own | other styles labelled "
+            f"own (upper 95 %) | colour decoys labelled own (upper 95 %) | can it tell? |", "|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        kind = " (held out)" if r["held_out"] else ""
+        if r.get("auc") is None:
+            rows.append(f"| {r['artist']}{kind} | {r['artist_images']} | | | | | no: {r['why']} |")
+            continue
+        f, d = r["fpr_other_styles"], r["fpr_decoys"]
+        rows.append(f"| {r['artist']}{kind} | {r['artist_images']} | {r['auc']:.2f} [{r['auc_interval'][0]:.2f}, "
+                    f"{r['auc_interval'][1]:.2f}] | {r['tpr']:.2f} | {f['rate']:.3f} ({f['interval'][1]:.3f}) | "
+                    f"{d['rate']:.3f} ({d['interval'][1]:.3f}) | {'yes' if r['can_tell'] else 'no'} |")
+    return "\n".join(rows) + "\n"
+
+
+KINDS = {"verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost, "claims": claims, "ablation": ablation,
+         "discrimination": discrimination}
 
 
 def render(readme: str, root: Path) -> str:
