@@ -183,3 +183,28 @@ def test_the_auc_interval_keeps_a_width_when_few_images_separate_perfectly():
     assert auc == 1.0 and high == 1.0 and low < 0.8
     auc, low, _ = judges._auc_interval(np.arange(40.0) + 500, np.arange(400.0))
     assert auc == 1.0 and low > 0.95
+
+
+def test_the_bench_judges_with_a_style_judge_and_binds_its_folder_to_it(tmp_path, mini_bundle, monkeypatch):
+    import json
+
+    from artshield.bench import experiment
+    from artshield.cli import main
+
+    _tiny_clip(tmp_path / "clip")
+    smoke = experiment.PRESETS["smoke"]
+    one = experiment.Preset(**{**smoke.__dict__, "seeds": [0], "mimicry_steps": {"lora": 2}})
+    monkeypatch.setitem(experiment.PRESETS, "smoke", one)
+    judge = experiment.corpus_classifier(load_judge("clip", str(tmp_path / "clip")), one, str(tmp_path / "clip"))
+    assert "gartoon" in judge.prototypes.names and len(judge.prototypes.names) > 10
+    results = experiment.run_preset(mini_bundle, "smoke", tmp_path / "run", log=lambda m: None, judge=judge)
+    cell = results["cells"][0]
+    assert cell["models"]["judge"]["name"].startswith("clip judge") and len(cell["models"]["judge"]["sha256"]) == 16
+    protocol = json.loads((tmp_path / "run" / "protocol.json").read_text())
+    assert protocol["judge"]["name"] == "clip"
+    # the outcomes are the style judge's: the share of generations its readout names gartoon
+    styles, _ = judge.predict(torch.rand(2, 3, 32, 32))
+    assert all(s in judge.prototypes.names for s in styles)
+    with pytest.raises(ValueError, match="other settings"):                   # cells judged otherwise
+        experiment.run_preset(mini_bundle, "smoke", tmp_path / "run", log=lambda m: None)
+    assert main(["bench", "--preset", "smoke", "-o", str(tmp_path / "x"), "--judge", "csd", "-q"]) == 2

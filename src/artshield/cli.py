@@ -199,11 +199,20 @@ def _bench_experiment(args) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if args.summarise and not (out / "protocol.json").exists():
         raise ArtshieldError(f"bench --summarise: {out} holds no cells of a run to summarise")
+    judge = None
+    if args.judge != "icon":
+        from .metrics.judges import load_judge
+
+        if getattr(args, "ray", None) is not None:
+            raise ArtshieldError("bench --judge: Ray workers judge with the icon judge; run without --ray",
+                                 param="judge", value=args.judge)
+        judge = experiment.corpus_classifier(load_judge(args.judge, args.judge_path),
+                                             experiment.PRESETS[args.preset], args.judge_path)
     try:
         ray = None if args.summarise else _ray(args)
         execute = None if ray is None else (lambda runner: _ray_bench(runner, ray, log))
         results = experiment.run_preset(_load(args), args.preset, out, log=log, summarise_only=args.summarise,
-                                        execute=execute)
+                                        execute=execute, judge=judge)
     except ValueError as e:
         raise ArtshieldError(f"bench: {e}") from None
     results["command"] = f"artshield bench --preset {args.preset} -o {args.output}"

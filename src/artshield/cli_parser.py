@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--summarise", action="store_true",
                    help="run no cell: write results.json and report.html from the cells already stored in -o "
                         "(a long run under way, or one shared by several workers)")
+    b.add_argument("--judge", default="icon",
+                   help="who says a generation is the artist's: icon (the icon judge's style head, default), or a "
+                        "style judge (clip, csd) reading CSLS prototypes of every corpus theme")
+    b.add_argument("--judge-path", default=None, help="clip: a transformers CLIP folder; csd: model.safetensors")
     b.set_defaults(func="bench")
 
     ck = sub.add_parser("check", parents=[common, model], help="does a protection hold on my art? (the bench on your images)",

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .. import corpus
-from ..metrics.judges import Prototypes, StyleJudge, discrimination, load_judge
+from ..metrics.judges import Classifier, StyleJudge, discrimination, load_judge
 from .experiment import TRIGGER, ArtistData, Preset, Runner, analysis, controls, summary, with_row_verdicts
 
 ARTIST = "your-art"
@@ -50,22 +50,6 @@ SUBJECTS = ["a lighthouse on a cliff", "a cat asleep on a chair", "a city street
             "an owl", "a desert at sunset", "a violin", "a farmhouse", "a jellyfish", "a pair of boots",
             "a rainy window", "a horse running", "a teapot", "a garden with a fountain", "an astronaut",
             "a cathedral interior", "a bunch of keys"]
-
-
-class Classifier:
-    """What the bench's Runner needs of a judge (predict, features, image_size), from a style judge
-    and the prototypes of the artist's reference set and the other styles."""
-
-    def __init__(self, judge: StyleJudge, artist: torch.Tensor, others: dict[str, torch.Tensor]):
-        self.judge, self.image_size = judge, judge.image_size
-        self.prototypes = Prototypes(judge, {ARTIST: artist, **others})
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.judge.features(images)
-
-    def predict(self, images: torch.Tensor) -> tuple[list[str], list[str]]:
-        styles = self.prototypes.predict(images)
-        return styles, [""] * len(styles)
 
 
 def corpus_styles(side: int, per_style: int = 24) -> dict[str, torch.Tensor]:
@@ -129,7 +113,7 @@ def check(bundle, images: list[torch.Tensor], out: str | Path, method: str = "ad
                     prompts_per_artist=len(prompts), tuning_prompts=0, generations_per_prompt=1,
                     mimicry_steps={"lora": how.lora_steps}, mimicry_lr={"lora": lr} if lr else {},
                     protect_options={method: dict(protect_options or {})})
-    runner = Runner(bundle, Classifier(judge, reference, others), preset, Path(out), log=log,
+    runner = Runner(bundle, Classifier(judge, {ARTIST: reference, **others}), preset, Path(out), log=log,
                     artists={ARTIST: data})
     records = runner.run()
     rows = summary(records, preset)

@@ -312,7 +312,17 @@ class Runner:
                 "generations_per_prompt": p.generations_per_prompt,
                 "mimicry_steps": p.mimicry_steps, "mimicry_lr": p.mimicry_lr, "protect_options": p.protect_options,
                 "purify_options": p.purify_options, "distinct_noise_from": p.distinct_noise_from,
-                "mimicry_batch": p.mimicry_batch, "sampling": p.sampling, "mimicry_options": p.mimicry_options}
+                "mimicry_batch": p.mimicry_batch, "sampling": p.sampling, "mimicry_options": p.mimicry_options,
+                # a judge other than the icon judge's style head binds the folder's cells to it (a folder
+                # written before there was a choice has no key: the icon judge)
+                **({"judge": self.judge_id()} if self.judge_id() else {})}
+
+    def judge_id(self) -> dict | None:
+        """None for the icon judge's style head; else the judge's name and its weights' hash."""
+        if isinstance(self.judge, Judge) or not hasattr(self.judge, "describe"):
+            return None
+        weights = getattr(self.judge, "weights", None)
+        return {"name": self.judge.describe()["judge"], "sha256": _cached_hash(Path(weights)) if weights else None}
 
     def check_protocol(self) -> None:
         """Refuse an OUT whose stored cells were made under other settings; record ours. Options of
@@ -546,7 +556,9 @@ class Runner:
         base = MINI_DIR if spec == "mini" else Path(spec) if spec and Path(spec).exists() else None
         out = {"base": {"name": spec, "sha256": _cached_hash(base) if base else None},
                "mimic": {"name": cell.mimicry, "sha256": tensors_hash(adapter.tensors)},
-               "judge": {"name": "artshield icon judge", "sha256": _cached_hash(JUDGE_DIR)}}
+               "judge": ({"name": "artshield icon judge", "sha256": _cached_hash(JUDGE_DIR)} if self.judge_id() is None
+                         else {"name": f"{self.judge_id()['name']} judge, CSLS prototypes of every corpus theme",
+                               "sha256": self.judge_id()["sha256"]})}
         if cell.purifier == "noisy-upscale":
             chosen = self.preset.purify_options.get("noisy-upscale", {}).get("upscaler") or default_upscaler(self.bundle)
             out["upscaler"] = {"name": str(chosen), "sha256": _cached_hash(chosen) if chosen else None}
@@ -867,17 +879,34 @@ def with_row_verdicts(pruned: list[dict], rows: list[dict]) -> list[dict]:
                                          float(p["cell"]["budget"])), p["reason"])} for p in pruned]
 
 
+def corpus_classifier(style_judge, preset: Preset, weights: str | None = None):
+    """A style judge (metrics/judges.py) as the bench's judge: CSLS prototypes of every corpus theme,
+    each preset artist's from its reference split (the images its FID is measured against, never
+    trained on), every other theme's from 24 of its judge-training images."""
+    from ..metrics.judges import Classifier
+
+    classes = {a: artist_data(a, preset).reference for a in preset.artists}
+    pool = corpus.items(judge_split="train")
+    for theme in dict.fromkeys(i.theme for i in pool):
+        if theme not in classes:
+            items = [i for i in pool if i.theme == theme][:24]
+            if len(items) >= 2:
+                classes[theme] = corpus.load_images(items, 64)
+    return Classifier(style_judge, classes, weights)
+
+
 def run_preset(bundle: ModelBundle, name: str, out: Path, log=print, summarise_only: bool = False,
-               execute=None) -> dict:
+               execute=None, judge=None) -> dict:
     """Run (or resume) the preset `name` with its cells stored in OUT/cells/; the results of every
     cell and the verdict table, as results.json holds them (without the environment). With
     `summarise_only`, no cell is run: the results of the cells already stored (a run under way).
     `execute(runner)` runs the cells and returns the records instead of `runner.run()` (the Ray
-    driver, artshield.cluster.run_bench)."""
+    driver, artshield.cluster.run_bench). `judge`: the bench's judge (default: the icon judge's style
+    head), e.g. corpus_classifier(load_judge("csd", path), preset, path)."""
     preset = PRESETS[name]
     start = time.time()
     todo = cells(preset)
-    runner = Runner(bundle, Judge.load(), preset, Path(out), log=log)
+    runner = Runner(bundle, judge or Judge.load(), preset, Path(out), log=log)
     if summarise_only:
         stored = Path(out) / "protocol.json"
         if not stored.exists() or not compatible(runner.stored_protocol(), json.loads(json.dumps(runner.protocol())),

@@ -288,6 +288,26 @@ class Prototypes:
         return [self.names[i] for i in self.scores(images).argmax(1)]
 
 
+class Classifier:
+    """What the bench's Runner needs of a judge (predict, features, image_size, describe): a style
+    judge and the prototypes of every class (a name -> its images); predict names the CSLS-nearest."""
+
+    def __init__(self, judge: StyleJudge, classes: dict[str, torch.Tensor], weights: str | None = None):
+        self.judge, self.image_size, self.weights = judge, judge.image_size, weights
+        self.prototypes = Prototypes(judge, classes)
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        return torch.cat([self.judge.features(chunk.float().clamp(0, 1)) for chunk in images.split(batch_size)]).float()
+
+    def predict(self, images: torch.Tensor) -> tuple[list[str], list[str]]:
+        styles = self.prototypes.predict(images)
+        return styles, [""] * len(styles)
+
+    def describe(self) -> dict:
+        return self.judge.describe()
+
+
 def decoys(images: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
     """Style-free images made from the artist's own, four per image: each shrunk to 4 x 4 and to 3 x 3
     colour blobs and blown up again, and two draws of smooth colour noise around the artist's mean
