@@ -208,3 +208,22 @@ def test_the_bench_judges_with_a_style_judge_and_binds_its_folder_to_it(tmp_path
     with pytest.raises(ValueError, match="other settings"):                   # cells judged otherwise
         experiment.run_preset(mini_bundle, "smoke", tmp_path / "run", log=lambda m: None)
     assert main(["bench", "--preset", "smoke", "-o", str(tmp_path / "x"), "--judge", "csd", "-q"]) == 2
+
+
+def test_the_clip_judge_reads_a_whole_clip_model_folder_as_the_hub_ships_it(tmp_path):
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(0)
+    config = CLIPConfig(text_config={"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1,
+                                     "num_attention_heads": 2, "vocab_size": 99},
+                        vision_config={"hidden_size": 64, "intermediate_size": 37, "num_hidden_layers": 2,
+                                       "num_attention_heads": 2, "image_size": 16, "patch_size": 4},
+                        projection_dim=12)
+    model = CLIPModel(config).eval()
+    model.save_pretrained(tmp_path / "clip", safe_serialization=True)
+    judge = load_judge("clip", str(tmp_path / "clip"))
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want = model.get_image_features(pixel_values=judge.pixels(images))
+    want = getattr(want, "image_embeds", getattr(want, "pooler_output", want))
+    assert torch.allclose(judge.embed(images), torch.nn.functional.normalize(want, dim=1), atol=1e-5)

@@ -125,6 +125,10 @@ class ClipJudge(_VisionTower):
                                  param="judge_path", value=folder)
         try:
             config = CLIPVisionConfig.from_pretrained(str(path))
+            # a whole CLIPModel folder (as the hub ships CLIP) keeps the projection's width at its top level
+            top = json.loads((path / "config.json").read_text())
+            if "projection_dim" in top and "vision_config" in top:
+                config.projection_dim = top["projection_dim"]
             model = CLIPVisionModelWithProjection.from_pretrained(str(path), config=config, use_safetensors=True)
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             raise ArtshieldError(f"cannot load a CLIP vision tower: {str(e).splitlines()[0]}",
