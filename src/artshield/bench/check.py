@@ -13,7 +13,8 @@
    seeds. A generation counts as mimicry when the CSLS prototype readout puts it nearer the
    reference set than every other style. Intervals and verdicts come from bench/stats.py, paired
    over training seeds and prompts, as in the committed bench. A quick check (one training seed)
-   has no interval and says "inconclusive"; the standard one has 3 seeds.
+   says "inconclusive: too few samples" (one training run leaves the mimic's seed-to-seed spread
+   unmeasured); the standard one has 3 seeds.
 """
 from __future__ import annotations
 
