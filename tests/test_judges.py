@@ -17,8 +17,11 @@ class _Identity(StyleJudge):
     """A judge whose 'images' are already embeddings (N, D, 1, 1)."""
     name = "identity"
 
+    def features(self, images):
+        return images.flatten(1).float()
+
     def embed(self, images, batch_size=64):
-        return torch.nn.functional.normalize(images.flatten(1).float(), dim=1)
+        return torch.nn.functional.normalize(self.features(images), dim=1)
 
 
 def test_csls_takes_a_hub_prototypes_crowd_away_from_it():

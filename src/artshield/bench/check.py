@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import corpus
 from ..metrics.judges import Classifier, StyleJudge, discrimination, load_judge
-from .experiment import TRIGGER, ArtistData, Preset, Runner, analysis, controls, summary, with_row_verdicts
+from .experiment import (TRIGGER, ArtistData, Preset, Runner, analysis, controls, corpus_styles, summary,
+                         with_row_verdicts)
 
 ARTIST = "your-art"
 
@@ -51,17 +51,6 @@ SUBJECTS = ["a lighthouse on a cliff", "a cat asleep on a chair", "a city street
             "an owl", "a desert at sunset", "a violin", "a farmhouse", "a jellyfish", "a pair of boots",
             "a rainy window", "a horse running", "a teapot", "a garden with a fountain", "an astronaut",
             "a cathedral interior", "a bunch of keys"]
-
-
-def corpus_styles(side: int, per_style: int = 24) -> dict[str, torch.Tensor]:
-    """The corpus's training themes, `per_style` images each: the other styles when the user gives none."""
-    pool = corpus.items(judge_split="train")
-    out = {}
-    for theme in dict.fromkeys(i.theme for i in pool):
-        items = [i for i in pool if i.theme == theme][:per_style]
-        if len(items) >= 2:
-            out[theme] = corpus.load_images(items, side)
-    return out
 
 
 def default_prompts(bundle, n: int) -> list[str]:

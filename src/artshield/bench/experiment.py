@@ -552,13 +552,13 @@ class Runner:
         from ..provenance import tensors_hash
         from ..purify.noisy_upscale import default_upscaler
 
-        spec = getattr(self.bundle, "spec", None)
+        spec, judge = getattr(self.bundle, "spec", None), self.judge_id()
         base = MINI_DIR if spec == "mini" else Path(spec) if spec and Path(spec).exists() else None
         out = {"base": {"name": spec, "sha256": _cached_hash(base) if base else None},
                "mimic": {"name": cell.mimicry, "sha256": tensors_hash(adapter.tensors)},
-               "judge": ({"name": "artshield icon judge", "sha256": _cached_hash(JUDGE_DIR)} if self.judge_id() is None
-                         else {"name": f"{self.judge_id()['name']} judge, CSLS prototypes of every corpus theme",
-                               "sha256": self.judge_id()["sha256"]})}
+               "judge": ({"name": "artshield icon judge", "sha256": _cached_hash(JUDGE_DIR)} if judge is None
+                         else {"name": f"{judge['name']} judge, CSLS prototypes of every corpus theme",
+                               "sha256": judge["sha256"]})}
         if cell.purifier == "noisy-upscale":
             chosen = self.preset.purify_options.get("noisy-upscale", {}).get("upscaler") or default_upscaler(self.bundle)
             out["upscaler"] = {"name": str(chosen), "sha256": _cached_hash(chosen) if chosen else None}
@@ -879,6 +879,18 @@ def with_row_verdicts(pruned: list[dict], rows: list[dict]) -> list[dict]:
                                          float(p["cell"]["budget"])), p["reason"])} for p in pruned]
 
 
+def corpus_styles(side: int = 64, per_style: int = 24, skip=()) -> dict[str, torch.Tensor]:
+    """The corpus's themes, `per_style` of each one's judge-training images (themes in `skip` left
+    out): the other styles a style judge's prototypes are read against."""
+    pool = corpus.items(judge_split="train")
+    out = {}
+    for theme in dict.fromkeys(i.theme for i in pool):
+        items = [i for i in pool if i.theme == theme][:per_style]
+        if theme not in skip and len(items) >= 2:
+            out[theme] = corpus.load_images(items, side)
+    return out
+
+
 def corpus_classifier(style_judge, preset: Preset, weights: str | None = None):
     """A style judge (metrics/judges.py) as the bench's judge: CSLS prototypes of every corpus theme,
     each preset artist's from its reference split (the images its FID is measured against, never
@@ -886,13 +898,7 @@ def corpus_classifier(style_judge, preset: Preset, weights: str | None = None):
     from ..metrics.judges import Classifier
 
     classes = {a: artist_data(a, preset).reference for a in preset.artists}
-    pool = corpus.items(judge_split="train")
-    for theme in dict.fromkeys(i.theme for i in pool):
-        if theme not in classes:
-            items = [i for i in pool if i.theme == theme][:24]
-            if len(items) >= 2:
-                classes[theme] = corpus.load_images(items, 64)
-    return Classifier(style_judge, classes, weights)
+    return Classifier(style_judge, {**classes, **corpus_styles(skip=set(classes))}, weights)
 
 
 def run_preset(bundle: ModelBundle, name: str, out: Path, log=print, summarise_only: bool = False,

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
@@ -49,16 +50,17 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-class StyleJudge:
+class StyleJudge(ABC):
     """The call shape: `embed(images)` -> unit rows; `name`; `image_size` (what a generation is
-    resized to); `sees` (one sentence for pages and reports)."""
+    resized to); `sees` (one sentence for pages and reports). A member defines `features`."""
 
     name = "judge"
     image_size = 32
     sees = ""
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:          # raw features (FID uses them)
-        raise NotImplementedError
+    @abstractmethod
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw features of (N, 3, H, W) images in [0, 1] (FID uses them; `embed` normalises them)."""
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
