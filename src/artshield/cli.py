@@ -577,6 +577,43 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_study(args) -> int:
+    from . import study
+
+    modes = [m for m, on in (("RUN", args.run), ("--serve", args.serve), ("--analyse", args.analyse)) if on]
+    if len(modes) != 1:
+        raise ArtshieldError("give one of: a RUN folder (with -o) to make a study, --serve STUDY, or --analyse CSV"
+                             + (f" (got {', '.join(modes)})" if modes else ""))
+    if args.serve:
+        if not 0 < args.port < 65536:
+            raise ArtshieldError(f"--port {args.port}: not a port number (1-65535)")
+        study.serve(args.serve, args.host, args.port, log=(lambda *a: None) if args.quiet else print)
+        return 0
+    if args.analyse:
+        if not 0 <= args.min_attention <= 1:
+            raise ArtshieldError(f"--min-attention {args.min_attention:g}: a share between 0 and 1")
+        result = study.analyse(args.analyse, args.min_attention)
+        if not args.quiet and not args.json:
+            print(study.table(result))
+        if args.output:
+            from .io import output_folder, write_json
+
+            write_json(result, output_folder(args.output) / "results.json")
+        if args.json:
+            print(json.dumps(result, indent=2))
+        return 0
+    if not args.output:
+        raise ArtshieldError("making a study needs -o STUDY (the folder to write)")
+    made = study.make_study(args.run, args.output, pairs=args.pairs, conditions=args.conditions,
+                            baseline=args.baseline, attention=args.attention, seed=args.seed)
+    if not args.quiet:
+        pairs = sum(t["kind"] == "pair" for t in made["trials"])
+        print(f"wrote {Path(args.output) / 'study.json'}: {pairs} pairs ({made['pairs_per_condition']} per condition) "
+              f"and {len(made['trials']) - pairs} attention checks; serve it with artshield study --serve {args.output}",
+              file=sys.stderr)
+    return 0
+
+
 def _terminated(signum, frame):
     raise KeyboardInterrupt
 

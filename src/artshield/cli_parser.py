@@ -218,6 +218,33 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--model-config", default=None, metavar="ARCH", help="a single-file source's architecture")
     ex.set_defaults(func="export")
 
+    st = sub.add_parser("study", parents=[common], help="a human A/B study of a bench or check run (after Hönig et al.)",
+                        description="Three steps. 1: artshield study RUN -o STUDY makes a study from a bench or check "
+                        "folder: pairs of generations (mimicry from a condition vs from clean art, same prompt and "
+                        "seed), the artist's originals as reference, attention checks. 2: artshield study --serve "
+                        "STUDY serves it on this machine; each answer goes to STUDY/answers.csv as it is clicked. "
+                        "3: artshield study --analyse STUDY/answers.csv gives success rates with intervals "
+                        "(50 %% = indistinguishable).")
+    st.add_argument("run", nargs="?", default=None, help="a bench or check output folder (to make a study)")
+    st.add_argument("-o", "--output", default=None, help="the study folder to make (with RUN), or where --analyse "
+                    "writes its results.json")
+    st.add_argument("--pairs", type=int, default=12, help="pairs per condition (default 12; every condition gets "
+                    "the same number)")
+    st.add_argument("--conditions", nargs="+", default=None, help="only these conditions (default: every one but clean)")
+    st.add_argument("--baseline", default="clean", choices=("clean", "matched"),
+                    help="compare with mimicry from the clean images (default, Hönig et al.) or, for a purified "
+                    "condition, from the clean images through the same purifier")
+    st.add_argument("--attention", type=int, default=4, help="attention checks per artist and mimic (default 4)")
+    st.add_argument("--seed", type=int, default=0, help="seed of the pairs drawn and of each rater's arrangement")
+    st.add_argument("--serve", default=None, metavar="STUDY", help="serve a study folder to raters")
+    st.add_argument("--host", default="127.0.0.1", help="--serve's address (default 127.0.0.1: this machine only; "
+                    "0.0.0.0 lets raters on your network in)")
+    st.add_argument("--port", type=int, default=8765, help="--serve's port (default 8765)")
+    st.add_argument("--analyse", default=None, metavar="CSV", help="analyse a study's answers.csv")
+    st.add_argument("--min-attention", type=float, default=1.0,
+                    help="--analyse keeps raters who passed at least this share of attention checks (default 1: all)")
+    st.set_defaults(func="study")
+
     ui = sub.add_parser("ui", parents=[common], help="a local web app: protect, check, erase and audit in a browser",
                         description="Serve artshield's app (Gradio; the [ui] extra) on this machine: drop images, "
                         "protect them, see before and after, download them; check whether a protection holds on "
