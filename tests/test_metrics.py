@@ -81,3 +81,46 @@ def test_precision_recall_known_cases():
     collapsed = rng.normal(size=(300, 4)) * 0.1
     p, r = precision_recall(real, collapsed)
     assert p > 0.9 and r < 0.3
+
+
+def test_brisque_scores_noise_as_worse_on_photographs_and_the_protect_report_shows_it(tmp_path, monkeypatch):
+    pytest.importorskip("brisque")
+    from skimage import data
+
+    from artshield.io import write_image
+    from artshield.metrics import image as metrics
+    from artshield.protect import report
+
+    rng = np.random.default_rng(0)
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        photo = torch.from_numpy(getattr(data, name)()).permute(2, 0, 1).float()[None] / 255
+        photo = torch.nn.functional.interpolate(photo, size=(256, 256), mode="area")[0]
+        noisy = (photo + torch.from_numpy(rng.uniform(-16, 16, photo.shape)).float() / 255).clamp(0, 1)
+        clean_score, noisy_score = metrics.brisque(photo), metrics.brisque(noisy)
+        assert noisy_score > clean_score + 2, (name, clean_score, noisy_score)
+    # the same number as the package's own end to end `score`, once its numpy-2 failure is patched
+    from brisque import BRISQUE
+
+    fixed = BRISQUE.scale_features
+    monkeypatch.setattr(BRISQUE, "scale_features",
+                        lambda self, f: fixed(self, np.array([float(np.ravel(x)[0]) for x in f])))
+    pixels = (noisy.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert metrics.brisque(noisy) == pytest.approx(BRISQUE(url=False).score(pixels), abs=1e-6)
+    monkeypatch.undo()
+    # the report: original -> protected per image, flagged when small; a missing package says how to get it
+    write_image(photo, tmp_path / "in.png")
+    write_image(noisy, tmp_path / "out" / "in.png")
+    small = torch.nn.functional.interpolate(photo[None], size=(64, 64), mode="area")[0]
+    write_image(small, tmp_path / "small.png")
+    write_image(small.flip(-1), tmp_path / "out" / "small.png")
+    results = {"method": "advdm", "config": {"budget": 16}, "images": [
+        {"file": str(tmp_path / "in.png"), "output": "in.png", "psnr_db": 30, "ssim": 0.9, "lpips": 0.1, "linf_255": 16},
+        {"file": str(tmp_path / "small.png"), "output": "small.png", "psnr_db": 30, "ssim": 0.9, "lpips": 0.1,
+         "linf_255": 16}]}
+    page, _ = report.write_page(tmp_path / "out", results)
+    html = page.read_text()
+    assert f"{metrics.brisque(photo):.1f} &rarr; {metrics.brisque(noisy):.1f}</td>" in html
+    assert html.count("(small image)") == 1 and "BRISQUE original &rarr; protected" in html
+    monkeypatch.setattr(metrics, "brisque", lambda image: None)
+    html = report.write_page(tmp_path / "out", results)[0].read_text()
+    assert "BRISQUE original" not in html and "pip install 'artshield[quality]'" in html

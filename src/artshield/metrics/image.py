@@ -5,9 +5,11 @@
 - ssim: structural similarity (scikit-image, Gaussian window as in Wang et al. 2004), 1 = identical
 - lpips: learnt perceptual distance (see metrics/lpips.py), 0 = identical
 - visibility: all four for a pair, the record every command writes
+- brisque: a no-reference quality score of one image (the protect report shows it beside them)
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -70,6 +72,37 @@ def visibility(changed: torch.Tensor, original: torch.Tensor, exact: bool = Fals
     values = {"linf_255": (linf_255(changed, original), 3), "psnr_db": (psnr(changed, original), 3),
               "ssim": (ssim(changed, original), 5), "lpips": (lpips(changed, original), 5)}
     return {k: v if exact else round(v, digits) for k, (v, digits) in values.items()}
+
+
+BRISQUE_MIN_SIDE = 256      # below it, ±16/255 noise did not raise BRISQUE on every scikit-image photo tried
+
+
+def brisque(image: torch.Tensor) -> float | None:
+    """BRISQUE (Mittal et al., IEEE TIP 2012), the no-reference quality score of a (C, H, W) image in
+    [0, 1]: lower is better, about 0-100 on photographs. It comes from the `brisque` package (the
+    [quality] extra: its features and its SVM fitted on the LIVE database, which it ships); None when the
+    package is not installed. brisque 0.2.0's own `score` fails on numpy 2 (its features come out as
+    1-element arrays), so the same two-scale features are computed with its methods and flattened
+    before its SVM scores them."""
+    try:
+        import cv2
+        import skimage.color
+        from brisque import BRISQUE
+    except ImportError:
+        return None
+    model = _brisque_model(BRISQUE)
+    rgb = image.detach().float().cpu().clamp(0, 1)
+    rgb = rgb.expand(3, -1, -1) if rgb.shape[0] == 1 else rgb[:3]
+    gray = skimage.color.rgb2gray((rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    half = cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC)
+    features = [float(np.ravel(f)[0]) for scale in (gray, half)
+                for f in model.calculate_brisque_features(scale, kernel_size=7, sigma=7 / 6)]
+    return float(model.calculate_image_quality_score(np.array(features)))
+
+
+@functools.lru_cache(maxsize=1)
+def _brisque_model(cls):
+    return cls(url=False)
 
 
 def amplified_change(clean: torch.Tensor, changed: torch.Tensor, budget: float) -> torch.Tensor:

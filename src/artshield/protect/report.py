@@ -17,7 +17,7 @@ def write_page(out: str | Path, results: dict) -> tuple[Path, dict[str, Path]]:
     """Write the page for results.json's `images` (protected ones and those reused from an earlier
     run); returns its path and, by output name, the amplified-change picture it wrote."""
     from ..io import load_image, write_image, write_text
-    from ..metrics.image import amplified_change
+    from ..metrics.image import BRISQUE_MIN_SIDE, amplified_change, brisque
 
     out = Path(out)
     config = results.get("config", {})
@@ -34,6 +34,7 @@ def write_page(out: str | Path, results: dict) -> tuple[Path, dict[str, Path]]:
                 "original": None, "difference": None}
         for key in ("psnr_db", "ssim", "lpips", "linf_255"):
             item.setdefault(key, float("nan"))
+        item["brisque"] = {"protected": brisque(protected), "original": None, "small": min(w, h) < BRISQUE_MIN_SIDE}
         source = Path(rec["file"])
         if source.is_file():
             original = load_image(source).pixels
@@ -42,6 +43,7 @@ def write_page(out: str | Path, results: dict) -> tuple[Path, dict[str, Path]]:
             except ValueError:                # another drive (Windows): an absolute link
                 link = source.resolve().as_uri()
             item["original"] = report.Figure(link, "original (unchanged)", w, h, min_tile=256)
+            item["brisque"]["original"] = brisque(original)
             if original.shape == protected.shape:
                 diff = amplified_change(original, protected, budget)
                 name = f"{FOLDER}/{index:04d}-difference.png"
@@ -53,5 +55,6 @@ def write_page(out: str | Path, results: dict) -> tuple[Path, dict[str, Path]]:
     html = report.render("protect.html.j2", title=f"artshield protect: {results.get('method', '')}", command=None,
                          method=results.get("method", ""), budget=budget, steps=config.get("steps"),
                          model=results.get("model", {}).get("spec", ""), amplify=amplify, images=shown,
-                         failed=results.get("failed") or [])
+                         failed=results.get("failed") or [], brisque_min_side=BRISQUE_MIN_SIDE,
+                         has_brisque=any(i["brisque"]["protected"] is not None for i in shown))
     return write_text(html, out / PAGE), differences
