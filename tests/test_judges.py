@@ -9,6 +9,7 @@ from safetensors.torch import save_file
 
 from artshield import corpus
 from artshield.errors import ArtshieldError
+from artshield.io import write_image
 from artshield.metrics import judges
 from artshield.metrics.judges import Prototypes, StyleJudge, discrimination, load_judge
 
@@ -230,3 +231,51 @@ def test_the_clip_judge_reads_a_whole_clip_model_folder_as_the_hub_ships_it(tmp_
         want = model.get_image_features(pixel_values=judge.pixels(images))
     want = getattr(want, "image_embeds", getattr(want, "pooler_output", want))
     assert torch.allclose(judge.embed(images), torch.nn.functional.normalize(want, dim=1), atol=1e-5)
+
+
+def test_erase_reads_styles_with_a_style_judge_after_its_discrimination_check(tmp_path, tiny_bundle, mini_bundle,
+                                                                               icon_judge, capsys):
+    """erase --judge: on mini, a style judge knows the corpus's styles and no concepts; on any other
+    model it knows the style whose images the user gives. A judge that cannot tell the style apart
+    skips the evaluation and says why; one that can measures the target and the other styles."""
+    import json
+
+    from artshield.cli import main
+    from artshield.erase import erase
+    from artshield.erase.evaluate import StyleSet, Target, default_preserve, evaluate_all, judged_targets
+
+    on_mini = judged_targets(mini_bundle, ["faenza style", "trash can"], style_judge=True)
+    assert on_mini["faenza style"] == Target("style", "faenza") and "not concepts" in on_mini["trash can"]
+    assert "--references and --others" in judged_targets(tiny_bundle, ["van gogh"])["van gogh"]
+    mine = _icons("gartoon", 20)
+    styles = StyleSet(mine, {t: _icons(t, 12) for t in ("moka", "faenza", "tango")})
+    targets = judged_targets(tiny_bundle, ["Gartoon style"], style_judge=True, styles=styles)
+    assert targets == {"Gartoon style": Target("style", "gartoon")}
+    keep = default_preserve(targets, 0, 4, 2, styles)
+    assert len(keep) == 3 * 6 and not any("gartoon" in p for p in keep)
+    edit = erase(tiny_bundle, ["gartoon style"], "uce", preserve=keep)
+    [(record, sheet)] = evaluate_all(tiny_bundle, edit, targets, ["Gartoon style"], n_target=4, per_other=2,
+                                     recovery_steps=0, steps=2, judge=icon_judge, styles=styles)
+    assert record["judge_check"]["can_tell"] and "skipped" not in record
+    assert set(record["before"]["others_by_name"]) == {"moka", "faenza", "tango"}
+    assert record["prompts"]["target"][0].endswith(", gartoon style") and sheet.shape[-1] > 0
+    # through the command: flat colours as the style, which no judge can tell from its colour decoys
+    for name, colour in (("refs", (0.9, 0.2, 0.1)), ("others/blue", (0.1, 0.2, 0.9)), ("others/green", (0.1, 0.8, 0.2))):
+        for i in range(12):
+            write_image(torch.tensor(colour)[:, None, None].expand(3, 32, 32) * (0.8 + 0.02 * i),
+                        tmp_path / name / f"{i}.png")
+    _tiny_clip(tmp_path / "clip")
+    out = tmp_path / "erased"
+    assert main(["erase", "--model", str(tiny_bundle.spec), "--concept", "red style", "--method", "uce", "-o",
+                 str(out), "-q", "--judge", "clip", "--judge-path", str(tmp_path / "clip"), "--references",
+                 str(tmp_path / "refs"), "--others", str(tmp_path / "others"), "--eval-prompts", "4",
+                 "--recovery-steps", "0", "--steps", "2"]) == 0
+    [e] = json.loads((out / "results.json").read_text())["evaluations"]
+    assert e["skipped"].startswith("the clip judge cannot tell this style apart") and not e["judge_check"]["can_tell"]
+    assert "cannot tell" in (out / "report.html").read_text()
+    capsys.readouterr()
+    for argv, words in ((["--judge", "clip", "--judge-path", str(tmp_path / "clip"), "--references", str(tmp_path)],
+                         "go together"), (["--references", str(tmp_path / "refs")], "go with --judge clip or csd")):
+        assert main(["erase", "--model", str(tiny_bundle.spec), "--concept", "x", "-o", str(tmp_path / "n"), "-q",
+                     *argv]) == 2
+        assert words in capsys.readouterr().err

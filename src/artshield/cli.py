@@ -346,9 +346,23 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def cmd_check(args) -> int:
-    import torch
+def _style_folders(path: str) -> dict[str, list]:
+    """--others: one sub-folder of images per style, at least 2 styles of at least 2 images each."""
+    from .io import read_captioned_folder
 
+    folder = Path(path)
+    styles = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    out = {}
+    for style in styles:
+        found = read_captioned_folder(style)
+        if len(found.images) >= 2:
+            out[style.name] = found.images
+    if len(out) < 2:
+        raise ArtshieldError(f"--others {path}: needs at least 2 sub-folders (one per style) of 2 or more images each")
+    return out
+
+
+def cmd_check(args) -> int:
     from .bench import check, report_html
     from .io import read_captioned_folder, write_json, write_text
     from .metrics.judges import load_judge
@@ -372,18 +386,7 @@ def cmd_check(args) -> int:
         if not prompts or not all(check.TRIGGER in p for p in prompts):
             raise ArtshieldError(f"{args.prompts}: needs one prompt per line, each with the trigger word "
                                  f"{check.TRIGGER!r}")
-    others = None
-    if args.others:
-        styles = sorted(p for p in Path(args.others).iterdir() if p.is_dir()) if Path(args.others).is_dir() else []
-        others = {}
-        for style in styles:
-            found = read_captioned_folder(style)
-            if len(found.images) >= 2:
-                others[style.name] = torch.stack([torch.nn.functional.interpolate(
-                    x.float()[None, :3].expand(-1, 3, -1, -1), size=(64, 64), mode="area")[0] for x in found.images])
-        if len(others) < 2:
-            raise ArtshieldError(f"--others {args.others}: needs at least 2 sub-folders (one per style) of 2 or "
-                                 f"more images each")
+    others = _style_folders(args.others) if args.others else None
     judge = load_judge(args.judge, args.judge_path)
     bundle = _load(args)
     out = _output_dir(args, "results.json")
@@ -476,11 +479,18 @@ def cmd_erase(args) -> int:
     _check_method(args, "erase", **common, **own)
     concepts = [c.strip() for c in args.concept]
     Edit.check_destination(args.output, args.model)
+    judge, styles = _erase_judge(args)
     bundle = _load(args)
-    targets = judged_targets(bundle, concepts)
+    if styles is not None:
+        from .erase.evaluate import StyleSet
+        from .metrics.judges import squares
+
+        side = max(64, bundle.image_size)
+        styles = StyleSet(squares(styles[0], side), {k: squares(v, side) for k, v in styles[1].items()})
+    targets = judged_targets(bundle, concepts, style_judge=judge is not None, styles=styles)
     per_other = max(2, args.eval_prompts // 4)
     if args.method == "uce" and args.preserve is None:
-        own["preserve"] = default_preserve(targets, args.seed, args.eval_prompts, per_other)
+        own["preserve"] = default_preserve(targets, args.seed, args.eval_prompts, per_other, styles)
     eraser = make_method("erase", args.method, bundle, **common, **own)
     bar = _progress(args, eraser.total_steps(len(concepts)), f"erase ({args.method})",
                     unit="matrix" if args.method == "uce" else "step")
@@ -493,7 +503,8 @@ def cmd_erase(args) -> int:
                **{k: v for k, v in edit.info.items() if k not in ("method",)},
                "erase_seconds": edit.info["seconds"],
                "generate_with": f"artshield generate --model {out} --prompt \"{concepts[0]}\""}
-    evaluations = [] if args.no_eval else _evaluate_erasure(args, bundle, edit, targets, concepts, per_other, out)
+    evaluations = [] if args.no_eval else _evaluate_erasure(args, bundle, edit, targets, concepts, per_other, out,
+                                                            judge, styles)
     if len(concepts) == 1 and evaluations:       # one concept: its figures at the top level too
         results.update({k: evaluations[0][k] for k in ("before", "after", "recovery") if k in evaluations[0]})
     from .erase.report import render
@@ -505,13 +516,36 @@ def cmd_erase(args) -> int:
     return _finish(args, out, results)
 
 
-def _evaluate_erasure(args, bundle, edit, targets: dict, concepts: list[str], per_other: int, out: Path) -> list:
+def _erase_judge(args):
+    """erase's --judge, --references, --others, checked before the model loads: (the style judge or None
+    for the icon judge, (the erased style's images, {other style: images}) or None)."""
+    from .io import read_captioned_folder
+    from .metrics.judges import load_judge
+
+    if args.judge == "icon":
+        if args.references or args.others or args.judge_path:
+            raise ArtshieldError("--references, --others and --judge-path go with --judge clip or csd")
+        return None, None
+    judge = load_judge(args.judge, args.judge_path)
+    if bool(args.references) != bool(args.others):
+        raise ArtshieldError("--references and --others go together (the erased style's images, and other styles')")
+    if not args.references:
+        return judge, None
+    found = read_captioned_folder(args.references) if Path(args.references).is_dir() else None
+    if not found or len(found.images) < 2:
+        raise ArtshieldError(f"--references {args.references}: expected a folder of at least 2 images of the style")
+    return judge, (found.images, _style_folders(args.others))
+
+
+def _evaluate_erasure(args, bundle, edit, targets: dict, concepts: list[str], per_other: int, out: Path,
+                      judge=None, styles=None) -> list:
     from .erase.evaluate import evaluate_all
 
     bar, records = _progress(args, None, "evaluate"), []
     for i, (record, sheet) in enumerate(evaluate_all(
             bundle, edit, targets, concepts, seed=args.seed, n_target=args.eval_prompts, per_other=per_other,
-            recovery_steps=args.recovery_steps, steps=args.steps, guidance=args.guidance, progress=bar.update)):
+            recovery_steps=args.recovery_steps, steps=args.steps, guidance=args.guidance, progress=bar.update,
+            judge=judge, styles=styles)):
         if sheet is None:
             _warn(args, f"no evaluation of {record['concept']!r}: {record['skipped']}")
         else:

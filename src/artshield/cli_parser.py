@@ -173,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "styles or concepts)")
     er.add_argument("--template", action="append", default=None,
                     help="a sentence with {} for the concept, to edit it in context (repeatable; default: the model's)")
+    er.add_argument("--judge", default="icon", help="the evaluation's judge: icon (mini's styles and concepts, default), "
+                    "clip or csd (styles only, read by CSLS prototypes after a discrimination check)")
+    er.add_argument("--judge-path", default=None,
+                    help="clip: a transformers CLIP folder; csd: CSD's model.safetensors (nothing is downloaded)")
+    er.add_argument("--references", default=None, metavar="DIR",
+                    help="with --judge clip/csd on a model other than mini: images of the erased style")
+    er.add_argument("--others", default=None, metavar="DIR",
+                    help="with --references: images of other styles, one sub-folder per style (its name is the "
+                    "style's, as prompts write it); specificity is measured on them")
     er.add_argument("--no-eval", action="store_true", help="skip the evaluation")
     er.add_argument("--eval-prompts", type=int, default=32, help="evaluation: prompts with the concept (default 32)")
     er.add_argument("--recovery-steps", type=int, default=800,

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..metrics.judges import Classifier, StyleJudge, discrimination, load_judge
+from ..metrics.judges import Classifier, StyleJudge, discrimination, load_judge, squares
 from .experiment import (TRIGGER, ArtistData, Preset, Runner, analysis, controls, corpus_styles, summary,
                          with_row_verdicts)
 
@@ -78,10 +78,8 @@ def check(bundle, images: list[torch.Tensor], out: str | Path, method: str = "ad
     how = LEVELS[level]
     judge = judge or load_judge("icon")
     side = max(64, bundle.image_size)            # square copies at (at least) the model's size
-    square = torch.stack([torch.nn.functional.interpolate(
-        x.float()[None].expand(-1, 3, -1, -1) if x.shape[0] == 1 else x.float()[None, :3], size=(side, side),
-        mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)[0] for x in images])
-    others = others or corpus_styles(side)
+    square = squares(images, side)
+    others = {k: squares(v, side) for k, v in others.items()} if others else corpus_styles(side)
     gate = discrimination(judge, square, others)
     base = {"preset_name": f"check on your art ({level})", "model": bundle.describe(), "judge_check": gate,
             "measure": f"CSLS prototype readout of the {judge.name} judge: the held-out third of your images vs "

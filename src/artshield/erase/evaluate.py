@@ -11,12 +11,20 @@ For a model whose styles and concepts the judge knows (mini and its corpus):
                       new word on real images of the erased style (concept), against the edited
                       model, then the target prompts with that word in the concept's place
 Every figure uses the same prompts and seeds before and after.
+
+With a style judge (`--judge clip` or `csd`, metrics/judges.py), styles are read by the CSLS
+prototype readout of that judge instead, and only styles (a style judge names no concepts). Before
+anything is generated, the judge must pass the discrimination check on the erased style's images
+against the other styles; where it cannot tell, the evaluation is skipped and says why. On mini the
+styles are the corpus's; on any other model the user gives the images: `StyleSet` (the erased
+style's, and one folder per other style), and the prompts are varied subjects "..., NAME style".
 """
 from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -57,8 +65,34 @@ def parse_target(concept: str) -> Target | None:
     return None
 
 
-def prompt_sets(target: Target, n_target: int, per_other: int, seed: int) -> tuple[list, dict[str, list]]:
-    """Training captions asking for the target, and for each other style (concept) a few of its own."""
+@dataclass
+class StyleSet:
+    """The styles a style judge evaluates an erasure with on a model outside mini's corpus: images of
+    the erased style (`references`), of each other style by name (`others`), and the subjects the
+    prompts ask for."""
+    references: torch.Tensor
+    others: dict[str, torch.Tensor]
+    subjects: list[str] = field(default_factory=list)
+
+    def items(self, name: str, n: int, offset: int = 0) -> list:
+        subjects = self.subjects or _subjects()
+        return [SimpleNamespace(caption=f"{subjects[(offset + j) % len(subjects)]}, {name} style", theme=name,
+                                concept=None) for j in range(n)]
+
+
+def _subjects() -> list[str]:
+    from ..bench.check import SUBJECTS
+
+    return SUBJECTS
+
+
+def prompt_sets(target: Target, n_target: int, per_other: int, seed: int,
+                styles: StyleSet | None = None) -> tuple[list, dict[str, list]]:
+    """Training captions asking for the target, and for each other style (concept) a few of its own
+    (with `styles`: varied subjects in the target's and in each other style)."""
+    if styles is not None:
+        return styles.items(target.name, n_target), {n: styles.items(n, per_other, offset=7 * i)
+                                                      for i, n in enumerate(sorted(styles.others))}
     rng = np.random.default_rng(seed)
     train = [i for i in corpus.items(split="train") if i.concept and i.copies == 1]
 
@@ -131,15 +165,22 @@ def edited(bundle: ModelBundle, edit: Edit) -> ModelBundle:
     return edit.apply(bundle.copy())
 
 
-def recovery_attack(bundle: ModelBundle, target: Target, steps: int, seed: int, progress=None):
-    """Textual Inversion of TRIGGER on real training images of the target, on the edited model."""
+def recovery_attack(bundle: ModelBundle, target: Target, steps: int, seed: int, progress=None,
+                    styles: StyleSet | None = None):
+    """Textual Inversion of TRIGGER on real images of the target (the corpus's training images, or
+    `styles.references`), on the edited model."""
     from ..mimic import mimic
 
-    real = [i for i in corpus.items(split="train") if i.concept and i.copies == 1
-            and (i.theme if target.kind == "style" else i.concept) == target.name]
     rng = np.random.default_rng(seed)
-    real = [real[j] for j in sorted(rng.permutation(len(real))[:40])]
-    images = list(corpus.load_images(real, max(bundle.image_size, 32)))
+    if styles is not None:
+        chosen = sorted(rng.permutation(len(styles.references))[:40])
+        images = [styles.references[j] for j in chosen]
+        real = styles.items(target.name, len(images))
+    else:
+        real = [i for i in corpus.items(split="train") if i.concept and i.copies == 1
+                and (i.theme if target.kind == "style" else i.concept) == target.name]
+        real = [real[j] for j in sorted(rng.permutation(len(real))[:40])]
+        images = list(corpus.load_images(real, max(bundle.image_size, 32)))
     adapter = mimic(bundle, images, [target.swap(i.caption, TRIGGER) for i in real], "textual-inversion",
                     steps=steps, seed=seed, trigger=TRIGGER, progress=progress)
     attacked = adapter.apply(bundle.copy(unet=False, text=True))
@@ -148,12 +189,13 @@ def recovery_attack(bundle: ModelBundle, target: Target, steps: int, seed: int, 
 
 def evaluate(base: ModelBundle, edit: Edit, target: Target, judge: Judge | None = None, seed: int = 0,
              n_target: int = 32, per_other: int = 8, recovery_steps: int = 800, steps=None, guidance=None,
-             progress=None) -> tuple[dict, dict[str, torch.Tensor]]:
+             progress=None, styles: StyleSet | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
     """before / after / recovery figures, and the target prompts' images for each (for a grid)."""
     judge = judge or Judge.load()
     start = time.time()
-    targets, others = prompt_sets(target, n_target, per_other, seed)
-    real = corpus.load_images([i for i in corpus.items(split="train") if i.concept and i.copies == 1], 64)
+    targets, others = prompt_sets(target, n_target, per_other, seed, styles)
+    real = torch.cat(list(styles.others.values())) if styles is not None else \
+        corpus.load_images([i for i in corpus.items(split="train") if i.concept and i.copies == 1], 64)
     real_features = judge.features(real).numpy()
     common = dict(seed=seed, real_features=real_features, steps=steps, guidance=guidance, progress=progress)
     before, img_before = measure(base, judge, target, targets, others, **common)
@@ -165,7 +207,7 @@ def evaluate(base: ModelBundle, edit: Edit, target: Target, judge: Judge | None 
                            "others": sorted(others)}}
     images = {"before": img_before, "after": img_after}
     if recovery_steps > 0:
-        attacked, prompt_of, n_real = recovery_attack(after_bundle, target, recovery_steps, seed)
+        attacked, prompt_of, n_real = recovery_attack(after_bundle, target, recovery_steps, seed, styles=styles)
         # only the target: the attack adds a token, so every other prompt generates as "after"
         recovery, img_rec = measure(attacked, judge, target, targets, {}, prompt_of=prompt_of, **common)
         recovery["others"] = "as after: the attack learns a new token and leaves every other prompt unchanged"
@@ -178,41 +220,87 @@ def evaluate(base: ModelBundle, edit: Edit, target: Target, judge: Judge | None 
     return results, images
 
 
-def judged_targets(bundle: ModelBundle, concepts: list[str]) -> dict[str, Target | None]:
-    """For each concept, what the judge calls it (None where it cannot tell); {} for models the
-    judge was not made for (it knows the styles and concepts of mini's corpus only)."""
-    if not bundle.conventions.corpus:
-        return {}
-    return {c: parse_target(c) for c in concepts}
+def judged_targets(bundle: ModelBundle, concepts: list[str], style_judge: bool = False,
+                   styles: StyleSet | None = None) -> dict[str, Target | str]:
+    """For each concept, what the judge calls it, or why it cannot evaluate it (a str). The icon judge
+    knows the styles and concepts of mini's corpus; a style judge (`style_judge`) knows styles, the
+    corpus's on mini and, on any model, the style whose images `styles` holds."""
+    out: dict[str, Target | str] = {}
+    for c in concepts:
+        name = re.sub(r"\s+style$", "", c.strip().lower())
+        if style_judge and styles is not None:
+            out[c] = Target("style", name)
+        elif not bundle.conventions.corpus:
+            out[c] = ("a style judge with --references and --others evaluates a style on this model; the icon judge "
+                      "knows the styles and concepts of mini's corpus only")
+        else:
+            t = parse_target(c)
+            if t is None:
+                out[c] = "not a training style or concept the judge knows"
+            elif style_judge and t.kind != "style":
+                out[c] = "a style judge tells styles, not concepts: the icon judge evaluates a concept"
+            else:
+                out[c] = t
+    return out
 
 
-def default_preserve(targets: dict[str, Target | None], seed: int, n_target: int, per_other: int) -> list[str] | None:
-    """UCE's preserved prompts when the user names none: on a corpus model, captions of the other
-    styles (concepts) that the evaluation with the same seed does not use; else None (the method's
-    own default)."""
-    if not targets or not all(targets.values()):
+def default_preserve(targets: dict[str, Target | str], seed: int, n_target: int, per_other: int,
+                     styles: StyleSet | None = None, per_name: int = 6) -> list[str] | None:
+    """UCE's preserved prompts when the user names none: the other styles (concepts) in prompts that
+    the evaluation with the same seed does not use (captions of the corpus, or with `styles` the other
+    subjects in each other style); None when some concept cannot be evaluated (the method's own default)."""
+    if not targets or not all(isinstance(t, Target) for t in targets.values()):
         return None
+    if styles is not None:
+        used = {i.caption for t in targets.values() for group in prompt_sets(t, n_target, per_other, seed, styles)[1]
+                .values() for i in group}
+        every = {n: styles.items(n, len(styles.subjects or _subjects())) for n in styles.others}
+        return sorted(p for group in every.values() for p in [i.caption for i in group if i.caption not in used][:per_name])
     return sorted({p for t in targets.values() for p in preserve_captions(t, seed, n_target, per_other)})
 
 
-def evaluate_all(base: ModelBundle, edit: Edit, targets: dict[str, Target | None], concepts: list[str],
+def evaluate_all(base: ModelBundle, edit: Edit, targets: dict[str, Target | str], concepts: list[str],
                  seed: int = 0, n_target: int = 32, per_other: int = 8, recovery_steps: int = 800, steps=None,
-                 guidance=None, progress=None) -> list[tuple[dict, torch.Tensor | None]]:
+                 guidance=None, progress=None, judge=None, styles: StyleSet | None = None,
+                 ) -> list[tuple[dict, torch.Tensor | None]]:
     """Every concept's evaluation record, with a grid of its target generations (8 per row: before,
     after, after the recovery attack); a record says why it was "skipped" (and the grid is None)
-    where the judge cannot evaluate."""
-    if not targets:
-        return [({"concept": c, "skipped": "the judge knows the styles and concepts of mini's corpus only"}, None)
-                for c in concepts]
+    where the judge cannot evaluate. `judge`: a style judge (metrics/judges.StyleJudge), read by CSLS
+    prototypes of the styles, which must first pass the discrimination check (its result is in the
+    record as "judge_check"); None: the icon judge."""
     out = []
-    for concept, target in targets.items():
-        if target is None:
-            out.append(({"concept": concept, "skipped": "not a training style or concept the judge knows"}, None))
+    for concept in concepts:
+        target = targets.get(concept, "the judge knows the styles and concepts of mini's corpus only")
+        if not isinstance(target, Target):
+            out.append(({"concept": concept, "skipped": target}, None))
             continue
-        results, images = evaluate(base, edit, target, seed=seed, n_target=n_target, per_other=per_other,
-                                   recovery_steps=recovery_steps, steps=steps, guidance=guidance,
-                                   progress=progress)
+        reader, gate = None, None
+        if judge is not None:
+            reader, gate = style_reader(judge, target, styles, side=max(64, base.image_size))
+            if not gate["can_tell"]:
+                out.append(({"concept": concept, "judge_check": gate,
+                             "skipped": f"the {judge.name} judge cannot tell this style apart: {gate['why']}"}, None))
+                continue
+        results, images = evaluate(base, edit, target, judge=reader, seed=seed, n_target=n_target,
+                                   per_other=per_other, recovery_steps=recovery_steps, steps=steps,
+                                   guidance=guidance, progress=progress, styles=styles)
+        if gate is not None:
+            results = {**results, "judge_check": gate, "judge": judge.describe()}
         rows = [k for k in ("before", "after", "recovery") if k in images]
         out.append(({"concept": concept, **results, "grid_rows": rows},
                     grid(torch.cat([images[k][:8] for k in rows]), columns=min(8, len(images[rows[0]])))))
     return out
+
+
+def style_reader(judge, target: Target, styles: StyleSet | None, side: int = 64):
+    """A style judge's CSLS readout of the target and the other styles (the icon judge's call shape),
+    and its discrimination check on the target's images against the others'."""
+    from ..bench.experiment import corpus_styles
+    from ..metrics.judges import Classifier, discrimination
+
+    if styles is not None:
+        mine, others = styles.references, dict(styles.others)
+    else:
+        every = corpus_styles(side)
+        mine, others = every.pop(target.name), every
+    return Classifier(judge, {target.name: mine, **others}), discrimination(judge, mine, others)

@@ -314,6 +314,13 @@ class Classifier:
         return self.judge.describe()
 
 
+def squares(images, side: int) -> torch.Tensor:
+    """Images of any size and channel count (a list or a batch) as one (N, 3, side, side) batch in [0, 1]."""
+    return torch.stack([F.interpolate(x.float()[None].expand(-1, 3, -1, -1) if x.shape[0] == 1 else x.float()[None, :3],
+                                      size=(side, side), mode="bicubic", antialias=True, align_corners=False
+                                      ).clamp(0, 1)[0] for x in images])
+
+
 def decoys(images: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
     """Style-free images made from the artist's own, four per image: each shrunk to 4 x 4 and to 3 x 3
     colour blobs and blown up again, and two draws of smooth colour noise around the artist's mean
