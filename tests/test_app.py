@@ -197,3 +197,16 @@ def test_model_tools_run_the_cli_into_a_job_and_report_its_error_in_one_line(tmp
     with pytest.raises(UploadError, match="--method nope") as e:
         tool_job(jobs, "erase", ["--concept", "x", "--method", "nope", "--model", str(tiny_model_dir)])
     assert "\n" not in str(e.value)
+    with pytest.raises(UploadError, match="needs local weights"):        # the erase tab's judge, without its weights
+        tool_job(jobs, "erase", ["--concept", "x", "--method", "uce", "--model", str(tiny_model_dir), "--judge", "clip"])
+
+
+def test_the_check_job_takes_a_style_judge_and_refuses_a_missing_one_in_one_line(tmp_path, tiny_model_dir):
+    from artshield.app import check_job
+
+    files = [str(_png(tmp_path / f"{i}.png", (32, 32), seed=i)) for i in range(3)]
+    with pytest.raises(UploadError, match="judge='clip': needs local weights") as e:
+        check_job(Models(), Jobs(tmp_path / "jobs"), Limits(), files, judge="clip", model=str(tiny_model_dir))
+    assert "\n" not in str(e.value)
+    made = check_job(Models(), Jobs(tmp_path / "jobs"), Limits(), files, judge="icon", model=str(tiny_model_dir))
+    assert made["results"]["judge_check"]["judge"] == "icon" and "too few of the artist's images" in made["summary"]

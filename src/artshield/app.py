@@ -228,16 +228,23 @@ def protect_job(models: Models, jobs: Jobs, limits: Limits, files: list[str], st
 
 def check_job(models: Models, jobs: Jobs, limits: Limits, files: list[str], strength: str = "default",
               method: str = "advdm", level: str = "quick", model: str = "mini", device: str = "auto",
-              dtype: str = "auto", log=None) -> dict:
-    """"Does it hold on my art?": the bench on the uploads as the artist (bench/check.py); writes
-    report.html in the job folder. Returns the job, the report, its zip and a plain summary."""
+              dtype: str = "auto", log=None, judge: str = "icon", judge_path: str | None = None) -> dict:
+    """"Does it hold on my art?": the bench on the uploads as the artist (bench/check.py), read by the
+    style judge `judge` (metrics/judges.py; `judge_path`: its local weights); writes report.html in the
+    job folder. Returns the job, the report, its zip and a plain summary."""
     from .bench import check, report_html
+    from .errors import ArtshieldError
     from .io import write_json, write_text
+    from .metrics.judges import load_judge
     from .purify.noisy_upscale import default_upscaler
 
     if strength not in STRENGTHS or method not in METHODS:
         raise UploadError(f"strength {strength!r} / method {method!r}: choose from {', '.join(STRENGTHS)} and "
                           f"{', '.join(METHODS)}")
+    try:
+        style_judge = load_judge(judge, (judge_path or "").strip() or None)
+    except ArtshieldError as e:
+        raise UploadError(e.render()) from None
     job = jobs.new("check")
     accepted, problems = gather_uploads(files, job / "uploads", limits)
     if len(accepted) < 2:
@@ -247,7 +254,8 @@ def check_job(models: Models, jobs: Jobs, limits: Limits, files: list[str], stre
     bundle = models.get(model, device, dtype)
     purifiers = ("jpeg", "gaussian-noise") + (("noisy-upscale",) if default_upscaler(bundle) else ())
     results = check.check(bundle, [load_image(p).pixels for p in accepted], job / "report", method=method,
-                          budget=STRENGTHS[strength], purifiers=purifiers, level=level, log=log or (lambda m: None))
+                          budget=STRENGTHS[strength], purifiers=purifiers, level=level, log=log or (lambda m: None),
+                          judge=style_judge)
     write_json(results, job / "report" / "results.json")
     report = write_text(report_html.render(results, results["summary"], job / "report"), job / "report" / "report.html")
     archive = zip_tree(job / "report", job / "check-report.zip")
@@ -255,8 +263,9 @@ def check_job(models: Models, jobs: Jobs, limits: Limits, files: list[str], stre
     if "verdict" in results:            # the judge could not prove it tells the style apart: nothing was run
         gate = results["judge_check"]
         lines.append(f"**{method} {STRENGTHS[strength]:g}/255: {results['verdict']}.** The {gate['judge']} judge sees "
-                     f"{gate['sees']}. Upload at least 10 images of your art (and, for real artwork, use the command "
-                     f"line's `artshield check --judge clip` or `csd` with local weights).")
+                     f"{gate['sees']}. Upload at least 10 images of your art"
+                     + (" (and, for real artwork, choose the clip or csd judge with its local weights)."
+                        if gate["judge"] == "icon" else "."))
     for row in results["summary"]:
         ci, rel = row["intervals"], row["relative"]
         lines.append(f"**{row['protection']} {row['budget']:g}/255: {row['verdict']}.** Mimicry success clean "
@@ -411,35 +420,43 @@ def build(models: Models | None = None, jobs: Jobs | None = None, limits: Limits
             hidden.click(api_protect, [files, strength], archive, api_name="protect")
 
         with gr.Tab("Check"):
-            gr.Markdown("**Does the protection hold on my art?** A mimic fine-tunes the model (a LoRA) on your images "
-                        "as they are clean, protected, and protected then purified; the page measures how much of your "
-                        "style it learnt each time, with intervals and a verdict. Every generation uses one prompt, so the "
-                        "interval comes from training seeds alone: a quick check (one seed) takes minutes and always "
-                        "says *inconclusive*; the judge sees 32x32 icon features, not brushwork.")
+            gr.Markdown("**Does the protection hold on my art?** First the style judge must show that it can tell "
+                        "your style apart from others (at least 10 images); if it cannot, the check stops and says so. "
+                        "Then a mimic fine-tunes the model (a LoRA) on two thirds of your images as they are clean, "
+                        "protected, and protected then purified, generates distinct prompts, and the judge measures how "
+                        "much of your style it learnt against the third it never saw, with intervals and a verdict. "
+                        "A quick check (one training seed) takes minutes and always says *inconclusive*. The icon "
+                        "judge sees 32x32 icon features, not brushwork: for real artwork choose clip or csd with "
+                        "weights on this machine.")
             with gr.Row():
                 with gr.Column(scale=1):
                     c_files = gr.File(label="At least 2 images of your art", file_count="multiple", elem_id="check-files")
                     c_method = gr.Dropdown(list(METHODS), value="advdm", label="Protection")
                     c_strength = gr.Radio(list(STRENGTHS), value="default", label="Strength")
                     c_level = gr.Radio(["quick", "standard"], value="quick", label="Thoroughness",
-                                       info="quick: 1 seed, 16 generations per cell; standard: 3 seeds, 128 (hours)")
+                                       info="quick: 1 seed, 16 prompts per cell; standard: 3 seeds, 32 prompts (hours)")
+                    c_judge = gr.Dropdown(["icon", "clip", "csd"], value="icon", label="Style judge", elem_id="check-judge")
+                    c_judge_path = gr.Textbox(label="Judge weights on this machine (clip: a CLIP folder; csd: its "
+                                              "model.safetensors)", elem_id="check-judge-path")
                     c_go = gr.Button("Check", variant="primary", elem_id="check-go")
                 with gr.Column(scale=2):
                     c_status = gr.Markdown(elem_id="check-status")
                     c_zip = gr.File(label="The report (zip)", elem_id="check-zip")
                     c_view = gr.HTML(elem_id="check-report")
 
-            def run_check(files, strength, method, level, model, device, dtype, progress=gr.Progress()):
+            def run_check(files, strength, method, level, judge, judge_path, model, device, dtype,
+                          progress=gr.Progress()):
                 progress(0, desc="fine-tuning the mimic on each condition")
                 try:
                     made = check_job(models, jobs, limits, files, strength, method, level, model or default_model,
-                                     device, dtype, log=lambda m: progress(None, desc=m))
+                                     device, dtype, log=lambda m: progress(None, desc=m), judge=judge,
+                                     judge_path=judge_path)
                 except (UploadError, ValueError, OSError) as e:
                     return f"**Could not check:** {e}", None, ""
                 note = ("\n\n**Not used:** " + "; ".join(made["problems"])) if made["problems"] else ""
                 return made["summary"] + note, str(made["zip"]), _frame(made["report"])
 
-            c_go.click(run_check, [c_files, c_strength, c_method, c_level, model, device, dtype],
+            c_go.click(run_check, [c_files, c_strength, c_method, c_level, c_judge, c_judge_path, model, device, dtype],
                        [c_status, c_zip, c_view], api_name="check")
 
         with gr.Tab("Model tools"):
@@ -451,6 +468,9 @@ def build(models: Models | None = None, jobs: Jobs | None = None, limits: Limits
                     e_concept = gr.Textbox(label="Concept or style", value="faenza style", elem_id="erase-concept")
                     e_method = gr.Dropdown(["esd-x", "esd-u", "esd-x-strict", "uce"], value="uce", label="Method")
                     e_eval = gr.Checkbox(value=True, label="Evaluate (before, after, after a recovery attack)")
+                    e_judge = gr.Dropdown(["icon", "clip", "csd"], value="icon", label="Evaluation's judge",
+                                          info="icon: mini's styles and concepts; clip, csd: styles only")
+                    e_judge_path = gr.Textbox(label="Judge weights on this machine (clip, csd)")
                     e_go = gr.Button("Erase", elem_id="erase-go")
                 with gr.Column():
                     gr.Markdown("### Audit")
@@ -461,9 +481,10 @@ def build(models: Models | None = None, jobs: Jobs | None = None, limits: Limits
             t_zip = gr.File(label="The report (zip)")
             t_view = gr.HTML()
 
-            def run_erase(concept, method_, evaluate, model, device, dtype):
+            def run_erase(concept, method_, evaluate, judge, judge_path, model, device, dtype):
                 argv = ["--concept", concept, "--method", method_, "--model", model or default_model, "--device", device,
-                        "--dtype", dtype] + ([] if evaluate else ["--no-eval"])
+                        "--dtype", dtype] + ([] if evaluate else ["--no-eval"]) + ["--judge", judge] \
+                    + (["--judge-path", judge_path.strip()] if judge != "icon" and (judge_path or "").strip() else [])
                 try:
                     made = tool_job(jobs, "erase", argv)
                 except UploadError as e:
@@ -496,7 +517,7 @@ def build(models: Models | None = None, jobs: Jobs | None = None, limits: Limits
                         + (f"; detection AUC {auc:.3f}." if auc is not None else ".")), str(made["zip"]), \
                     _frame(made["report"])
 
-            e_go.click(run_erase, [e_concept, e_method, e_eval, model, device, dtype], [t_status, t_zip, t_view],
+            e_go.click(run_erase, [e_concept, e_method, e_eval, e_judge, e_judge_path, model, device, dtype], [t_status, t_zip, t_view],
                        api_name="erase")
             a_go.click(run_audit, [a_prompts, a_gens, model, device, dtype], [t_status, t_zip, t_view], api_name="audit")
     app.queue(default_concurrency_limit=1)
