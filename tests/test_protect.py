@@ -12,7 +12,7 @@ from PIL import Image
 from artshield import corpus
 from artshield.cli import main
 from artshield.protect import METHODS, protect
-from artshield.models.views import fit_view
+from artshield.models.views import fit_view, model_views
 from artshield.protect.engine import PGD, Budget, random_deltas
 from artshield.protect.transforms import TRANSFORMS, jpeg
 
@@ -154,7 +154,8 @@ def test_demo_writes_page_and_images(tmp_path, tiny_model_dir):
 # --- each method does its job on mini: the objective moves the right way, far beyond what random
 # noise of the same budget does -------------------------------------------------------------------
 EFFICACY_OPTIONS = {"advdm": {}, "mist": {}, "sds": {}, "sds-minus": {"steps": 100}, "photoguard": {"steps": 60},
-                    "glaze": {"steps": 40}, "aspl": {"steps": 30}, "robust": {"style_weight": 0}}
+                    "glaze": {"steps": 40}, "aspl": {"steps": 30}, "robust": {"style_weight": 0},
+                    "ace": {"pgd_steps": 10, "train_steps": 5}}
 
 
 @pytest.fixture(scope="module")
@@ -352,3 +353,39 @@ def test_protect_writes_a_before_after_page_of_the_users_images(tmp_path, tiny_m
     for link in links:                                   # originals by relative link, the rest beside the page
         assert (out / unquote(link)).resolve().is_file(), link
     assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in src.rglob("*.png")}
+
+
+def test_ace_attacks_a_surrogate_that_learns_between_rounds_and_leaves_the_base_model_alone(tiny_bundle, monkeypatch):
+    """ACE's surrogate starts as the base model and learns between rounds: the LoRA's update is zero
+    in the first round's PGD and not after; the base model is left as it was; the budget holds."""
+    from artshield.protect.ace import ACE
+
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 32, 32, generator=g) for _ in range(2)]
+    before = {k: v.clone() for k, v in tiny_bundle.unet.state_dict().items()}
+    updates = []
+    loss = ACE.loss
+
+    def spy(self, views, pgd):
+        with torch.no_grad():
+            updates.append(sum(float(p.abs().sum()) for n, p in self.surrogate.named_parameters() if "lora_B" in n))
+        return loss(self, views, pgd)
+
+    monkeypatch.setattr(ACE, "loss", spy)
+    result = protect(tiny_bundle, images, method="ace", budget=16, step=2, steps=12, pgd_steps=4, train_steps=3,
+                     lr=1e-2, seed=0)
+    assert len(updates) == 12 and updates[:4] == [0.0] * 4 and all(u > 0 for u in updates[4:])
+    assert all(torch.equal(v, tiny_bundle.unet.state_dict()[k]) for k, v in before.items())
+    assert all((d * 255).abs().max() <= 16 + 1e-4 for d in result.deltas)
+
+
+@pytest.mark.slow
+def test_ace_pulls_minis_prediction_toward_its_own_target_more_than_toward_another(mini_bundle, artworks):
+    from artshield.protect.ace import ACE
+
+    result = protect(mini_bundle, artworks[:2], method="ace", budget=8, steps=20, pgd_steps=10, train_steps=3, seed=0)
+    mine, grey = ACE(mini_bundle), ACE(mini_bundle, ACE.Config(target="grey"))
+    for x, y in zip(artworks[:2], result.protected(artworks[:2])):
+        vx, vy = model_views([x], mini_bundle.image_size), model_views([y], mini_bundle.image_size)
+        own, other = float(mine.score(vy) - mine.score(vx)), float(grey.score(vy) - grey.score(vx))
+        assert own < -0.03 * float(mine.score(vx)) and own < 2 * other, (own, other)

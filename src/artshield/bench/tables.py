@@ -18,7 +18,8 @@ import numpy as np
 
 MARK = re.compile(r"(<!-- table: (?P<name>[\w./-]+):(?P<kind>\w+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
 NAMES = {"advdm": "AdvDM", "mist": "Mist", "sds": "SDS", "sds-minus": "SDS-", "photoguard": "PhotoGuard",
-         "glaze": "Glaze", "aspl": "ASPL", "robust": "robust", "advdm-eot": "AdvDM + EOT", "mist-eot": "Mist + EOT"}
+         "glaze": "Glaze", "aspl": "ASPL", "ace": "ACE (Mist-v2)", "robust": "robust", "advdm-eot": "AdvDM + EOT",
+         "mist-eot": "Mist + EOT"}
 
 
 def _ci(d: dict | None, digits: int = 2) -> str:
