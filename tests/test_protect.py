@@ -92,6 +92,10 @@ def _inputs(folder):
     return folder
 
 
+# methods whose other loops do not shrink with --steps: their short settings through --option
+SHORT = {"metacloak": ["--option", "pool_steps=4", "--option", "interval=2"]}
+
+
 @pytest.mark.parametrize("model", ["tiny", pytest.param("mini", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_runs_through_the_cli(tmp_path, tiny_model_dir, method, model):
@@ -99,7 +103,7 @@ def test_every_method_runs_through_the_cli(tmp_path, tiny_model_dir, method, mod
     before = {p.name: p.read_bytes() for p in src.iterdir()}
     out = tmp_path / "out"
     argv = ["protect", str(src), "-o", str(out), "--model", str(tiny_model_dir) if model == "tiny" else "mini",
-            "--method", method, "--steps", "2", "--budget", "6", "-q"]
+            "--method", method, "--steps", "2", "--budget", "6", "-q", *SHORT.get(method, [])]
     assert main(argv) == 0
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before          # originals untouched
     res = json.loads((out / "results.json").read_text())
@@ -155,7 +159,8 @@ def test_demo_writes_page_and_images(tmp_path, tiny_model_dir):
 # noise of the same budget does -------------------------------------------------------------------
 EFFICACY_OPTIONS = {"advdm": {}, "mist": {}, "sds": {}, "sds-minus": {"steps": 100}, "photoguard": {"steps": 60},
                     "glaze": {"steps": 40}, "aspl": {"steps": 30}, "robust": {"style_weight": 0},
-                    "ace": {"pgd_steps": 10, "train_steps": 5}}
+                    "ace": {"pgd_steps": 10, "train_steps": 5},
+                    "metacloak": {"pgd_steps": 5, "trials": 1, "pool_steps": 20, "interval": 10}}
 
 
 @pytest.fixture(scope="module")
@@ -389,3 +394,54 @@ def test_ace_pulls_minis_prediction_toward_its_own_target_more_than_toward_anoth
         vx, vy = model_views([x], mini_bundle.image_size), model_views([y], mini_bundle.image_size)
         own, other = float(mine.score(vy) - mine.score(vx)), float(grey.score(vy) - grey.score(vx))
         assert own < -0.03 * float(mine.score(vx)) and own < 2 * other, (own, other)
+
+
+def test_metacloak_attacks_a_pool_of_surrogate_states_each_unrolled_on_the_protected_images(tiny_bundle,
+                                                                                             monkeypatch):
+    """The pool holds the surrogate DreamBooth run at steps 0, 9, 19 (interval 10 of 20); every trial
+    visits each pooled state; a call's model is the pooled state at the first call and has trained on
+    the protected images by the next; the PGD steps add up exactly; the EOT blurs; the base is untouched."""
+    from artshield.protect.metacloak import MetaCloak
+
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 32, 32, generator=g) for _ in range(2)]
+    before = {k: v.clone() for k, v in tiny_bundle.unet.state_dict().items()}
+    seen = []
+    loss = MetaCloak.loss
+
+    def spy(self, views, pgd):
+        with torch.no_grad():
+            seen.append(float(sum(p.double().sum() for p in self.model.parameters())))
+        return loss(self, views, pgd)
+
+    monkeypatch.setattr(MetaCloak, "loss", spy)
+    eot, through = MetaCloak.eot, []
+    monkeypatch.setattr(MetaCloak, "eot", lambda self, views: through.append(1) or eot(self, views))
+    method = MetaCloak(tiny_bundle, MetaCloak.Config(budget=16, step=2, steps=26, pgd_steps=2, trials=2, pool_steps=20,
+                                                     interval=10, advance_steps=1, lr=1e-3))
+    assert method.config.pool_points() == [0, 9, 19]
+    deltas = method.run(images, torch.Generator().manual_seed(0))
+    assert len(seen) == 26 == len(through) and method.pool_size == 3 and method.calls_per_model(3) == 2
+    # calls of two PGD steps: within a call the model is fixed; between calls of one state it trained
+    assert all(seen[i] == seen[i + 1] for i in range(0, 26, 2))
+    assert seen[0] != seen[2] and seen[4] != seen[0]             # trained after a call; the next state differs
+    assert seen[12] == seen[0] and seen[16] == seen[4]           # the second trial starts from the same states
+    assert all(torch.equal(v, tiny_bundle.unet.state_dict()[k]) for k, v in before.items())
+    assert all((d * 255).abs().max() <= 16 + 1e-4 for d in deltas)
+    views = torch.rand(2, 3, 16, 16, generator=g)
+    method.generator = torch.Generator().manual_seed(1)
+    assert not torch.allclose(method.eot(views), views) and method.eot(views).shape == views.shape
+
+
+def test_protect_takes_any_config_setting_through_option_and_refuses_a_wrong_one_in_one_line(tmp_path, tiny_model_dir,
+                                                                                             capsys):
+    src = _inputs(tmp_path / "in")
+    base = ["protect", str(src), "--model", str(tiny_model_dir), "--method", "ace", "--steps", "2", "-q"]
+    assert main([*base, "-o", str(tmp_path / "a"), "--option", "rank=2", "--option", "pgd_steps=1",
+                 "--option", "budget=3", "--budget", "5"]) == 0
+    config = json.loads((tmp_path / "a" / "results.json").read_text())["config"]
+    assert config["rank"] == 2 and config["pgd_steps"] == 1 and config["budget"] == 5     # the flag wins
+    capsys.readouterr()
+    assert main([*base, "-o", str(tmp_path / "b"), "--option", "rank=0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--method ace" in err and "rank" in err and not (tmp_path / "b").exists()

@@ -173,7 +173,8 @@ def test_every_command_runs_on_sd2_v_prediction_and_sdxl_models(tmp_path, family
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("folder icon\nprinter icon\n")
     runs = [["generate", "--prompt", "folder icon", "-n", "1", "--steps", "2"],
-            *(["protect", str(imgs), "--method", p, "--steps", "2"] for p in PROTECT),
+            *(["protect", str(imgs), "--method", p, "--steps", "2", "--option", "pool_steps=4"] if p == "metacloak"
+              else ["protect", str(imgs), "--method", p, "--steps", "2"] for p in PROTECT),
             *(["purify", str(imgs), "--method", p] for p in ("diffpure", "noisy-redraw", "jpeg")),
             *(["mimic", str(imgs), "--method", p, "--steps", "2"] for p in MIMIC),
             *(["erase", "--concept", "folder icon", "--method", p, "--iterations", "2", "--no-eval"]

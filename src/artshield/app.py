@@ -33,7 +33,7 @@ from pathlib import Path
 # is the budget of AdvDM / Mist / Anti-DreamBooth's papers (16/255 at 512 px: about 29 dB PSNR on a
 # photograph); "low" halves it (less visible, weaker); "high" is 1.5x (visible on flat areas).
 STRENGTHS = {"low": 8.0, "default": 16.0, "high": 24.0}
-METHODS = ("advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl", "ace")
+METHODS = ("advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl", "ace", "metacloak")
 BATCH = 4                              # images protected together, as `artshield protect --batch`
 
 

@@ -122,8 +122,9 @@ def _read(items, result: BatchResult) -> list:
 
 
 def chunk_size(method: str, n_images: int, batch_size: int) -> int:
-    """Images protected together: `batch_size`, except ASPL and ACE, whose surrogates learn the whole set at once."""
-    return n_images if method in ("aspl", "ace") else batch_size
+    """Images protected together: `batch_size`, except ASPL, ACE and MetaCloak, whose surrogates
+    learn the whole set at once."""
+    return n_images if method in ("aspl", "ace", "metacloak") else batch_size
 
 
 def protect_batch(bundle, batch: Batch, method: str, seed: int = 0, batch_size: int = 4, keep_format: bool = True,

@@ -275,10 +275,13 @@ def cmd_protect(args) -> int:
     from .io import plan_batch
 
     start = time.time()
-    options = {"budget": args.budget, "steps": args.steps, "step": args.step, "prompt": args.prompt,
-               "eot": tuple(args.eot.split(",")) if args.eot else None, "target": _parse_target(args.target),
-               "target_style": args.target_style,
-               "surrogate_images": _read_folder_images(args.surrogate_images) if args.surrogate_images else None}
+    from .options import parse_assignments
+
+    flags = {"budget": args.budget, "steps": args.steps, "step": args.step, "prompt": args.prompt,
+             "eot": tuple(args.eot.split(",")) if args.eot else None, "target": _parse_target(args.target),
+             "target_style": args.target_style,
+             "surrogate_images": _read_folder_images(args.surrogate_images) if args.surrogate_images else None}
+    options = {**parse_assignments(args.option or []), **{k: v for k, v in flags.items() if v is not None}}
     _check_method(args, "protect", **options)
     ray = _ray(args)
     batch = plan_batch(args.images, args.output, "protected copy", args.format == "keep", args.overwrite,

@@ -110,12 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--step", type=float, default=None, help="PGD step size in 0-255 units")
     pr.add_argument("--eot", default=None, help="robustness: EOT transforms, comma-separated (jpeg,blur,resize)")
     pr.add_argument("--prompt", default=None, help="text condition (default: the model's generic prompt)")
-    pr.add_argument("--target", default=None, help="mist/photoguard target: texture, grey, zero, or an image file")
+    pr.add_argument("--target", default=None, help="mist/photoguard/ace target: texture, grey, zero, or an image file")
     pr.add_argument("--target-style", default=None, help="glaze: the target style (default: chosen automatically)")
     pr.add_argument("--surrogate-images", default=None, metavar="DIR",
                     help="aspl: a folder of other clean images of the artist for the surrogate to learn (the "
                     "authors' clean set A; default: the images being protected)")
-    pr.add_argument("--batch", type=int, default=4, help="images optimised together (default 4; aspl: all)")
+    pr.add_argument("--batch", type=int, default=4, help="images optimised together (default 4; aspl, ace, metacloak: all)")
+    pr.add_argument("--option", action="append", metavar="KEY=VALUE",
+                    help="any other setting of the method's config (e.g. metacloak pool_steps=200, ace rank=8; "
+                    "README's Protect table and each method's docstring list them); repeatable")
     pr.set_defaults(func="protect")
 
     pu = sub.add_parser("purify", parents=[common, model, batch], help="strip protections the way a mimic would",

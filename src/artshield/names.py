@@ -2,7 +2,7 @@
 importing torch, diffusers or transformers. tests/test_layers.py checks that each table equals its
 family's registry, so a new method cannot be forgotten here."""
 
-PROTECT = ("advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl", "ace", "robust")
+PROTECT = ("advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl", "ace", "metacloak", "robust")
 PURIFY = ("bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "noisy-redraw", "noisy-upscale", "diffpure",
           "impress")
 MIMIC = ("lora", "textual-inversion", "dreambooth", "hypernetwork")

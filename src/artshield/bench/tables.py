@@ -18,7 +18,7 @@ import numpy as np
 
 MARK = re.compile(r"(<!-- table: (?P<name>[\w./-]+):(?P<kind>\w+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
 NAMES = {"advdm": "AdvDM", "mist": "Mist", "sds": "SDS", "sds-minus": "SDS-", "photoguard": "PhotoGuard",
-         "glaze": "Glaze", "aspl": "ASPL", "ace": "ACE (Mist-v2)", "robust": "robust", "advdm-eot": "AdvDM + EOT",
+         "glaze": "Glaze", "aspl": "ASPL", "ace": "ACE (Mist-v2)", "metacloak": "MetaCloak", "robust": "robust", "advdm-eot": "AdvDM + EOT",
          "mist-eot": "Mist + EOT"}
 
 

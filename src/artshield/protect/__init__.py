@@ -5,7 +5,7 @@
     result.deltas[0], result.objective
 
 Methods (one file each, registered by name, paper defaults in their config dataclasses):
-advdm, mist, sds, sds-minus, photoguard, glaze, aspl, ace, robust. All run on engine.PGD.
+advdm, mist, sds, sds-minus, photoguard, glaze, aspl, ace, metacloak, robust. All run on engine.PGD.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ..images import as_tensors, like_inputs
 from ..models import ModelBundle
 from ..models.views import model_views
 from ..options import seeded
-from . import ace, advdm, aspl, glaze, mist, photoguard, robust, sds  # noqa: F401  (registers the methods)
+from . import ace, advdm, aspl, glaze, metacloak, mist, photoguard, robust, sds  # noqa: F401  (registers the methods)
 from .base import METHODS, Protection
 from .engine import random_deltas
 

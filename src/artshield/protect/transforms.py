@@ -8,8 +8,10 @@ through them survives them.
 - jpeg: JPEG at a random quality in [50, 95]: YCbCr, 8x8 block DCT, quantisation by the standard
   IJG tables scaled to the quality, inverse DCT. Rounding passes the gradient straight through
   (BPDA), the usual differentiable stand-in for the codec. Chroma is not subsampled.
-- blur: Gaussian blur, sigma uniform in [0.3, 1.2] pixels.
+- blur: Gaussian blur, sigma uniform in [0.3, 1.2] pixels (a kernel of radius ceil(3 sigma) unless
+  given), reflected at the border.
 - resize: down to a random 50-90 % of the size (bilinear, antialiased) and back up.
+- hflip: the batch mirrored left to right with probability 1/2 (MetaCloak's EOT has it).
 """
 from __future__ import annotations
 
@@ -70,9 +72,10 @@ def jpeg(images: torch.Tensor, generator: torch.Generator, quality: float | None
     return rgb[:, :, :h, :w].clamp(0, 1)
 
 
-def blur(images: torch.Tensor, generator: torch.Generator, sigma: float | None = None) -> torch.Tensor:
+def blur(images: torch.Tensor, generator: torch.Generator, sigma: float | None = None,
+         radius: int | None = None) -> torch.Tensor:
     sigma = _uniform(generator, 0.3, 1.2) if sigma is None else sigma
-    radius = max(1, math.ceil(3 * sigma))
+    radius = max(1, math.ceil(3 * sigma)) if radius is None else radius
     t = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
     k = torch.exp(-t ** 2 / (2 * sigma ** 2))
     k = k / k.sum()
@@ -90,4 +93,8 @@ def resize(images: torch.Tensor, generator: torch.Generator, factor: float | Non
     return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
 
 
-TRANSFORMS = {"jpeg": jpeg, "blur": blur, "resize": resize}
+def hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return images.flip(-1) if float(torch.rand(1, generator=generator)) < 0.5 else images
+
+
+TRANSFORMS = {"jpeg": jpeg, "blur": blur, "resize": resize, "hflip": hflip}
