@@ -5,9 +5,10 @@ returns images of the same shape. They stand in for what happens to a picture af
 or what a mimic does first (JPEG re-encoding, blur, rescaling), so that a perturbation optimised
 through them survives them.
 
-- jpeg: JPEG at a random quality in [50, 95]: YCbCr, 8x8 block DCT, quantisation by the standard
-  IJG tables scaled to the quality, inverse DCT. Rounding passes the gradient straight through
-  (BPDA), the usual differentiable stand-in for the codec. Chroma is not subsampled.
+- jpeg: JPEG at a random quality in [50, 95]: YCbCr, chroma subsampled 4:2:0 as Pillow does by
+  default (the bench's JPEG purifier), 8x8 block DCT, quantisation by the standard IJG tables
+  scaled to the quality, inverse DCT, chroma upsampled as libjpeg does. Rounding passes the
+  gradient straight through (BPDA), the usual differentiable stand-in for the codec.
 - blur: Gaussian blur, sigma uniform in [0.3, 1.2] pixels (a kernel of radius ceil(3 sigma) unless
   given), reflected at the border.
 - resize: down to a random 50-90 % of the size (bilinear, antialiased) and back up.
@@ -48,27 +49,77 @@ def quality_tables(quality: float) -> tuple[torch.Tensor, torch.Tensor]:
     return tuple(((t * scale + 50) / 100).floor().clamp(1, 255) for t in (_LUMA, _CHROMA))
 
 
-def jpeg(images: torch.Tensor, generator: torch.Generator, quality: float | None = None) -> torch.Tensor:
+def _quantised(planes: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) level-shifted planes, H and W multiples of 8, through the 8 x 8 block DCT, quantised
+    by `table` with straight-through rounding, and back."""
+    b, c, h, w = planes.shape
+    blocks = planes.reshape(b, c, h // 8, 8, w // 8, 8).permute(0, 1, 2, 4, 3, 5)      # b c i j 8 8
+    m = _dct_matrix(planes.device)
+    scaled = (m @ blocks @ m.T) / table
+    rounded = scaled + (scaled.round() - scaled).detach()      # straight-through rounding
+    blocks = m.T @ (rounded * table) @ m
+    return blocks.permute(0, 1, 2, 4, 3, 5).reshape(b, c, h, w)
+
+
+def _round(x: torch.Tensor) -> torch.Tensor:
+    """Rounding to whole 8-bit levels with the gradient passed straight through."""
+    return x + (x.round() - x).detach()
+
+
+def _floor(x: torch.Tensor) -> torch.Tensor:
+    return x + (x.floor() - x).detach()
+
+
+def _neighbour(c: torch.Tensor, dim: int, step: int) -> torch.Tensor:
+    """c shifted by one along `dim` (step -1: each element's predecessor), the edge repeated."""
+    n = c.shape[dim]
+    if step < 0:
+        return torch.cat([c.narrow(dim, 0, 1), c.narrow(dim, 0, n - 1)], dim)
+    return torch.cat([c.narrow(dim, 1, n - 1), c.narrow(dim, n - 1, 1)], dim)
+
+
+def _downsample(c: torch.Tensor) -> torch.Tensor:
+    """libjpeg's h2v2 downsampling: the sum of each 2 x 2 block plus a bias of 1 and 2 on alternate
+    output columns, divided by 4 and floored."""
+    total = F.avg_pool2d(c, 2) * 4
+    bias = torch.tensor([1.0, 2.0], device=c.device).repeat((c.shape[-1] // 2 + 1) // 2)[:c.shape[-1] // 2]
+    return _floor((total + bias) / 4)
+
+
+def _fancy_upsample(c: torch.Tensor) -> torch.Tensor:
+    """libjpeg's h2v2 "fancy" upsampling in its integer form: column sums 3 x nearer + farther row,
+    then 3 x this + the neighbouring column's, plus 8 (even outputs) or 7 (odd), over 16, floored."""
+    col = torch.stack([3 * c + _neighbour(c, 2, -1), 3 * c + _neighbour(c, 2, 1)], 3).flatten(2, 3)
+    even = _floor((3 * col + _neighbour(col, 3, -1) + 8) / 16)
+    odd = _floor((3 * col + _neighbour(col, 3, 1) + 7) / 16)
+    return torch.stack([even, odd], 4).flatten(3, 4)
+
+
+def jpeg(images: torch.Tensor, generator: torch.Generator, quality: float | None = None,
+         subsampling: bool = True) -> torch.Tensor:
+    """JPEG as Pillow writes and reads it by default: YCbCr, chroma subsampled 4:2:0 (2 x 2 sums with
+    libjpeg's alternating bias), block DCT quantised by the IJG tables at `quality`, chroma brought
+    back by libjpeg's "fancy" upsampling (a triangle filter, in its integer form). Each stage rounds
+    to whole levels where libjpeg keeps 8-bit samples (after colour conversion, downsampling, the
+    inverse DCT and upsampling), with the gradient passed straight through. `subsampling=False`: 4:4:4."""
     quality = _uniform(generator, 50, 95) if quality is None else quality
     b, _, h, w = images.shape
-    ph, pw = (-h) % 8, (-w) % 8
-    x = F.pad(images, (0, pw, 0, ph), mode="replicate") * 255
+    unit = 16 if subsampling else 8
+    ph, pw = (-h) % unit, (-w) % unit
+    x = _round(F.pad(images, (0, pw, 0, ph), mode="replicate") * 255)
     r, g, bl = x[:, 0], x[:, 1], x[:, 2]
-    ycc = torch.stack([0.299 * r + 0.587 * g + 0.114 * bl,
-                       -0.168736 * r - 0.331264 * g + 0.5 * bl + 128,
-                       0.5 * r - 0.418688 * g - 0.081312 * bl + 128], 1) - 128
-    H, W = ycc.shape[-2:]
-    blocks = ycc.view(b, 3, H // 8, 8, W // 8, 8).permute(0, 1, 2, 4, 3, 5)  # b c i j 8 8
-    m = _dct_matrix(images.device)
-    coef = m @ blocks @ m.T
-    luma, chroma = (t.to(images.device) for t in quality_tables(quality))
-    table = torch.stack([luma, chroma, chroma]).view(1, 3, 1, 1, 8, 8)
-    scaled = coef / table
-    rounded = scaled + (scaled.round() - scaled).detach()  # straight-through rounding
-    blocks = m.T @ (rounded * table) @ m
-    ycc = blocks.permute(0, 1, 2, 4, 3, 5).reshape(b, 3, H, W) + 128
-    y, cb, cr = ycc[:, 0], ycc[:, 1] - 128, ycc[:, 2] - 128
-    rgb = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1) / 255
+    y = _round(0.299 * r + 0.587 * g + 0.114 * bl)[:, None]
+    chroma = _round(torch.stack([-0.168736 * r - 0.331264 * g + 0.5 * bl,
+                                 0.5 * r - 0.418688 * g - 0.081312 * bl], 1) + 128)
+    luma_table, chroma_table = (t.to(images.device).view(1, 1, 1, 1, 8, 8) for t in quality_tables(quality))
+    if subsampling:
+        chroma = _downsample(chroma)
+    chroma = _round(_quantised(chroma - 128, chroma_table) + 128).clamp(0, 255)
+    if subsampling:
+        chroma = _fancy_upsample(chroma)
+    y = _round(_quantised(y - 128, luma_table) + 128).clamp(0, 255)[:, 0]
+    cb, cr = chroma[:, 0] - 128, chroma[:, 1] - 128
+    rgb = _round(torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1)) / 255
     return rgb[:, :, :h, :w].clamp(0, 1)
 
 
