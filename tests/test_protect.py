@@ -452,3 +452,25 @@ def test_protect_takes_any_config_setting_through_option_and_refuses_a_wrong_one
     assert main([*base, "-o", str(tmp_path / "b"), "--option", "rank=0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--method ace" in err and "rank" in err and not (tmp_path / "b").exists()
+
+
+def test_the_eot_blur_reproduces_the_benchs_gaussian_blur(mini_bundle):
+    """The EOT blur with OpenCV's 7-tap table and robust's border, against the bench's purifier
+    (OpenCV, 7 x 7, sigma 0, BORDER_REFLECT): within the purifier's own 8-bit rounding."""
+    from artshield.purify import PURIFIERS
+    from artshield.protect.transforms import OPENCV_7, blur
+
+    from artshield.protect.robust import Robust
+
+    icons = corpus.load_images(corpus.items(split="finetune", theme="gartoon")[:4], 64)
+    bench = PURIFIERS.create("gaussian-blur", None)
+    robust = Robust(mini_bundle)
+    robust.generator = torch.Generator().manual_seed(0)
+    member = robust.purifier("gaussian-blur")
+    for x in icons:
+        ours = blur(x[None], torch.Generator(), taps=OPENCV_7, border="symmetric")[0]
+        theirs = bench.one(x, torch.Generator())
+        assert (ours - theirs).abs().max() * 255 <= 1.0 and (ours - x).abs().mean() * 255 > 1.0
+        # robust's member draws the bench's own blur among its others
+        exact = [float((member(x) - theirs).abs().max() * 255) <= 1.0 for _ in range(12)]
+        assert 2 <= sum(exact) <= 10, exact

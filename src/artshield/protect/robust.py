@@ -16,8 +16,9 @@ and toward a target's.
 The ensemble (default): none, jpeg, gaussian-blur, gaussian-noise, median, bilateral and resize;
 noisy-redraw (noise, then the model itself redraws the image) may be added. Where the purifier is cheap to
 differentiate it is differentiated: JPEG (transforms.jpeg, the IJG tables at a quality drawn in
-[50, 95], rounding passed straight through), Gaussian blur (sigma drawn in [0.5, 1.6] px; the bench's
-is 1.4), Gaussian noise (sigma 0.05, the bench's), resize (to 50-90 % and back). The others run
+[50, 95], 4:2:0 as the bench's, rounding passed straight through), Gaussian blur (a superset of the
+bench's: half the draws its exact 7-tap kernel, OpenCV's fixed table, half 7 x 7 Gaussians with sigma
+in [0.5, 1.6] px; the bench's mirrored border), Gaussian noise (sigma 0.05, the bench's), resize (to 50-90 % and back). The others run
 for real forward and pass the gradient through unchanged (BPDA, Athalye et al. 2018): median
 (3 px) and bilateral (the AdverseCleaner recipe), each with the bench's settings. noisy-redraw,
 when added, is differentiated through every step of its sampler (about a dozen UNet calls on
@@ -130,7 +131,12 @@ class Robust(targets.TargetLatent, Protection):
         if name == "jpeg":
             return _rgb(lambda x: transforms.jpeg(x[None], g)[0])
         if name == "gaussian-blur":
-            return lambda x: transforms.blur(x[None], g, sigma=transforms._uniform(g, 0.5, 1.6))[0]
+            def gaussian_blur(x):       # half the draws the bench's own kernel, half Gaussians around it
+                if transforms._uniform(g, 0, 1) < 0.5:
+                    return transforms.blur(x[None], g, taps=transforms.OPENCV_7, border="symmetric")[0]
+                return transforms.blur(x[None], g, sigma=transforms._uniform(g, 0.5, 1.6), radius=3,
+                                       border="symmetric")[0]
+            return gaussian_blur
         if name == "gaussian-noise":
             return lambda x: (x + torch.randn(x.shape, generator=g).to(x.device) * NOISE_SIGMA).clamp(0, 1)
         if name == "resize":

@@ -123,15 +123,33 @@ def jpeg(images: torch.Tensor, generator: torch.Generator, quality: float | None
     return rgb[:, :, :h, :w].clamp(0, 1)
 
 
+def _symmetric(images: torch.Tensor, r: int) -> torch.Tensor:
+    """Padding by r on every side, mirrored with the edge pixel repeated (OpenCV's BORDER_REFLECT)."""
+    x = torch.cat([images[..., :r].flip(-1), images, images[..., -r:].flip(-1)], -1)
+    return torch.cat([x[..., :r, :].flip(-2), x, x[..., -r:, :].flip(-2)], -2)
+
+
+# OpenCV's 7-tap kernel for GaussianBlur(ksize 7, sigma 0): a fixed table, not a sampled Gaussian
+OPENCV_7 = (0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125)
+
+
 def blur(images: torch.Tensor, generator: torch.Generator, sigma: float | None = None,
-         radius: int | None = None) -> torch.Tensor:
-    sigma = _uniform(generator, 0.3, 1.2) if sigma is None else sigma
-    radius = max(1, math.ceil(3 * sigma)) if radius is None else radius
-    t = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
+         radius: int | None = None, border: str = "reflect", taps=None) -> torch.Tensor:
+    """A separable Gaussian (or the 1-D kernel `taps`). border "reflect": mirrored about the edge pixel
+    (torch's, OpenCV's BORDER_REFLECT_101); "symmetric": the edge pixel repeated (OpenCV's
+    BORDER_REFLECT, the bench's gaussian-blur)."""
+    if taps is not None:
+        k = torch.tensor(taps, dtype=images.dtype, device=images.device)
+        radius = len(taps) // 2
+    else:
+        sigma = _uniform(generator, 0.3, 1.2) if sigma is None else sigma
+        radius = max(1, math.ceil(3 * sigma)) if radius is None else radius
+        t = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+        k = torch.exp(-t ** 2 / (2 * sigma ** 2))
     k = k / k.sum()
     c = images.shape[1]
-    x = F.pad(images, (radius, radius, radius, radius), mode="reflect")
+    x = _symmetric(images, radius) if border == "symmetric" else \
+        F.pad(images, (radius, radius, radius, radius), mode="reflect")
     x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
