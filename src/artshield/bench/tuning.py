@@ -284,8 +284,10 @@ def run_ablation(args) -> dict:
                 if (variant, condition, seed) in done:
                     continue
                 if condition != "clean" and protected is None:
+                    from ..options import parse_assignments
+
                     protected = protect(bundle, pictures, method=args.protection, budget=args.budget, seed=0,
-                                        score=False).protected(pictures)
+                                        score=False, **parse_assignments(args.protect_option)).protected(pictures)
                 images = pictures if condition == "clean" else protected
                 adapter, hits, train, _ = train_and_judge(bundle, judge, args.artist, images, captions, prompts,
                                                           args.mimic, seed, sampling, steps=args.steps, lr=args.lr,
@@ -319,7 +321,7 @@ def _ablation_report(rows: list[dict], args) -> dict:
                     "relative = protected / clean success, paired over seeds and prompts (95 %, no correction)",
             "commands": list(dict.fromkeys(r["command"] for r in rows if r.get("command"))),
             "model": args.model, "artist": args.artist, "mimic": args.mimic, "protection": args.protection,
-            "budget": args.budget, "sampling": CANDIDATES[args.sampling], "variants": variants, "rows": rows}
+            "budget": args.budget, "protect_options": getattr(args, "protect_option", []), "sampling": CANDIDATES[args.sampling], "variants": variants, "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--artist", default="gartoon")
     a.add_argument("--protection", default="advdm")
     a.add_argument("--budget", type=float, default=16)
+    a.add_argument("--protect-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the protection (steps, pool_steps, ...); default: its paper's")
     a.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     a.add_argument("--steps", type=int, required=True)
     a.add_argument("--lr", type=float, required=True)
