@@ -87,20 +87,10 @@ class ACE(targets.TargetLatent, Protection):
         return unet, params
 
     def train_surrogate(self, unet, params, opt, images: torch.Tensor, steps: int, start: int) -> None:
-        from ..models.diffusion import denoising_loss
-
         unet.train()
         for p in params:
             p.requires_grad_(True)
-        for k in range(steps):
-            i = (start + k) % len(images)
-            with torch.no_grad():
-                latents = self.bundle.encode(images[i:i + 1]).float()
-            loss = denoising_loss(self.bundle, latents, self.context(1).float(), self.generator, unet=unet).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+        self.denoising_steps(unet, params, opt, images, steps, start, clip=1.0)
         unet.eval()
         for p in params:
             p.requires_grad_(False)

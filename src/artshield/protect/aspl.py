@@ -75,15 +75,8 @@ class ASPL(Protection):
     def finetune(self, unet, images: torch.Tensor, steps: int, start: int) -> None:
         """`steps` AdamW steps of the denoising loss, one image per step, cycling through them."""
         unet.train().requires_grad_(True)
-        opt = torch.optim.AdamW(unet.parameters(), lr=self.lr, weight_decay=1e-2)
-        for k in range(steps):
-            i = (start + k) % len(images)
-            with torch.no_grad():
-                latents = self.bundle.encode(images[i:i + 1]).float()
-            loss = denoising_loss(self.bundle, latents, self.context(1).float(), self.generator, unet=unet).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        params = list(unet.parameters())
+        self.denoising_steps(unet, params, torch.optim.AdamW(params, lr=self.lr, weight_decay=1e-2), images, steps, start)
         unet.eval().requires_grad_(False)
 
     def run(self, images, generator=None, progress=None):

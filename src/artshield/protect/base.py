@@ -104,6 +104,26 @@ class Protection(ABC):
         pgd.run(lambda views: self.loss(views, pgd), maximize=self.maximize, progress=progress)
         return pgd.deltas()
 
+    def denoising_steps(self, unet, params: list, opt, images: torch.Tensor, steps: int, start: int,
+                        clip: float | None = None, before=None) -> None:
+        """`steps` optimiser steps of a surrogate `unet` on the denoising loss, one image per step,
+        cycling through `images` from `start` (ASPL, ACE and MetaCloak train their surrogates so);
+        `clip`: the gradients' norm bound; `before(k)`: called before step k."""
+        from ..models.diffusion import denoising_loss
+
+        for k in range(steps):
+            if before is not None:
+                before(k)
+            i = (start + k) % len(images)
+            with torch.no_grad():
+                latents = self.bundle.encode(images[i:i + 1]).float()
+            loss = denoising_loss(self.bundle, latents, self.context(1).float(), self.generator, unet=unet).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            opt.step()
+
     def engine(self, images: list[torch.Tensor]) -> PGD:
         return PGD(images, self.config.budget_spec(self.step_decay), self.bundle.image_size, self.generator,
                    self.bundle.device)

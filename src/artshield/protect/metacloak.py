@@ -98,18 +98,13 @@ class MetaCloak(Protection):
         with `keep`, the weights before each step listed there are copied to `pool`."""
         unet.train().requires_grad_(True)
         params = list(unet.parameters())
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=1e-2)
-        for k in range(steps):
+
+        def keep_state(k):
             if keep is not None and k in keep:
                 pool.append({n: v.detach().to("cpu", self.bundle.dtype, copy=True) for n, v in unet.state_dict().items()})
-            i = (start + k) % len(images)
-            with torch.no_grad():
-                latents = self.bundle.encode(images[i:i + 1]).float()
-            loss = denoising_loss(self.bundle, latents, self.context(1).float(), self.generator, unet=unet).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+
+        self.denoising_steps(unet, params, torch.optim.AdamW(params, lr=self.lr, weight_decay=1e-2), images, steps,
+                             start, clip=1.0, before=keep_state)
         unet.eval().requires_grad_(False)
 
     def make_pool(self, unet, images: torch.Tensor) -> list[dict]:
