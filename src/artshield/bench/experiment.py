@@ -56,6 +56,7 @@ from ..metrics.judge import Judge
 from ..metrics.precision_recall import precision_recall
 from ..mimic import mimic
 from ..models import ModelBundle
+from ..protect.transforms import VERSION as EOT_VERSION
 from ..protect import protect
 from ..purify import purify
 
@@ -540,6 +541,7 @@ class Runner:
                 "mimicry_batch": adapter.info["config"]["batch_size"], "sampling": self.preset.sampling,
                 "mimicry_options": self.preset.mimicry_options.get(cell.mimicry, {}),
                 "mimicry_final_loss": round(adapter.info["final_loss"], 5), "prompts": len(prompts),
+                "eot_version": EOT_VERSION,
                 "training_images": len(images), "predicted_styles": _counts(styles),
                 "grid": str(sample.relative_to(self.out)), "inputs": str(example.relative_to(self.out)),
                 "models": models, "phase_seconds": clock.seconds}

@@ -21,6 +21,11 @@ import math
 import torch
 import torch.nn.functional as F
 
+# what the EOT transforms (and robust's differentiable members) compute, recorded in each bench cell:
+# 1 until session 18 (JPEG 4:4:4, robust's blur a Gaussian of radius ceil(3 sigma) mirrored about the
+# edge pixel); 2: JPEG 4:2:0 with libjpeg's resampling, robust's blur a superset of the bench's
+VERSION = 2
+
 # IJG's standard quantisation tables (ITU-T T.81, Annex K)
 _LUMA = torch.tensor([
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
