@@ -74,12 +74,16 @@ def test_differentiable_jpeg_matches_pillow_as_the_bench_uses_it():
 
 
 @pytest.mark.parametrize("name", list(TRANSFORMS))
-def test_transforms_keep_shape_and_pass_gradients(name):
+def test_transforms_keep_shape_pass_gradients_and_change_the_image(name):
     x = eight_bit(2, 3, 20, 28).requires_grad_(True)
     y = TRANSFORMS[name](x, torch.Generator().manual_seed(0))
     assert y.shape == x.shape
     (g,) = torch.autograd.grad(y.sum(), x)
     assert g.abs().sum() > 0
+    # not the identity: every draw changes the image (hflip: half of them, so one of four at least)
+    changed = [float((TRANSFORMS[name](x, torch.Generator().manual_seed(s)) - x).abs().mean()) * 255 > 1.0
+               for s in range(4)]
+    assert any(changed) if name == "hflip" else all(changed), changed
 
 
 def test_random_baseline_is_on_the_grid_within_budget():
@@ -474,3 +478,27 @@ def test_the_eot_blur_reproduces_the_benchs_gaussian_blur(mini_bundle):
         # robust's member draws the bench's own blur among its others
         exact = [float((member(x) - theirs).abs().max() * 255) <= 1.0 for _ in range(12)]
         assert 2 <= sum(exact) <= 10, exact
+
+
+def test_robust_optimises_through_each_purifier_of_its_ensemble(tiny_bundle, monkeypatch):
+    """Each step's loss is taken on the images after each member of the ensemble: every member but
+    "none" changes what the loss sees, and no two members show it the same images."""
+    from artshield.protect.robust import Robust
+
+    seen = []
+    loss = Robust.loss
+    monkeypatch.setattr(Robust, "loss", lambda self, views, pgd: seen.append(views.detach().clone()) or
+                        loss(self, views, pgd))
+    g = torch.Generator().manual_seed(0)
+    icon = corpus.load_images(corpus.items(split="finetune", theme="gartoon")[:1], 32)[0]
+    images = [(icon + torch.rand(icon.shape, generator=g) * 0.06 - 0.03).clamp(0, 1)]      # a little grain
+    method = Robust(tiny_bundle, Robust.Config(steps=1, psnr_floor=0))
+    method.run(images, torch.Generator().manual_seed(0))
+    names = list(method.config.ensemble)
+    assert len(seen) == len(names) and "none" in names and len(names) >= 6
+    plain = seen[names.index("none")]
+    for i, name in enumerate(names):
+        if name != "none":
+            assert (seen[i] - plain).abs().mean() * 255 > 0.5, name
+        for j in range(i):
+            assert not torch.allclose(seen[i], seen[j]), (names[i], names[j])
