@@ -227,3 +227,6 @@ def test_minis_own_upscaler_removes_the_noise_it_is_given(mini_bundle):
     noisy = (clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(0)) * 0.1).clamp(0, 1)
     assert out.shape == clean.shape and not torch.equal(out, clean)
     assert float(psnr_per_image(out, clean).mean()) > float(psnr_per_image(noisy, clean).mean()) + 1.0
+    # the noise and the upscaler's sampling come from the seed: another seed, another picture
+    again = torch.stack(purify(mini_bundle, list(clean[:4]), "noisy-upscale", seed=1, upscaler_steps=10))
+    assert (again - out[:4]).abs().mean() * 255 > 1.0
