@@ -166,9 +166,13 @@ PRESETS = {
     # caption (a caption's two generations were 0.6-correlated: little information for twice the sampling)
     # and DPM-Solver++ at 10 steps in bf16 (docs/results/tuning/sampling.json): a LoRA cell costs about a
     # third of a standard one (docs/results/cell-cost.json).
+    # ace and metacloak (the protections issue) joined in session 18, before any of their cells ran: the
+    # protocol binds settings, not the list of rows, so the stored cells stay valid; each block's Holm
+    # family grows from 20 tests to 24. MetaCloak at a mini scale (600 PGD steps, one trial over a pool
+    # of 6 states from 300 DreamBooth steps; docs/results/tuning/metacloak-lora.json), ACE at its own.
     "mimics": Preset(artists=["gartoon", "moka"],
                      protections=["advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl", "robust",
-                                  "advdm-eot", "mist-eot"], budgets=[8, 16],
+                                  "advdm-eot", "mist-eot", "ace", "metacloak"], budgets=[8, 16],
                      purifiers=["jpeg", "gaussian-blur", "gaussian-noise", "median", "bilateral", "diffpure",
                                 "noisy-upscale"], mimicry=["dreambooth", "lora", "hypernetwork"], seeds=[0, 1, 2, 3, 4],
                      prompts_per_artist=64, generations_per_prompt=1,
@@ -181,7 +185,8 @@ PRESETS = {
                      sampling={"sampler": "dpm-solver++", "steps": 10, "autocast": "bf16"},
                      purify_options={"noisy-upscale": {"upscaler_steps": 25}},
                      protect_options={"advdm-eot": {"method": "advdm", "eot": ["jpeg", "blur", "resize"]},
-                                      "mist-eot": {"method": "mist", "eot": ["jpeg", "blur", "resize"]}},
+                                      "mist-eot": {"method": "mist", "eot": ["jpeg", "blur", "resize"]},
+                                      "metacloak": {"steps": 600, "trials": 1, "pool_steps": 300, "interval": 60}},
                      # 5 training seeds and Holm within each artist x mimic block: with 3 seeds (about 2
                      # df) and Holm over the whole run (160 tests and more), the first 164 cells' adjusted
                      # intervals were [0, inf] for 37 of 40 rows: the run could not decide. Declared before
