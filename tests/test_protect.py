@@ -81,6 +81,7 @@ def test_transforms_keep_shape_pass_gradients_and_change_the_image(name):
     (g,) = torch.autograd.grad(y.sum(), x)
     assert g.abs().sum() > 0
     # not the identity: every draw changes the image (hflip: half of them, so one of four at least)
+    x = x.detach()
     changed = [float((TRANSFORMS[name](x, torch.Generator().manual_seed(s)) - x).abs().mean()) * 255 > 1.0
                for s in range(4)]
     assert any(changed) if name == "hflip" else all(changed), changed
