@@ -7,6 +7,7 @@ no output folder left behind by a refused run."""
 import hashlib
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -601,7 +602,7 @@ def test_a_protect_run_that_would_not_fit_in_memory_is_refused_up_front(tmp_path
                  "--batch", "1"]) == 0                                   # one at a time fits
 
 
-def test_a_run_refused_after_its_folder_was_planned_leaves_no_folder(tmp_path, art, capsys):
+def test_a_run_refused_after_its_folder_was_planned_leaves_no_folder(tmp_path, art, capsys, monkeypatch):
     out = tmp_path / "new" / "out"
     code = main(["protect", str(art), "-o", str(out), "--model", str(tmp_path / "absent-model"), "-q"])
     assert code == 2 and not out.exists()
@@ -610,6 +611,11 @@ def test_a_run_refused_after_its_folder_was_planned_leaves_no_folder(tmp_path, a
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "cannot be reached" in err[0]      # after the folder was planned
     assert not out.exists()
+    assert f"no folder {Path('nope/absent').absolute()} exists" in err[0]     # a mistyped local folder too
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["purify", str(art), "-o", str(out), "--method", "diffpure", "--model", "here", "-q"]) == 2
+    assert "no folder" not in capsys.readouterr().err                      # a folder that is there is no typo
 
 
 def test_a_purify_run_that_would_not_fit_in_memory_is_refused(tmp_path, art, capsys, monkeypatch):
@@ -644,3 +650,114 @@ def test_a_full_disk_fails_with_its_list_and_leaves_the_previous_files_intact(tm
     assert all("No space left on device" in line for line in err[1:])
     assert err[-1].startswith("artshield: error: ") and err[-1].endswith("results.json: No space left on device")
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+_LOCKER = """
+import os, sys, time
+from pathlib import Path
+from artshield.errors import ArtshieldError
+from artshield.io import lock_output, output_folder, release_locks
+out, go = Path(sys.argv[1]), Path(sys.argv[2])
+(go.parent / f"ready-{os.getpid()}").touch()
+while not go.exists():
+    time.sleep(0.001)
+try:
+    lock_output(output_folder(out))
+except ArtshieldError:
+    release_locks(refused=True)
+    sys.exit(2)
+time.sleep(2)                           # a run loads its model before it writes anything
+mine = out / f"mine-{os.getpid()}"
+mine.write_text("x")
+time.sleep(2)
+held = mine.exists() and mine.read_text() == "x"
+release_locks()
+sys.exit(0 if held else 3)
+"""
+
+
+def test_runs_started_at_the_same_instant_into_one_new_folder_let_exactly_one_in(tmp_path):
+    """Six processes take one output folder (not there yet) at once: one holds it, the others are
+    refused, and no refused run removes the folder or the files of the run that holds it."""
+    import subprocess
+    import sys
+
+    out, go = tmp_path / "out", tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _LOCKER, str(out), str(go)]) for _ in range(6)]
+    import time
+
+    deadline = time.time() + 120
+    while len(list(tmp_path.glob("ready-*"))) < 6 and time.time() < deadline:   # every one has imported
+        time.sleep(0.05)
+    go.touch()
+    codes = sorted(p.wait(timeout=120) for p in procs)
+    assert codes == [0, 2, 2, 2, 2, 2], codes
+    assert sorted(p.name for p in out.iterdir())[0] == ".artshield.lock" and len(list(out.glob("mine-*"))) == 1
+
+
+def _tiff_with_a_broken_second_page() -> bytes:
+    """Two pages; the second's width and height tags renamed, so Pillow's n_frames raises TypeError."""
+    import io
+    import struct
+
+    buf = io.BytesIO()
+    pages = [Image.fromarray(np.full((16, 16, 3), v, np.uint8)) for v in (90, 30)]
+    pages[0].save(buf, "TIFF", save_all=True, append_images=pages[1:])
+    data = bytearray(buf.getvalue())
+    first = struct.unpack("<I", data[4:8])[0]
+    n = struct.unpack("<H", data[first:first + 2])[0]
+    second = struct.unpack("<I", data[first + 2 + 12 * n:first + 6 + 12 * n])[0]
+    for k in range(struct.unpack("<H", data[second:second + 2])[0]):
+        entry = second + 2 + 12 * k
+        if struct.unpack("<H", data[entry:entry + 2])[0] in (256, 257):
+            data[entry:entry + 2] = struct.pack("<H", 65000 + k)
+    return bytes(data)
+
+
+def _rgb16_tiff(h: int = 16, w: int = 16) -> bytes:
+    """An uncompressed 16-bit RGB TIFF (Pillow reads it, and reduces it to 8 bits)."""
+    import struct
+
+    pixels = (np.random.default_rng(0).random((h, w, 3)) * 65535).astype("<u2").tobytes()
+    n, ifd = 10, 8
+    bits_at = ifd + 2 + n * 12 + 4
+    data_at = bits_at + 6
+    short = (lambda tag, v: struct.pack("<HHIHH", tag, 3, 1, v, 0))
+    entries = [short(256, w), short(257, h), struct.pack("<HHII", 258, 3, 3, bits_at), short(259, 1), short(262, 2),
+               struct.pack("<HHII", 273, 4, 1, data_at), short(277, 3), short(278, h),
+               struct.pack("<HHII", 279, 4, 1, len(pixels)), short(284, 1)]
+    return (b"II*\x00" + struct.pack("<I", ifd) + struct.pack("<H", n) + b"".join(entries) + struct.pack("<I", 0)
+            + struct.pack("<HHH", 16, 16, 16) + pixels)
+
+
+def test_hostile_names_and_decoders_are_each_one_files_problem_and_the_page_links_every_image(tmp_path, tiny_model_dir,
+                                                                                            capsys):
+    """A Latin-1 file name, a 250-byte name in a two-byte script, a TIFF whose second page is broken,
+    a 16-bit RGB TIFF and a plain PNG in one batch: only the broken TIFF fails (one line), the page
+    is written and each of its links reaches its file byte for byte, the 16-bit TIFF gets its note."""
+    import re
+    from urllib.parse import unquote_to_bytes
+
+    src = tmp_path / "in"
+    src.mkdir()
+    png = (lambda v: Image.fromarray(np.full((16, 16, 3), v, np.uint8)))
+    png(90).save(src / "plain.png")
+    with open(os.fsencode(src) + b"/caf\xe9.png", "wb") as f:           # not UTF-8: Latin-1's e-acute
+        png(60).save(f, "PNG")
+    png(30).save(src / ("é" * 123 + ".png"))                             # 250 bytes
+    (src / "broken.tif").write_bytes(_tiff_with_a_broken_second_page())
+    (src / "deep.tif").write_bytes(_rgb16_tiff())
+    out = tmp_path / "out"
+    code = main(["protect", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "1", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 2 and "broken.tif" in err[1] and "TypeError" in err[1], err
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["images"]) == 4 and results["failed"][0]["file"].endswith("broken.tif")
+    notes = {Path(r["file"]).name: r.get("notes", []) for r in results["images"]}
+    assert any("16-bit colour TIFF" in n for n in notes["deep.tif"])
+    assert (out / os.fsdecode(b"caf\xe9.png")).is_file() and (out / ("é" * 123 + ".png")).is_file()
+    page = (out / results["page"]).read_text()
+    links = re.findall(r'<img src="([^"]+)"', page)
+    assert links and "caf\\xe9.png" in page
+    for link in links:
+        assert os.path.isfile(os.fsencode(out) + b"/" + unquote_to_bytes(link)), link

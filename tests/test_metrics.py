@@ -113,14 +113,19 @@ def test_brisque_scores_noise_as_worse_on_photographs_and_the_protect_report_sho
     small = torch.nn.functional.interpolate(photo[None], size=(64, 64), mode="area")[0]
     write_image(small, tmp_path / "small.png")
     write_image(small.flip(-1), tmp_path / "out" / "small.png")
+    assert metrics.brisque(torch.full((3, 64, 64), 0.4)) is None           # a flat colour has no BRISQUE
+    write_image(torch.full((3, 64, 64), 0.4), tmp_path / "out" / "flat.png")
     results = {"method": "advdm", "config": {"budget": 16}, "images": [
+        {"output": "flat.png", "file": str(tmp_path / "gone.png"), "psnr_db": 30, "ssim": 0.9, "lpips": 0.1,
+         "linf_255": 16},
         {"file": str(tmp_path / "in.png"), "output": "in.png", "psnr_db": 30, "ssim": 0.9, "lpips": 0.1, "linf_255": 16},
         {"file": str(tmp_path / "small.png"), "output": "small.png", "psnr_db": 30, "ssim": 0.9, "lpips": 0.1,
          "linf_255": 16}]}
     page, _ = report.write_page(tmp_path / "out", results)
     html = page.read_text()
     assert f"{metrics.brisque(photo):.1f} &rarr; {metrics.brisque(noisy):.1f}</td>" in html
-    assert html.count("(small image)") == 1 and "BRISQUE original &rarr; protected" in html
+    assert html.count("(small image)") == 2 and "BRISQUE original &rarr; protected" in html
+    assert html.count("undefined (no local contrast)") == 1
     monkeypatch.setattr(metrics, "brisque", lambda image: None)
     html = report.write_page(tmp_path / "out", results)[0].read_text()
     assert "BRISQUE original" not in html and "pip install 'artshield[quality]'" in html

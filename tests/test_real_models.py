@@ -62,6 +62,26 @@ def test_single_file_export_opens_in_diffusers_from_single_file_and_in_artshield
                           atol=1e-4)
 
 
+def test_minis_single_file_export_loads_back_without_a_config_from_what_it_recorded(tmp_path, mini_bundle):
+    """mini's architecture is no shipped SD configuration: export records it in the file's
+    metadata, and --model on the file reads it (no --model-config needed); a file that records
+    none still needs one."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "mini.safetensors"
+    assert main(["export", "mini", "-o", str(out), "--format", "single-file", "-q"]) == 0
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata()["artshield_config"] == "mini"
+    reference = generate(mini_bundle, ["folder icon, tango style"], steps=3, guidance=3.0, seed=1)
+    assert torch.allclose(generate(load_model(str(out), device="cpu"), ["folder icon, tango style"], steps=3,
+                                   guidance=3.0, seed=1), reference, atol=1e-4)
+    bare = tmp_path / "bare.safetensors"
+    save_file(load_file(str(out)), str(bare))                        # the same tensors, no metadata
+    with pytest.raises(ArtshieldError, match="position_embedding"):
+        load_model(str(bare), device="cpu")
+
+
 def test_diffusers_export_of_an_erasure_opens_with_from_pretrained(tmp_path, tiny_model_dir):
     from diffusers import StableDiffusionPipeline
 

@@ -304,7 +304,9 @@ def zip_files(files: list[Path], target: Path, root: Path | None = None) -> Path
     def write(f):
         with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
             for p in files:
-                z.write(p, arcname=p.relative_to(root).as_posix() if root else p.name)
+                name = p.relative_to(root).as_posix() if root else p.name
+                # a name that is not UTF-8 (kept by Python as surrogates) cannot be a zip member's: U+FFFD stands in
+                z.write(p, arcname=os.fsencode(name).decode("utf-8", "replace"))
 
     _atomic_write(target, write)
     return target
@@ -528,7 +530,7 @@ def _frame(report: Path) -> str:
     """The report inside the page (served from the job folder, which the app is allowed to serve)."""
     from urllib.parse import quote
 
-    return (f'<iframe src="/gradio_api/file={quote(str(Path(report).resolve()))}" title="report" '
+    return (f'<iframe src="/gradio_api/file={quote(os.fsencode(Path(report).resolve()))}" title="report" '
             'style="width:100%;height:900px;border:1px solid #ccc;border-radius:6px"></iframe>')
 
 

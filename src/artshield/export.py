@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .errors import ArtshieldError
-from .io import _umask, write_safetensors
+from .io import _umask, temporary_prefix, write_safetensors
 from .models import ModelBundle, load_model
 
 FORMATS = ("diffusers", "single-file", "kohya")
@@ -77,8 +77,13 @@ def export(source: str, output: str, fmt: str = "diffusers", adapter: str | None
             state = to_single_file(bundle)
         except ValueError as e:
             raise ArtshieldError(f"has no single-file layout: {e}", param="source", value=source) from None
+        # the architecture, where it has a name artshield resolves on any machine (mini's own configs, or
+        # a shipped one): --model on this file then needs no --model-config
+        from .models.single_file import ARCHITECTURES
+
+        named = config if config in ARCHITECTURES else "mini" if str(source) == "mini" else None
         return write_safetensors({k: v.to(dtype) if dtype and v.is_floating_point() else v for k, v in state.items()},
-                           out, {"artshield_source": str(source)})
+                                 out, {"artshield_source": str(source), **({"artshield_config": named} if named else {})})
     return _write_folder(bundle, out, dtype)
 
 
@@ -114,7 +119,7 @@ def _write_folder(bundle: ModelBundle, out: Path, dtype: torch.dtype | None) -> 
     from .models.architecture import model_index
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:200]}.", suffix=".part", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(out), suffix=".part", dir=out.parent))
     try:
         for name in ("vae", "unet", "text_encoder", "text_encoder_2"):
             module = getattr(bundle, name)

@@ -68,8 +68,28 @@ def _png_bit_depth(path: Path) -> int | None:
 
 
 def load_image(path: str | os.PathLike) -> LoadedImage:
-    """Read an image file for protection; raises InputError with one clear sentence when it cannot."""
-    path = Path(path)
+    """Read an image file for protection; raises InputError with one clear sentence when it cannot.
+    Whatever a decoder raises on a hostile file (Pillow's TIFF reader raises TypeError on a broken
+    second IFD, others raise KeyError or struct.error) is that file's failure, never the batch's."""
+    try:
+        return _load_image(Path(path))
+    except InputError:
+        raise
+    except MemoryError:
+        raise InputError(Path(path), "too large to decode in the memory this machine has free") from None
+    except Exception as e:                      # noqa: BLE001 - a decoder's failure on this file only
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise InputError(Path(path), f"cannot decode image ({type(e).__name__}{': ' + first if first else ''})") \
+            from None
+
+
+def _bits_per_sample(im) -> int:
+    """The largest bits per sample a TIFF declares (8 where it says nothing)."""
+    bits = getattr(im, "tag_v2", {}).get(258, 8) if getattr(im, "format", None) == "TIFF" else 8
+    return max(bits) if isinstance(bits, tuple) else int(bits)
+
+
+def _load_image(path: Path) -> LoadedImage:
     if not path.exists():
         raise InputError(path, "no such file")
     if path.is_dir():
@@ -89,7 +109,7 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
                 if frames > 1:
                     raise InputError(path, f"animated image ({frames} frames); protect its frames as still images")
                 im.load()
-                fmt, mode = im.format or "PNG", im.mode
+                fmt, mode, bits = im.format or "PNG", im.mode, _bits_per_sample(im)
                 icc = im.info.get("icc_profile")
                 if mode in ("CMYK", "LAB"):
                     im, icc = _to_srgb(im, icc, notes)
@@ -112,6 +132,8 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         fmt = "PNG"
     if fmt == "PNG" and mode in ("RGB", "RGBA") and _png_bit_depth(path) == 16:
         notes.append("16-bit colour PNG is read at 8 bits per channel; written as 8-bit")
+    if fmt == "TIFF" and mode in ("RGB", "RGBA") and bits > 8:
+        notes.append(f"{bits}-bit colour TIFF is read at 8 bits per channel; written as 8-bit")
     alpha = None
     if im.mode in ("F", "I") or im.mode.startswith("I;"):
         native = _deep_grey(path, im, notes)
@@ -315,10 +337,15 @@ def _umask() -> int:
     return mask
 
 
+def temporary_prefix(path: Path) -> str:
+    """The start of a temporary name beside `path`: '.' and at most 200 *bytes* of its name, so that
+    with mkstemp's 8 characters and '.part' it fits NAME_MAX (255 bytes) whatever the name's script."""
+    return "." + os.fsdecode(os.fsencode(path.name)[:200]) + "."
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # the temporary name must fit where the final one fits: at most 255 bytes in all
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".part", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".part", dir=path.parent)
     try:
         # mkstemp makes the file 0600; a result is shared like any file the user writes (0644 under umask 022)
         os.chmod(tmp, 0o666 & ~_umask())
@@ -340,9 +367,23 @@ def write_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
     return path
 
 
+def as_text(text: str) -> str:
+    """`text` as valid Unicode: a file name's bytes that are not UTF-8 (which Python keeps as lone
+    surrogates, e.g. a Latin-1 'caf\\xe9.png') are shown as backslash escapes ('caf\\xe9.png')."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:          # a surrogate no file name can hold
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def write_text(text: str, path: str | os.PathLike) -> Path:
+    """A UTF-8 text file, written atomically; names that are not UTF-8 are written as escapes (as_text)."""
     path = Path(path)
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    _atomic_write(path, lambda f: f.write(as_text(text).encode()))
     return path
 
 
@@ -424,42 +465,51 @@ def output_folder(path: str | os.PathLike) -> Path:
     return out
 
 
-_LOCKS: list = []          # open lock files: held until release_locks() or the end of the process
-_CREATED: list = []        # output folders this run created
+_LOCKS: list = []          # file descriptors of the locked output folders: held until release_locks()
+_CREATED: list = []        # output folders this run created and locked
 
 
 def release_locks(refused: bool = False) -> None:
     """Let other runs write into the folders this run locked (the command line does it when a
     command ends). `refused`: the run stopped with an error; the folders it created and left
-    empty (but for its lock) are removed, so a refused run leaves nothing behind."""
-    while _LOCKS:
-        _LOCKS.pop().close()
+    empty (but for its lock marker) are removed first, while the lock still keeps every other run
+    out, so a refused run leaves nothing behind and never removes a folder another run holds."""
     while _CREATED:
         folder = _CREATED.pop()
-        if refused and folder.is_dir() and all(p.name == ".artshield.lock" for p in folder.iterdir()):
-            (folder / ".artshield.lock").unlink(missing_ok=True)
-            folder.rmdir()
+        try:
+            if refused and folder.is_dir() and all(p.name == ".artshield.lock" for p in folder.iterdir()):
+                (folder / ".artshield.lock").unlink(missing_ok=True)
+                folder.rmdir()
+        except OSError:
+            pass                             # something else appeared in it: it stays
+    while _LOCKS:
+        os.close(_LOCKS.pop())
 
 
 def lock_output(out: Path, shared: bool = False) -> None:
-    """Hold `out`/.artshield.lock until release_locks(), so that two runs never write into one
-    folder at once (the second is refused with one line). `shared`: runs built to share a folder
-    (bench workers, which claim cells one by one) hold it together, and still exclude every other
-    run. Where the system has no advisory locks (Windows), nothing is held."""
+    """Lock the folder `out` itself (flock on the directory, so nothing a run does to the files in
+    it can split the lock) until release_locks(), so that two runs never write into one folder at
+    once (the second is refused with one line); `.artshield.lock` in it marks that a run has begun.
+    `shared`: runs built to share a folder (bench workers, which claim cells one by one) hold it
+    together, and still exclude every other run. Where the system has no advisory locks
+    (Windows), nothing is held."""
     from .errors import ArtshieldError
 
     try:
         import fcntl
     except ImportError:
         return
-    handle = open(out / ".artshield.lock", "a")
+    fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
-        fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError:
-        handle.close()
+        os.close(fd)
+        if out in _CREATED:                  # another run made it first, or holds it: not ours to remove
+            _CREATED.remove(out)
         raise ArtshieldError("another artshield run is writing into this folder; wait for it or choose another",
                              param="output", value=str(out)) from None
-    _LOCKS.append(handle)
+    _LOCKS.append(fd)
+    (out / ".artshield.lock").touch()
 
 
 def claim_output(path: str | os.PathLike, command: str, own: tuple[str, ...] = (), shared: bool = False) -> Path:

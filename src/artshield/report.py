@@ -38,9 +38,11 @@ class Figure:
     @property
     def href(self) -> str:
         """The file as a URL relative to the page (spaces, '#', '?' and the like percent-encoded)."""
+        import os
         from urllib.parse import quote
 
-        return self.src if self.src.startswith("file:") else quote(self.src, safe="/")
+        # the name's bytes as the file system holds them: a non-UTF-8 name is percent-encoded byte by byte
+        return self.src if self.src.startswith("file:") else quote(os.fsencode(self.src), safe="/")
 
     @property
     def percent(self) -> int | None:

@@ -83,21 +83,29 @@ def brisque(image: torch.Tensor) -> float | None:
     [quality] extra: its features and its SVM fitted on the LIVE database, which it ships); None when the
     package is not installed. brisque 0.2.0's own `score` fails on numpy 2 (its features come out as
     1-element arrays), so the same two-scale features are computed with its methods and flattened
-    before its SVM scores them."""
+    before its SVM scores them. None also for an image without local contrast (a flat colour), whose
+    features are undefined."""
     try:
         import cv2
         import skimage.color
         from brisque import BRISQUE
     except ImportError:
         return None
+    import warnings
+
     model = _brisque_model(BRISQUE)
     rgb = image.detach().float().cpu().clamp(0, 1)
     rgb = rgb.expand(3, -1, -1) if rgb.shape[0] == 1 else rgb[:3]
     gray = skimage.color.rgb2gray((rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
     half = cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC)
-    features = [float(np.ravel(f)[0]) for scale in (gray, half)
-                for f in model.calculate_brisque_features(scale, kernel_size=7, sigma=7 / 6)]
-    return float(model.calculate_image_quality_score(np.array(features)))
+    with warnings.catch_warnings():            # a flat image's statistics divide by zero: no score, said below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        features = [float(np.ravel(f)[0]) for scale in (gray, half)
+                    for f in model.calculate_brisque_features(scale, kernel_size=7, sigma=7 / 6)]
+        if not np.isfinite(features).all():   # a flat image (no local contrast) has no BRISQUE
+            return None
+        score = float(model.calculate_image_quality_score(np.array(features)))
+    return score if math.isfinite(score) else None
 
 
 @functools.lru_cache(maxsize=1)

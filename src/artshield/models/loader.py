@@ -286,9 +286,11 @@ def _load_hub(spec: str, device: torch.device, dtype: torch.dtype) -> ModelBundl
         return _finish(_load_parts(cached, spec), _scheduler(cached), spec, "hub", device, dtype)
     except ArtshieldError:
         pass
+    # a name like "models/sd15" is a hub id in form and a relative path too: say what is not there as a path
+    as_path = f"no folder {Path(spec).absolute()} exists, and " if not Path(spec).exists() else ""
     if not hub_reachable():
-        raise ArtshieldError("the Hugging Face hub cannot be reached from this machine and the model is not in "
-                             "the local cache; use mini (the embedded model) or a local diffusers folder",
+        raise ArtshieldError(f"{as_path}the Hugging Face hub cannot be reached from this machine and the model is not "
+                             "in the local cache; use mini (the embedded model) or a local diffusers folder",
                              param="model", value=spec)
     online = loader(False)
     return _finish(_load_parts(online, spec), _scheduler(online), spec, "hub", device, dtype)

@@ -86,7 +86,22 @@ def default_architecture(found: dict) -> str:
     return {"sd1": "sd15", "sd2": "sd2", "sdxl": "sdxl"}[found["family"]]
 
 
+def recorded_architecture(path: Path) -> str | None:
+    """The architecture `artshield export --format single-file` recorded in the file's metadata
+    ("mini" or a shipped configuration), None when it recorded none (a file from elsewhere)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            named = (f.metadata() or {}).get("artshield_config")
+    except (SafetensorError, OSError, ValueError):
+        return None
+    return named if named in (*ARCHITECTURES, "mini") else None
+
+
 def _config_folder(config: str, tmp: Path) -> Path:
+    if config == "mini":
+        return ASSETS / "mini"
     if config in ARCHITECTURES:
         out = tmp / config
         shutil.copytree(ASSETS / "architectures" / config, out)
@@ -107,7 +122,7 @@ def load_single_file(path: Path, spec: str, dtype: torch.dtype, config: str | No
     from diffusers import DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     found = inspect(path, spec)
-    architecture = config or default_architecture(found)
+    architecture = config or recorded_architecture(path) or default_architecture(found)
     sdxl = found["family"] == "sdxl"
     pipeline = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
     extra = {} if sdxl else {"safety_checker": None, "requires_safety_checker": False}
