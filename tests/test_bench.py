@@ -244,7 +244,7 @@ def test_bench_cli_rejects_other_models(tmp_path, tiny_model_dir, capsys):
     assert "needs --model mini" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["smoke", "quick", "standard", "full"])
+@pytest.mark.parametrize("name", ["smoke", "quick", "standard", "mimics", "adaptive", "full"])
 def test_presets_name_real_methods(name):
     from artshield.mimic import MIMICS
     from artshield.protect import METHODS

@@ -59,6 +59,8 @@ def test_psnr_ssim_linf_known_answers():
     d = torch.full((3, 8, 8), 0.5)
     assert psnr(d, d + 0.1) == pytest.approx(20.0, abs=1e-3)        # MSE 0.01 -> 20 dB
     assert ssim(x, shifted) < 0.5 < 0.9 < ssim(x, y)
+    small = torch.rand(3, 8, 5, generator=torch.Generator().manual_seed(0))    # under skimage's 11-pixel window
+    assert ssim(small, small) == pytest.approx(1.0) and ssim(small, 1 - small) < 0.5
 
 
 def test_speed_bench_measures_both_methods(tiny_bundle):

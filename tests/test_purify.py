@@ -230,3 +230,90 @@ def test_minis_own_upscaler_removes_the_noise_it_is_given(mini_bundle):
     # the noise and the upscaler's sampling come from the seed: another seed, another picture
     again = torch.stack(purify(mini_bundle, list(clean[:4]), "noisy-upscale", seed=1, upscaler_steps=10))
     assert (again - out[:4]).abs().mean() * 255 > 1.0
+
+
+def _smooth_pairs(n: int, seed: int, size: int = 40):
+    """Smooth images (bilinear blow-ups of 5x5 noise) and copies with a +-8/255 random sign pattern."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    clean = [F.interpolate(torch.rand(1, 3, 5, 5, generator=g), size=(size, size), mode="bilinear",
+                           align_corners=False)[0] for _ in range(n)]
+    protected = [(c + (torch.rand(c.shape, generator=g) > 0.5).float().sub(0.5) * 16 / 255).clamp(0, 1) for c in clean]
+    return protected, clean
+
+
+def test_a_trained_denoiser_undoes_the_perturbation_it_learnt_and_loads_back_only_from_its_own_file(tmp_path, capsys):
+    """On held-out pairs the trained denoiser brings the protected images closer to their originals
+    (an untrained one is the identity); saved and loaded as the `denoiser` purifier it gives the same
+    images; a digest that does not match, a file of another kind and a missing file are one-line refusals."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    from artshield.metrics.image import psnr
+    from artshield.purify.denoiser import DenoiserNet, save_denoiser, train_denoiser
+
+    x = torch.rand(1, 3, 20, 20)
+    assert torch.equal(DenoiserNet(8, 3)(x), x)                 # it starts as the identity
+    protected, clean = _smooth_pairs(12, seed=0)
+    net, losses = train_denoiser(protected[:8], clean[:8], steps=200, lr=3e-3, batch=8, crop=32, width=16, depth=4,
+                                 seed=0)
+    assert np.mean(losses[-20:]) < 0.5 * np.mean(losses[:5])
+    with torch.no_grad():
+        gains = [psnr(net(p[None])[0].clamp(0, 1), c) - psnr(p, c) for p, c in zip(protected[8:], clean[8:])]
+    assert min(gains) > 2.0, gains                                # dB, on pairs it never saw
+    path = save_denoiser(net, tmp_path / "d.safetensors", {"protection": "test"})
+    purifier = PURIFIERS.create("denoiser", weights=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    assert purifier.about == {"protection": "test"}
+    with torch.no_grad():
+        expected = net(protected[9][None])[0].clamp(0, 1)
+    assert torch.allclose(purify(None, [protected[9]], "denoiser", weights=str(path))[0], expected, atol=1e-6)
+    with pytest.raises(ValueError, match="SHA-256"):
+        PURIFIERS.create("denoiser", weights=str(path), sha256="0" * 64)
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    (tmp_path / "d.pt").write_bytes(b"not a pickle we would open")
+    for weights, words in ((tmp_path / "other.safetensors", "not an artshield denoiser"),
+                           (tmp_path / "d.pt", ".safetensors file only"), (tmp_path / "none.safetensors", "no such file")):
+        with pytest.raises(ValueError, match=words):
+            PURIFIERS.create("denoiser", weights=str(weights))
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tmp_path / "in" / "a.png")
+    capsys.readouterr()
+    assert main(["purify", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--method", "denoiser", "--option",
+                 f"weights={tmp_path / 'd.pt'}", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "d.pt" in err and "safetensors" in err
+
+
+def test_the_denoiser_gives_a_large_image_the_same_pixels_in_tiles(monkeypatch, tmp_path):
+    from artshield.purify import denoiser
+
+    torch.manual_seed(0)
+    net = denoiser.DenoiserNet(6, 4)
+    for conv in net.convs:
+        torch.nn.init.normal_(conv.weight, std=0.3)
+    purifier = PURIFIERS.create("denoiser", weights=str(denoiser.save_denoiser(net, tmp_path / "n.safetensors")))
+    x = torch.rand(3, 37, 45, generator=torch.Generator().manual_seed(1))
+    whole = purifier.one(x, None)
+    monkeypatch.setattr(denoiser, "TILE", 16)
+    tiled = purifier.one(x, None)
+    assert not torch.allclose(whole, x, atol=1e-3) and torch.allclose(tiled, whole, atol=1e-5)
+
+
+def test_the_committed_adaptive_attack_record_describes_the_shipped_denoiser():
+    """docs/results/adaptive/results.json was made with the denoiser artshield ships, trained on
+    themes the bench never scores."""
+    import hashlib
+    from pathlib import Path
+
+    from artshield.purify.denoiser import SHIPPED, load_denoiser
+
+    record = json.loads((Path(__file__).parent.parent / "docs" / "results" / "adaptive" / "results.json").read_text())
+    shipped = SHIPPED / f"{record['weights']}.safetensors"
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == record["weights_sha256"]
+    _, about = load_denoiser(record["weights"])
+    assert about["protection"] == record["protection"] and about["pairs"] == record["pairs"]
+    from artshield import corpus
+
+    assert about["themes"] and set(about["themes"]).isdisjoint(corpus.themes(heldout=True))   # never a scored artist

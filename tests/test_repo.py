@@ -32,9 +32,12 @@ def test_ci_gives_the_suite_an_empty_home_and_no_ray_settings(tmp_path):
     assert not Path(home).exists()                                           # removed when the run ends
 
 
-def test_readmes_result_tables_are_the_rendering_of_the_committed_json():
+def test_the_result_tables_of_readme_and_the_site_are_the_rendering_of_the_committed_json():
     from artshield.bench.tables import MARK, render
 
-    text = (ROOT / "README.md").read_text()
-    assert len(MARK.findall(text)) >= 3
-    assert render(text, ROOT) == text, "README's tables differ from the committed JSON: python scripts/render_readme.py"
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert sum(len(MARK.findall(p.read_text())) for p in pages) >= 10
+    assert MARK.search((ROOT / "README.md").read_text())
+    for page in pages:
+        text = page.read_text()
+        assert render(text, ROOT) == text, f"{page.name}'s tables differ from the committed JSON: python scripts/render_readme.py"

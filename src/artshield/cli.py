@@ -81,8 +81,10 @@ def _finish(args, out: Path, results: dict) -> int:
         write_json(results, out / "results.json")
     finally:
         if failures:
-            print(f"artshield: {len(failures)} input(s) failed:", *(f"  {f['error']}" for f in failures), sep="\n",
-                  file=sys.stderr)
+            from .errors import one_line
+
+            print(f"artshield: {len(failures)} input(s) failed:", *(f"  {one_line(f['error'])}" for f in failures),
+                  sep="\n", file=sys.stderr)
     if args.json:
         print(json.dumps(results, indent=2, default=str))
     elif not args.quiet:
@@ -679,7 +681,9 @@ def main(argv: list[str] | None = None) -> int:
         code = globals()[f"cmd_{args.func}"](args)
         return code
     except ArtshieldError as e:
-        print(f"artshield: error: {e.render(FLAGS)}", file=sys.stderr)
+        from .errors import one_line
+
+        print(f"artshield: error: {one_line(e.render(FLAGS))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("artshield: interrupted", file=sys.stderr)
@@ -689,7 +693,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as e:             # the disk filled up, a folder turned read-only mid-run
         where = f"{e.filename}: " if e.filename else ""
-        print(f"artshield: error: {where}{e.strerror or str(e).splitlines()[0]}", file=sys.stderr)
+        from .errors import one_line
+
+        print(f"artshield: error: {one_line(where + (e.strerror or str(e).splitlines()[0]))}", file=sys.stderr)
         return 2
     finally:
         if "artshield.io" in sys.modules:

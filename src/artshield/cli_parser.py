@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     pu = sub.add_parser("purify", parents=[common, model, batch], help="strip protections the way a mimic would",
                         description="Purify images: filters (bilateral, jpeg, gaussian-noise, gaussian-blur, median) "
                         "or diffusion redraws (noisy-redraw and diffpure with the model, noisy-upscale with an x4 upscaler "
-                        "that is not the model: mini's own on mini, else upscaler=DIR; impress).")
+                        "that is not the model: mini's own on mini, else upscaler=DIR; impress), or a denoiser trained to "
+                        "undo one protection (denoiser, weights=FILE.safetensors or a shipped name: robust-16).")
     pu.add_argument("-o", "--output", required=True, help="output folder (purified copies and results.json)")
     pu.add_argument("--method", required=True, help=f"one of: {', '.join(names.PURIFY)}")
     pu.add_argument("--option", action="append", metavar="KEY=VALUE",

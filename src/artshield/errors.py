@@ -34,3 +34,23 @@ class InputError(ArtshieldError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+def as_text(text: str) -> str:
+    """`text` as valid Unicode: a file name's bytes that are not UTF-8 (which Python keeps as lone
+    surrogates, e.g. a Latin-1 'caf\\xe9.png') are shown as backslash escapes ('caf\\xe9.png')."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:          # a surrogate no file name can hold
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def one_line(text: str) -> str:
+    """`text` as one printable line: control characters a file name may hold (a newline, an escape)
+    written as escapes ('\\n', '\\x1b'), and bytes that are not UTF-8 as in as_text."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
+                   for c in as_text(text))

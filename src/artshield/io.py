@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputError
+from .errors import InputError, as_text, one_line  # noqa: F401 (one_line: for callers of io)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 # image files a portfolio may hold that artshield does not read: reported, never skipped silently
@@ -365,19 +365,6 @@ def write_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
     pil = to_pil(image)
     _atomic_write(path, lambda f: pil.save(f, format="PNG"))
     return path
-
-
-def as_text(text: str) -> str:
-    """`text` as valid Unicode: a file name's bytes that are not UTF-8 (which Python keeps as lone
-    surrogates, e.g. a Latin-1 'caf\\xe9.png') are shown as backslash escapes ('caf\\xe9.png')."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        try:
-            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        except UnicodeEncodeError:          # a surrogate no file name can hold
-            return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:

@@ -4,10 +4,10 @@ family's registry, so a new method cannot be forgotten here."""
 
 PROTECT = ("advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl", "ace", "metacloak", "robust")
 PURIFY = ("bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "noisy-redraw", "noisy-upscale", "diffpure",
-          "impress")
+          "impress", "denoiser")
 MIMIC = ("lora", "textual-inversion", "dreambooth", "hypernetwork")
 ERASE = ("esd-x", "esd-u", "esd-x-strict", "uce")
 AUDIT = ("extract", "detect")
-BENCH_PRESETS = ("model-quality", "smoke", "quick", "standard", "mimics", "full")
+BENCH_PRESETS = ("model-quality", "smoke", "quick", "standard", "mimics", "adaptive", "full")
 
 FAMILIES = {"protect": PROTECT, "purify": PURIFY, "mimic": MIMIC, "erase": ERASE, "audit": AUDIT}

@@ -41,7 +41,7 @@ import contextlib
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +124,15 @@ def holm_by_family(tests: list, family, pvalue) -> list[float]:
     return levels
 
 
+def _denoiser(name: str) -> dict:
+    """The denoiser purifier's options in a preset: a shipped weights file, bound by its digest (a
+    retrained file is another setting: the folder's cells made with the old one are not reused)."""
+    from ..purify.denoiser import SHIPPED
+
+    path = SHIPPED / f"{name}.safetensors"
+    return {"weights": name, **({"sha256": hashlib.sha256(path.read_bytes()).hexdigest()} if path.is_file() else {})}
+
+
 PRESETS = {
     # gartoon: of the three held-out artists, the one a short LoRA learns on mini, chosen on the
     # tuning split (docs/results/tuning/lora.json: LoRA 500 steps at 3e-3 -> gartoon 0.70, moka 0.45
@@ -174,7 +183,8 @@ PRESETS = {
                      protections=["advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl", "robust",
                                   "advdm-eot", "mist-eot", "ace", "metacloak"], budgets=[8, 16],
                      purifiers=["jpeg", "gaussian-blur", "gaussian-noise", "median", "bilateral", "diffpure",
-                                "noisy-upscale"], mimicry=["dreambooth", "lora", "hypernetwork"], seeds=[0, 1, 2, 3, 4],
+                                "noisy-upscale", "denoiser"], mimicry=["dreambooth", "lora", "hypernetwork"],
+                     seeds=[0, 1, 2, 3, 4],
                      prompts_per_artist=64, generations_per_prompt=1,
                      mimicry_steps={"lora": 200, "dreambooth": 150, "hypernetwork": 400},
                      mimicry_lr={"lora": 1e-2, "dreambooth": 3e-4, "hypernetwork": 1e-3},
@@ -183,7 +193,7 @@ PRESETS = {
                                       "hypernetwork": {"lr_schedule": "cosine", "warmup_steps": 15, "snr_gamma": 5.0,
                                                        "unconditional": False}},
                      sampling={"sampler": "dpm-solver++", "steps": 10, "autocast": "bf16"},
-                     purify_options={"noisy-upscale": {"upscaler_steps": 25}},
+                     purify_options={"noisy-upscale": {"upscaler_steps": 25}, "denoiser": _denoiser("robust-16")},
                      protect_options={"advdm-eot": {"method": "advdm", "eot": ["jpeg", "blur", "resize"]},
                                       "mist-eot": {"method": "mist", "eot": ["jpeg", "blur", "resize"]},
                                       "metacloak": {"steps": 600, "trials": 1, "pool_steps": 300, "interval": 60}},
@@ -204,6 +214,16 @@ PRESETS = {
                    mimicry=["lora", "textual-inversion", "dreambooth", "hypernetwork"], seeds=[0],
                    purify_options={}),      # IMPRESS at its paper's 3000 iterations
 }
+
+
+# adaptive: the adaptive attack on robust (the protections issue), a part of the mimics run computed
+# first: robust@16 through a denoiser trained on robust's own outputs for icons of mini's training
+# themes (bench/adaptive.py, docs/results/adaptive/), and the same denoiser on the clean images (the
+# control), against LoRA and DreamBooth on gartoon. Its cells are cells of the mimics run (same
+# settings: it may share the mimics folder) and robust@16 is a full row here, so they run although
+# robust's unpurified cells already say it does not protect.
+PRESETS["adaptive"] = replace(PRESETS["mimics"], artists=["gartoon"], protections=["robust"], budgets=[16],
+                              purifiers=["denoiser"], mimicry=["lora", "dreambooth"], full_rows=["robust@16"])
 
 
 NOISE_STRIDE = 1_000_000

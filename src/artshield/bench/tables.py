@@ -42,15 +42,21 @@ def verdicts(results: dict) -> str:
     artist, mimic, protection and budget, with those two columns first."""
     many = _several(results, {(r["artist"], r["mimicry"]) for r in results["summary"]})
     lead = "| artist | mimic " if many else ""
-    rows = [lead + "| protection | budget | relative mimicry, Holm-adjusted | same, 95 % | success points vs clean, "
-            "95 % | verdict | FID difference (quality) |", "|---|---" * many + "|---|---|---|---|---|---|---|"]
+    psnr: dict[tuple, list[float]] = {}           # the budget as PSNR: the protected sets' mean, every seed
+    for c in results["cells"]:
+        if c["protection"] != "none" and c["purifier"] == "none" and "protection_psnr_db" in c:
+            psnr.setdefault((c["artist"], c["protection"], c["budget"]), []).append(c["protection_psnr_db"])
+    rows = [lead + "| protection | budget | PSNR to the originals | relative mimicry, Holm-adjusted | same, 95 % | "
+            "success points vs clean, 95 % | verdict | FID difference (quality) |",
+            "|---|---" * many + "|---|---|---|---|---|---|---|---|"]
     order = list(NAMES)
     for r in sorted(results["summary"], key=lambda r: (r["artist"], r["mimicry"], order.index(r["protection"])
                                                       if r["protection"] in order else 99, r["budget"])):
         q = r["quality"].get("none")
         head = f"| {r['artist']} | {r['mimicry']} " if many else ""
+        db = psnr.get((r["artist"], r["protection"], r["budget"]))
         rows.append(head + f"| {NAMES.get(r['protection'], r['protection'])} | {r['budget']:g}/255 | "
-                    f"{_ci(r['relative']['none'])} | {_ci(r['relative_unadjusted']['none'])} | "
+                    f"{f'{np.mean(db):.1f} dB' if db else ''} | {_ci(r['relative']['none'])} | {_ci(r['relative_unadjusted']['none'])} | "
                     f"{_ci(r['difference']['none'])} | {r['verdict']} | "
                     f"{_ci(q['fid_difference'], 1) + ', ' + q['verdict'] if q else 'not measured'} |")
     return "\n".join(rows) + "\n"
@@ -183,8 +189,30 @@ def discrimination(report: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-KINDS = {"verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost, "claims": claims, "ablation": ablation,
-         "discrimination": discrimination}
+def adaptive(report: dict) -> str:
+    """The adaptive denoiser's PSNRs to the originals (bench/adaptive.py's results.json)."""
+    rows = [f"| icons ({report['protection']}@{report['budget']:g}) | protected | protected, denoised | "
+            f"clean, denoised |", "|---|---|---|---|"]
+    for split, name in (("train", "training pairs"), ("validation", "validation pairs (not trained on)")):
+        r = report[split]
+        rows.append(f"| {r['images']} {name} | {r['protected_psnr_db']:.2f} dB | {r['denoised_protected_psnr_db']:.2f} dB"
+                    f" | {r['denoised_clean_psnr_db']:.2f} dB |")
+    return "\n".join(rows) + "\n"
+
+
+def mutation(summary: dict) -> str:
+    """Mutation scores per module (scripts/mutation.py's summary.json); the goal is 85 %."""
+    rows = ["| module | mutants | killed / counted | score | left | tests run | minutes |", "|---|---|---|---|---|---|---|"]
+    for module, r in summary["modules"].items():
+        score = "" if r["score"] is None else f"{100 * r['score']:.1f} %"
+        rows.append(f"| `{module}` | {r['mutants']} | {r['killed']} / {r['counted']} | {score} | {r['left']} | "
+                    f"{', '.join(t.removeprefix('tests/') for t in r['tests'])} | {r['seconds'] / 60:.0f} |")
+    return "\n".join(rows) + "\n"
+
+
+KINDS = {"verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost,
+         "claims": claims, "ablation": ablation, "discrimination": discrimination, "adaptive": adaptive,
+         "mutation": mutation}
 
 
 def render(readme: str, root: Path) -> str:

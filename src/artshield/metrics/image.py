@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+SSIM_WINDOW = 11   # skimage's window at sigma 1.5 with Gaussian weights: 2 * int(3.5 * 1.5 + 0.5) + 1
+
 
 def linf_255(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max() * 255)
@@ -33,12 +35,17 @@ def psnr_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, max_side: int = 2048) -> float:
-    """SSIM of two (C, H, W) images; images under 7 pixels a side are compared upscaled to 7, images
-    over `max_side` on the long side at that size (so memory stays bounded whatever the image)."""
+    """SSIM of two (C, H, W) images; images under 11 pixels a side (the Gaussian window's extent at
+    sigma 1.5) are compared scaled up (nearest neighbour) to 11, images over `max_side` on the long
+    side at that size (so memory stays bounded whatever the image)."""
     from skimage.metrics import structural_similarity
 
     if max(a.shape[-2:]) > max_side:
         a, b = (perceptual_size(t.float()[None], max_side)[0] for t in (a, b))
+    if min(a.shape[-2:]) < SSIM_WINDOW:
+        scale = SSIM_WINDOW / min(a.shape[-2:])
+        size = [max(SSIM_WINDOW, math.ceil(s * scale)) for s in a.shape[-2:]]
+        a, b = (F.interpolate(t.float()[None], size=size, mode="nearest")[0] for t in (a, b))
     x = a.detach().float().cpu().permute(1, 2, 0).numpy().astype(np.float64)
     y = b.detach().float().cpu().permute(1, 2, 0).numpy().astype(np.float64)
     return float(structural_similarity(x, y, data_range=1.0, channel_axis=2, gaussian_weights=True,

@@ -6,11 +6,12 @@
 
 Purifiers (one file each, defaults from their sources): bilateral (with the AdverseCleaner
 recipe), jpeg, gaussian-noise, gaussian-blur, median, noisy-redraw, noisy-upscale (with an
-upscaler), diffpure, impress.
+upscaler), diffpure, impress, and denoiser (a network trained to undo one protection:
+the adaptive attack).
 """
 from __future__ import annotations
 
-from . import bilateral, diffpure, gaussian_blur, gaussian_noise, impress, jpeg, median, noisy_upscale  # noqa: F401
+from . import bilateral, denoiser, diffpure, gaussian_blur, gaussian_noise, impress, jpeg, median, noisy_upscale  # noqa: F401
 from ..images import as_tensors, like_inputs
 from ..options import seeded
 from .base import PURIFIERS, Purifier

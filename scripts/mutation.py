@@ -1,0 +1,157 @@
+"""Mutation testing of the core numerical modules (mutmut 3): does a test fail when the code breaks?
+
+    pip install "mutmut>=3.8,<4"
+    python scripts/mutation.py bench/stats.py            # one module (a path under src/artshield/)
+    python scripts/mutation.py --all                     # every module in MODULES, one after another
+    python scripts/mutation.py --list                    # the modules and the tests run against each
+
+mutmut writes its mutants beside the code, so each module is run in a scratch copy of src/, tests/,
+docs/results/ and pyproject.toml (the checkout is never touched) with a [tool.mutmut] section that mutates that
+module alone and runs only its tests (MODULES: the fast tests that exercise it; mutmut then runs,
+for each mutant, only the tests that call the mutated function). Each module's record goes to
+docs/results/mutation/NAME.json: the command, the tests, mutmut's count of each status, the score,
+and every mutant that no test killed with its diff; summary.json keeps every module's figures. The score is killed / (killed + survived + no
+tests): a mutant no selected test reaches counts against the module, a timeout counts as killed (the
+tests did not pass). docs/mutation.md renders the scores from those files
+(`python scripts/render_readme.py`) and says why each remaining survivor is harmless or what test
+would kill it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "results" / "mutation"
+
+# module under src/artshield/ -> the tests run against its mutants (fast lane unless named)
+MODULES = {
+    "bench/stats.py": ["tests/test_stats.py"],
+    "protect/transforms.py": ["tests/test_protect.py"],
+    "protect/engine.py": ["tests/test_protect.py"],
+    "protect/robust.py": ["tests/test_protect.py"],
+    "models/diffusion.py": ["tests/test_models.py", "tests/test_protect.py", "tests/test_mimic.py"],
+    "models/views.py": ["tests/test_models.py", "tests/test_protect.py"],
+    "metrics/image.py": ["tests/test_metrics.py"],
+    "metrics/distribution.py": ["tests/test_metrics.py", "tests/test_bench.py"],
+    "metrics/precision_recall.py": ["tests/test_metrics.py", "tests/test_bench.py"],
+    "purify/filters.py": ["tests/test_purify.py"],
+    "purify/jpeg.py": ["tests/test_purify.py"],
+    "purify/gaussian_noise.py": ["tests/test_purify.py"],
+    "purify/gaussian_blur.py": ["tests/test_purify.py"],
+    "purify/median.py": ["tests/test_purify.py"],
+    "purify/denoiser.py": ["tests/test_purify.py"],
+}
+# mutmut's statuses as `mutmut results --all true` prints them
+KILLED = ("killed", "timeout", "caught by type check")
+COUNTED = KILLED + ("survived", "no tests")
+
+
+def _config(module: str, tests: list[str]) -> str:
+    return ("\n[tool.mutmut]\n"
+            'source_paths = ["src"]\n'
+            'also_copy = ["docs"]\n'
+            f'only_mutate = ["src/artshield/{module}"]\n'
+            f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+            'pytest_add_cli_args = ["-m", "not slow", "-p", "no:cacheprovider", "-q"]\n')
+
+
+def run_module(module: str, tests: list[str], jobs: int, log=print) -> dict:
+    """Mutate one module in a scratch copy and return its record."""
+    if not (ROOT / "src" / "artshield" / module).is_file():
+        raise SystemExit(f"{module}: no such module under src/artshield/")
+    with tempfile.TemporaryDirectory(prefix="artshield-mutation-") as scratch:
+        work = Path(scratch)
+        shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / "docs" / "results", work / "docs" / "results")     # records some tests read
+        text = (ROOT / "pyproject.toml").read_text()
+        (work / "pyproject.toml").write_text(re.sub(r"\n\[tool\.mutmut\].*?(?=\n\[|\Z)", "", text, flags=re.S)
+                                             + _config(module, tests))
+        env = dict(os.environ)
+        start = time.time()
+        done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)], cwd=work,
+                              env=env, capture_output=True, text=True)
+        seconds = time.time() - start
+        if done.returncode != 0:
+            raise SystemExit(f"{module}: mutmut failed ({done.returncode}): {(done.stderr or done.stdout)[-2000:]}")
+        listed = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work, env=env,
+                                capture_output=True, text=True, check=True).stdout
+        status = dict(re.findall(r"^\s*(\S+): (.+?)\s*$", listed, re.M))
+        counts = {s: sum(v == s for v in status.values()) for s in sorted(set(status.values()))}
+        survivors = []
+        for name, state in sorted(status.items()):
+            if state not in KILLED:
+                diff = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work, env=env,
+                                      capture_output=True, text=True).stdout
+                survivors.append({"mutant": name, "status": state, "diff": _trim(diff)})
+    killed = sum(counts.get(s, 0) for s in KILLED)
+    counted = sum(counts.get(s, 0) for s in COUNTED)
+    record = {"command": f"python scripts/mutation.py {module}", "module": f"src/artshield/{module}",
+              "tests": tests, "counts": counts, "mutants": len(status), "killed": killed, "counted": counted,
+              "score": round(killed / counted, 4) if counted else None, "seconds": round(seconds),
+              "mutmut": _version(), "survivors": survivors}
+    log(f"{module}: {killed}/{counted} killed ({100 * record['score']:.1f} %), {len(survivors)} left, "
+        f"{seconds / 60:.1f} min")
+    return record
+
+
+def _trim(diff: str) -> str:
+    """The diff's changed lines and a line of context, without mutmut's file headers."""
+    keep = [line for line in diff.splitlines() if line[:1] in "+-@ " and not line.startswith(("+++", "---"))]
+    return "\n".join(keep[:40])
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("mutmut")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("modules", nargs="*", help="paths under src/artshield/ (default: none; see --all)")
+    ap.add_argument("--all", action="store_true", help="every module in MODULES")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("-j", "--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    ap.add_argument("-o", "--output", default=str(OUT))
+    args = ap.parse_args(argv)
+    if args.list:
+        for module, tests in MODULES.items():
+            print(f"{module}: {' '.join(tests)}")
+        return 0
+    modules = list(MODULES) if args.all else args.modules
+    if not modules:
+        ap.error("name a module (or --all, --list)")
+    try:
+        import mutmut  # noqa: F401
+    except ImportError:
+        ap.error('mutmut is not installed: pip install "mutmut>=3.8,<4"')
+    from artshield.io import write_json
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for module in modules:
+        record = run_module(module, MODULES.get(module, ["tests"]), args.jobs)
+        name = module.replace("/", "-").removesuffix(".py") + ".json"
+        write_json(record, out / name)
+        summary_path = out / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"modules": {}}
+        summary["modules"][record["module"]] = {"record": name, **{k: record[k] for k in (
+            "command", "tests", "counts", "mutants", "killed", "counted", "score", "seconds", "mutmut")},
+            "left": len(record["survivors"])}
+        summary["modules"] = dict(sorted(summary["modules"].items()))
+        write_json(summary, summary_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
