@@ -40,15 +40,11 @@ MODULES = {
     "protect/robust.py": ["tests/test_protect.py"],
     "models/diffusion.py": ["tests/test_models.py", "tests/test_protect.py", "tests/test_mimic.py"],
     "models/views.py": ["tests/test_models.py", "tests/test_protect.py"],
-    "metrics/image.py": ["tests/test_metrics.py"],
-    "metrics/distribution.py": ["tests/test_metrics.py", "tests/test_bench.py"],
-    "metrics/precision_recall.py": ["tests/test_metrics.py", "tests/test_bench.py"],
-    "purify/filters.py": ["tests/test_purify.py"],
-    "purify/jpeg.py": ["tests/test_purify.py"],
-    "purify/gaussian_noise.py": ["tests/test_purify.py"],
-    "purify/gaussian_blur.py": ["tests/test_purify.py"],
-    "purify/median.py": ["tests/test_purify.py"],
-    "purify/denoiser.py": ["tests/test_purify.py"],
+    **{f"metrics/{name}.py": ["tests/test_metrics.py", "tests/test_judge.py", "tests/test_judges.py"]
+       for name in ("image", "distribution", "precision_recall", "judge", "judges", "lpips")},
+    **{f"purify/{name}.py": ["tests/test_purify.py"]
+       for name in ("base", "bilateral", "jpeg", "gaussian_noise", "gaussian_blur", "median", "denoiser", "diffpure",
+                    "impress", "noisy_upscale", "_redraw")},
 }
 # mutmut's statuses as `mutmut results --all true` prints them
 KILLED = ("killed", "timeout", "caught by type check")
@@ -95,7 +91,8 @@ def run_module(module: str, tests: list[str], jobs: int, log=print) -> dict:
                 survivors.append({"mutant": name, "status": state, "diff": _trim(diff)})
     killed = sum(counts.get(s, 0) for s in KILLED)
     counted = sum(counts.get(s, 0) for s in COUNTED)
-    record = {"command": f"python scripts/mutation.py {module}", "module": f"src/artshield/{module}",
+    record = {"command": f"python scripts/mutation.py {module}" + ("" if tests == MODULES.get(module) else
+                                                                  f" --tests {' '.join(tests)}"), "module": f"src/artshield/{module}",
               "tests": tests, "counts": counts, "mutants": len(status), "killed": killed, "counted": counted,
               "score": round(killed / counted, 4) if counted else None, "seconds": round(seconds),
               "mutmut": _version(), "survivors": survivors}
@@ -121,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("modules", nargs="*", help="paths under src/artshield/ (default: none; see --all)")
     ap.add_argument("--all", action="store_true", help="every module in MODULES")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--tests", nargs="+", help="the tests to run instead of the module's own (MODULES)")
     ap.add_argument("-j", "--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("-o", "--output", default=str(OUT))
     args = ap.parse_args(argv)
@@ -140,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     for module in modules:
-        record = run_module(module, MODULES.get(module, ["tests"]), args.jobs)
+        record = run_module(module, args.tests or MODULES.get(module, ["tests"]), args.jobs)
         name = module.replace("/", "-").removesuffix(".py") + ".json"
         write_json(record, out / name)
         summary_path = out / "summary.json"

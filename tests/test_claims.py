@@ -63,3 +63,19 @@ def test_a_run_of_several_artists_and_mimics_gets_their_columns_in_well_formed_t
         assert lines[0].startswith("| artist | mimic |") and len({line.count("|") for line in lines}) == 1
         assert any(line.startswith("| moka | dreambooth |") for line in lines)
         assert any(line.startswith("| gartoon | lora |") for line in lines)
+
+
+def test_the_purified_table_gives_each_row_once_per_purifier_it_was_run_through_unpurified_first():
+    import json
+    from pathlib import Path
+
+    results = json.loads((Path(__file__).parents[1] / "docs/results/bench-standard/results.json").read_text())
+    robust = next(r for r in results["summary"] if r["protection"] == "robust" and r["budget"] == 16)
+    lines = tables.purified(results).strip().splitlines()
+    assert len({line.count("|") for line in lines}) == 1
+    assert len(lines) == 2 + sum(len(r["relative"]) for r in results["summary"])
+    mine = [line for line in lines if "| robust 16/255 |" in line]
+    assert [line.split("|")[4].strip() for line in mine] == ["none"] + sorted(p for p in robust["relative"] if p != "none")
+    for line in mine:
+        purifier = line.split("|")[4].strip()
+        assert f"{robust['relative'][purifier]['mean']:.2f} [" in line.split("|")[5]

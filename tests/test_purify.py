@@ -317,3 +317,111 @@ def test_the_committed_adaptive_attack_record_describes_the_shipped_denoiser():
     from artshield import corpus
 
     assert about["themes"] and set(about["themes"]).isdisjoint(corpus.themes(heldout=True))   # never a scored artist
+
+
+def test_the_filters_known_answers_jpeg_noise_and_blur():
+    """Each filter against an answer computed here by other means: JPEG is Pillow's own encode and
+    decode at the quality asked (colour and grey), noise is the seeded draw added and clipped, the
+    blur of a corner impulse is OpenCV's separable kernel for the size, with the border reflected
+    (the edge pixel repeated, BORDER_REFLECT)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 24, 20, generator=g)
+    grey = torch.rand(1, 24, 20, generator=g)
+    for image in (x, grey):
+        array = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(buf, "JPEG", quality=30)
+        expected = np.array(Image.open(io.BytesIO(buf.getvalue()))).reshape(array.shape)
+        out = purify(None, [image], "jpeg", quality=30)[0]
+        assert out.shape == image.shape
+        assert torch.equal((out * 255).round().to(torch.uint8).permute(1, 2, 0), torch.from_numpy(expected))
+    edge = torch.zeros(3, 16, 16)
+    edge[:, :, 8:] = 1.0                                   # half black, half white: the clip matters both ways
+    draw = torch.randn(edge.shape, generator=torch.Generator().manual_seed(5)) * 0.3
+    out = PURIFIERS.create("gaussian-noise", sigma=0.3).one(edge, torch.Generator().manual_seed(5))
+    assert torch.allclose(out, (edge + draw).clamp(0, 1)) and out.min() == 0 and out.max() == 1
+    # sigma 0 on kernels up to 7 px: OpenCV's fixed binomial-like taps; an even kernel is made odd (4 -> 5);
+    # a sigma given: the Gaussian of that sigma
+    gauss = np.exp(-np.arange(-3, 4) ** 2 / (2 * 2.0 ** 2))
+    for kernel, sigma, taps in ((7, 0, np.array([1, 3.5, 7, 9, 7, 3.5, 1]) / 32), (4, 0, np.array([1, 4, 6, 4, 1]) / 16),
+                                (7, 2.0, gauss / gauss.sum())):
+        k = len(taps)
+        impulse = np.zeros((12, 12))
+        impulse[0, 0] = 1.0
+        padded = np.pad(impulse, k // 2, mode="symmetric")  # BORDER_REFLECT: the edge pixel is repeated
+        rows = np.stack([np.convolve(r, taps, mode="valid") for r in padded])
+        both = np.stack([np.convolve(c, taps, mode="valid") for c in rows.T]).T
+        image = torch.from_numpy(impulse).float()[None].repeat(3, 1, 1)
+        out = PURIFIERS.create("gaussian-blur", kernel=kernel, sigma=sigma).one(image, None)
+        assert out.shape == image.shape
+        assert np.abs(out[0].numpy() - both).max() <= 1 / 255 + 1e-6, kernel
+
+
+def test_the_purifiers_base_clamps_converts_without_sharing_memory_and_counts_each_image(monkeypatch):
+    from artshield.purify import base
+
+    x = torch.tensor([[[-0.2, 0.5], [1.3, 1.0]]]).repeat(3, 1, 1)
+    assert base.to_uint8(x)[..., 0].tolist() == [[0, 128], [255, 255]]          # out of range: clipped, not wrapped
+    array = np.array([[0, 51], [255, 102]], dtype=np.uint8)
+    t = base.from_uint8(array)
+    array[0, 0] = 255                                                           # the tensor is a copy
+    assert t.shape == (1, 2, 2) and t.dtype == torch.float32 and torch.equal(t.flatten() * 255, torch.tensor([0., 51, 255, 102]))
+    assert float(base.from_uint8(np.array([[[7]]], dtype=np.int64) + 256)) * 255 == pytest.approx(7)   # read as uint8
+    purifier = PURIFIERS.create("median")
+    monkeypatch.setattr(purifier, "one", lambda image, generator: image * 3 - 1)  # a purifier that overshoots
+    counted = []
+    out = purifier.run([x, x[:, :1]], progress=counted.append)
+    assert counted == [1, 1] and purifier.total_steps(2) == 2
+    assert all(o.min() >= 0 and o.max() <= 1 for o in out) and out[0][0, 0, 0] == 0 and out[0][0, 1, 0] == 1
+
+
+def _box_mean(a: np.ndarray, r: int) -> np.ndarray:
+    """Mean over each (2r + 1)^2 window of an (H, W, C) array, the edge pixel repeated at the border."""
+    k = 2 * r + 1
+    p = np.pad(a.astype(np.float64), ((r, r), (r, r), (0, 0)), mode="symmetric")
+    c = np.pad(p, ((1, 0), (1, 0), (0, 0))).cumsum(0).cumsum(1)
+    return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / k ** 2
+
+
+def _guided(guide: np.ndarray, source: np.ndarray, r: int, eps: float) -> np.ndarray:
+    mi, mp = _box_mean(guide, r), _box_mean(source, r)
+    a = (_box_mean(guide * source, r) - mi * mp) / (_box_mean(guide * guide, r) - mi * mi + eps)
+    return _box_mean(a, r) * guide + _box_mean(mp - a * mi, r)
+
+
+def test_the_bilateral_purifier_is_opencvs_filter_then_he_et_als_guided_filter_in_colour_and_grey(monkeypatch):
+    """Known answers from an independent guided filter (integral-image box means): on a non-square
+    image, so that a window wrong on one axis shows; then the whole purifier, colour and grey; and
+    with a guided filter that overshoots, the clip to 0-255 on both sides."""
+    import cv2
+
+    from artshield.purify import bilateral
+
+    rng = np.random.default_rng(0)
+    guide = rng.integers(0, 256, (13, 19, 3)).astype(np.float32)
+    source = rng.integers(0, 256, (13, 19, 3)).astype(np.float32)
+    assert np.abs(guided_filter(guide, source, 2, 10.0) - _guided(guide, source, 2, 10.0)).max() < 1e-2
+    for channels in (3, 1):
+        array = rng.integers(0, 256, (14, 11, channels)).astype(np.uint8)
+        image = torch.from_numpy(array).permute(2, 0, 1).float() / 255
+        x = array[..., 0] if channels == 1 else array
+        for _ in range(3):
+            x = cv2.bilateralFilter(x, 5, 30.0, 8.0)
+        y = (x[..., None] if channels == 1 else x).astype(np.float64)
+        y = _guided(array.astype(np.float64), y, 2, 0.5)
+        expected = np.clip(np.round(y), 0, 255)
+        out = PURIFIERS.create("bilateral", passes=3, sigma_color=30.0, guided_passes=1, guided_radius=2,
+                               guided_eps=0.5).one(image, None)
+        assert out.shape == image.shape
+        assert np.abs(out.permute(1, 2, 0).numpy() * 255 - expected).max() <= 1.0 + 1e-4, channels
+        plain = PURIFIERS.create("bilateral", passes=2, guided_passes=0).one(image, None)
+        x = array[..., 0] if channels == 1 else array
+        x = cv2.bilateralFilter(cv2.bilateralFilter(x, 5, 8.0, 8.0), 5, 8.0, 8.0)
+        assert torch.equal(plain, torch.from_numpy((x[..., None] if channels == 1 else x).copy()).permute(2, 0, 1) / 255)
+        with monkeypatch.context() as m:
+            m.setattr(bilateral, "guided_filter", lambda guide, source, radius, eps: source * 3 - 255.4)
+            over = PURIFIERS.create("bilateral", passes=0, guided_passes=1).one(image, None)
+        expected = np.clip(np.round(array.astype(np.float64) * 3 - 255.4), 0, 255)
+        assert expected.min() == 0 and expected.max() == 255
+        assert np.array_equal(over.permute(1, 2, 0).numpy() * 255, expected.astype(np.float32)) or \
+            np.abs(over.permute(1, 2, 0).numpy() * 255 - expected).max() < 1e-3

@@ -62,6 +62,19 @@ def verdicts(results: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def purified(results: dict) -> str:
+    """Every row's relative mimicry unpurified and after each purifier run on it (against that
+    purifier's own control), one line each: the view of a run whose question is a purifier."""
+    rows = ["| artist | mimic | protection | purifier | relative mimicry, Holm-adjusted | same, 95 % | row's verdict |",
+            "|---|---|---|---|---|---|---|"]
+    for r in sorted(results["summary"], key=lambda r: (r["artist"], r["mimicry"], r["protection"], r["budget"])):
+        for purifier in sorted(r["relative"], key=lambda p: (p != "none", p)):
+            rows.append(f"| {r['artist']} | {r['mimicry']} | {NAMES.get(r['protection'], r['protection'])} "
+                        f"{r['budget']:g}/255 | {purifier} | {_ci(r['relative'][purifier])} | "
+                        f"{_ci(r['relative_unadjusted'].get(purifier))} | {r['verdict']} |")
+    return "\n".join(rows) + "\n"
+
+
 def controls(results: dict) -> str:
     """The purifiers on clean images; per artist and mimic (two more columns) when the run has several."""
     psnr: dict[tuple, list[float]] = {}
@@ -211,7 +224,7 @@ def mutation(summary: dict) -> str:
 
 
 KINDS = {"verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost,
-         "claims": claims, "ablation": ablation, "discrimination": discrimination, "adaptive": adaptive,
+         "claims": claims, "ablation": ablation, "discrimination": discrimination, "adaptive": adaptive, "purified": purified,
          "mutation": mutation}
 
 

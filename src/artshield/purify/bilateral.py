@@ -45,8 +45,8 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float
     """He et al.'s guided filter, per channel with each channel of the guide; float arrays (H, W, C)."""
     size = (2 * radius + 1, 2 * radius + 1)
 
-    def box(a):
-        return cv2.boxFilter(a, -1, size, borderType=cv2.BORDER_REFLECT)
+    def box(a):                 # OpenCV drops a single channel's axis: put it back
+        return cv2.boxFilter(a, -1, size, borderType=cv2.BORDER_REFLECT).reshape(a.shape)
 
     mean_i, mean_p = box(guide), box(source)
     cov = box(guide * source) - mean_i * mean_p
@@ -72,6 +72,5 @@ class Bilateral(Purifier):
             y = (x[..., None] if squeeze else x).astype(np.float32)
             for _ in range(c.guided_passes):
                 y = guided_filter(guide, y, c.guided_radius, c.guided_eps)
-                y = y.reshape(guide.shape)
             x = np.clip(np.round(y), 0, 255).astype(np.uint8)
-        return from_uint8(x if x.ndim == 3 else x[..., None])
+        return from_uint8(x)                     # (H, W) or (H, W, C)

@@ -1,5 +1,7 @@
-"""Gaussian blur: a low-pass filter. Kernel 7 x 7 (MetaCloak's robustness transform, gauK = 7),
-sigma from the kernel size as OpenCV computes it when given 0 (0.3 ((k - 1) / 2 - 1) + 0.8 = 1.4)."""
+"""Gaussian blur: a low-pass filter. Kernel 7 x 7 (MetaCloak's robustness transform, gauK = 7) with
+sigma 0, which OpenCV turns into its fixed taps for kernels up to 7 px ([1, 3.5, 7, 9, 7, 3.5, 1] / 32
+at 7, close to a Gaussian of sigma 1.4; larger kernels get sigma 0.3 ((k - 1) / 2 - 1) + 0.8), the
+border reflected with the edge pixel repeated (BORDER_REFLECT)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
