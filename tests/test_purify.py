@@ -425,3 +425,14 @@ def test_the_bilateral_purifier_is_opencvs_filter_then_he_et_als_guided_filter_i
         assert expected.min() == 0 and expected.max() == 255
         assert np.array_equal(over.permute(1, 2, 0).numpy() * 255, expected.astype(np.float32)) or \
             np.abs(over.permute(1, 2, 0).numpy() * 255 - expected).max() < 1e-3
+
+
+@pytest.mark.parametrize("method", ["bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "denoiser",
+                                    "diffpure", "noisy-redraw", "impress"])
+def test_every_purifier_keeps_a_grey_image_grey(method, tiny_bundle):
+    """A one-channel image (a greyscale scan) comes back one-channel, same size, in [0, 1]: the
+    bilateral filter and the denoiser each failed on one before."""
+    options = {"diffpure": {"steps": 10}, "impress": {"iterations": 2}}.get(method, {})
+    grey = torch.rand(1, 24, 20, generator=torch.Generator().manual_seed(3))
+    (out,) = purify(tiny_bundle if PURIFIERS[method].needs_model else None, [grey], method, **options)
+    assert out.shape == grey.shape and out.min() >= 0 and out.max() <= 1 and torch.isfinite(out).all()

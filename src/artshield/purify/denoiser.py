@@ -186,6 +186,8 @@ class Denoiser(Purifier):
     @torch.no_grad()
     def one(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         x = image.float().cpu()
+        if x.shape[0] == 1:                     # grey: denoised as a grey colour image, read back as grey
+            return self.one(x.expand(3, -1, -1), generator).mean(0, keepdim=True)
         h, w = x.shape[1:]
         if min(h, w) < 2:                       # reflect padding needs two pixels a side
             return x
