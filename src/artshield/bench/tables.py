@@ -56,8 +56,8 @@ def verdicts(results: dict) -> str:
         head = f"| {r['artist']} | {r['mimicry']} " if many else ""
         db = psnr.get((r["artist"], r["protection"], r["budget"]))
         rows.append(head + f"| {NAMES.get(r['protection'], r['protection'])} | {r['budget']:g}/255 | "
-                    f"{f'{np.mean(db):.1f} dB' if db else ''} | {_ci(r['relative']['none'])} | {_ci(r['relative_unadjusted']['none'])} | "
-                    f"{_ci(r['difference']['none'])} | {r['verdict']} | "
+                    f"{f'{np.mean(db):.1f} dB' if db else ''} | {_ci(r['relative']['none'])} | "
+                    f"{_ci(r['relative_unadjusted']['none'])} | {_ci(r['difference']['none'])} | {r['verdict']} | "
                     f"{_ci(q['fid_difference'], 1) + ', ' + q['verdict'] if q else 'not measured'} |")
     return "\n".join(rows) + "\n"
 
@@ -224,8 +224,8 @@ def mutation(summary: dict) -> str:
 
 
 KINDS = {"verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost,
-         "claims": claims, "ablation": ablation, "discrimination": discrimination, "adaptive": adaptive, "purified": purified,
-         "mutation": mutation}
+         "claims": claims, "ablation": ablation, "discrimination": discrimination, "adaptive": adaptive,
+         "purified": purified, "mutation": mutation}
 
 
 def render(readme: str, root: Path) -> str:
