@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 from . import names
-from .errors import ArtshieldError
+from .errors import ArtshieldError, one_line
 from .cli_parser import build_parser
 from .provenance import environment
 
@@ -81,8 +81,6 @@ def _finish(args, out: Path, results: dict) -> int:
         write_json(results, out / "results.json")
     finally:
         if failures:
-            from .errors import one_line
-
             print(f"artshield: {len(failures)} input(s) failed:", *(f"  {one_line(f['error'])}" for f in failures),
                   sep="\n", file=sys.stderr)
     if args.json:
@@ -681,8 +679,6 @@ def main(argv: list[str] | None = None) -> int:
         code = globals()[f"cmd_{args.func}"](args)
         return code
     except ArtshieldError as e:
-        from .errors import one_line
-
         print(f"artshield: error: {one_line(e.render(FLAGS))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -693,8 +689,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as e:             # the disk filled up, a folder turned read-only mid-run
         where = f"{e.filename}: " if e.filename else ""
-        from .errors import one_line
-
         print(f"artshield: error: {one_line(where + (e.strerror or str(e).splitlines()[0]))}", file=sys.stderr)
         return 2
     finally:

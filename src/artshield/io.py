@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputError, as_text, one_line  # noqa: F401 (one_line: for callers of io)
+from .errors import InputError, as_text
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 # image files a portfolio may hold that artshield does not read: reported, never skipped silently
