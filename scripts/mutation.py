@@ -1,6 +1,6 @@
 """Mutation testing of the core numerical modules (mutmut 3): does a test fail when the code breaks?
 
-    pip install "mutmut>=3.8,<4"
+    pip install -e ".[mutation]"                         # mutmut 3 and pytest-timeout
     python scripts/mutation.py bench/stats.py            # one module (a path under src/artshield/)
     python scripts/mutation.py --all                     # every module in MODULES, one after another
     python scripts/mutation.py --list                    # the modules and the tests run against each
@@ -38,8 +38,10 @@ MODULES = {
     "protect/transforms.py": ["tests/test_protect.py"],
     "protect/engine.py": ["tests/test_protect.py"],
     "protect/robust.py": ["tests/test_protect.py"],
-    "models/diffusion.py": ["tests/test_models.py", "tests/test_protect.py", "tests/test_mimic.py"],
-    "models/views.py": ["tests/test_models.py", "tests/test_protect.py"],
+    # the shared primitives have their own known-answer tests (every other test reaches them too, through
+    # a protection's or a mimic's whole run, at minutes per mutant)
+    "models/diffusion.py": ["tests/test_primitives.py"],
+    "models/views.py": ["tests/test_primitives.py"],
     **{f"metrics/{name}.py": ["tests/test_metrics.py", "tests/test_judge.py", "tests/test_judges.py"]
        for name in ("image", "distribution", "precision_recall", "judge", "judges", "lpips")},
     **{f"purify/{name}.py": ["tests/test_purify.py"]
@@ -51,17 +53,41 @@ KILLED = ("killed", "timeout", "caught by type check")
 COUNTED = KILLED + ("survived", "no tests")
 
 
-def _config(module: str, tests: list[str]) -> str:
+def _config(module: str, tests: list[str], timeout: int) -> str:
     return ("\n[tool.mutmut]\n"
             'source_paths = ["src"]\n'
             'also_copy = ["docs"]\n'
             f'only_mutate = ["src/artshield/{module}"]\n'
             f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
-            'pytest_add_cli_args = ["-m", "not slow", "-p", "no:cacheprovider", "-q"]\n')
+            'pytest_add_cli_args = ["-m", "not slow", "-p", "no:cacheprovider", "-q", '
+            f'"--timeout", "{timeout}"]\n')
 
 
-def run_module(module: str, tests: list[str], jobs: int, log=print) -> dict:
-    """Mutate one module in a scratch copy and return its record."""
+def fork_safe_environment() -> dict:
+    """This environment with one thread per process for OpenMP, MKL and OpenCV. mutmut forks each
+    mutant's test process from one that has already run tests; a child forked after torch's OpenMP
+    pool has started waits forever on the pool's lock at its first parallel operation, and mutmut
+    would record that as a timeout (a false kill). -j runs processes side by side instead."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENCV_FOR_THREADS_NUM": "1"}
+
+
+def _limit_memory(gib: float):
+    """For the mutmut process and every test process it forks: allocations past `gib` GiB of address
+    space fail (a mutant that makes a test allocate without bound fails that test instead of
+    swapping the machine to a halt)."""
+    def apply():
+        import resource
+
+        limit = int(gib * 2 ** 30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return apply
+
+
+def run_module(module: str, tests: list[str], jobs: int, log=print, timeout: int = 600,
+               memory_gib: float = 8.0) -> dict:
+    """Mutate one module in a scratch copy and return its record. Each test may run `timeout`
+    seconds (pytest-timeout) and each process that runs tests `memory_gib` GiB of address space; past
+    either the test fails, so the mutant counts as killed."""
     if not (ROOT / "src" / "artshield" / module).is_file():
         raise SystemExit(f"{module}: no such module under src/artshield/")
     with tempfile.TemporaryDirectory(prefix="artshield-mutation-") as scratch:
@@ -71,11 +97,11 @@ def run_module(module: str, tests: list[str], jobs: int, log=print) -> dict:
         shutil.copytree(ROOT / "docs" / "results", work / "docs" / "results")     # records some tests read
         text = (ROOT / "pyproject.toml").read_text()
         (work / "pyproject.toml").write_text(re.sub(r"\n\[tool\.mutmut\].*?(?=\n\[|\Z)", "", text, flags=re.S)
-                                             + _config(module, tests))
-        env = dict(os.environ)
+                                             + _config(module, tests, timeout))
+        env = fork_safe_environment()
         start = time.time()
         done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)], cwd=work,
-                              env=env, capture_output=True, text=True)
+                              env=env, capture_output=True, text=True, preexec_fn=_limit_memory(memory_gib))
         seconds = time.time() - start
         reached_none = "could not find any test case for any mutant" in done.stdout + done.stderr
         if done.returncode != 0 and not reached_none:
@@ -98,7 +124,8 @@ def run_module(module: str, tests: list[str], jobs: int, log=print) -> dict:
                                                                   f" --tests {' '.join(tests)}"), "module": f"src/artshield/{module}",
               "tests": tests, "counts": counts, "mutants": len(status), "killed": killed, "counted": counted,
               "score": round(killed / counted, 4) if counted else None, "seconds": round(seconds),
-              "mutmut": _version(), "survivors": survivors}
+              "mutmut": _version(), "limits": {"test_seconds": timeout, "memory_gib": memory_gib},
+              "survivors": survivors}
     log(f"{module}: {killed}/{counted} killed ({100 * record['score']:.1f} %), {len(survivors)} left, "
         f"{seconds / 60:.1f} min")
     return record
@@ -123,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--tests", nargs="+", help="the tests to run instead of the module's own (MODULES)")
     ap.add_argument("-j", "--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    ap.add_argument("--timeout", type=int, default=600, help="seconds one test may run (default 600)")
+    ap.add_argument("--memory-gib", type=float, default=8.0,
+                    help="address space the tests may take, in GiB (default 8)")
     ap.add_argument("-o", "--output", default=str(OUT))
     args = ap.parse_args(argv)
     if args.list:
@@ -134,14 +164,16 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("name a module (or --all, --list)")
     try:
         import mutmut  # noqa: F401
+        import pytest_timeout  # noqa: F401
     except ImportError:
-        ap.error('mutmut is not installed: pip install "mutmut>=3.8,<4"')
+        ap.error('mutmut or pytest-timeout is not installed: pip install -e ".[mutation]"')
     from artshield.io import write_json
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     for module in modules:
-        record = run_module(module, args.tests or MODULES.get(module, ["tests"]), args.jobs)
+        record = run_module(module, args.tests or MODULES.get(module, ["tests"]), args.jobs,
+                            timeout=args.timeout, memory_gib=args.memory_gib)
         name = module.replace("/", "-").removesuffix(".py") + ".json"
         write_json(record, out / name)
         summary_path = out / "summary.json"

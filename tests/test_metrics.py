@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -131,3 +133,218 @@ def test_brisque_scores_noise_as_worse_on_photographs_and_the_protect_report_sho
     monkeypatch.setattr(metrics, "brisque", lambda image: None)
     html = report.write_page(tmp_path / "out", results)[0].read_text()
     assert "BRISQUE original" not in html and "pip install 'artshield[quality]'" in html
+
+
+def _ssim_by_hand(x: np.ndarray, y: np.ndarray) -> float:
+    """Wang et al. 2004's SSIM of two (H, W, C) float images in [0, 1], written out: Gaussian window of
+    sigma 1.5 (3.5 sigma wide), K1 0.01, K2 0.03, population covariances, the mean of the SSIM map over
+    the pixels whose window lies inside the image, then over channels."""
+    from scipy.ndimage import gaussian_filter
+
+    def blur(v):
+        return gaussian_filter(v, sigma=1.5, truncate=3.5, mode="reflect")
+
+    c1, c2, pad = 0.01 ** 2, 0.03 ** 2, 5
+    values = []
+    for k in range(x.shape[2]):
+        a, b = x[..., k], y[..., k]
+        ma, mb = blur(a), blur(b)
+        va, vb, cov = blur(a * a) - ma ** 2, blur(b * b) - mb ** 2, blur(a * b) - ma * mb
+        s = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2))
+        values.append(s[pad:-pad, pad:-pad].mean())
+    return float(np.mean(values))
+
+
+def _hwc(t: torch.Tensor) -> np.ndarray:
+    return t.permute(1, 2, 0).double().numpy()
+
+
+def test_ssim_is_wang_et_als_gaussian_ssim_and_small_and_huge_images_are_rescaled_as_documented():
+    from artshield.metrics.image import perceptual_size, ssim
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 24, 31, generator=g)
+    y = (x + 0.08 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    assert ssim(x, y) == pytest.approx(_ssim_by_hand(_hwc(x), _hwc(y)), abs=1e-9)
+    assert 0.5 < ssim(x, y) < 0.99
+    # one side under the 11-pixel window (the other over it): both scaled up by 11 / short side, nearest
+    a, b = x[:, :6, :], y[:, :6, :]
+    up = [torch.nn.functional.interpolate(t[None], size=(11, math.ceil(31 * 11 / 6)), mode="nearest")[0]
+          for t in (a, b)]
+    assert ssim(a, b) == pytest.approx(_ssim_by_hand(*map(_hwc, up)), abs=1e-9)
+    a, b = x[:, :, :7], y[:, :, :7]                   # the short side is the width this time
+    up = [torch.nn.functional.interpolate(t[None], size=(math.ceil(24 * 11 / 7), 11), mode="nearest")[0]
+          for t in (a, b)]
+    assert ssim(a, b) == pytest.approx(_ssim_by_hand(*map(_hwc, up)), abs=1e-9)
+    # over max_side on the long side (the height here): both compared at max_side
+    tall, tall_y = x.repeat(1, 4, 1)[:, :90], y.repeat(1, 4, 1)[:, :90]
+    small = [perceptual_size(t[None], 64)[0] for t in (tall, tall_y)]
+    assert small[0].shape[-2:] == (64, 22)
+    assert ssim(tall, tall_y, max_side=64) == pytest.approx(_ssim_by_hand(*map(_hwc, small)), abs=1e-9)
+    assert ssim(tall, tall_y, max_side=90) == pytest.approx(_ssim_by_hand(_hwc(tall), _hwc(tall_y)), abs=1e-9)
+    assert ssim(tall, tall_y) == ssim(tall, tall_y, max_side=2048)
+
+
+def test_ssims_default_cap_is_2048_pixels():
+    from artshield.metrics import image
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(1, 2049, 12, generator=g)
+    y = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    assert image.ssim(x, y) == image.ssim(x, y, max_side=2048) != image.ssim(x, y, max_side=4096)
+
+
+def test_perceptual_size_known_sizes_and_pils_antialiased_bilinear():
+    from PIL import Image
+
+    from artshield.metrics.image import perceptual_size
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 100, 200, generator=g)
+    assert perceptual_size(x, 512) is x                          # neither too large nor too small
+    assert perceptual_size(x, 200) is x                          # the long side at the limit is not over it
+    assert perceptual_size(x, 50).shape[-2:] == (25, 50)          # over: the long side becomes max_side
+    assert perceptual_size(x.transpose(-1, -2), 50).shape[-2:] == (50, 25)
+    assert perceptual_size(x[..., :48, :60], 512).shape[-2:] == (64, 80)   # short side 48 -> 64
+    assert perceptual_size(x[..., :60, :48], 512).shape[-2:] == (80, 64)
+    assert perceptual_size(x[..., :16, :20], 20).shape[-2:] == (64, 80)    # not over the limit: made 64
+    assert perceptual_size(torch.rand(1, 3, 1, 4000), 512).shape[-2:] == (1, 512)   # never 0 pixels
+    assert perceptual_size(torch.rand(1, 3, 4000, 1), 512).shape[-2:] == (512, 1)
+    # the resampling is PIL's antialiased bilinear (a triangle filter), down and up
+    for size, limit in (((25, 50), 50), ((64, 128), 4096)):
+        src = x if limit == 50 else x[..., :32, :64]
+        ours = perceptual_size(src, limit)[0]
+        pil = np.stack([np.asarray(Image.fromarray(c.numpy(), mode="F").resize(size[::-1], Image.BILINEAR))
+                        for c in src[0]])
+        assert ours.shape[-2:] == size and np.abs(ours.numpy() - pil).max() < 1e-4
+    # whatever comes in, the result is an image in [0, 1]
+    wild = torch.cat([torch.full((1, 3, 100, 100), 2.0), torch.full((1, 3, 100, 100), -1.0)], -1)
+    assert perceptual_size(wild, 50).unique().tolist() == [0.0, 1.0]
+
+
+def test_psnr_per_image_is_psnr_of_each_pair():
+    from artshield.metrics.image import psnr, psnr_per_image
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 3, 5, 7, generator=g)
+    b = torch.rand(3, 3, 5, 7, generator=g) * torch.tensor([1.0, 0.0, 0.5]).view(3, 1, 1, 1)
+    b[1] = a[1]
+    got = psnr_per_image(a, b)
+    assert got.shape == (3,)
+    assert got[1].item() == pytest.approx(100.0)                # identical: 100 dB, not inf
+    for k in (0, 2):
+        assert got[k].item() == pytest.approx(psnr(a[k], b[k]), abs=1e-4)
+    half = torch.full((2, 1, 4, 4), 0.5)
+    assert psnr_per_image(half, half + 0.1).tolist() == pytest.approx([20.0, 20.0], abs=1e-4)
+
+
+def test_visibility_rounds_each_figure_to_its_digits_unless_exact():
+    from artshield.metrics import image
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(3, 40, 40, generator=g)
+    y = (x + torch.randn(x.shape, generator=g) * 0.02 + 4.1234567 / 255).clamp(0, 1)
+    exact = image.visibility(y, x, exact=True)
+    assert exact == {"linf_255": image.linf_255(y, x), "psnr_db": image.psnr(y, x), "ssim": image.ssim(y, x),
+                     "lpips": image.lpips(y, x)}
+    rounded = image.visibility(y, x)
+    assert rounded == {"linf_255": round(exact["linf_255"], 3), "psnr_db": round(exact["psnr_db"], 3),
+                       "ssim": round(exact["ssim"], 5), "lpips": round(exact["lpips"], 5)}
+    assert all(round(v, d + 1) != round(v, d) for v, d in zip(exact.values(), (3, 3, 5, 5)))   # rounding shows
+
+
+def test_amplified_change_maps_the_budget_to_white():
+    from artshield.metrics.image import amplified_change
+
+    clean = torch.full((1, 1, 4), 0.5)
+    changed = clean + torch.tensor([0.0, 4.0, -4.0, 20.0]).view(1, 1, 4) / 255
+    assert amplified_change(clean, changed, 8).flatten().tolist() == pytest.approx([0, 0.5, 0.5, 1], abs=1e-6)
+    assert amplified_change(clean, changed, 0.5)[0, 0, 1].item() == 1.0
+    small = clean + torch.tensor([0.0, 0.25, -0.125, 1.0]).view(1, 1, 4) / 255
+    assert amplified_change(clean, small, 0.5).flatten().tolist() == pytest.approx([0, 0.5, 0.25, 1], abs=1e-5)
+    assert amplified_change(clean, clean, 0).flatten().tolist() == [0, 0, 0, 0]      # no budget: no division by 0
+    assert amplified_change(clean, small, 0).flatten().tolist() == [0, 1, 1, 1]
+
+
+def test_brisque_reads_grey_and_rgba_as_their_rgb_and_clamps_out_of_range_pixels():
+    pytest.importorskip("brisque")
+    from skimage import data
+
+    from artshield.metrics.image import brisque
+
+    photo = torch.from_numpy(data.astronaut()[::2, ::2].copy()).permute(2, 0, 1).float() / 255
+    grey = photo.mean(0, keepdim=True)
+    assert brisque(grey) == pytest.approx(brisque(grey.expand(3, -1, -1)), abs=1e-9)
+    alpha = torch.cat([photo, torch.rand(1, *photo.shape[1:], generator=torch.Generator().manual_seed(0))])
+    assert brisque(alpha) == pytest.approx(brisque(photo), abs=1e-9)
+    wild = photo * 1.6 - 0.3                  # a third of the pixels outside [0, 1]
+    assert brisque(wild) == pytest.approx(brisque(wild.clamp(0, 1)), abs=1e-9)
+    assert brisque(wild) != pytest.approx(brisque(photo), abs=0.5)
+
+
+def test_fid_known_answer_for_sets_with_diagonal_covariances():
+    # a: mean 0, sample covariances diag(2/3, 8/3); b = 2a + (3, 4): covariance 4 times a's. For commuting
+    # covariances FID = |mu_a - mu_b|^2 + sum (sqrt(var_a) - sqrt(var_b))^2 = 25 + (2/3 + 8/3)
+    a = np.array([[1.0, 0], [-1, 0], [0, 2], [0, -2]])
+    b = 2 * a + np.array([3.0, 4.0])
+    assert frechet_distance(a, b) == pytest.approx(25 + 10 / 3, abs=1e-9)
+    assert frechet_distance(b, a) == pytest.approx(25 + 10 / 3, abs=1e-9)
+    # singular covariances (fewer samples than dimensions) still give the closed form
+    c = np.array([[1.0, 0, 0], [-1, 0, 0]])
+    assert frechet_distance(c, c * 3) == pytest.approx((np.sqrt(2) - np.sqrt(18)) ** 2, abs=1e-4)
+    with pytest.raises(ValueError, match="two samples"):
+        frechet_distance(np.zeros((5, 3)), np.zeros((1, 3)))
+
+
+def _mmd_by_hand(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased MMD^2 with k(u, v) = (u.v / d + 1)^3, one pair of sums at a time."""
+    m, d = len(x), x.shape[1]
+
+    def k(u, v):
+        return (float(u @ v) / d + 1) ** 3
+
+    same = sum(k(x[i], x[j]) + k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    return same - 2 * sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / m ** 2
+
+
+def test_kid_known_answer_is_the_unbiased_mmd_of_each_seeded_subset():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(6, 3)), rng.normal(size=(9, 3)) * 1.5 + 0.5
+    # subsets of 6 of a's 6 rows: every subset is all of a, so the average is exact for any seed
+    whole = [kernel_distance(a, b[:6], subsets=s, seed=seed) for s, seed in ((1, 0), (3, 7))]
+    assert whole == pytest.approx([_mmd_by_hand(a, b[:6])] * 2, abs=1e-9)
+    # smaller subsets: the mean over the seeded draws, a's rows then b's for each subset in turn
+    draw = np.random.default_rng(5)
+    expected = []
+    for _ in range(4):
+        x = a[draw.choice(6, 4, replace=False)]
+        expected.append(_mmd_by_hand(x, b[draw.choice(9, 4, replace=False)]))
+    assert kernel_distance(a, b, subsets=4, subset_size=4, seed=5) == pytest.approx(np.mean(expected), abs=1e-9)
+    assert kernel_distance(a, b, subsets=50, subset_size=100) == kernel_distance(a, b)
+    with pytest.raises(ValueError, match="two samples"):
+        kernel_distance(a[:1], b)
+
+
+def test_precision_recall_known_answer_against_a_brute_force_count():
+    from artshield.metrics.precision_recall import precision_recall
+
+    def by_hand(real, gen, k):
+        def radius(p, own):
+            d = sorted(float(np.linalg.norm(p - q)) for q in own)
+            return d[min(k, len(own) - 1)]
+
+        def share(points, centres):
+            return sum(any(np.linalg.norm(p - c) <= radius(c, centres) for c in centres) for p in points) / len(points)
+        return share(gen, real), share(real, gen)
+
+    real = np.array([[0.0], [1], [3], [7]])
+    gen = np.array([[0.5], [11], [12], [-2], [5]])           # 11 lies exactly on the ball of 7 (radius 4, k=1)
+    assert precision_recall(real, gen, k=1) == pytest.approx((0.6, 1.0))
+    assert by_hand(real, gen, 1) == pytest.approx((0.6, 1.0))
+    rng = np.random.default_rng(6)
+    r, g = rng.normal(size=(12, 2)), rng.normal(size=(9, 2)) * 0.7 + 0.8
+    for k in (1, 3, 20):                                      # k past the set's size: its farthest point
+        assert precision_recall(r, g, k=k) == pytest.approx(by_hand(r, g, k))
+    assert precision_recall(r, g) == precision_recall(r, g, k=3)
+    with pytest.raises(ValueError, match="two samples"):
+        precision_recall(r[:1], g)

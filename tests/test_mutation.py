@@ -30,3 +30,46 @@ def test_the_mutation_script_kills_the_median_filters_mutants_with_its_tests_and
     assert unrelated["mutants"] == own["mutants"] and unrelated["score"] == 0.0
     assert {s["status"] for s in unrelated["survivors"]} <= {"no tests", "survived"}
     assert all(s["diff"] for s in unrelated["survivors"])
+
+
+def _script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mutation_script", ROOT / "scripts" / "mutation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_mutant_that_hangs_or_allocates_without_bound_fails_its_test_instead_of_stalling_the_run():
+    script = _script()
+    config = script._config("bench/stats.py", ["tests/test_stats.py"], 90)
+    assert '"--timeout", "90"' in config and 'only_mutate = ["src/artshield/bench/stats.py"]' in config
+    grab = "import torch\ntry:\n    torch.zeros(2 ** 29)\nexcept RuntimeError:\n    print('refused')\nelse:\n    print('allowed')"
+    limited = subprocess.run([sys.executable, "-c", grab], capture_output=True, text=True,
+                             preexec_fn=script._limit_memory(1.5))
+    assert limited.stdout.strip() == "refused", limited.stderr[-500:]      # 2 GiB of floats past a 1.5 GiB limit
+    free = subprocess.run([sys.executable, "-c", grab], capture_output=True, text=True)
+    assert free.stdout.strip() == "allowed"
+
+
+FORK = """
+import os, numpy as np, cv2, torch
+a = np.random.rand(256, 256).astype(np.float32)
+cv2.resize(a, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC)
+torch.randn(512, 512) @ torch.randn(512, 512)          # starts torch's thread pool in the parent
+pid = os.fork()
+if pid == 0:
+    cv2.resize(a, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC)
+    torch.randn(512, 512) @ torch.randn(512, 512)
+    os._exit(0)
+print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_mutants_run_in_processes_that_a_fork_cannot_deadlock():
+    # mutmut forks each mutant's tests from a process that already ran tests: with torch's OpenMP pool
+    # started, the child hangs, and mutmut counts the hang as a timeout, a kill the tests never made
+    done = subprocess.run([sys.executable, "-c", FORK], capture_output=True, text=True, timeout=120,
+                          env=_script().fork_safe_environment())
+    assert done.stdout.strip() == "child 0", done.stderr[-500:]
