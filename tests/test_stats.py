@@ -227,3 +227,213 @@ def test_a_block_family_judges_each_artist_and_mimic_as_if_it_were_run_alone():
     assert experiment.analysis(per_block, "artist-mimicry")["multiplicity"].startswith("Holm within each artist x mimic")
     with pytest.raises(ValueError, match="holm_family"):
         summary(a, Preset(**PRESET.__dict__ | {"holm_family": "prompt"}))
+
+
+# ------------------------------------------------------------------- known answers, written out
+
+def _moments_by_hand(z: np.ndarray) -> tuple[float, float]:
+    """The two-way method of moments and the bounded Satterthwaite df, one sum at a time."""
+    from scipy import stats as sps
+
+    s, p = z.shape
+    g = sum(z[i, j] for i in range(s) for j in range(p)) / (s * p)
+    row = [sum(z[i]) / p for i in range(s)]
+    col = [sum(z[:, j]) / s for j in range(p)]
+    ms_s = p * sum((r - g) ** 2 for r in row) / (s - 1)
+    ms_p = s * sum((c - g) ** 2 for c in col) / (p - 1)
+    ms_e = sum((z[i, j] - row[i] - col[j] + g) ** 2 for i in range(s) for j in range(p)) / ((s - 1) * (p - 1))
+    var = max(ms_s - ms_e, 0) / (p * s) + max(ms_p - ms_e, 0) / (s * p) + ms_e / (s * p)
+    high = max(ms_s, ms_e) * (s - 1) / sps.chi2.ppf(0.25, s - 1)
+    total = high + ms_p - ms_e
+    df = total ** 2 / (high ** 2 / (s - 1) + ms_p ** 2 / (p - 1) + ms_e ** 2 / ((s - 1) * (p - 1)))
+    return var, min(max(df, s - 1), p - 1)
+
+
+def test_spread_is_the_two_way_method_of_moments_written_out():
+    # every mean square 1/6: no seed or prompt component, the variance of the mean is ms_res / 6
+    z = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+    assert stats.spread(z) == pytest.approx((1 / 36, 1.0))
+    rng = np.random.default_rng(7)
+    for s, p, seed_sd in ((3, 40, 0.0), (3, 40, 0.3), (5, 64, 0.15), (2, 5, 1.0), (4, 3, 0.05)):
+        z = rng.normal(size=(s, 1)) * seed_sd + rng.normal(size=(1, p)) * 0.2 + rng.normal(size=(s, p)) * 0.1
+        assert stats.spread(z) == pytest.approx(_moments_by_hand(z), rel=1e-9), (s, p, seed_sd)
+    # a strong seed effect: df near S - 1; none: df up to the prompts' (bounded by P - 1)
+    strong = np.arange(3.0)[:, None] + rng.normal(size=(3, 40)) * 0.01
+    assert stats.spread(strong)[1] == pytest.approx(2.0, abs=0.05)
+    flat = rng.normal(size=(5, 8)) * 0.01
+    flat -= flat.mean(axis=1, keepdims=True)                 # seed means all equal: ms_seed 0
+    assert stats.spread(flat)[1] <= 7 and stats.spread(flat) == pytest.approx(_moments_by_hand(flat))
+    # one seed: prompts alone; one prompt: seeds alone; a constant table: no spread at all
+    assert stats.spread(np.array([[0.0, 1, 1, 1]])) == pytest.approx((0.0625, 3))
+    assert stats.spread(np.array([[0.0], [1], [1]])) == pytest.approx((1 / 9, 2))
+    assert stats.spread(np.full((3, 4), 0.5)) == (0.0, 2.0)
+
+
+def test_level_and_difference_intervals_written_out():
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(8)
+    a = np.clip(0.6 + rng.normal(size=(3, 1)) * 0.1 + rng.normal(size=(3, 20)) * 0.2, 0, 1)
+    b = np.clip(a - 0.2 + rng.normal(size=(3, 20)) * 0.1, 0, 1)
+    var, df = _moments_by_hand(a)
+    half = sps.t.ppf(0.975, df) * math.sqrt(var)
+    lv = stats.level_interval(a, 7)
+    assert (lv.mean, lv.low, lv.high) == pytest.approx((a.mean(), a.mean() - half, a.mean() + half))
+    assert (lv.seeds, lv.generations, lv.prompts, lv.df, lv.level, lv.p) == (3, 7, 20, pytest.approx(df), 0.95, None)
+    narrow = stats.level_interval(a, 7, level=0.8)
+    assert narrow.high - narrow.low == pytest.approx(2 * sps.t.ppf(0.9, df) * math.sqrt(var))
+    top = stats.level_interval(np.array([[1.0, 1, 1, 0.5], [1, 0.75, 1, 1], [1, 1, 0.5, 1]]), 1)
+    assert top.high == 1.0 and top.low < top.mean                         # clipped to [0, 1]
+    assert stats.level_interval(a * 0, 1).low == 0.0
+    var, df = _moments_by_hand(a - b)
+    d = stats.difference(a, b, 7)
+    m = (a - b).mean()
+    assert (d.mean, d.low, d.high) == pytest.approx((m, m - sps.t.ppf(0.975, df) * math.sqrt(var),
+                                                     m + sps.t.ppf(0.975, df) * math.sqrt(var)))
+    assert d.p == pytest.approx(2 * sps.t.sf(abs(m) / math.sqrt(var), df)) and d.null == 0.0 and d.df == pytest.approx(df)
+    assert stats.difference(b, a, 7).p == pytest.approx(d.p) and stats.difference(b, a, 7).mean == pytest.approx(-m)
+    wide = stats.difference(np.array([[1.0, 0.0, 1.0]] * 2), np.array([[0.0, 1.0, 0.0]] * 2), 1)
+    assert wide.low == -1.0 and wide.high == 1.0                          # clipped to [-1, 1]
+    # no variance: the difference is exact; it is either none (p = 1) or certain (p = 0)
+    same = stats.difference(a, a, 1)
+    assert (same.mean, same.low, same.high, same.p) == (0.0, 0.0, 0.0, 1.0)
+    shifted = stats.difference(a, a - 0.25, 1)
+    assert (shifted.low, shifted.high, shifted.p) == (pytest.approx(0.25), pytest.approx(0.25), 0.0)
+    one = stats.difference(np.array([[0.75]]), np.array([[0.25]]), 4)
+    assert (one.mean, one.low, one.high, one.p, one.df) == (0.5, -1.0, 1.0, 1.0, 0)
+
+
+def test_fieller_bounds_are_where_the_t_test_turns_and_the_p_value_is_its():
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(9)
+    b = np.clip(0.6 + rng.normal(size=(4, 1)) * 0.08 + rng.normal(size=(4, 30)) * 0.25, 0, 1)
+    a = np.clip(0.5 * b + rng.normal(size=(4, 30)) * 0.15 + 0.1, 0, 1)
+    r = stats.ratio(a, b, 2)
+    var0, df = _moments_by_hand(a - 0.5 * b)
+    z0 = a.mean() - 0.5 * b.mean()
+    assert r.mean == pytest.approx(a.mean() / b.mean()) and r.df == pytest.approx(df) and r.null == 0.5
+    assert r.p == pytest.approx(2 * sps.t.sf(abs(z0) / math.sqrt(var0), df))
+    q2 = sps.t.ppf(0.975, df) ** 2
+
+    def outside(x):
+        return (a.mean() - x * b.mean()) ** 2 - q2 * _moments_by_hand(a - x * b)[0]
+    assert abs(outside(r.low)) < 1e-7 and abs(outside(r.high)) < 1e-7
+    assert outside(r.low - 1e-3) > 0 > outside(r.low + 1e-3) and outside(r.high - 1e-3) < 0 < outside(r.high + 1e-3)
+    assert 0 < r.low < r.mean < r.high < 2 * r.mean
+    var8, df8 = _moments_by_hand(a - 0.8 * b)
+    assert stats.ratio(a, b, 2, null=0.8).p == pytest.approx(2 * sps.t.sf(abs(a.mean() - 0.8 * b.mean()) /
+                                                                        math.sqrt(var8), df8), rel=1e-6)
+    wider = stats.ratio(a, b, 2, level=0.99)
+    assert wider.low < r.low and wider.high > r.high and wider.level == 0.99
+    # a lower bound at 0 when 0 is not rejected; no clean mimicry at all: unbounded
+    faint = np.zeros((4, 30))
+    faint[1, 3] = 0.5                                         # one success: a mean compatible with 0
+    assert stats.ratio(faint, b, 2).low == 0.0 and stats.ratio(faint, b, 2).high < math.inf
+    none = stats.ratio(a, np.zeros_like(b), 2)
+    assert (none.mean, none.low, none.high) == (math.inf, 0.0, math.inf)
+    # a bound past RATIO_CAP is reported unbounded; a single cell gives no interval at all
+    small = b * 0.02
+    small[0, 0] = 0.5
+    far = stats.ratio(a, small, 2)
+    assert far.high == math.inf and far.low > 1.0
+    one = stats.ratio(np.array([[0.3]]), np.array([[0.6]]), 1)
+    assert (one.mean, one.low, one.high, one.p, one.df) == (0.5, 0.0, math.inf, 1.0, 0)
+    # no variance of a - 0.5 b: p is 1 when the ratio is exactly 0.5, else 0
+    c = np.full((3, 4), 0.5)
+    assert stats.ratio(c * 0.5, c, 1).p == 1.0 and stats.ratio(c * 0.25, c, 1).p == 0.0
+
+
+def test_holm_levels_known_answers():
+    alphas = [round(1 - lv, 9) for lv in stats.holm_levels([0.01, 0.04, 0.03, 0.2])]
+    # ranks: 0.01 at 0.05/4 (rejected), 0.03 at 0.05/3 (kept: stops), 0.04 and 0.2 at that same 0.05/3
+    assert alphas == [0.0125, round(0.05 / 3, 9), round(0.05 / 3, 9), round(0.05 / 3, 9)]
+    assert [round(1 - lv, 9) for lv in stats.holm_levels([0.0125, 0.001], alpha=0.05)] == [0.05, 0.025]
+    assert [round(1 - lv, 9) for lv in stats.holm_levels([0.02, float("nan"), 0.001], alpha=0.1)] == \
+        [0.05, 0.1, round(0.1 / 3, 9)]
+    assert stats.holm_levels([]) == []
+
+
+def _iv(low, high, seeds=3, df=10.0, mean=None):
+    return stats.Interval(mean if mean is not None else (low + high) / 2, low, high, seeds, 2, 64, df)
+
+
+def test_verdict_boundaries():
+    clean = _iv(0.5, 0.8)
+    v = stats.verdict
+    assert v(clean, _iv(0.2, 0.5), {"jpeg": _iv(0.1, 0.5)}) == "holds"                     # at the bar: holds
+    assert v(clean, _iv(0.5, 0.9), {}) == "inconclusive"                                     # low at the bar
+    assert v(clean, _iv(0.51, 0.9), {}) == "does not protect"
+    assert v(clean, _iv(0.2, 0.51), {}) == "inconclusive"
+    assert v(clean, _iv(0.2, 0.4), {"jpeg": _iv(0.3, 0.6)}) == "inconclusive"
+    assert v(clean, _iv(0.2, 0.4), {"jpeg": _iv(0.5, 0.9)}) == "inconclusive"               # a P's low at the bar
+    assert v(clean, _iv(0.2, 0.4), {"jpeg": _iv(0.6, 0.9, mean=0.7), "blur": _iv(0.1, 0.2),
+                                    "median": _iv(0.55, 1.5, mean=0.9)}) == "broken by median, jpeg"
+    assert v(_iv(0.3, 0.8), _iv(0.2, 0.4), {}) == "holds"                                    # clean low at the floor
+    assert v(_iv(0.29, 0.8), _iv(0.2, 0.4), {}).startswith("inconclusive: clean mimicry is too weak")
+    assert v(clean, _iv(0.2, 0.4, seeds=1), {}) == stats.ONE_SEED
+    assert v(_iv(0.5, 0.8, seeds=1), _iv(0.2, 0.4), {}) == stats.ONE_SEED
+    assert v(_iv(0.5, 0.8, df=0), _iv(0.2, 0.4), {}).startswith("inconclusive: one training seed of one prompt")
+    assert v(clean, _iv(0.2, 0.4, df=0), {}).startswith("inconclusive: one training seed of one prompt")
+    d = stats.decided_without_purifiers
+    assert d(clean, _iv(0.2, 0.5)) is None and d(clean, _iv(0.5, 0.9)) == "inconclusive"
+    assert d(clean, _iv(0.51, 0.9)) == "does not protect" and d(clean, _iv(0.2, 0.51)) == "inconclusive"
+    assert d(_iv(0.29, 0.8), _iv(0.6, 0.9)).startswith("inconclusive: clean mimicry is too weak")
+    assert d(_iv(0.3, 0.8), _iv(0.6, 0.9)) == "does not protect"
+    assert d(clean, _iv(0.6, 0.9, seeds=1)) == stats.ONE_SEED == d(_iv(0.5, 0.8, seeds=1), _iv(0.6, 0.9))
+    assert d(_iv(0.5, 0.8, df=0), _iv(0.6, 0.9)).startswith("inconclusive: one training seed of one")
+    assert d(clean, _iv(0.6, 0.9, df=0)).startswith("inconclusive: one training seed of one")
+    q = stats.quality_word
+    assert q(_iv(0.1, 2)) == "degraded" and q(_iv(-2, -0.1)) == "improved"
+    assert q(_iv(0.0, 2)) == q(_iv(-2, 0.0)) == "no change shown" and q(_iv(1, 2, df=0)) == "cannot tell (one seed)"
+
+
+def test_seed_difference_is_a_t_interval_on_the_seeds_both_have():
+    from scipy import stats as sps
+
+    a, b = {0: 50.0, 1: 55.0, 2: 61.0, 7: 1.0}, {0: 45.0, 1: 52.0, 2: 52.0, 3: 9.0}
+    d = stats.seed_difference(a, b)
+    diffs = np.array([5.0, 3.0, 9.0])
+    half = sps.t.ppf(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3)
+    assert (d.mean, d.low, d.high, d.seeds, d.df) == (pytest.approx(17 / 3), pytest.approx(17 / 3 - half),
+                                                      pytest.approx(17 / 3 + half), 3, 2)
+    assert d.p == pytest.approx(2 * sps.t.sf((17 / 3) / (diffs.std(ddof=1) / math.sqrt(3)), 2))
+    assert stats.seed_difference(a, b, level=0.5).high < d.high
+    lone = stats.seed_difference({0: 3.0}, {0: 1.0, 1: 2.0})
+    assert (lone.mean, lone.low, lone.high, lone.df, lone.p) == (2.0, -math.inf, math.inf, 0, None)
+    assert math.isnan(stats.seed_difference({0: 1.0}, {1: 1.0}).mean)
+    assert stats.seed_difference({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.0}).p == 0.0          # exact: no spread
+    assert stats.seed_difference({0: 2.0, 1: 3.0}, {0: 2.0, 1: 3.0}).p == 1.0
+
+
+def test_proportion_interval_and_the_interval_record():
+    i = stats.proportion_interval(0.5, 400)
+    assert i.mean == 0.5 and (i.seeds, i.generations, i.prompts, i.df) == (1, 400, 400, 399)
+    se = math.sqrt(0.25 / 400)
+    assert i.low == pytest.approx(0.5 - 1.96 * se, abs=0.006) and i.high == pytest.approx(0.5 + 1.96 * se, abs=0.006)
+    assert stats.proportion_interval(0.5, 400, seed=1) != i and stats.proportion_interval(0.5, 400) == i
+    assert (stats.proportion_interval(0.0, 30).low, stats.proportion_interval(1.0, 30).high) == (0.0, 1.0)
+    assert stats.proportion_interval(0.333, 3).mean == pytest.approx(1 / 3)              # rounded to whole outcomes
+    assert stats.proportion_interval(0.2, 50, resamples=200).high != stats.proportion_interval(0.2, 50).high
+    record = stats.Interval(0.123456, -0.5, math.inf, 3, 2, 64, 5.4321, 0.98765432, 0.000123456, 0.5).to_dict()
+    assert record == {"mean": 0.1235, "low": -0.5, "high": None, "seeds": 3, "generations": 2, "prompts": 64,
+                      "df": 5.43, "level": 0.987654, "p": 0.0001235, "null": 0.5}
+    assert "p" not in stats.Interval(0.5, 0.4, 0.6, 3, 2).to_dict()
+    assert stats.Interval(0.5, 0.4, 0.6, 3, 2).excludes(0.39) and stats.Interval(0.5, 0.4, 0.6, 3, 2).excludes(0.61)
+    assert not stats.Interval(0.5, 0.4, 0.6, 3, 2).excludes(0.4) and not stats.Interval(0.5, 0.4, 0.6, 3, 2).excludes(0.6)
+
+
+def test_arrange_and_paired_tables():
+    t = stats.arrange({3: [1, 0, 1, 1, 0, 0], 1: [1, 1, 1, 1, 0, 1]}, 2)
+    assert {k: v.tolist() for k, v in t.items()} == {3: [0.5, 1.0, 0.0], 1: [1.0, 1.0, 0.5]}
+    assert stats.arrange({0: [1, 0, 1]}, 1)[0].tolist() == [1.0, 0.0, 1.0]
+    for bad in (({0: [1, 0, 1]}, 2), ({0: []}, 1), ({0: [1, 0]}, 0)):
+        with pytest.raises(ValueError, match="seed 0"):
+            stats.arrange(*bad)
+    seeds, (x, y) = stats.paired({2: np.array([1.0, 0]), 0: np.array([0.0, 0]), 5: np.array([1.0, 1])},
+                                 {0: np.array([1.0, 1]), 2: np.array([0.5, 0]), 9: np.array([0.0, 0])})
+    assert seeds == [0, 2] and x.tolist() == [[0.0, 0.0], [1.0, 0.0]] and y.tolist() == [[1.0, 1.0], [0.5, 0.0]]
+    with pytest.raises(ValueError, match="share no training seed"):
+        stats.paired({0: np.zeros(2)}, {1: np.zeros(2)})
+    with pytest.raises(ValueError, match="same prompts"):
+        stats.paired({0: np.zeros(2)}, {0: np.zeros(3)})
