@@ -436,3 +436,16 @@ def test_every_purifier_keeps_a_grey_image_grey(method, tiny_bundle):
     grey = torch.rand(1, 24, 20, generator=torch.Generator().manual_seed(3))
     (out,) = purify(tiny_bundle if PURIFIERS[method].needs_model else None, [grey], method, **options)
     assert out.shape == grey.shape and out.min() >= 0 and out.max() <= 1 and torch.isfinite(out).all()
+
+
+def test_the_median_filter_is_the_median_of_each_window_and_even_sizes_are_made_odd():
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.integers(0, 256, (3, 12, 14)).astype(np.float32) / 255)
+
+    def by_hand(r):         # each window's median, the edge pixel repeated (OpenCV's border for medianBlur)
+        p = np.pad((x * 255).round().numpy().astype(np.uint8), ((0, 0), (r, r), (r, r)), mode="edge")
+        return np.stack([[[np.median(p[c, i:i + 2 * r + 1, j:j + 2 * r + 1]) for j in range(14)] for i in range(12)]
+                         for c in range(3)]) / 255
+    for kernel, r in ((3, 1), (4, 2), (5, 2)):
+        out = PURIFIERS.create("median", kernel=kernel).run([x])[0]
+        assert np.abs(out.numpy() - by_hand(r)).max() < 1e-6, kernel

@@ -65,8 +65,11 @@ def lpips(a: torch.Tensor, b: torch.Tensor, max_side: int = 512) -> float:
 
 
 def perceptual_size(x: torch.Tensor, max_side: int) -> torch.Tensor:
+    """(N, C, H, W) images at the size a perceptual metric reads them: the long side brought down to
+    `max_side` when over it, else the short side up to 64 when under it (antialiased bilinear, as
+    PIL's), values clipped to [0, 1]; unchanged (the same tensor) otherwise."""
     h, w = x.shape[-2:]
-    scale = min(max_side / max(h, w), 1.0) if max(h, w) > max_side else max(64 / min(h, w), 1.0)
+    scale = max_side / max(h, w) if max(h, w) > max_side else max(64 / min(h, w), 1.0)
     if scale == 1.0:
         return x
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
