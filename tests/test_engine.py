@@ -24,9 +24,12 @@ def test_budget_refuses_what_cannot_be_a_budget():
     for bad in ({"step": 0}, {"step": math.inf}, {"step": math.nan}, {"step": -1}, {"steps": -1}):
         with pytest.raises(ValueError, match="step must be positive"):
             Budget(**bad)
+    with pytest.raises(ValueError, match="^step must be positive and finite, and steps non-negative$"):
+        Budget(steps=-1)
     with pytest.raises(ValueError, match=r"unknown EOT transform\(s\) \['sharpen'\]; known: jpeg, blur"):
         Budget(eot=("jpeg", "sharpen"))
     assert Budget(linf=255, steps=0).linf == 255 and Budget().eot == ()
+    assert Budget(linf=0.5).linf == 0.5 and Budget(linf=1).linf == 1 and Budget(step=0.25).step == 0.25
 
 
 def test_a_step_moves_each_pixel_by_the_step_along_the_gradients_sign_within_the_box_and_the_image():
@@ -44,10 +47,15 @@ def test_a_step_moves_each_pixel_by_the_step_along_the_gradients_sign_within_the
     down = _pgd([x], linf=3, step=2)
     down.step((down.views() * weight).sum(), 0, maximize=False)
     assert torch.allclose(down.deltas_[0], (x - 2 / 255 * weight.sign()).clamp(0, 1) - x, atol=1e-7)
-    # an image the loss does not read keeps its delta (no gradient, no step)
-    two = _pgd([x, x.clone()], linf=3, step=2)
-    two.step((two.views()[0] * weight).sum(), 0)
-    assert torch.equal(two.deltas_[1], torch.zeros_like(x)) and two.deltas_[0].abs().max() > 0
+    # an image the loss does not read keeps its delta (no gradient, no step), whichever it is
+    for read in (0, 1):
+        two = _pgd([x, x.clone()], linf=3, step=2)
+        two.step((two.perturbed()[read] * weight).sum(), 0)
+        assert torch.equal(two.deltas_[1 - read], torch.zeros_like(x)) and two.deltas_[read].abs().max() > 0
+    # a PSNR floor scales each stepped delta back to it (0.2 dB above, for the rounding)
+    floored = _pgd([x], linf=16, step=16, psnr_floor=30)
+    floored.step((floored.views() * weight).sum(), 0)
+    assert 10 * math.log10(1 / floored.deltas_[0].detach().pow(2).mean()) == pytest.approx(30.2, abs=1e-3)
 
 
 def test_step_size_decays_linearly_to_zero_when_asked():
@@ -55,6 +63,7 @@ def test_step_size_decays_linearly_to_zero_when_asked():
     assert [round(pgd.step_size(s) * 255, 6) for s in (0, 5, 10)] == [2.0, 1.0, 0.0]
     assert _pgd([torch.rand(3, 8, 8)], step=2, steps=10).step_size(7) == 2 / 255
     assert _pgd([torch.rand(3, 8, 8)], step=2, steps=0, decay=True).step_size(0) == 2 / 255
+    assert _pgd([torch.rand(3, 8, 8)], step=2, steps=1, decay=True).step_size(1) == 0.0
 
 
 def test_the_random_start_is_a_uniform_draw_in_the_box_kept_inside_the_image():
@@ -65,6 +74,12 @@ def test_the_random_start_is_a_uniform_draw_in_the_box_kept_inside_the_image():
     draw = (torch.rand(x.shape, generator=torch.Generator().manual_seed(4)) * 2 - 1) * 6 / 255
     assert torch.allclose(pgd.deltas_[0], (x + draw).clamp(0, 1) - x, atol=1e-7)
     assert pgd.deltas_[0].requires_grad and (pgd.deltas_[0][:, 0] <= 0).all()
+    # images come in any float type and leave on the engine's device, in float32
+    wide = PGD([x.double()], Budget(linf=6), size=8, generator=torch.Generator().manual_seed(4))
+    assert wide.images[0].dtype == torch.float32 and torch.equal(wide.deltas_[0], pgd.deltas_[0])
+    meta = PGD([x], Budget(linf=6), size=8, generator=torch.Generator().manual_seed(4), device=torch.device("meta"))
+    assert meta.images[0].device.type == "meta" and meta.deltas_[0].device.type == "meta"
+    assert meta.images[0].dtype == torch.float32
     floored = PGD([x], Budget(linf=16, psnr_floor=40), size=8, generator=torch.Generator().manual_seed(4))
     d = floored.deltas_[0].detach()
     assert 10 * math.log10(1 / d.pow(2).mean()) == pytest.approx(40.2, abs=1e-3)
@@ -121,12 +136,12 @@ def test_run_steps_the_budgets_count_and_reports_each():
 
 
 def test_final_deltas_are_on_the_8_bit_grid_within_the_floor_of_the_budget():
-    x = torch.tensor([[[0.5, 0.5, 0.5, 0.995, 0.005, 0.5]]])
+    x = torch.tensor([[[0.5, 0.5, 0.5, 0.995, 0.005, 0.5, 0.5, 0.5]]])
     pgd = _pgd([x], linf=2.5)
     with torch.no_grad():
-        pgd.deltas_[0].copy_(torch.tensor([[[3.4, 1.6, -1.4, 4.0, -4.0, -2.5]]]) / 255)
+        pgd.deltas_[0].copy_(torch.tensor([[[3.4, 1.6, -1.4, 4.0, -4.0, -2.5, -4.0, 1.498]]]) / 255)
     (d,) = pgd.deltas()
-    assert (d * 255).tolist()[0][0] == pytest.approx([2, 2, -1, 0.005 * 255, -0.005 * 255, -2], abs=1e-4)
+    assert (d * 255).tolist()[0][0] == pytest.approx([2, 2, -1, 0.005 * 255, -0.005 * 255, -2, -2, 1], abs=1e-4)
     assert d.device.type == "cpu" and not d.requires_grad
     exact = _pgd([torch.full((1, 1, 2), 0.5)], linf=4)
     with torch.no_grad():
@@ -145,3 +160,5 @@ def test_psnr_scale_and_random_deltas_known_answers():
     q = torch.randint(-4, 5, x.shape, generator=torch.Generator().manual_seed(9)).float() / 255
     assert torch.allclose(noise, (x + q).clamp(0, 1) - x) and (noise[0] <= 0).all()
     assert set((noise[1:] * 255).round().unique().tolist()) == set(range(-4, 5))
+    (whole,) = random_deltas([torch.full((3, 20, 20), 0.5)], 4, torch.Generator().manual_seed(9))
+    assert set((whole * 255).round().unique().tolist()) == set(range(-4, 5))      # a whole budget is reached

@@ -282,7 +282,7 @@ def test_brisque_reads_grey_and_rgba_as_their_rgb_and_clamps_out_of_range_pixels
     assert brisque(wild) != pytest.approx(brisque(photo), abs=0.5)
 
 
-def test_fid_known_answer_for_sets_with_diagonal_covariances():
+def test_fid_known_answer_for_sets_with_diagonal_covariances(monkeypatch):
     # a: mean 0, sample covariances diag(2/3, 8/3); b = 2a + (3, 4): covariance 4 times a's. For commuting
     # covariances FID = |mu_a - mu_b|^2 + sum (sqrt(var_a) - sqrt(var_b))^2 = 25 + (2/3 + 8/3)
     a = np.array([[1.0, 0], [-1, 0], [0, 2], [0, -2]])
@@ -292,8 +292,32 @@ def test_fid_known_answer_for_sets_with_diagonal_covariances():
     # singular covariances (fewer samples than dimensions) still give the closed form
     c = np.array([[1.0, 0, 0], [-1, 0, 0]])
     assert frechet_distance(c, c * 3) == pytest.approx((np.sqrt(2) - np.sqrt(18)) ** 2, abs=1e-4)
-    with pytest.raises(ValueError, match="two samples"):
-        frechet_distance(np.zeros((5, 3)), np.zeros((1, 3)))
+    for short in ((np.zeros((5, 3)), np.zeros((1, 3))), (np.zeros((1, 3)), np.zeros((5, 3)))):
+        with pytest.raises(ValueError, match="^FID needs at least two samples on each side$"):
+            frechet_distance(*short)
+    # when the square root comes out non-finite (near-singular products), both covariances get 1e-6 on
+    # their diagonal and the root is taken again
+    from artshield.metrics import distribution
+
+    real_sqrtm, seen = distribution.linalg.sqrtm, []
+
+    def failing_once(m, disp=True):
+        seen.append(m)
+        if len(seen) == 1:
+            return np.full_like(m, np.nan), 1.0
+        return real_sqrtm(m)
+    monkeypatch.setattr(distribution.linalg, "sqrtm", failing_once)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s_a + s_b) - 2 * np.trace(
+        real_sqrtm((s_a + 1e-6 * np.eye(2)) @ (s_b + 1e-6 * np.eye(2))).real)
+    assert frechet_distance(a, b) == pytest.approx(expected, abs=1e-12) and len(seen) == 2
+    assert np.allclose(seen[1], (s_a + 1e-6 * np.eye(2)) @ (s_b + 1e-6 * np.eye(2)), rtol=0, atol=1e-15)
+    monkeypatch.undo()
+    # computed in float64 whatever comes in
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(40, 3)).astype(np.float16), (rng.normal(size=(40, 3)) * 1.3 + 0.2).astype(np.float16)
+    for pair in ((x, y.astype(np.float64)), (x.astype(np.float64), y)):
+        assert frechet_distance(*pair) == frechet_distance(x.astype(np.float64), y.astype(np.float64))
 
 
 def _mmd_by_hand(x: np.ndarray, y: np.ndarray) -> float:
@@ -320,9 +344,26 @@ def test_kid_known_answer_is_the_unbiased_mmd_of_each_seeded_subset():
         x = a[draw.choice(6, 4, replace=False)]
         expected.append(_mmd_by_hand(x, b[draw.choice(9, 4, replace=False)]))
     assert kernel_distance(a, b, subsets=4, subset_size=4, seed=5) == pytest.approx(np.mean(expected), abs=1e-9)
-    assert kernel_distance(a, b, subsets=50, subset_size=100) == kernel_distance(a, b)
-    with pytest.raises(ValueError, match="two samples"):
-        kernel_distance(a[:1], b)
+    # the defaults: 50 subsets of 100 with seed 0; the subset is the smaller set's size when it is smaller
+    big, other = rng.normal(size=(130, 3)), rng.normal(size=(140, 3)) + 0.3
+    assert kernel_distance(big, other) == kernel_distance(big, other, subsets=50, subset_size=100, seed=0)
+    assert kernel_distance(big, other) != kernel_distance(big, other, seed=1)
+    assert kernel_distance(big, other) != kernel_distance(big, other, subset_size=101)
+    assert kernel_distance(a, b[:3], subsets=2) == pytest.approx(
+        np.mean([_mmd_by_hand(*pair) for pair in _subsets(a, b[:3], 2, 3)]), abs=1e-9)
+    assert kernel_distance(a[:2], b[:2], subsets=1) == pytest.approx(_mmd_by_hand(a[:2], b[:2]), abs=1e-9)   # two is enough
+    # computed in float64 whatever comes in (float16 features would lose the kernel's precision)
+    half, half_b = a.astype(np.float16), b.astype(np.float16)
+    assert kernel_distance(half, half_b, subsets=3, subset_size=4) == kernel_distance(
+        half.astype(np.float64), half_b.astype(np.float64), subsets=3, subset_size=4)
+    for short in ((a[:1], b), (a, b[:1])):
+        with pytest.raises(ValueError, match="^KID needs at least two samples on each side$"):
+            kernel_distance(*short)
+
+
+def _subsets(a, b, count, m, seed=0):
+    draw = np.random.default_rng(seed)
+    return [(a[draw.choice(len(a), m, replace=False)], b[draw.choice(len(b), m, replace=False)]) for _ in range(count)]
 
 
 def test_precision_recall_known_answer_against_a_brute_force_count():

@@ -73,3 +73,24 @@ def test_mutants_run_in_processes_that_a_fork_cannot_deadlock():
     done = subprocess.run([sys.executable, "-c", FORK], capture_output=True, text=True, timeout=120,
                           env=_script().fork_safe_environment())
     assert done.stdout.strip() == "child 0", done.stderr[-500:]
+
+
+def short_name(mutant: str) -> str:
+    """mutmut's mutant name as docs/mutation.md writes it: `ssim__mutmut_15`, `Median.one__mutmut_9`."""
+    last = mutant.split(".")[-1]
+    if last.startswith("x\u01c1"):
+        return last[2:].replace("\u01c1", ".", 1)
+    return last.removeprefix("x_")
+
+
+def test_every_survivor_of_every_measured_module_is_explained_on_the_mutation_page():
+    page = (ROOT / "docs" / "mutation.md").read_text()
+    missing = []
+    for record in sorted((ROOT / "docs" / "results" / "mutation").glob("*.json")):
+        if record.name == "summary.json":
+            continue
+        for survivor in json.loads(record.read_text())["survivors"]:
+            if f"`{short_name(survivor['mutant'])}`" not in page:
+                missing.append(f"{record.stem}: {short_name(survivor['mutant'])}")
+    assert not missing, missing
+    assert short_name("artshield.purify.median.x\u01c1Median\u01c1one__mutmut_9") == "Median.one__mutmut_9"

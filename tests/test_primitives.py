@@ -130,16 +130,16 @@ def test_draws_take_noise_then_timesteps_from_the_generator():
 
 
 class _ConstantUNet(torch.nn.Module):
-    """Predicts `value` everywhere; records what it was called with."""
+    """Predicts `value` everywhere, in its own dtype; records what it was called with."""
 
-    def __init__(self, value: float):
+    def __init__(self, value: float, dtype=torch.float32):
         super().__init__()
-        self.value, self.calls = value, []
+        self.value, self.calls, self._dtype = value, [], dtype
         self.register_buffer("anchor", torch.zeros(()))
 
     @property
     def dtype(self):
-        return torch.float32
+        return self._dtype
 
     def forward(self, noisy, t, encoder_hidden_states):
         self.calls.append((noisy.clone(), t.clone(), encoder_hidden_states))
@@ -191,3 +191,32 @@ def test_stratified_timesteps_are_the_centres_of_equal_strata():
     assert diffusion.stratified_timesteps(bundle, 4).tolist() == [125, 375, 625, 875]
     assert diffusion.stratified_timesteps(bundle, 3).tolist() == [166, 500, 833]
     assert diffusion.stratified_timesteps(_scheduled_bundle("epsilon", steps=10), 10).tolist() == list(range(10))
+
+
+def test_the_loss_reads_v_targets_and_everything_follows_the_bundles_device_and_dtype():
+    # v-prediction: a UNet that predicts 0 leaves the whole v target as the error
+    bundle = _scheduled_bundle("v_prediction")
+    bundle.unet = _ConstantUNet(0.0)
+    g = torch.Generator().manual_seed(4)
+    z, context, t = torch.randn(2, 4, 3, 3, generator=g), torch.randn(2, 5, 8, generator=g), torch.tensor([30, 600])
+    loss = diffusion.denoising_loss(bundle, z, context, torch.Generator().manual_seed(1), timesteps=t)
+    eps = torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(1))
+    a = _abar(bundle, t)
+    assert torch.allclose(loss, (a.sqrt() * eps - (1 - a).sqrt() * z).pow(2).flatten(1).mean(1), atol=1e-6)
+    # a UNet in double precision gets its inputs in double; the bundle's dtype sets the noise's
+    bundle = _scheduled_bundle("epsilon")
+    bundle.dtype, bundle.unet = torch.float64, _ConstantUNet(0.0, torch.float64)
+    noise, _ = diffusion.draws(bundle, (2, 4, 3, 3), torch.Generator().manual_seed(0))
+    assert noise.dtype == torch.float64
+    diffusion.denoising_loss(bundle, z, context, torch.Generator().manual_seed(1), timesteps=t)
+    noisy, _, seen_context = bundle.unet.calls[-1]
+    assert noisy.dtype == torch.float64 and seen_context.dtype == torch.float64
+    # another device (the meta device stands for a GPU): draws, predicted noise and weights follow it
+    bundle = _scheduled_bundle("v_prediction")
+    bundle.device, bundle.unet = torch.device("meta"), _ConstantUNet(0.0)
+    noise, steps = diffusion.draws(bundle, (2, 4, 3, 3), torch.Generator().manual_seed(0))
+    assert noise.device.type == "meta" and steps.device.type == "meta"
+    meta = torch.zeros(2, 4, 3, 3, device="meta")
+    assert diffusion.predicted_noise(bundle, meta, meta, t).device.type == "meta"
+    loss = diffusion.denoising_loss(bundle, meta, torch.zeros(2, 5, 8, device="meta"), torch.Generator().manual_seed(0))
+    assert loss.device.type == "meta" and loss.shape == (2,)

@@ -46,8 +46,8 @@ def ssim(a: torch.Tensor, b: torch.Tensor, max_side: int = 2048) -> float:
         scale = SSIM_WINDOW / min(a.shape[-2:])
         size = [max(SSIM_WINDOW, math.ceil(s * scale)) for s in a.shape[-2:]]
         a, b = (F.interpolate(t.float()[None], size=size, mode="nearest")[0] for t in (a, b))
-    x = a.detach().float().cpu().permute(1, 2, 0).numpy().astype(np.float64)
-    y = b.detach().float().cpu().permute(1, 2, 0).numpy().astype(np.float64)
+    x = a.detach().double().cpu().permute(1, 2, 0).numpy()
+    y = b.detach().double().cpu().permute(1, 2, 0).numpy()
     return float(structural_similarity(x, y, data_range=1.0, channel_axis=2, gaussian_weights=True,
                                        sigma=1.5, use_sample_covariance=False))
 
