@@ -300,7 +300,7 @@ def test_level_and_difference_intervals_written_out():
     shifted = stats.difference(a, a - 0.25, 1)
     assert (shifted.low, shifted.high, shifted.p) == (pytest.approx(0.25), pytest.approx(0.25), 0.0)
     one = stats.difference(np.array([[0.75]]), np.array([[0.25]]), 4)
-    assert (one.mean, one.low, one.high, one.p, one.df) == (0.5, -1.0, 1.0, 1.0, 0)
+    assert one == stats.Interval(0.5, -1.0, 1.0, 1, 4, 1, 0, 0.95, 1.0, 0.0)
 
 
 def test_fieller_bounds_are_where_the_t_test_turns_and_the_p_value_is_its():
@@ -352,6 +352,9 @@ def test_holm_levels_known_answers():
     assert [round(1 - lv, 9) for lv in stats.holm_levels([0.02, float("nan"), 0.001], alpha=0.1)] == \
         [0.05, 0.1, round(0.1 / 3, 9)]
     assert stats.holm_levels([]) == []
+    # a p-value equal to its step's alpha is kept (not below it), and stops the procedure there
+    at_step = stats.ALPHA / 2
+    assert [round(1 - lv, 9) for lv in stats.holm_levels([at_step, 0.03])] == [0.025, 0.025]
 
 
 def _iv(low, high, seeds=3, df=10.0, mean=None):
@@ -372,6 +375,7 @@ def test_verdict_boundaries():
     assert v(_iv(0.3, 0.8), _iv(0.2, 0.4), {}) == "holds"                                    # clean low at the floor
     assert v(_iv(0.29, 0.8), _iv(0.2, 0.4), {}).startswith("inconclusive: clean mimicry is too weak")
     assert v(clean, _iv(0.2, 0.4, seeds=1), {}) == stats.ONE_SEED
+    assert v(_iv(0.5, 0.8, seeds=2), _iv(0.2, 0.4, seeds=2), {}) == "holds"                 # two seeds are enough
     assert v(_iv(0.5, 0.8, seeds=1), _iv(0.2, 0.4), {}) == stats.ONE_SEED
     assert v(_iv(0.5, 0.8, df=0), _iv(0.2, 0.4), {}).startswith("inconclusive: one training seed of one prompt")
     assert v(clean, _iv(0.2, 0.4, df=0), {}).startswith("inconclusive: one training seed of one prompt")
@@ -381,6 +385,7 @@ def test_verdict_boundaries():
     assert d(_iv(0.29, 0.8), _iv(0.6, 0.9)).startswith("inconclusive: clean mimicry is too weak")
     assert d(_iv(0.3, 0.8), _iv(0.6, 0.9)) == "does not protect"
     assert d(clean, _iv(0.6, 0.9, seeds=1)) == stats.ONE_SEED == d(_iv(0.5, 0.8, seeds=1), _iv(0.6, 0.9))
+    assert d(_iv(0.5, 0.8, seeds=2), _iv(0.6, 0.9, seeds=2)) == "does not protect"
     assert d(_iv(0.5, 0.8, df=0), _iv(0.6, 0.9)).startswith("inconclusive: one training seed of one")
     assert d(clean, _iv(0.6, 0.9, df=0)).startswith("inconclusive: one training seed of one")
     q = stats.quality_word
@@ -397,11 +402,16 @@ def test_seed_difference_is_a_t_interval_on_the_seeds_both_have():
     half = sps.t.ppf(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3)
     assert (d.mean, d.low, d.high, d.seeds, d.df) == (pytest.approx(17 / 3), pytest.approx(17 / 3 - half),
                                                       pytest.approx(17 / 3 + half), 3, 2)
+    assert (d.generations, d.prompts, d.level, d.null) == (0, 0, 0.95, 0.0)
     assert d.p == pytest.approx(2 * sps.t.sf((17 / 3) / (diffs.std(ddof=1) / math.sqrt(3)), 2))
     assert stats.seed_difference(a, b, level=0.5).high < d.high
-    lone = stats.seed_difference({0: 3.0}, {0: 1.0, 1: 2.0})
-    assert (lone.mean, lone.low, lone.high, lone.df, lone.p) == (2.0, -math.inf, math.inf, 0, None)
-    assert math.isnan(stats.seed_difference({0: 1.0}, {1: 1.0}).mean)
+    lone = stats.seed_difference({0: 3.0}, {0: 1.0, 1: 2.0}, level=0.9)
+    assert lone == stats.Interval(2.0, -math.inf, math.inf, 1, 0, 0, 0, 0.9, None, 0.0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # no seed in common: nan, without numpy's warning
+        assert math.isnan(stats.seed_difference({0: 1.0}, {1: 1.0}).mean)
     assert stats.seed_difference({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.0}).p == 0.0          # exact: no spread
     assert stats.seed_difference({0: 2.0, 1: 3.0}, {0: 2.0, 1: 3.0}).p == 1.0
 
@@ -433,7 +443,7 @@ def test_arrange_and_paired_tables():
     seeds, (x, y) = stats.paired({2: np.array([1.0, 0]), 0: np.array([0.0, 0]), 5: np.array([1.0, 1])},
                                  {0: np.array([1.0, 1]), 2: np.array([0.5, 0]), 9: np.array([0.0, 0])})
     assert seeds == [0, 2] and x.tolist() == [[0.0, 0.0], [1.0, 0.0]] and y.tolist() == [[1.0, 1.0], [0.5, 0.0]]
-    with pytest.raises(ValueError, match="share no training seed"):
+    with pytest.raises(ValueError, match="^the conditions share no training seed$"):
         stats.paired({0: np.zeros(2)}, {1: np.zeros(2)})
-    with pytest.raises(ValueError, match="same prompts"):
+    with pytest.raises(ValueError, match="^paired conditions must have the same prompts and generations$"):
         stats.paired({0: np.zeros(2)}, {0: np.zeros(3)})

@@ -325,7 +325,6 @@ def proportion_interval(rate: float, n: int, resamples: int = RESAMPLES, seed: i
     rng = np.random.default_rng(seed)
     means = np.empty(resamples)
     for i in range(resamples):
-        rng.integers(1, size=1)                 # kept: the committed erase tables were drawn with it
         means[i] = values[rng.integers(n, size=n)].mean()
     low, high = np.quantile(means, [ALPHA / 2, 1 - ALPHA / 2])
     return Interval(float(values.mean()), float(low), float(high), 1, n, n, n - 1)
