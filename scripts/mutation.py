@@ -35,7 +35,7 @@ OUT = ROOT / "docs" / "results" / "mutation"
 # module under src/artshield/ -> the tests run against its mutants (fast lane unless named)
 MODULES = {
     "bench/stats.py": ["tests/test_stats.py"],
-    "protect/transforms.py": ["tests/test_protect.py", "tests/test_engine.py"],
+    "protect/transforms.py": ["tests/test_transforms.py", "tests/test_engine.py"],
     "protect/engine.py": ["tests/test_engine.py"],
     "protect/robust.py": ["tests/test_protect.py"],
     # the shared primitives have their own known-answer tests (every other test reaches them too, through
