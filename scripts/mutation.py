@@ -178,14 +178,21 @@ def main(argv: list[str] | None = None) -> int:
                             timeout=args.timeout, memory_gib=args.memory_gib)
         name = module.replace("/", "-").removesuffix(".py") + ".json"
         write_json(record, out / name)
-        summary_path = out / "summary.json"
-        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"modules": {}}
-        summary["modules"][record["module"]] = {"record": name, **{k: record[k] for k in (
+        write_json(summarise(out), out / "summary.json")
+    return 0
+
+
+def summarise(out: Path) -> dict:
+    """Every module's figures, from the records in `out` (so runs side by side cannot drop each other's)."""
+    modules = {}
+    for path in sorted(out.glob("*.json")):
+        if path.name == "summary.json":
+            continue
+        record = json.loads(path.read_text())
+        modules[record["module"]] = {"record": path.name, **{k: record[k] for k in (
             "command", "tests", "counts", "mutants", "killed", "counted", "score", "seconds", "mutmut")},
             "left": len(record["survivors"])}
-        summary["modules"] = dict(sorted(summary["modules"].items()))
-        write_json(summary, summary_path)
-    return 0
+    return {"modules": dict(sorted(modules.items()))}
 
 
 if __name__ == "__main__":

@@ -387,5 +387,12 @@ def test_precision_recall_known_answer_against_a_brute_force_count():
     for k in (1, 3, 20):                                      # k past the set's size: its farthest point
         assert precision_recall(r, g, k=k) == pytest.approx(by_hand(r, g, k))
     assert precision_recall(r, g) == precision_recall(r, g, k=3)
-    with pytest.raises(ValueError, match="two samples"):
-        precision_recall(r[:1], g)
+    # k past a small set's size: the farthest point's distance is the radius
+    assert precision_recall(np.array([[0.0], [1], [10]]), np.array([[-8.0], [19.5]]), k=5) == (1.0, 1.0)
+    # computed in float64 whatever comes in (float16 would overflow squaring distances of a few hundred)
+    big, big_gen = (real * 300).astype(np.float16), (gen * 300).astype(np.float16)
+    assert precision_recall(big, gen * 300, k=1) == precision_recall(real * 300, big_gen, k=1) == (0.6, 1.0)
+    assert precision_recall(real[:2], gen[:2], k=1) == by_hand(real[:2], gen[:2], 1)     # two are enough
+    for short in ((r[:1], g), (r, g[:1])):
+        with pytest.raises(ValueError, match="^precision/recall needs at least two samples on each side$"):
+            precision_recall(*short)
