@@ -36,11 +36,12 @@ def test_a_step_moves_each_pixel_by_the_step_along_the_gradients_sign_within_the
     x = torch.full((3, 8, 8), 0.5)
     x[0, 0, 0], x[1, 0, 0] = 0.999, 0.001                     # next to white and to black
     weight = torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(1))
+    weight[2, 4, 4] = 0.0                                      # no gradient there: the pixel stays
     pgd = _pgd([x], linf=3, step=2)
     assert torch.equal(pgd.deltas_[0], torch.zeros_like(x)) and pgd.eps == 3 / 255
     pgd.step((pgd.views() * weight).sum(), 0)                  # a square image at the model's size: view = image
     expected = ((x + 2 / 255 * weight.sign()).clamp(0, 1) - x)
-    assert torch.allclose(pgd.deltas_[0], expected, atol=1e-7)
+    assert torch.allclose(pgd.deltas_[0], expected, atol=1e-7) and pgd.deltas_[0][2, 4, 4] == 0
     pgd.step((pgd.views() * weight).sum(), 1)                  # a second step reaches the box at 3
     expected = ((x + (3 / 255) * weight.sign()).clamp(0, 1) - x)
     assert torch.allclose(pgd.deltas_[0], expected, atol=1e-7)

@@ -203,11 +203,12 @@ def test_the_loss_reads_v_targets_and_everything_follows_the_bundles_device_and_
     eps = torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(1))
     a = _abar(bundle, t)
     assert torch.allclose(loss, (a.sqrt() * eps - (1 - a).sqrt() * z).pow(2).flatten(1).mean(1), atol=1e-6)
-    # a UNet in double precision gets its inputs in double; the bundle's dtype sets the noise's
+    # the bundle's dtype sets the noise's; a UNet in double precision gets its inputs in double
     bundle = _scheduled_bundle("epsilon")
-    bundle.dtype, bundle.unet = torch.float64, _ConstantUNet(0.0, torch.float64)
+    bundle.dtype = torch.float64
     noise, _ = diffusion.draws(bundle, (2, 4, 3, 3), torch.Generator().manual_seed(0))
     assert noise.dtype == torch.float64
+    bundle.dtype, bundle.unet = torch.float32, _ConstantUNet(0.0, torch.float64)
     diffusion.denoising_loss(bundle, z, context, torch.Generator().manual_seed(1), timesteps=t)
     noisy, _, seen_context = bundle.unet.calls[-1]
     assert noisy.dtype == torch.float64 and seen_context.dtype == torch.float64

@@ -48,9 +48,14 @@ def _dct_matrix(device) -> torch.Tensor:
 
 
 def quality_tables(quality: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The IJG scaling of the standard tables for a quality in [1, 100]."""
+    """The IJG scaling of the standard tables for a quality in [1, 100]. An integer quality takes
+    libjpeg's integer arithmetic (5000 // q below 50), so its tables are those Pillow writes; a
+    fractional one (the EOT draws them) scales by 5000 / q, between its neighbours'."""
     q = min(max(quality, 1.0), 100.0)
-    scale = 5000 / q if q < 50 else 200 - 2 * q
+    if q < 50:
+        scale = 5000 // int(q) if float(q).is_integer() else 5000 / q
+    else:
+        scale = 200 - 2 * q
     return tuple(((t * scale + 50) / 100).floor().clamp(1, 255) for t in (_LUMA, _CHROMA))
 
 
@@ -143,6 +148,8 @@ def blur(images: torch.Tensor, generator: torch.Generator, sigma: float | None =
     """A separable Gaussian (or the 1-D kernel `taps`). border "reflect": mirrored about the edge pixel
     (torch's, OpenCV's BORDER_REFLECT_101); "symmetric": the edge pixel repeated (OpenCV's
     BORDER_REFLECT, the bench's gaussian-blur)."""
+    if border not in ("reflect", "symmetric"):
+        raise ValueError(f"blur border must be 'reflect' or 'symmetric', not {border!r}")
     if taps is not None:
         k = torch.tensor(taps, dtype=images.dtype, device=images.device)
         radius = len(taps) // 2
