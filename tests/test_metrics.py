@@ -396,3 +396,56 @@ def test_precision_recall_known_answer_against_a_brute_force_count():
     for short in ((r[:1], g), (r, g[:1])):
         with pytest.raises(ValueError, match="^precision/recall needs at least two samples on each side$"):
             precision_recall(*short)
+
+
+def _lpips_by_hand(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """LPIPS v0.1 (Zhang et al. 2018) with AlexNet, from the shipped weights, written out: inputs to
+    [-1, 1], shifted and scaled per channel, five conv + ReLU taps (3 x 3 max-pooling, stride 2, after
+    the first two, as AlexNet), each tap unit-normalised over channels, squared differences weighted by
+    the layer's 1 x 1 head, averaged over space, summed over layers."""
+    from safetensors.torch import load_file
+
+    from artshield.metrics.lpips import WEIGHTS
+
+    w = {k: v.double() for k, v in load_file(WEIGHTS).items()}
+    shift = torch.tensor([-0.030, -0.088, -0.188], dtype=torch.float64).view(1, 3, 1, 1)
+    scale = torch.tensor([0.458, 0.448, 0.450], dtype=torch.float64).view(1, 3, 1, 1)
+    geometry = [(4, 2), (1, 2), (1, 1), (1, 1), (1, 1)]            # (stride, padding) of each convolution
+
+    def taps(x):
+        x = ((x.double() * 2 - 1) - shift) / scale
+        out = []
+        for i, (stride, pad) in enumerate(geometry):
+            x = torch.relu(torch.nn.functional.conv2d(x, w[f"features.{i}.weight"], w[f"features.{i}.bias"],
+                                                      stride, pad))
+            out.append(x)
+            if i in (0, 1):
+                x = torch.nn.functional.max_pool2d(x, kernel_size=3, stride=2)
+        return out
+    total = torch.zeros(a.shape[0], dtype=torch.float64)
+    for i, (fa, fb) in enumerate(zip(taps(a), taps(b))):
+        fa = fa / (fa.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+        fb = fb / (fb.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+        d = ((fa - fb) ** 2 * w[f"heads.{i}.weight"].view(1, -1, 1, 1)).sum(1)
+        total += d.mean(dim=(1, 2))
+    return total
+
+
+def test_lpips_is_alexnet_lpips_written_out_from_the_shipped_weights(tmp_path, monkeypatch):
+    from artshield.metrics import lpips as module
+
+    g = torch.Generator().manual_seed(5)
+    a = torch.rand(2, 3, 64, 80, generator=g)
+    b = (a + 0.15 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    b[1] = torch.rand(3, 64, 80, generator=g)
+    model = module.lpips_model("cpu")
+    assert torch.allclose(model(a, b).double(), _lpips_by_hand(a, b), rtol=1e-4, atol=1e-6)
+    small = torch.rand(1, 3, 32, 40, generator=g)                     # the smallest size it takes
+    assert torch.allclose(model(small, small.flip(-1)).double(), _lpips_by_hand(small, small.flip(-1)), rtol=1e-4)
+    assert model(a, a).abs().max() < 1e-6 and module.lpips_model("cpu") is model
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    with pytest.raises(ValueError, match=r"^LPIPS needs images of at least 32x32, got \(31, 40\)$"):
+        model(small[..., :31, :], small[..., :31, :])
+    monkeypatch.setattr(module, "WEIGHTS", tmp_path / "gone.safetensors")
+    with pytest.raises(FileNotFoundError, match="gone.safetensors: LPIPS weights missing; build them with"):
+        module.LPIPS.load()
