@@ -26,6 +26,9 @@ def test_quality_tables_are_the_ones_pillow_writes_into_its_files():
         Image.fromarray(pixels[:8, :8]).save(buf, "JPEG", quality=quality)
         tables = Image.open(buf).quantization
         assert [t.flatten().tolist() for t in tf.quality_tables(quality)] == [list(tables[0]), list(tables[1])]
+    for low, high in ((30, 31), (60, 61)):     # a fractional quality lies between its integer neighbours
+        for a, mid, b in zip(tf.quality_tables(low), tf.quality_tables(low + 0.5), tf.quality_tables(high)):
+            assert (b <= mid).all() and (mid <= a).all() and not torch.equal(a, b)
     assert all(torch.equal(a, b) for a, b in zip(tf.quality_tables(0), tf.quality_tables(1)))       # clamped
     assert all(torch.equal(a, b) for a, b in zip(tf.quality_tables(120), tf.quality_tables(100)))
     assert tf.quality_tables(1)[0].max() == 255 and tf.quality_tables(100)[1].min() == 1
