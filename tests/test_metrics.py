@@ -392,6 +392,8 @@ def test_precision_recall_known_answer_against_a_brute_force_count():
     # computed in float64 whatever comes in (float16 would overflow squaring distances of a few hundred)
     big, big_gen = (real * 300).astype(np.float16), (gen * 300).astype(np.float16)
     assert precision_recall(big, gen * 300, k=1) == precision_recall(real * 300, big_gen, k=1) == (0.6, 1.0)
+    tight = (np.array([[0.0], [0.5]]) * 1000).astype(np.float16)     # its own radii overflow float16
+    assert precision_recall(np.array([[0.0], [10.0]]) * 1000, tight, k=1) == (1.0, 0.5)
     assert precision_recall(real[:2], gen[:2], k=1) == by_hand(real[:2], gen[:2], 1)     # two are enough
     for short in ((r[:1], g), (r, g[:1])):
         with pytest.raises(ValueError, match="^precision/recall needs at least two samples on each side$"):
