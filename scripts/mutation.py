@@ -48,7 +48,8 @@ MODULES = {
     **{f"metrics/{name}.py": ["tests/test_metrics.py"] for name in ("distribution", "precision_recall")},
     **{f"purify/{name}.py": ["tests/test_purify.py"]
        for name in ("base", "bilateral", "jpeg", "gaussian_noise", "gaussian_blur", "median", "denoiser", "diffpure",
-                    "impress", "noisy_upscale", "_redraw")},
+                    "impress", "noisy_upscale")},
+    "purify/_redraw.py": ["tests/test_primitives.py", "tests/test_purify.py"],
 }
 # mutmut's statuses as `mutmut results --all true` prints them
 KILLED = ("killed", "timeout", "caught by type check")

@@ -221,3 +221,33 @@ def test_the_loss_reads_v_targets_and_everything_follows_the_bundles_device_and_
     assert diffusion.predicted_noise(bundle, meta, meta, t).device.type == "meta"
     loss = diffusion.denoising_loss(bundle, meta, torch.zeros(2, 5, 8, device="meta"), torch.Generator().manual_seed(0))
     assert loss.device.type == "meta" and loss.shape == (2,)
+
+
+def _pil_bicubic(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    return torch.from_numpy(np.stack([np.asarray(Image.fromarray(c.numpy(), mode="F").resize(
+        (width, height), Image.BICUBIC)) for c in image]))
+
+
+def test_the_redraw_canvas_is_pils_bicubic_there_and_back_clipped_to_the_image_range():
+    from artshield.purify._redraw import from_canvas, to_canvas
+
+    bundle = _fake_bundle(4, 2, 16)                               # an 8 px grid, 16 px short side
+    bundle.device = torch.device("cpu")
+    g = torch.Generator().manual_seed(6)
+    image = torch.rand(3, 40, 70, generator=g)
+    image[:, :20] = (torch.arange(70) >= 37).float()            # a sharp 0/1 edge: bicubic overshoots it
+    x = to_canvas(bundle, image)
+    assert x.shape == (1, 3, 16, 32) and x.min() >= 0 and x.max() <= 1
+    assert torch.allclose(x[0], _pil_bicubic(image, 16, 32).clamp(0, 1), atol=1e-4)
+    assert (_pil_bicubic(image, 16, 32).max() > 1.01) and (_pil_bicubic(image, 16, 32).min() < -0.01)
+    back = from_canvas(x, image)
+    assert back.shape == image.shape and back.min() >= 0 and back.max() <= 1
+    assert torch.allclose(back, _pil_bicubic(x[0], 40, 70).clamp(0, 1), atol=1e-4)
+    assert (_pil_bicubic(x[0], 40, 70).min() < -0.001) or (_pil_bicubic(x[0], 40, 70).max() > 1.001)
+    grey = image[:1]
+    up = to_canvas(bundle, grey)
+    assert up.shape == (1, 3, 16, 32) and torch.equal(up[0, 0], up[0, 2])
+    assert torch.allclose(from_canvas(up, grey), _pil_bicubic(up[0], 40, 70).clamp(0, 1).mean(0, keepdim=True),
+                          atol=1e-4)
+    bundle.device = torch.device("meta")
+    assert to_canvas(bundle, image).device.type == "meta"
