@@ -440,11 +440,15 @@ def test_lpips_is_alexnet_lpips_written_out_from_the_shipped_weights(tmp_path, m
     a = torch.rand(2, 3, 64, 80, generator=g)
     b = (a + 0.15 * torch.randn(a.shape, generator=g)).clamp(0, 1)
     b[1] = torch.rand(3, 64, 80, generator=g)
-    model = module.lpips_model("cpu")
+    # a model of its own: lpips_model's cache, filled by earlier tests, would hide its construction
+    model = module.LPIPS.load()
     assert torch.allclose(model(a, b).double(), _lpips_by_hand(a, b), rtol=1e-4, atol=1e-6)
     small = torch.rand(1, 3, 32, 40, generator=g)                     # the smallest size it takes
     assert torch.allclose(model(small, small.flip(-1)).double(), _lpips_by_hand(small, small.flip(-1)), rtol=1e-4)
-    assert model(a, a).abs().max() < 1e-6 and module.lpips_model("cpu") is model
+    assert model(a, a).abs().max() < 1e-6 and module.lpips_model("cpu") is module.lpips_model("cpu")
+    assert torch.allclose(module.lpips_model("cpu")(a, b), model(a, b))
+    assert set(model.state_dict()) == {f"features.{i}.{p}" for i in range(5) for p in ("weight", "bias")} | {
+        f"heads.{i}.weight" for i in range(5)}                        # the normalisation is not a weight
     assert not model.training and not any(p.requires_grad for p in model.parameters())
     with pytest.raises(ValueError, match=r"^LPIPS needs images of at least 32x32, got \(31, 40\)$"):
         model(small[..., :31, :], small[..., :31, :])
