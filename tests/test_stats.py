@@ -295,8 +295,10 @@ def test_level_and_difference_intervals_written_out():
     wide = stats.difference(np.array([[1.0, 0.0, 1.0]] * 2), np.array([[0.0, 1.0, 0.0]] * 2), 1)
     assert wide.low == -1.0 and wide.high == 1.0                          # clipped to [-1, 1]
     # no variance: the difference is exact; it is either none (p = 1) or certain (p = 0)
+    assert d == stats.Interval(d.mean, d.low, d.high, 3, 7, 20, d.df, 0.95, d.p, 0.0)      # the whole record
     same = stats.difference(a, a, 1)
     assert (same.mean, same.low, same.high, same.p) == (0.0, 0.0, 0.0, 1.0)
+    assert same == stats.Interval(0.0, 0.0, 0.0, 3, 1, 20, same.df, 0.95, 1.0, 0.0)
     shifted = stats.difference(a, a - 0.25, 1)
     assert (shifted.low, shifted.high, shifted.p) == (pytest.approx(0.25), pytest.approx(0.25), 0.0)
     one = stats.difference(np.array([[0.75]]), np.array([[0.25]]), 4)
@@ -337,8 +339,11 @@ def test_fieller_bounds_are_where_the_t_test_turns_and_the_p_value_is_its():
     small[0, 0] = 0.5
     far = stats.ratio(a, small, 2)
     assert far.high == math.inf and far.low > 1.0
-    one = stats.ratio(np.array([[0.3]]), np.array([[0.6]]), 1)
-    assert (one.mean, one.low, one.high, one.p, one.df) == (0.5, 0.0, math.inf, 1.0, 0)
+    one = stats.ratio(np.array([[0.3]]), np.array([[0.6]]), 3, level=0.9, null=0.4)
+    assert one == stats.Interval(0.5, 0.0, math.inf, 1, 3, 1, 0, 0.9, 1.0, 0.4)
+    assert none == stats.Interval(math.inf, 0.0, math.inf, 4, 2, 30, none.df, 0.95, none.p, 0.5)
+    assert none.df == pytest.approx(_moments_by_hand(a - 0.5 * np.zeros_like(b))[1]) and 0 <= none.p <= 1
+    assert r == stats.Interval(r.mean, r.low, r.high, 4, 2, 30, r.df, 0.95, r.p, 0.5)
     # no variance of a - 0.5 b: p is 1 when the ratio is exactly 0.5, else 0
     c = np.full((3, 4), 0.5)
     assert stats.ratio(c * 0.5, c, 1).p == 1.0 and stats.ratio(c * 0.25, c, 1).p == 0.0
