@@ -267,6 +267,14 @@ def test_spread_is_the_two_way_method_of_moments_written_out():
     assert stats.spread(np.array([[0.0, 1, 1, 1]])) == pytest.approx((0.0625, 3))
     assert stats.spread(np.array([[0.0], [1], [1]])) == pytest.approx((1 / 9, 2))
     assert stats.spread(np.full((3, 4), 0.5)) == (0.0, 2.0)
+    assert stats.spread(np.array([[0.0], [1.0]])) == pytest.approx((0.25, 1))      # two seeds, one prompt
+    assert stats.spread(np.array([[0.0, 1.0]])) == pytest.approx((0.25, 1))        # one seed, two prompts
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # one of each: no estimate, and no numpy warning
+        var, df = stats.spread(np.array([[0.5]]))
+    assert math.isnan(var) and df == 0
 
 
 def test_level_and_difference_intervals_written_out():
@@ -281,7 +289,15 @@ def test_level_and_difference_intervals_written_out():
     assert (lv.mean, lv.low, lv.high) == pytest.approx((a.mean(), a.mean() - half, a.mean() + half))
     assert (lv.seeds, lv.generations, lv.prompts, lv.df, lv.level, lv.p) == (3, 7, 20, pytest.approx(df), 0.95, None)
     narrow = stats.level_interval(a, 7, level=0.8)
-    assert narrow.high - narrow.low == pytest.approx(2 * sps.t.ppf(0.9, df) * math.sqrt(var))
+    assert narrow.high - narrow.low == pytest.approx(2 * sps.t.ppf(0.9, df) * math.sqrt(var)) and narrow.level == 0.8
+    # two seeds with a strong seed effect: 1 degree of freedom, still a finite interval
+    two = np.array([[0.50, 0.51, 0.49, 0.50], [0.52, 0.51, 0.53, 0.52]])     # no prompt effect: df below 1, so 1
+    var2, df2 = _moments_by_hand(two)
+    lv2 = stats.level_interval(two, 1)
+    assert df2 == 1 and lv2.df == 1
+    assert (lv2.low, lv2.high) == pytest.approx((two.mean() - sps.t.ppf(0.975, 1) * math.sqrt(var2),
+                                                 two.mean() + sps.t.ppf(0.975, 1) * math.sqrt(var2)))
+    assert 0 < lv2.low and lv2.high < 1
     top = stats.level_interval(np.array([[1.0, 1, 1, 0.5], [1, 0.75, 1, 1], [1, 1, 0.5, 1]]), 1)
     assert top.high == 1.0 and top.low < top.mean                         # clipped to [0, 1]
     assert stats.level_interval(a * 0, 1).low == 0.0
