@@ -4,9 +4,9 @@ independently (PIL's resampling, the formulas written out, a scheduler's own ari
 change to either module fails a test (the mutation score of docs/mutation.md)."""
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
+from _reference import pil_resize
 from diffusers import DDPMScheduler
 from PIL import Image
 
@@ -14,36 +14,30 @@ from artshield.models import diffusion
 from artshield.models.views import canvas, fit_view, model_views, view_slack
 
 
-def _pil_resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Each channel resized by PIL's antialiased bilinear filter, in floating point."""
-    return torch.from_numpy(np.stack([np.asarray(Image.fromarray(c.numpy(), mode="F").resize(
-        (width, height), Image.BILINEAR)) for c in image]))
-
-
 def test_fit_view_resizes_the_short_side_then_cuts_the_square_as_pil_would():
     g = torch.Generator().manual_seed(0)
     wide = torch.rand(3, 20, 40, generator=g)
-    resized = _pil_resize(wide, 10, 20)
+    resized = pil_resize(wide, 10, 20)
     assert torch.allclose(fit_view(wide, 10), resized[:, :, 5:15], atol=1e-5)           # centred
     assert torch.allclose(fit_view(wide, 10, offset=(0, 7)), resized[:, :, 7:17], atol=1e-5)
     assert torch.allclose(fit_view(wide, 10, offset=(0, 0)), resized[:, :, :10], atol=1e-5)
     tall = wide.transpose(1, 2).contiguous()                                              # 40 x 20
-    assert torch.allclose(fit_view(tall, 10), _pil_resize(tall, 20, 10)[:, 5:15, :], atol=1e-5)
-    assert torch.allclose(fit_view(tall, 10, offset=(3, 0)), _pil_resize(tall, 20, 10)[:, 3:13, :], atol=1e-5)
+    assert torch.allclose(fit_view(tall, 10), pil_resize(tall, 20, 10)[:, 5:15, :], atol=1e-5)
+    assert torch.allclose(fit_view(tall, 10, offset=(3, 0)), pil_resize(tall, 20, 10)[:, 3:13, :], atol=1e-5)
     # an odd size: 7 x 10 at 4 -> 4 x round(5.71) = 6, the cut one column in
     odd = torch.rand(3, 7, 10, generator=g)
     assert view_slack(odd, 4) == (0, 2)
-    assert torch.allclose(fit_view(odd, 4), _pil_resize(odd, 4, 6)[:, :, 1:5], atol=1e-5)
+    assert torch.allclose(fit_view(odd, 4), pil_resize(odd, 4, 6)[:, :, 1:5], atol=1e-5)
     # upscaling works the same way (12 x 16 at 24 -> 24 x 32, cut 4 columns in)
     small = torch.rand(3, 12, 16, generator=g)
-    assert torch.allclose(fit_view(small, 24), _pil_resize(small, 24, 32)[:, :, 4:28], atol=1e-5)
+    assert torch.allclose(fit_view(small, 24), pil_resize(small, 24, 32)[:, :, 4:28], atol=1e-5)
     # already the model's size: the very pixels; grey: three equal channels
     square = torch.rand(3, 8, 8, generator=g)
     assert torch.equal(fit_view(square, 8), square)
     grey = torch.rand(1, 20, 40, generator=g)
     view = fit_view(grey, 10)
     assert view.shape == (3, 10, 10) and torch.equal(view[0], view[2])
-    assert torch.allclose(view[1], _pil_resize(grey, 10, 20)[0, :, 5:15], atol=1e-5)
+    assert torch.allclose(view[1], pil_resize(grey, 10, 20)[0, :, 5:15], atol=1e-5)
 
 
 def test_fit_view_passes_gradients_to_every_pixel_it_reads():
@@ -224,8 +218,7 @@ def test_the_loss_reads_v_targets_and_everything_follows_the_bundles_device_and_
 
 
 def _pil_bicubic(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    return torch.from_numpy(np.stack([np.asarray(Image.fromarray(c.numpy(), mode="F").resize(
-        (width, height), Image.BICUBIC)) for c in image]))
+    return pil_resize(image, height, width, Image.BICUBIC)
 
 
 def test_the_redraw_canvas_is_pils_bicubic_there_and_back_clipped_to_the_image_range():
