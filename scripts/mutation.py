@@ -37,13 +37,17 @@ MODULES = {
     "bench/stats.py": ["tests/test_stats.py"],
     "protect/transforms.py": ["tests/test_transforms.py", "tests/test_engine.py"],
     "protect/engine.py": ["tests/test_engine.py"],
-    "protect/robust.py": ["tests/test_protect.py"],
+    "protect/robust.py": ["tests/test_robust.py"],
     # the shared primitives have their own known-answer tests (every other test reaches them too, through
     # a protection's or a mimic's whole run, at minutes per mutant)
     "models/diffusion.py": ["tests/test_primitives.py"],
     "models/views.py": ["tests/test_primitives.py"],
     **{f"metrics/{name}.py": ["tests/test_metrics.py", "tests/test_judge.py", "tests/test_judges.py"]
-       for name in ("image", "judge", "judges", "lpips")},
+       for name in ("image", "lpips")},
+    # the judges' known answers (test_judging.py); of test_judges.py all but the two that run a bench cell and an
+    # erasure on mini (minutes per mutant, and every part they reach has its known answer)
+    **{f"metrics/{name}.py": ["tests/test_judging.py", "tests/test_judge.py", "tests/test_judges.py", "-k",
+                              "not bench_judges and not erase_reads"] for name in ("judge", "judges")},
     # known answers in test_metrics.py (the judges' tests reach them too, at a model's cost per mutant)
     **{f"metrics/{name}.py": ["tests/test_metrics.py"] for name in ("distribution", "precision_recall")},
     **{f"purify/{name}.py": ["tests/test_purify.py"]

@@ -219,8 +219,16 @@ def mutation(summary: dict) -> str:
     for module, r in summary["modules"].items():
         score = "" if r["score"] is None else f"{100 * r['score']:.1f} %"
         rows.append(f"| `{module}` | {r['mutants']} | {r['killed']} / {r['counted']} | {score} | {r['left']} | "
-                    f"{', '.join(t.removeprefix('tests/') for t in r['tests'])} | {r['seconds'] / 60:.0f} |")
+                    f"{_selection(r['tests'])} | {r['seconds'] / 60:.0f} |")
     return "\n".join(rows) + "\n"
+
+
+def _selection(tests: list[str]) -> str:
+    """The pytest arguments a module's mutants ran: the files, and a -k expression quoted."""
+    words, rest = [], iter(tests)
+    for t in rest:
+        words.append(f'-k "{next(rest, "")}"' if t == "-k" else t.removeprefix("tests/"))
+    return ", ".join(words)
 
 
 KINDS = {"verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost,

@@ -61,16 +61,19 @@ class Bilateral(Purifier):
     Config = BilateralConfig
 
     def one(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if image.shape[0] == 1:
+            # AdverseCleaner reads every file in colour (cv2.imread), a grey one as three equal channels;
+            # OpenCV's filter on one channel weighs value differences three times less than on those
+            # three, so the grey image goes through as colour and comes back as one of its equal channels
+            return self.one(image.expand(3, -1, -1), generator)[:1]
         c = self.config
         original = to_uint8(image)
-        squeeze = original.shape[2] == 1
-        x = original[..., 0] if squeeze else original
+        x = original
         for _ in range(c.passes):
             x = cv2.bilateralFilter(x, c.diameter, c.sigma_color, c.sigma_space)
         if c.guided_passes:
-            guide = original.astype(np.float32)
-            y = (x[..., None] if squeeze else x).astype(np.float32)
+            y = x.astype(np.float32)
             for _ in range(c.guided_passes):
-                y = guided_filter(guide, y, c.guided_radius, c.guided_eps)
+                y = guided_filter(original.astype(np.float32), y, c.guided_radius, c.guided_eps)
             x = np.clip(np.round(y), 0, 255).astype(np.uint8)
-        return from_uint8(x)                     # (H, W) or (H, W, C)
+        return from_uint8(x)
