@@ -65,12 +65,25 @@ def test_psnr_ssim_linf_known_answers():
     assert ssim(small, small) == pytest.approx(1.0) and ssim(small, 1 - small) < 0.5
 
 
-def test_speed_bench_measures_both_methods(tiny_bundle):
-    from artshield.bench.speed import time_steps
+def test_speed_bench_measures_both_methods(tiny_bundle, monkeypatch):
+    """Each timed step is one PGD step of the method on the batch, after one untimed warm-up step;
+    the figure is the median of the timed steps (a clock that advances by known amounts)."""
+    import types
+
+    from artshield.bench import speed
+    from artshield.protect import engine
 
     for method in ("advdm", "sds"):
-        row = time_steps(tiny_bundle, method, batch=2, steps=1)
+        row = speed.time_steps(tiny_bundle, method, batch=2, steps=1)
         assert row["seconds_per_step"] > 0 and row["peak_memory_mib"] >= 0 and row["method"] == method
+    ticks = iter([0.0, 1.0, 10.0, 14.0, 20.0, 22.0])            # three steps of 1, 4 and 2 s
+    monkeypatch.setattr(speed, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
+    taken, step = [], engine.PGD.step
+    monkeypatch.setattr(engine.PGD, "step", lambda self, loss, k, maximize=True: taken.append((k, len(self.images)))
+                        or step(self, loss, k, maximize))
+    row = speed.time_steps(tiny_bundle, "advdm", batch=2, steps=3)
+    assert taken == [(0, 2), (1, 2), (2, 2), (3, 2)] and row["seconds_per_step"] == 2.0
+    assert (row["steps_timed"], row["batch"], row["resolution"]) == (3, 2, tiny_bundle.image_size)
 
 
 def test_precision_recall_known_cases():

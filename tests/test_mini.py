@@ -32,10 +32,35 @@ def test_mini_vae_reconstructs_unseen_artists():
 
 
 def test_model_quality_bench_reports_every_figure(tiny_bundle):
-    figures, images, items = model_quality.run(tiny_bundle, Judge.load(), per_theme=1, steps=2)
+    """Every figure against what it names, recomputed from the generations and the corpus: the
+    judge's accuracies on its real test split, the generations' style and concept hits (per theme
+    too), the domain FID of the judge's features, the counts; a random-weight model's figures are
+    those of a model that has learnt nothing."""
+    import numpy as np
+
+    from artshield import corpus
+    from artshield.metrics.distribution import frechet_distance
+
+    judge = Judge.load()
+    figures, images, items = model_quality.run(tiny_bundle, judge, per_theme=1, steps=2)
     for key in ("vae_psnr_db", "judge_real_style_accuracy", "judge_real_concept_accuracy", "style_accuracy",
                 "concept_accuracy", "domain_fid", "domain_kid", "seconds"):
         assert isinstance(figures[key], float), key
-    assert len(items) == len(images) == 16
-    # a random-weight model is no better than chance at the captioned style
-    assert figures["style_accuracy"] <= 0.5
+    themes = corpus.themes(heldout=False)
+    assert len(items) == len(images) == len(themes) == 16 and [i.theme for i in items] == themes
+    styles, concepts = judge.predict(images)
+    assert figures["style_accuracy"] == round(float(np.mean([s == i.theme for s, i in zip(styles, items)])), 4)
+    assert figures["concept_accuracy"] == round(float(np.mean([c == i.concept for c, i in zip(concepts, items)])), 4)
+    assert figures["style_accuracy_by_theme"] == {i.theme: float(s == i.theme) for s, i in zip(styles, items)}
+    test = corpus.items(judge_split="test")
+    real_styles, real_concepts = judge.predict(corpus.load_images(test, 64))
+    assert figures["judge_real_style_accuracy"] == round(float(np.mean([p == i.theme for p, i in zip(real_styles, test)])), 4)
+    assert figures["judge_real_style_accuracy"] >= 0.68 and figures["judge_real_concept_accuracy"] >= 0.40
+    real = corpus.load_images([i for i in corpus.items(split="train") if i.concept], 64)
+    fid = frechet_distance(judge.features(images).numpy(), judge.features(real).numpy())
+    assert figures["domain_fid"] == round(fid, 3) and figures["domain_kid"] > 0
+    counts = figures["counts"]
+    assert counts["generations"] == 16 and counts["judge_test_images"] == len(test)
+    assert counts["fid_reference_images"] == len(real) and counts["chance_style"] == round(1 / 19, 4)
+    # a random-weight model is no better than chance at the captioned style, and its VAE reconstructs badly
+    assert figures["style_accuracy"] <= 0.5 and figures["vae_psnr_db"] < 20
