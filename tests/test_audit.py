@@ -169,3 +169,21 @@ def test_audit_page_has_a_summary_table_a_roc_curve_a_histogram_and_sorted_promp
     order = [html.index(f"<td>p{i} &lt;b&gt;</td>") for i in (9, 5, 0)]
     assert order == sorted(order)                        # highest magnitude first
     assert html.count("<img") == 1 and "{" not in html.split("<h2>Summary")[1].split("<h2>")[0]
+
+
+def test_the_true_positive_rate_at_one_percent_false_positives_and_a_constant_detector():
+    """With 200 negatives, 1 % lets two of them through: the threshold is the third-highest negative;
+    with 24 negatives none may pass. A detector that returns a constant finds nothing (TPR 0, AUC 0.5)."""
+    from artshield.audit import tpr_at_fpr
+
+    neg = np.arange(200.0)
+    pos = np.array([197.5, 198.5, 199.5, 150.0])
+    r = tpr_at_fpr(np.r_[pos, neg], [True] * 4 + [False] * 200)
+    assert r["threshold"] == 197.0 and r["false_positives_allowed"] == 2 and r["tpr"] == 0.75
+    assert r["tpr_interval"][0] < 0.75 < r["tpr_interval"][1]
+    r = tpr_at_fpr([5, 6, 7, 1, 2, 6.5], [True, True, True, False, False, False])
+    assert r["threshold"] == 6.5 and r["tpr"] == 1 / 3 and r["auc"] == pytest.approx(7 / 9, abs=1e-4)
+    flat = tpr_at_fpr(np.ones(48), [True, False] * 24)
+    assert flat["tpr"] == 0.0 and flat["auc"] == 0.5
+    with pytest.raises(ValueError, match="at least one positive and one negative"):
+        tpr_at_fpr([1.0, 2.0], [True, True])

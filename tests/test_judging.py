@@ -59,6 +59,12 @@ def test_prepare_averages_areas_down_and_interpolates_cubically_up():
     assert torch.allclose(prepare(big), torch.from_numpy(_area(big.numpy(), 32, 32)).float() * 2 - 1, atol=1e-6)
     mixed = torch.rand(1, 3, 40, 20, generator=g)                  # one side over: areas on both axes
     assert torch.allclose(prepare(mixed), torch.from_numpy(_area(mixed.numpy(), 32, 32)).float() * 2 - 1, atol=1e-6)
+    wide_over = torch.rand(1, 3, 20, 40, generator=g)              # only the width over: areas too
+    assert torch.allclose(prepare(wide_over), torch.from_numpy(_area(wide_over.numpy(), 32, 32)).float() * 2 - 1,
+                          atol=1e-6)
+    short = torch.rand(1, 3, 20, 32, generator=g)                  # the width right, the height short
+    assert torch.allclose(prepare(short), torch.from_numpy(_cubic(short.numpy().astype(np.float64), 32, 32)).float()
+                          .clamp(0, 1) * 2 - 1, atol=1e-5)
     small = torch.rand(1, 3, 12, 20, generator=g)
     want = torch.from_numpy(_cubic(small.numpy().astype(np.float64), 32, 32)).float().clamp(0, 1) * 2 - 1
     assert torch.allclose(prepare(small), want, atol=1e-5) and (want.abs() == 1).sum() < want.numel()

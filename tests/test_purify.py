@@ -402,6 +402,8 @@ def test_the_bilateral_purifier_is_opencvs_filter_then_he_et_als_guided_filter_i
     guide = rng.integers(0, 256, (13, 19, 3)).astype(np.float32)
     source = rng.integers(0, 256, (13, 19, 3)).astype(np.float32)
     assert np.abs(guided_filter(guide, source, 2, 10.0) - _guided(guide, source, 2, 10.0)).max() < 1e-2
+    one = guided_filter(guide[..., :1], source[..., :1], 2, 10.0)      # OpenCV drops a lone channel's axis
+    assert one.shape == (13, 19, 1) and np.abs(one - _guided(guide[..., :1], source[..., :1], 2, 10.0)).max() < 1e-2
     for channels in (3, 1):
         array = rng.integers(0, 256, (14, 11, channels)).astype(np.uint8)
         image = torch.from_numpy(array).permute(2, 0, 1).float() / 255
@@ -785,6 +787,13 @@ def test_noisy_upscale_sends_the_noisy_training_size_view_and_noises_only_what_i
     save_file(tensors, str(weights))
     with pytest.raises(ValueError, match="its unet weights hold NaN"):
         PURIFIERS.create("noisy-upscale", tiny_bundle, upscaler=str(folder))
+    with pytest.raises(ValueError, match=r"^needs an upscaler that is not the attacked model: upscaler=DIR, a diffusers "
+                                         r"StableDiffusionUpscalePipeline folder; noisy-redraw redraws with the model "
+                                         r"itself$"):
+        PURIFIERS.create("noisy-upscale", tiny_bundle)
+    like_mini = types.SimpleNamespace(spec="mini", device=torch.device("cpu"), conventions=tiny_bundle.conventions)
+    own = PURIFIERS.create("noisy-upscale", like_mini)          # mini's own upscaler, unnamed
+    assert own.upscaler == str(noisy_upscale.MINI_UPSCALER_DIR)
     assert noisy_upscale.default_upscaler(types.SimpleNamespace(spec="mini")) == str(noisy_upscale.MINI_UPSCALER_DIR)
     assert noisy_upscale.default_upscaler(types.SimpleNamespace(spec="tiny")) is None
     assert noisy_upscale.default_upscaler(object()) is None

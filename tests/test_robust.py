@@ -36,8 +36,9 @@ def test_the_ensemble_its_defaults_and_its_options():
     assert robust.NOISE_SIGMA == PURIFIERS["gaussian-noise"].Config().sigma       # the bench's noise
     assert RobustConfig(ensemble=" jpeg ,median").ensemble == ("jpeg", "median")
     assert RobustConfig(ensemble=["resize"]).ensemble == ("resize",)
+    choices = "none, jpeg, gaussian-blur, gaussian-noise, resize, median, bilateral, noisy-redraw"
     for ensemble, words in (((), r"\(none given\)"), ("jpeg,impress", r"\['impress'\]"), ("", r"\[''\]")):
-        with pytest.raises(ValueError, match=words):
+        with pytest.raises(ValueError, match=rf"^ensemble: unknown purifier\(s\) {words}; choose from {choices}$"):
             RobustConfig(ensemble=ensemble)
     for name, admitted, refused in (("style_weight", [0.0, 1e6], [-0.1, 1.1e6]), ("psnr_floor", [0.0, 100.0], [-1, 101]),
                                     ("per_step", [0, 1000], [-1, 1001])):
@@ -47,6 +48,7 @@ def test_the_ensemble_its_defaults_and_its_options():
             with pytest.raises(ValueError, match=name):
                 RobustConfig(**{name: value})
     assert RobustConfig(psnr_floor=0).budget_spec().psnr_floor is None
+    assert RobustConfig().budget_spec().decay is False and RobustConfig().budget_spec(True).decay is True
     assert RobustConfig(psnr_floor=28.5).budget_spec().psnr_floor == 28.5
     assert RobustConfig(budget=8, steps=7).budget_spec().linf == 8 and RobustConfig(steps=7).budget_spec().steps == 7
 
@@ -106,7 +108,12 @@ def test_each_member_is_the_purifier_it_names_with_the_draws_of_the_methods_gene
         assert torch.allclose(got, ref if image.shape[0] == 3 else ref.mean(0, keepdim=True), atol=1e-6)
     method.generator = twin()
     noise = torch.randn(IMAGE.shape, generator=twin())
-    assert torch.allclose(method.purifier("gaussian-noise")(IMAGE), (IMAGE + noise * 0.05).clamp(0, 1), atol=1e-7)
+    x = IMAGE.clone().requires_grad_(True)
+    y = method.purifier("gaussian-noise")(x)
+    assert torch.allclose(y, (IMAGE + noise * 0.05).clamp(0, 1), atol=1e-7)
+    y.sum().backward()                         # differentiated for real: no gradient where the noise was clipped
+    clipped = ((IMAGE + noise * 0.05) > 1) | ((IMAGE + noise * 0.05) < 0)
+    assert clipped.any() and (x.grad[clipped] == 0).all() and (x.grad[~clipped] == 1).all()
     method.generator = twin()
     assert torch.equal(method.purifier("resize")(IMAGE), transforms.resize(IMAGE[None], twin())[0])
 
@@ -213,7 +220,10 @@ def test_run_ascends_the_mean_loss_over_the_steps_members_and_sets_up_the_statis
 
     loss = Robust.loss
 
+    seen_views = []
+
     def recording_loss(self, views, pgd):
+        seen_views.append(views.detach().clone())
         value = loss(self, views, pgd)
         losses.append(float(value.detach()))
         return value
@@ -226,6 +236,7 @@ def test_run_ascends_the_mean_loss_over_the_steps_members_and_sets_up_the_statis
     method = Robust(tiny_bundle, RobustConfig(steps=3, ensemble="none,jpeg,resize", per_step=2, psnr_floor=0))
     ticks = []
     deltas = method.run([IMAGE, GREY], torch.Generator().manual_seed(0), progress=ticks.append)
+    views = seen_views[:]
     assert ticks == [1, 1, 1] and [s[1] for s in steps] == [0, 1, 2] and all(s[2] for s in steps)
     assert [len(d) for d in drawn] == [2, 2, 2] and len(losses) == 6
     for i, (total, *_rest) in enumerate(steps):
@@ -233,6 +244,14 @@ def test_run_ascends_the_mean_loss_over_the_steps_members_and_sets_up_the_statis
     pgd = steps[0][3]
     assert pgd.before_view is None and [d.shape for d in deltas] == [IMAGE.shape, GREY.shape]
     assert max(float(d.abs().max()) for d in deltas) > 0
+    for i, names in enumerate(drawn):             # the loss saw each member's purified views
+        first, second = views[2 * i:2 * i + 2]
+        assert not torch.allclose(first, second), names
+    # the run follows its generator: the same seed, the same result; another seed, another one
+    monkeypatch.undo()
+    again = [Robust(tiny_bundle, RobustConfig(steps=2, ensemble="jpeg,gaussian-noise", psnr_floor=0)).run(
+        [IMAGE], torch.Generator().manual_seed(seed))[0] for seed in (3, 3, 4)]
+    assert torch.equal(again[0], again[1]) and not torch.equal(again[0], again[2])
     with torch.no_grad():
         clean = robust._stats(tiny_bundle.encode(pgd.clean_views()))
         target = robust._stats(method.target_latent())
@@ -263,3 +282,7 @@ def test_loss_after_scores_the_models_view_after_a_purifier(tiny_bundle):
         noisy = purify(tiny_bundle, images, "gaussian-noise", seed=3)
         assert robust.loss_after(tiny_bundle, images, "gaussian-noise", seed=3) == pytest.approx(scored(noisy), rel=1e-6)
         assert robust.loss_after(tiny_bundle, images, "gaussian-noise", seed=4) != pytest.approx(scored(noisy), rel=1e-6)
+        assert robust.loss_after(tiny_bundle, images, "gaussian-noise") == pytest.approx(
+            scored(purify(tiny_bundle, images, "gaussian-noise", seed=1)), rel=1e-6)          # seed 1 by default
+        redrawn = purify(tiny_bundle, images, "noisy-redraw", seed=1)
+        assert robust.loss_after(tiny_bundle, images, "noisy-redraw") == pytest.approx(scored(redrawn), rel=1e-6)

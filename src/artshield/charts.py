@@ -144,7 +144,8 @@ def roc_curve(scores, labels, *, title: str, auc: float | None = None) -> str:
     return _svg(width, height, parts + legend, title)
 
 
-def histogram(groups: dict[str, list[float]], *, title: str, x_label: str, bins: int = 20) -> str:
+def histogram(groups: dict[str, list[float]], *, title: str, x_label: str, bins: int = 20,
+              y_label: str = "prompts") -> str:
     """Overlaid histograms of one score for each named group (e.g. memorised / not memorised)."""
     everything = np.concatenate([np.asarray(v, float) for v in groups.values() if len(v)])
     lo, hi = float(everything.min()), float(everything.max())
@@ -155,7 +156,7 @@ def histogram(groups: dict[str, list[float]], *, title: str, x_label: str, bins:
     plot_w, plot_h = 560.0, 240.0
     width, height = LEFT + plot_w + RIGHT, TOP + plot_h + 100
     step = max(1, int(np.ceil(top / 5)))
-    parts = _axes(width, height, plot_h, "prompts", x_label, title, list(range(0, top + 1, step)), float(top))
+    parts = _axes(width, height, plot_h, y_label, x_label, title, list(range(0, top + 1, step)), float(top))
     bw = plot_w / bins
     for j, (name, c) in enumerate(counts.items()):
         colour = COLOURS[(j + 1) % len(COLOURS)]

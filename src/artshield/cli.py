@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -18,7 +19,7 @@ import warnings
 from pathlib import Path
 
 from . import names
-from .errors import ArtshieldError, one_line
+from .errors import ArtshieldError, as_text, one_line
 from .cli_parser import build_parser
 from .provenance import environment
 
@@ -135,21 +136,27 @@ def _check_common(args) -> None:
         raise ArtshieldError(f"--recovery-steps {args.recovery_steps}: must be 0 (no attack) or more")
 
 
+def _apply_adapter(args, bundle):
+    """--adapter's adaptation put on `bundle` (None without one); a base model other than the one
+    loaded is a warning."""
+    if not getattr(args, "adapter", None):
+        return None
+    from .mimic import Adapter
+    from .models.weights import base_spec
+
+    adapter = Adapter.load(args.adapter)
+    if adapter.info.get("base_model") not in (None, args.model, base_spec(bundle)):
+        _warn(args, f"--adapter {args.adapter} was trained on {adapter.info['base_model']}, not {args.model}")
+    adapter.apply(bundle, folder=args.adapter)
+    return adapter
+
+
 def cmd_generate(args) -> int:
     from .generate import generate
 
     start = time.time()
     bundle = _load(args)
-    adapter = None
-    if args.adapter:
-        from .mimic import Adapter
-
-        from .models.weights import base_spec
-
-        adapter = Adapter.load(args.adapter)
-        if adapter.info.get("base_model") not in (None, args.model, base_spec(bundle)):
-            _warn(args, f"--adapter {args.adapter} was trained on {adapter.info['base_model']}, not {args.model}")
-        adapter.apply(bundle, folder=args.adapter)
+    adapter = _apply_adapter(args, bundle)
     prompts = [adapter.prompt(p) if adapter else p for p in args.prompt for _ in range(args.n)]
     bar = _progress(args, len(prompts), "generate")
     images = generate(bundle, prompts, seed=args.seed, steps=args.steps, guidance=args.guidance, progress=bar.update,
@@ -559,11 +566,77 @@ def _evaluate_erasure(args, bundle, edit, targets: dict, concepts: list[str], pe
     return records
 
 
+def cmd_audit_dataset(args) -> int:
+    """Dataset inference: --dataset against --heldout (audit/dataset.py)."""
+    from .audit import dataset
+    from .audit.report import dataset_page
+    from .io import read_captioned_folder, write_text
+
+    start = time.time()
+    if not (args.dataset and args.heldout):
+        raise ArtshieldError("--dataset and --heldout go together: the images you think were trained on, and images "
+                             "of the same kind the model cannot have seen")
+    others = [flag for flag, value in (("--prompts", args.prompts), ("--candidates", args.candidates)) if value]
+    if others:
+        raise ArtshieldError(f"{' and '.join(others)} belong to the memorisation audit, not to dataset inference "
+                             "(--dataset, --heldout)")
+    if not 0 < args.alpha < 1:
+        raise ArtshieldError(f"--alpha {args.alpha:g}: a probability between 0 and 1 (e.g. 0.01)")
+    if args.folds < 2:
+        raise ArtshieldError(f"--folds {args.folds}: at least 2")
+    if args.permutations < math.ceil(1 / args.alpha) - 1:
+        raise ArtshieldError(f"--permutations {args.permutations}: too few to reach --alpha {args.alpha:g} (the "
+                             f"smallest p-value is 1 / (permutations + 1)): use at least {math.ceil(1 / args.alpha) - 1}")
+    sets = {}
+    for flag, folder in (("--dataset", args.dataset), ("--heldout", args.heldout)):
+        if not Path(folder).is_dir():
+            raise ArtshieldError(f"{flag} {folder}: no such folder")
+        sets[flag] = read_captioned_folder(folder)
+    least = dataset.needed(args.folds)
+    counts = {flag: len(found.images) for flag, found in sets.items()}
+    if min(counts.values()) < least:
+        raise ArtshieldError(f"dataset inference needs at least {least} readable images in each folder (--dataset "
+                             f"{args.dataset}: {counts['--dataset']}, --heldout {args.heldout}: {counts['--heldout']}); "
+                             "30 or more each make a real effect far easier to find")
+    bundle = _load(args)
+    adapter = _apply_adapter(args, bundle)
+    default = args.caption if args.caption is not None else bundle.conventions.generic_prompt
+
+    def captions(found):
+        return [adapter.prompt(c or default) if adapter else (c or default) for c in found.captions]
+
+    out = _output_dir(args)
+    bar = _progress(args, sum(counts.values()), "features")
+    suspect, heldout = sets["--dataset"], sets["--heldout"]
+    try:
+        record = dataset.run(bundle, suspect.images, captions(suspect), heldout.images, captions(heldout),
+                             alpha=args.alpha, folds=args.folds, permutations=args.permutations, seed=args.seed,
+                             progress=bar.update)
+    except ValueError as e:
+        raise ArtshieldError(f"audit: {e}") from None
+    bar.close()
+    record["files"] = {"suspect": [as_text(str(f)) for f in suspect.files],
+                       "heldout": [as_text(str(f)) for f in heldout.files]}
+    failures = suspect.failures + heldout.failures
+    results = {"command": "audit", "mode": "dataset inference", "model": bundle.describe(),
+               "adapter": {"folder": args.adapter, **adapter.info} if adapter else None,
+               "folders": {"dataset": as_text(str(args.dataset)), "heldout": as_text(str(args.heldout))}, "seed": args.seed,
+               **record, "report": "report.html", "failed": failures, "seconds": round(time.time() - start, 2),
+               "environment": environment()}
+    results["adapter"] = results["adapter"] and {k: v for k, v in results["adapter"].items() if k != "captions"}
+    write_text(dataset_page(results), out / "report.html")
+    if not args.quiet:
+        print(f"artshield audit: {record['verdict']}", file=sys.stderr)
+    return _finish(args, out, results)
+
+
 def cmd_audit(args) -> int:
     from .audit import AuditSet, DetectConfig, ExtractConfig, audit, corpus_audit_set, membership
     from .audit.report import page
     from .io import read_lines, write_text
 
+    if args.dataset or args.heldout:
+        return cmd_audit_dataset(args)
     start = time.time()
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     if not methods or any(m not in names.AUDIT for m in methods):
@@ -578,6 +651,9 @@ def cmd_audit(args) -> int:
         raise ArtshieldError(f"audit: {e}") from None
     chosen = AuditSet(read_lines(args.prompts, "--prompts", "prompts"), source=args.prompts) if args.prompts else None
     bundle = _load(args)
+    adapter = _apply_adapter(args, bundle)
+    if adapter is not None and chosen is not None:
+        chosen.prompts = [adapter.prompt(p) for p in chosen.prompts]
     if chosen is None:
         if not bundle.conventions.corpus:
             raise ArtshieldError("--prompts FILE is needed: only mini's own training captions are built in")

@@ -214,6 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--detect-steps", type=int, default=1, help="detect: first sampling steps averaged (default 1)")
     au.add_argument("--candidates", default=None,
                     help="a folder of images to score for training membership (captions from NAME.txt)")
+    au.add_argument("--adapter", default=None, help="a folder written by artshield mimic, applied to the model first "
+                    "(the model under audit is then the base model with this adaptation)")
+    ds = au.add_argument_group("dataset inference (was this model trained on my images?)")
+    ds.add_argument("--dataset", default=None, metavar="DIR",
+                    help="the images you think were trained on (e.g. your published portfolio); with --heldout, "
+                    "runs dataset inference instead of the memorisation audit")
+    ds.add_argument("--heldout", default=None, metavar="DIR",
+                    help="images of the same kind the model cannot have seen (unpublished, or made after it)")
+    ds.add_argument("--caption", default=None,
+                    help="the caption of images without a NAME.txt beside them (default: the model's generic prompt)")
+    ds.add_argument("--alpha", type=float, default=0.01, help="the p-value at or under which it reports evidence "
+                    "(default 0.01)")
+    ds.add_argument("--permutations", type=int, default=999, help="label shufflings of the test (default 999)")
+    ds.add_argument("--folds", type=int, default=5, help="cross-fitting folds (default 5)")
     au.set_defaults(func="audit")
 
     ex = sub.add_parser("export", parents=[common], help="write a model, an erasure or an adaptation as files "

@@ -24,13 +24,14 @@ import torch
 from ..errors import ArtshieldError
 from ..models import ModelBundle
 from .base import AUDITS
-from .detect import Detect, DetectConfig, auc, membership_loss, text_conditional_magnitude
+from .detect import Detect, DetectConfig, auc, membership_loss, text_conditional_magnitude, tpr_at_fpr
 from .distance import pairwise_tiled_l2, tiled_l2
 from .extract import Extract, ExtractConfig, calibrate, extraction_attack, largest_clique, precision_recall
 
 __all__ = ["AUDITS", "AuditResult", "AuditSet", "Detect", "DetectConfig", "Extract", "ExtractConfig", "audit", "auc",
            "calibrate", "corpus_audit_set", "corpus_prompts", "extraction_attack", "largest_clique", "membership",
-           "membership_loss", "pairwise_tiled_l2", "precision_recall", "text_conditional_magnitude", "tiled_l2"]
+           "membership_loss", "pairwise_tiled_l2", "precision_recall", "text_conditional_magnitude", "tiled_l2",
+           "tpr_at_fpr"]
 
 
 def corpus_prompts(seed: int = 0, control: str = "novel") -> tuple[list[str], list[bool]]:
@@ -154,6 +155,10 @@ def audit(bundle: ModelBundle, prompts: list[str], truth: list[bool] | None = No
                             "seconds_per_prompt": round(seconds / len(prompts), 4)}
         if truth is not None and 0 < sum(truth) < len(truth):
             result.detection["auc"] = round(auc(scores, truth), 4)
+            low = tpr_at_fpr(scores, truth, 0.01)
+            result.detection.update({"auc_interval": low["auc_interval"], "tpr_at_1pct_fpr": low["tpr"],
+                                     "tpr_at_1pct_fpr_interval": low["tpr_interval"],
+                                     "negatives": int(len(truth) - sum(truth))})
     if "extract" in methods:
         method = Extract(bundle, (extract or ExtractConfig()).calibrated(training))
         t0 = time.time()

@@ -129,3 +129,24 @@ def auc(scores, labels) -> float:
     greater = (pos[:, None] > neg[None, :]).sum()
     ties = (pos[:, None] == neg[None, :]).sum()
     return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+def tpr_at_fpr(scores, labels, fpr: float = 0.01) -> dict:
+    """The true-positive rate at a false-positive rate of at most `fpr`: the share of positives
+    scoring above the threshold that lets through at most floor(fpr x negatives) negatives (with
+    fewer than 1 / fpr negatives: none). Wilson 95 % interval; and the AUC with Hanley and McNeil's."""
+    from ..metrics.judges import _auc_interval, _wilson
+
+    scores, labels = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
+    pos, neg = scores[labels], scores[~labels]
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError("a true-positive rate needs at least one positive and one negative")
+    allowed = int(np.floor(fpr * len(neg) + 1e-9))
+    threshold = float(np.sort(neg)[::-1][allowed]) if allowed < len(neg) else -np.inf
+    hits = int((pos > threshold).sum())
+    low, high = _wilson(hits, len(pos))
+    a, a_low, a_high = _auc_interval(pos, neg)
+    return {"tpr": hits / len(pos), "tpr_interval": [round(low, 4), round(high, 4)], "at_fpr": fpr,
+            "false_positives_allowed": allowed, "threshold": threshold, "auc": round(a, 4),
+            "auc_interval": [round(a_low, 4), round(a_high, 4)]}
+

@@ -54,3 +54,19 @@ def render(results: dict, model: str, source: str, sizes: dict[str, tuple[int, i
                          n=len(per), known=known, detection=detection, extraction=extraction, roc=roc, hist=hist,
                          flagged=flagged, flagged_count=sum(bool(r.get("flagged")) for r in per), prompts=prompts,
                          sort_key=sort_key, any_match=any("extracted" in r for r in per), image_size=image_size)
+
+
+def dataset_page(results: dict) -> str:
+    """The dataset-inference page from its results.json: the verdict in words, the test's figures,
+    the evidence (each image's out-of-fold score by set, the shuffled labellings' AUCs beside the
+    real one) and every feature's effect size."""
+    scores = charts.histogram({"suspect (--dataset)": results["scores"]["suspect"],
+                               "held-out (--heldout)": results["scores"]["heldout"]},
+                              title="Each image's score from a model that never saw it (higher: more like the suspect "
+                                    "set)", x_label="out-of-fold score (log-odds)", y_label="images")
+    null = charts.histogram({"shuffled labels": results["null_auc"], "your two sets": [results["auc"]]},
+                            title="How separable the two sets are, against shuffled labels", x_label="AUC",
+                            y_label="labellings", bins=30)
+    features = sorted(results["features"], key=lambda f: f["effect_size"])
+    return report.render("dataset.html.j2", title="artshield audit: dataset inference", r=results,
+                         scores_chart=scores, null_chart=null, features=features)

@@ -42,7 +42,7 @@ class JudgeNet(nn.Module):
     the channels of a middle and the last block, the feature statistics that style transfer
     equates with style (Gatys et al., Huang and Belongie), for a 3x longer feature vector."""
 
-    def __init__(self, n_styles: int, n_concepts: int, width: int = 64, pooling: str = "mean"):
+    def __init__(self, n_styles: int, n_concepts: int, width: int, pooling: str = "mean"):
         super().__init__()
         w = width
         self.pooling = pooling
