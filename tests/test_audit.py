@@ -187,3 +187,46 @@ def test_the_true_positive_rate_at_one_percent_false_positives_and_a_constant_de
     assert flat["tpr"] == 0.0 and flat["auc"] == 0.5
     with pytest.raises(ValueError, match="at least one positive and one negative"):
         tpr_at_fpr([1.0, 2.0], [True, True])
+
+
+def test_the_anisotropy_detector_written_out_on_a_tiny_model(tiny_bundle):
+    """norm: |eps_c - eps_u| at the schedule's first timestep from the seeded pure noise; alignment:
+    the cosine over channels, at each latent position, of eps_u and eps_c - eps_u at the timestep
+    `low_step` from the end, averaged; the score weighs them; generations average."""
+    from artshield.audit import Anisotropy, AnisotropyConfig
+
+    method = Anisotropy(tiny_bundle, AnisotropyConfig(generations=2, low_step=2, sampling_steps=6, norm_weight=0.5,
+                                                      cosine_weight=3.0, batch_size=3))
+    prompts = ["a red icon", "a blue square", "x"]
+    parts = method.parts(prompts)
+    sampler = tiny_bundle.sampler()
+    sampler.set_timesteps(6)
+    unet = tiny_bundle.unet
+    shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    with torch.no_grad():
+        for k, prompt in enumerate(prompts):
+            norms, cosines = [], []
+            for g in range(2):
+                z = torch.randn(shape, generator=torch.Generator().manual_seed(g))[None] * sampler.init_noise_sigma
+                out = {}
+                for name, t in (("high", sampler.timesteps[0]), ("low", sampler.timesteps[-2])):
+                    out[name] = [unet(sampler.scale_model_input(z, t), t,
+                                      encoder_hidden_states=tiny_bundle.embed([text])).sample for text in ("", prompt)]
+                u, c = out["high"]
+                norms.append(float((c - u).norm()))
+                u, c = out["low"]
+                cosines.append(float(((u * (c - u)).sum(1) / (u.norm(dim=1) * (c - u).norm(dim=1))).mean()))
+            assert parts["norm"][k] == pytest.approx(np.mean(norms), rel=1e-4)
+            assert parts["cosine"][k] == pytest.approx(np.mean(cosines), rel=1e-4, abs=1e-6)
+    assert np.allclose(parts["score"], 0.5 * parts["norm"] + 3.0 * parts["cosine"])
+    assert np.allclose(method.run(prompts), parts["score"])
+    with pytest.raises(ValueError, match="low_step 6 must be smaller"):
+        Anisotropy(tiny_bundle, AnisotropyConfig(low_step=6, sampling_steps=6)).parts(prompts)
+
+
+def test_audit_runs_the_anisotropy_detector_beside_wens_with_their_figures(tiny_bundle):
+    result = audit(tiny_bundle, ["a", "b", "c", "d"], truth=[True, False, True, False], methods=("detect", "anisotropy"))
+    d = result.to_dict()
+    assert {"auc", "auc_interval", "tpr_at_1pct_fpr", "tpr_at_1pct_fpr_interval"} <= set(d["detection"])
+    assert {"auc", "norm_auc", "cosine_auc", "tpr_at_1pct_fpr", "seconds_per_prompt"} <= set(d["anisotropy"])
+    assert all({"magnitude", "anisotropy", "anisotropy_norm", "anisotropy_cosine"} <= set(p) for p in d["per_prompt"])

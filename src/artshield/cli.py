@@ -631,7 +631,7 @@ def cmd_audit_dataset(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    from .audit import AuditSet, DetectConfig, ExtractConfig, audit, corpus_audit_set, membership
+    from .audit import AnisotropyConfig, AuditSet, DetectConfig, ExtractConfig, audit, corpus_audit_set, membership
     from .audit.report import page
     from .io import read_lines, write_text
 
@@ -647,6 +647,7 @@ def cmd_audit(args) -> int:
                                 grid=args.grid, seed=args.seed, sampling_steps=args.steps, guidance=args.guidance)
         detect = DetectConfig(generations=args.detect_generations, steps=args.detect_steps,
                               sampling_steps=args.steps, guidance=args.guidance)
+        anisotropy = AnisotropyConfig(generations=args.detect_generations, sampling_steps=args.steps)
     except ValueError as e:
         raise ArtshieldError(f"audit: {e}") from None
     chosen = AuditSet(read_lines(args.prompts, "--prompts", "prompts"), source=args.prompts) if args.prompts else None
@@ -662,10 +663,11 @@ def cmd_audit(args) -> int:
     if extract.threshold == "auto" and training is None:
         raise ArtshieldError("--threshold auto needs the training images (built in for mini only)")
     out = _output_dir(args)
-    bar = _progress(args, sum(c.generations * len(prompts) for m, c in (("extract", extract), ("detect", detect))
-                              if m in methods), "audit")
+    bar = _progress(args, sum(c.generations * len(prompts) for m, c in (("extract", extract), ("detect", detect),
+                                                                         ("anisotropy", anisotropy)) if m in methods),
+                    "audit")
     result = audit(bundle, prompts, truth=chosen.truth, training=training, methods=methods, extract=extract,
-                   detect=detect, progress=bar.update)
+                   detect=detect, anisotropy=anisotropy, progress=bar.update)
     bar.close()
     results, failures = result.to_dict(), []
     if args.candidates:

@@ -203,14 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--control", choices=("novel", "training"), default="novel",
                     help="mini's built-in set: the negatives beside the planted duplicates are captions no "
                     "training image has (novel, default) or ordinary training captions (training)")
-    au.add_argument("--method", default="extract,detect", help="extract, detect, or both (default)")
+    au.add_argument("--method", default="extract,detect", help="extract, detect, anisotropy, comma-separated "
+                    "(default: extract,detect)")
     au.add_argument("--generations", type=int, default=500, help="extract: generations per prompt (default 500)")
     au.add_argument("--threshold", default="0.15",
                     help="extract: delta, normalised L2 (default 0.15, the paper's), or 'auto': the 5 %% quantile "
                     "of distances between distinct training images (needs them: mini)")
     au.add_argument("--min-clique", type=int, default=10, help="extract: clique size that flags a prompt (default 10)")
     au.add_argument("--grid", type=int, default=4, help="extract: tiles per side for the tiled L2 (default 4)")
-    au.add_argument("--detect-generations", type=int, default=4, help="detect: seeds per prompt (default 4)")
+    au.add_argument("--detect-generations", type=int, default=4, help="detect and anisotropy: seeds per prompt "
+                    "(default 4)")
     au.add_argument("--detect-steps", type=int, default=1, help="detect: first sampling steps averaged (default 1)")
     au.add_argument("--candidates", default=None,
                     help="a folder of images to score for training membership (captions from NAME.txt)")

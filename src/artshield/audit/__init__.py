@@ -3,12 +3,14 @@
     result = audit(bundle, prompts, truth=labels, training=images)
     result.to_dict(), result.flagged
 
-Two methods (registered in AUDITS, the same call shape as every other family), run on the same
+Three methods (registered in AUDITS, the same call shape as every other family), run on the same
 prompts:
     extract  the generate-and-filter attack (Carlini et al. 2023): N generations per prompt, the
              tiled-L2 clique rule, flagged generations matched to the training images
     detect   Wen et al. (2024): the magnitude of the text-conditional noise prediction over the
              first sampling step(s), a score per prompt without sampling images
+    anisotropy  Asthana and Belagiannis (2026): that magnitude from pure noise plus the alignment of
+             the unconditional prediction with the guidance direction at a low-noise timestep
 With ground truth (a label per prompt: memorised or not) the results carry `extraction`
 {precision, recall} and `detection` {auc}. `corpus_prompts` builds such a set on mini: the captions
 of the corpus's planted duplicates mixed with as many ordinary training captions.
@@ -24,11 +26,11 @@ import torch
 from ..errors import ArtshieldError
 from ..models import ModelBundle
 from .base import AUDITS
-from .detect import Detect, DetectConfig, auc, membership_loss, text_conditional_magnitude, tpr_at_fpr
+from .detect import Anisotropy, AnisotropyConfig, Detect, DetectConfig, auc, membership_loss, text_conditional_magnitude, tpr_at_fpr
 from .distance import pairwise_tiled_l2, tiled_l2
 from .extract import Extract, ExtractConfig, calibrate, extraction_attack, largest_clique, precision_recall
 
-__all__ = ["AUDITS", "AuditResult", "AuditSet", "Detect", "DetectConfig", "Extract", "ExtractConfig", "audit", "auc",
+__all__ = ["AUDITS", "Anisotropy", "AnisotropyConfig", "AuditResult", "AuditSet", "Detect", "DetectConfig", "Extract", "ExtractConfig", "audit", "auc",
            "calibrate", "corpus_audit_set", "corpus_prompts", "extraction_attack", "largest_clique", "membership",
            "membership_loss", "pairwise_tiled_l2", "precision_recall", "text_conditional_magnitude", "tiled_l2",
            "tpr_at_fpr"]
@@ -112,6 +114,7 @@ class AuditResult:
     per_prompt: list[dict]
     detection: dict | None = None
     extraction: dict | None = None
+    anisotropy: dict | None = None
     flagged: dict[int, torch.Tensor] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -120,13 +123,16 @@ class AuditResult:
             out["detection"] = self.detection
         if self.extraction is not None:
             out["extraction"] = self.extraction
+        if self.anisotropy is not None:
+            out["anisotropy"] = self.anisotropy
         out["per_prompt"] = self.per_prompt
         return out
 
 
 def audit(bundle: ModelBundle, prompts: list[str], truth: list[bool] | None = None,
-          training=None, methods=tuple(AUDITS), extract: ExtractConfig | None = None,
-          detect: DetectConfig | None = None, progress=None) -> AuditResult:
+          training=None, methods=("extract", "detect"), extract: ExtractConfig | None = None,
+          detect: DetectConfig | None = None, anisotropy: AnisotropyConfig | None = None,
+          progress=None) -> AuditResult:
     """Run the audit `methods` on `prompts`. With `truth` (one label per prompt: memorised or not),
     the summaries carry precision/recall and AUC; with `training` (the training images at the
     generations' size: a tensor, or a list of PIL images or arrays), flagged generations are matched to their nearest training image."""
@@ -159,6 +165,25 @@ def audit(bundle: ModelBundle, prompts: list[str], truth: list[bool] | None = No
             result.detection.update({"auc_interval": low["auc_interval"], "tpr_at_1pct_fpr": low["tpr"],
                                      "tpr_at_1pct_fpr_interval": low["tpr_interval"],
                                      "negatives": int(len(truth) - sum(truth))})
+    if "anisotropy" in methods:
+        method = Anisotropy(bundle, anisotropy)
+        t0 = time.time()
+        parts = method.parts(prompts, progress=progress)
+        seconds = time.time() - t0
+        for k, rec in enumerate(result.per_prompt):
+            rec.update({"anisotropy": round(float(parts["score"][k]), 5),
+                        "anisotropy_norm": round(float(parts["norm"][k]), 5),
+                        "anisotropy_cosine": round(float(parts["cosine"][k]), 5)})
+        cfg = method.config
+        result.anisotropy = {"method": "norm plus angular alignment from pure noise (Asthana and Belagiannis 2026)",
+                             "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+                             "seconds_per_prompt": round(seconds / len(prompts), 4)}
+        if truth is not None and 0 < sum(truth) < len(truth):
+            for key, part in (("", "score"), ("norm_", "norm"), ("cosine_", "cosine")):
+                low = tpr_at_fpr(parts[part], truth, 0.01)
+                result.anisotropy.update({f"{key}auc": low["auc"], f"{key}auc_interval": low["auc_interval"],
+                                          f"{key}tpr_at_1pct_fpr": low["tpr"],
+                                          f"{key}tpr_at_1pct_fpr_interval": low["tpr_interval"]})
     if "extract" in methods:
         method = Extract(bundle, (extract or ExtractConfig()).calibrated(training))
         t0 = time.time()

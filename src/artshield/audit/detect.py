@@ -98,6 +98,89 @@ def text_conditional_magnitude(bundle: ModelBundle, prompts: list[str], generati
     return scores
 
 
+@dataclass
+class AnisotropyConfig(Overridable):
+    generations: int = 1              # noise draws per prompt (the authors' detection runs use 1)
+    low_step: int = 3                 # the cosine's timestep: this many steps from the end of the schedule
+    norm_weight: float = 1.0          # the authors' weights for SD 1.x (detect_eval.py: gamma_1 = 1, gamma_2 = 2)
+    cosine_weight: float = 2.0
+    sampling_steps: int | None = None # the DDIM schedule (None: the model's)
+    seed: int = 0
+    batch_size: int = 64
+
+    limits = {"generations": Limit(1, 10_000), "low_step": Limit(1, 1000), "norm_weight": Limit(-1e6, 1e6),
+              "cosine_weight": Limit(-1e6, 1e6), "sampling_steps": Limit(2, 1000), "seed": SEED,
+              "batch_size": Limit(1, 4096)}
+
+
+@register("anisotropy")
+class Anisotropy:
+    """Asthana and Belagiannis's detector (ICLR 2026, arXiv 2601.20642): one score per prompt from
+    pure noise, two forward passes each (conditional and unconditional in one batch), no sampling.
+
+    norm    |eps(x_T, prompt) - eps(x_T, "")| at the schedule's first timestep: Wen et al.'s
+            magnitude at step one, large where the log-density is isotropic (high noise);
+    cosine  at a low-noise timestep (`low_step` from the end of the sampling schedule), the same
+            pure-noise latent fed in: at each latent position, the cosine over channels between
+            the unconditional prediction and the guidance direction (conditional minus
+            unconditional), averaged over positions. Memorised prompts align the two where the
+            log-density is anisotropic (low noise), which the norm alone misses;
+    score   norm_weight x norm + cosine_weight x cosine (the authors' SD 1.x weights by default).
+
+    A v- or sample-prediction model's outputs are read as the noise they stand for, as in
+    `text_conditional_magnitude`."""
+
+    Config = AnisotropyConfig
+
+    def __init__(self, bundle: ModelBundle, config: AnisotropyConfig | None = None):
+        self.bundle = bundle
+        self.config = config or self.Config()
+
+    def total_steps(self, n_prompts: int) -> int:
+        return n_prompts * self.config.generations
+
+    @torch.no_grad()
+    def parts(self, prompts: list[str], progress=None) -> dict[str, np.ndarray]:
+        """{"norm", "cosine", "score"}: one value per prompt each, averaged over generations."""
+        c, bundle = self.config, self.bundle
+        steps = int(c.sampling_steps or bundle.conventions.steps)
+        if c.low_step >= steps:
+            raise ValueError(f"low_step {c.low_step} must be smaller than the schedule's {steps} steps")
+        sampler = bundle.sampler()
+        sampler.set_timesteps(steps, device=bundle.device)
+        high, low = sampler.timesteps[0], sampler.timesteps[-c.low_step]
+        unet = bundle.unet
+        channels, side = unet.config.in_channels, int(unet.config.sample_size)
+        uncond = bundle.embed([""])
+        norm, cosine = np.zeros(len(prompts)), np.zeros(len(prompts))
+        rows = [(i, g) for i in range(len(prompts)) for g in range(c.generations)]
+        for start in range(0, len(rows), c.batch_size):
+            chunk = rows[start:start + c.batch_size]
+            ctx = bundle.embed([prompts[i] for i, _ in chunk])
+            z = torch.stack([torch.randn(channels, side, side, generator=torch.Generator().manual_seed(c.seed + g))
+                             for _, g in chunk]).to(bundle.device, bundle.dtype) * sampler.init_noise_sigma
+            both = torch.cat([uncond.expand(len(chunk), -1, -1), ctx])
+            values = {}
+            for name, t in (("high", high), ("low", low)):
+                p_u, p_c = unet(sampler.scale_model_input(torch.cat([z, z]), t), t,
+                                encoder_hidden_states=both).sample.float().chunk(2)
+                values[name] = [predicted_noise(bundle, p, z.float(), t) for p in (p_u, p_c)]
+            e_u, e_c = values["high"]
+            n = (e_c - e_u).flatten(1).norm(dim=1).cpu()
+            e_u, e_c = values["low"]
+            cos = torch.nn.functional.cosine_similarity(e_u, e_c - e_u, dim=1).flatten(1).mean(1).cpu()
+            for (i, _), a, b in zip(chunk, n, cos):
+                norm[i] += float(a) / c.generations
+                cosine[i] += float(b) / c.generations
+            if progress is not None:
+                progress(len(chunk))
+        return {"norm": norm, "cosine": cosine, "score": c.norm_weight * norm + c.cosine_weight * cosine}
+
+    def run(self, prompts: list[str], generator=None, progress=None) -> np.ndarray:
+        """Scores per prompt, higher for memorised prompts (noise seeded config.seed + g, as Detect)."""
+        return self.parts(prompts, progress)["score"]
+
+
 @torch.no_grad()
 def membership_loss(bundle: ModelBundle, images: torch.Tensor, captions: list[str] | None = None,
                     timesteps: tuple[int, ...] = (100, 200, 300, 400, 500), draws: int = 4, seed: int = 0,

@@ -51,7 +51,8 @@ def render(results: dict, model: str, source: str, sizes: dict[str, tuple[int, i
     sort_key = "magnitude" if detection else "clique size"
     prompts = sorted(per, key=lambda r: -(r.get("magnitude", 0) if detection else r.get("clique_size", 0)))
     return report.render("audit.html.j2", title="artshield audit", command=command, model=model, source=source,
-                         n=len(per), known=known, detection=detection, extraction=extraction, roc=roc, hist=hist,
+                         n=len(per), known=known, detection=detection, extraction=extraction,
+                         anisotropy=results.get("anisotropy"), roc=roc, hist=hist,
                          flagged=flagged, flagged_count=sum(bool(r.get("flagged")) for r in per), prompts=prompts,
                          sort_key=sort_key, any_match=any("extracted" in r for r in per), image_size=image_size)
 

@@ -250,9 +250,71 @@ def audit(report: dict) -> str:
             f"{low['tpr_interval'][1]:.3f}] |\n")
 
 
+def detectors(report: dict) -> str:
+    """Memorisation detectors side by side from one audit run (artshield audit --method
+    detect,anisotropy): AUC and TPR at 1 % FPR with 95 % intervals from the per-prompt scores, and
+    seconds per prompt."""
+    from ..audit.detect import tpr_at_fpr
+
+    per = report["per_prompt"]
+    truth = [p["memorised"] for p in per]
+    rows = ["| detector | AUC [95 %] | TPR at 1 % FPR [95 %] | seconds per prompt |", "|---|---|---|---|"]
+    det, ani = report.get("detection"), report.get("anisotropy")
+    cases = []
+    if det:
+        cases.append((f"Wen et al.: text-conditional magnitude ({det['generations']} draws, step {det['steps']})",
+                      "magnitude", det["seconds_per_prompt"]))
+    if ani:
+        w = ani["config"]
+        cases += [(f"anisotropy: {w['norm_weight']:g} x norm + {w['cosine_weight']:g} x alignment (the authors' SD 1.x "
+                   f"weights, {w['generations']} draws)", "anisotropy", ani["seconds_per_prompt"]),
+                  ("anisotropy's norm alone", "anisotropy_norm", None),
+                  ("anisotropy's alignment alone", "anisotropy_cosine", None)]
+    for name, key, seconds in cases:
+        r = tpr_at_fpr([p[key] for p in per], truth, 0.01)
+        rows.append(f"| {name} | {r['auc']:.3f} [{r['auc_interval'][0]:.3f}, {r['auc_interval'][1]:.3f}] | {r['tpr']:.3f} "
+                    f"[{r['tpr_interval'][0]:.3f}, {r['tpr_interval'][1]:.3f}] | "
+                    f"{'' if seconds is None else f'{seconds:.3f}'} |")
+    return "\n".join(rows) + "\n"
+
+
+def dataset(report: dict) -> str:
+    """Dataset inference on mini (scripts/audit_dataset.py's results.json): per artist and model, the
+    p-value and AUC of SUSPECT against HELD-OUT, and the false-positive rates over the null splits."""
+    rows = ["| artist | model | images per set | p-value | AUC | verdict at 0.01 | false positives over null splits "
+            "(at 0.05 / 0.01) |", "|---|---|---|---|---|---|---|"]
+    records = [r for r in report["records"] if "artist" in r]
+    order = {m: k for k, m in enumerate(["base", "lora", "dreambooth", "hypernetwork", "textual-inversion"])}
+    for r in sorted(records, key=lambda r: (r["artist"], order.get(r.get("mimic", "base"), 9))):
+        null = r.get("null") or r.get("null_never_trained")
+        rates = null["false_positive_rate"]
+        model = "mini" if "mimic" not in r else f"mini + {r['mimic']} ({r['steps']} steps)"
+        found = r["p_value"] <= 0.01
+        word = ("**found**" if found else "not found") if "mimic" in r else ("accused" if found else "not accused")
+        rows.append(f"| {r['artist']} | {model} | {r['images_per_set']} | {r['p_value']:.3f} | {r['auc']:.3f} | {word} | "
+                    f"{rates['0.05']:.2f} / {rates['0.01']:.2f} of {null['splits']} |")
+    if records:
+        from ..metrics.judges import _wilson
+
+        p = np.concatenate([(r.get("null") or r.get("null_never_trained"))["p_values"] for r in records])
+        cells = []
+        for alpha in (0.05, 0.01):
+            k = int((p <= alpha).sum())
+            low, high = _wilson(k, len(p))
+            cells.append(f"{k / len(p):.3f} [{low:.3f}, {high:.3f}]")
+        rows.append(f"| all | every null split above, pooled | | | | | {cells[0]} / {cells[1]} of {len(p)} |")
+    unlike = [r for r in report["records"] if "theme" in r]
+    if unlike:
+        rows += ["", "| training theme (SUSPECT: mini's training icons; HELD-OUT: other subjects) | p-value | AUC |",
+                 "|---|---|---|"]
+        rows += [f"| {r['theme']} | {r['p_value']:.3f} | {r['auc']:.3f} |" for r in unlike]
+    return "\n".join(rows) + "\n"
+
+
 KINDS = {"verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost,
          "claims": claims, "ablation": ablation, "discrimination": discrimination, "adaptive": adaptive,
-         "purified": purified, "mutation": mutation, "audit": audit}
+         "purified": purified, "mutation": mutation, "audit": audit,
+         "dataset": dataset, "detectors": detectors}
 
 
 def render(readme: str, root: Path) -> str:
