@@ -55,11 +55,13 @@ def artist_sets(artist: str):
     return [pool[i] for i in order[:n]], [pool[i] for i in order[n:2 * n]]
 
 
-def features(bundle, items, artist=None):
+def features(bundle, items, artist=None, adapter=None):
     """Dataset inference's features of `items`, captioned as the mimic's training was (the trigger word
-    in `artist`'s place), or with their own captions (artist None: what mini trained on)."""
+    in `artist`'s place, written as `adapter` needs it: textual inversion's learnt token), or with
+    their own captions (artist None: what mini trained on)."""
     images = model_views(list(corpus.load_images(items, 64)), bundle.image_size)
     captions = [trigger_caption(i.caption, artist) if artist else i.caption for i in items]
+    captions = [adapter.prompt(c) for c in captions] if adapter is not None else captions
     return dataset.membership_features(bundle, images, captions)
 
 
@@ -91,6 +93,7 @@ def main(argv=None) -> int:
     ap.add_argument("--mimics", nargs="+", default=["lora", "dreambooth", "hypernetwork", "textual-inversion"])
     ap.add_argument("--null-splits", type=int, default=100)
     ap.add_argument("--themes", type=int, default=2, help="training themes tested against unlike images (default 2)")
+    ap.add_argument("--gather", action="store_true", help="only gather OUT/parts/ into OUT/results.json")
     args = ap.parse_args(argv)
     out = Path(args.output)
     parts = out / "parts"
@@ -108,8 +111,8 @@ def main(argv=None) -> int:
         print(f"{name}: {({k: record[k] for k in ('p_value', 'auc') if k in record})} {record['seconds']} s", flush=True)
         return record
 
-    base = load_model("mini", device="cpu")
-    for artist in args.artists:
+    base = None if args.gather else load_model("mini", device="cpu")
+    for artist in [] if args.gather else args.artists:
         suspect, heldout = artist_sets(artist)
         n = len(suspect)
 
@@ -130,13 +133,13 @@ def main(argv=None) -> int:
                                 seed=0, **options)
                 trained = time.time() - t0
                 adapter.apply(bundle)
-                f = features(bundle, suspect + heldout, artist)
+                f = features(bundle, suspect + heldout, artist, adapter)
                 return {"artist": artist, "mimic": method, "images_per_set": n, "steps": steps,
                         "lr": adapter.info["config"]["lr"], "options": options, "train_seconds": round(trained, 1),
                         **test(f[:n], f[n:]), "null_never_trained": null_rates(f[n:], args.null_splits, seed=2)}
             part(f"{artist}-{method}", mimic_record)
 
-    for theme in corpus.themes(heldout=False)[:args.themes]:
+    for theme in [] if args.gather else corpus.themes(heldout=False)[:args.themes]:
         def theme_record():
             members = [i for i in corpus.items(split="train", theme=theme) if i.copies == 1][:N]
             others = corpus.items(split="judge", theme=theme)[:N]
@@ -147,7 +150,7 @@ def main(argv=None) -> int:
         part(f"unlike-{theme}", theme_record)
 
     records = [json.loads(p.read_text()) for p in sorted(parts.glob("*.json"))]
-    summary = {"command": "python scripts/audit_dataset.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    summary = {"command": "python scripts/audit_dataset.py -o OUT (records of every part in OUT/parts/)",
                "images_per_set_at_most": N, "permutations": dataset.PERMUTATIONS, "timesteps": list(dataset.TIMESTEPS),
                "draws": dataset.DRAWS, "folds": dataset.FOLDS, "features": dataset.feature_names(),
                "python": platform.python_version(), "torch": torch.__version__, "records": records}

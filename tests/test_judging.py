@@ -254,14 +254,27 @@ def test_the_clip_judge_reads_its_preprocessing_from_the_folder_and_refuses_what
     assert (judges.load_judge("clip", str(tmp_path / "clip")).size,) == (18,)
     (tmp_path / "clip" / "preprocessor_config.json").write_text(json.dumps({"size": {}, "crop_size": {}}))
     assert judges.load_judge("clip", str(tmp_path / "clip")).size == 16
+    (tmp_path / "clip" / "preprocessor_config.json").write_text(json.dumps({"size": 20, "crop_size": {"height": 12}}))
+    assert judges.load_judge("clip", str(tmp_path / "clip")).image_size == 12
+    (tmp_path / "clip" / "preprocessor_config.json").write_text(json.dumps({"crop_size": 14}))
+    assert judges.load_judge("clip", str(tmp_path / "clip")).image_size == 14
     (tmp_path / "clip" / "config.json").write_text("{not json")
-    with pytest.raises(ArtshieldError, match="cannot load a CLIP vision tower"):
+    with pytest.raises(ArtshieldError) as e:
         judges.load_judge("clip", str(tmp_path / "clip"))
-    with pytest.raises(ArtshieldError, match="not a transformers CLIP folder"):
-        judges.load_judge("clip", str(tmp_path / "none"))
+    folder = str(tmp_path / "clip")
+    assert str(e.value).startswith(f"judge_path={folder!r}: cannot load a CLIP vision tower: ") and "None" not in str(e.value)
+    not_clip = ("not a transformers CLIP folder (config.json and model.safetensors); save one with "
+                "CLIPModel.save_pretrained or download openai/clip-vit-large-patch14")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ArtshieldError, match="not a transformers CLIP folder"):
+    for folder in (str(tmp_path / "none"), str(tmp_path / "empty")):
+        with pytest.raises(ArtshieldError) as e:
+            judges.load_judge("clip", folder)
+        assert str(e.value) == f"judge_path={folder!r}: {not_clip}"
+    (tmp_path / "empty" / "config.json").write_text("{}")
+    with pytest.raises(ArtshieldError) as e:
         judges.load_judge("clip", str(tmp_path / "empty"))
+    assert str(e.value) == (f"judge_path={str(tmp_path / 'empty')!r}: holds no .safetensors weights (pickled .bin "
+                            "weights are never loaded)")
 
 
 def _transformers_csd(tmp_path, prefix="backbone.", style_key="last_layer_style", width=128, style_dim=24):
@@ -304,11 +317,18 @@ def test_the_csd_judge_reads_transformers_layout_weights_and_checks_its_file(tmp
         judges.load_judge("csd", str(tmp_path / "extra.safetensors"))
     (tmp_path / "model.pth").write_bytes(b"\x80\x04")
     (tmp_path / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
-    for file, words in ((tmp_path / "model.pth", "pickles"), (tmp_path / "gone.safetensors", ".safetensors file"),
-                        (tmp_path / "junk.safetensors", "not a readable safetensors file"),
-                        (tmp_path / "sub", ".safetensors file")):
-        with pytest.raises(ArtshieldError, match=words):
+    needs = ("needs CSD's weights as a .safetensors file (model.safetensors from the hub repository "
+             "yuxi-liu-wired/CSD); pickles (.pth) are never loaded")
+    save_file({"vision.weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    for file, words in ((tmp_path / "model.pth", needs), (tmp_path / "gone.safetensors", needs),
+                        (tmp_path / "sub", needs), (tmp_path / "junk.safetensors", "not a readable safetensors file ("),
+                        (tmp_path / "other.safetensors", "is not a CSD checkpoint (no backbone.* vision tower and "
+                                                         "last_layer_style)"),
+                        (tmp_path / "short.safetensors", "CSD's vision tower does not load ("),
+                        (tmp_path / "wide.safetensors", "last_layer_style is (100, 24), not (128, D)")):
+        with pytest.raises(ArtshieldError) as e:
             judges.load_judge("csd", str(file))
+        assert str(e.value).startswith(f"judge_path={str(file)!r}: {words}"), str(e.value)
 
 
 def test_openai_layout_conversion_names_shapes_and_refuses_a_grid_that_is_not_square():
@@ -342,19 +362,29 @@ def test_openai_layout_conversion_names_shapes_and_refuses_a_grid_that_is_not_sq
     assert torch.equal(state["vision_model.post_layernorm.weight"], t["p.ln_post.weight"])
     assert torch.equal(state["vision_model.pre_layrnorm.bias"], t["p.ln_pre.bias"])
     assert len(state) == 3 + 4 + layers * 16 and all(v.is_contiguous() for v in state.values())
+    bare, _ = judges.openai_to_transformers({k[2:]: v for k, v in t.items() if k.startswith("p.")})
+    assert bare.keys() == state.keys()                         # no prefix by default
     t["p.positional_embedding"] = torch.randn(grid * grid + 2, width)
     with pytest.raises(ValueError, match="27 positions is not a square grid"):
         judges.openai_to_transformers(t, "p.")
 
 
-def test_load_judge_names_what_it_needs():
+def test_load_judge_names_what_it_needs(tmp_path):
     with pytest.raises(ArtshieldError) as e:
         judges.load_judge("dino")
-    assert e.value.param == "judge" and "icon, clip, csd" in e.value.message
-    for name in ("clip", "csd"):
-        with pytest.raises(ArtshieldError, match="needs local weights: --judge-path") as e:
+    assert str(e.value) == "judge='dino': unknown judge (use icon, clip, csd)"
+    for name, needs in (("clip", judges.JUDGES["clip"][1]), ("csd", judges.JUDGES["csd"][1])):
+        with pytest.raises(ArtshieldError) as e:
             judges.load_judge(name, "")
-        assert "nothing is downloaded" in str(e.value)
+        assert str(e.value) == f"judge={name!r}: needs local weights: {needs}; nothing is downloaded at run time"
+    assert judges.load_judge().name == "icon"
+    # the icon judge from another folder: a judge of two made-up styles
+    folder = tmp_path / "judge"
+    folder.mkdir()
+    save_file(JudgeNet(2, 3, 4).state_dict(), str(folder / "judge.safetensors"))
+    (folder / "judge.json").write_text(json.dumps({"styles": ["a", "b"], "concepts": ["x", "y", "z"], "width": 4,
+                                                   "image_size": 24}))
+    assert judges.load_judge("icon", str(folder)).judge.styles == ["a", "b"]
 
 
 # --- the CSLS readout, the classifier, the squares and the decoys -----------------------------------------------
@@ -395,9 +425,10 @@ def test_prototypes_are_normalised_class_means_less_their_hubness_one_class_at_a
     x = torch.rand(4, 3, 4, 4, generator=g)
     assert torch.allclose(seen.scores(x), given.scores_of(judge.embed(x)))
     assert seen.predict(x) == [seen.names[int(i)] for i in seen.scores(x).argmax(1)]
-    with pytest.raises(ValueError, match="at least two classes"):
+    assert Prototypes(_Embedded(), classes, embedded=True).k == 10
+    with pytest.raises(ValueError, match="^a prototype readout needs at least two classes$"):
         Prototypes(_Embedded(), {"a": classes["a"]}, embedded=True)
-    with pytest.raises(ValueError, match="at least one image"):
+    with pytest.raises(ValueError, match="^every class needs at least one image$"):
         Prototypes(_Embedded(), {"a": classes["a"], "b": classes["b"][:0]}, embedded=True)
 
 
@@ -442,6 +473,23 @@ def test_decoys_are_colour_blobs_and_smooth_noise_around_the_artists_mean_colour
     want = np.clip(mean + 0.5 * (noise - 0.5), 0, 1)
     assert torch.allclose(d["smooth colour noise"], torch.from_numpy(want).float(), atol=1e-5)
     assert set(d) == {"colour blobs", "smooth colour noise"} and d["colour blobs"].shape == (4, 3, 12, 12)
+    assert all(torch.equal(a, b) for a, b in zip(judges.decoys(x).values(), judges.decoys(x, seed=0).values()))
+    # extremes: a black-and-white checkerboard overshoots in the bicubic blobs, a dark artist's noise goes
+    # under zero: both are clipped to [0, 1], as the unclipped references show they must be
+    board = ((torch.arange(12)[:, None] // 3 + torch.arange(12)[None, :] // 3) % 2).float().expand(1, 3, 12, 12)
+    dark = torch.rand(2, 3, 12, 12, generator=g) * 0.05
+    clipped = set()
+    for images in (board, dark, 1 - dark):
+        d = judges.decoys(images, seed=2)
+        blobs = np.concatenate([_cubic(_area(images.numpy().astype(np.float64), s, s), 12, 12) for s in (4, 3)])
+        noise = _cubic(torch.rand(2 * len(images), 3, 6, 6, generator=torch.Generator().manual_seed(2)).numpy()
+                       .astype(np.float64), 12, 12)
+        raw = images.numpy().mean(axis=(0, 2, 3)).reshape(1, 3, 1, 1) + 0.5 * (noise - 0.5)
+        assert torch.allclose(d["colour blobs"], torch.from_numpy(np.clip(blobs, 0, 1)).float(), atol=1e-5)
+        assert torch.allclose(d["smooth colour noise"], torch.from_numpy(np.clip(raw, 0, 1)).float(), atol=1e-5)
+        clipped |= {("blobs", blobs.max() > 1, blobs.min() < 0), ("noise", raw.max() > 1, raw.min() < 0)}
+    for kind in ("blobs", "noise"):                 # each clip, above and below, was needed somewhere
+        assert any(c[0] == kind and c[1] for c in clipped) and any(c[0] == kind and c[2] for c in clipped), clipped
 
 
 # --- the intervals ---------------------------------------------------------------------------------------
@@ -456,6 +504,9 @@ def test_wilsons_interval_is_where_the_score_test_turns():
             if 1e-9 < p < 1 - 1e-9:
                 assert abs(k / n - p) == pytest.approx(z * math.sqrt(p * (1 - p) / n), abs=1e-9), (k, n, p)
         assert low <= k / n <= high
+    for k, n in ((0, 10), (1, 1), (1, 10), (10, 10), (7, 7)):
+        low, high = judges._wilson(k, n)
+        assert (low == 0.0) == (k == 0) and (high == 1.0) == (k == n) and 0 <= low < high <= 1
     assert judges._wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
     assert judges._wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
     assert judges._wilson(0, 0) == (0.0, 1.0)
@@ -544,7 +595,10 @@ def test_the_discrimination_check_cross_validates_one_image_at_a_time_and_applie
     artist = _striped(12, 0, vertical=True)
     others = {"flat": _striped(6, 1, vertical=True).mean(dim=(2, 3), keepdim=True).expand(-1, -1, 16, 16).contiguous(),
               "across": _striped(7, 2, vertical=False)}
-    for judge, folds, k, seed in ((_Stripes(), 5, 10, 0), (_Stripes(), 3, 2, 1), (_Colour(), 4, 3, 2)):
+    few_others = {"across": _striped(10, 3, vertical=False), "pair": _striped(2, 4, vertical=True)}   # 2 < folds
+    for judge, folds, k, seed, others in ((_Stripes(), 5, 10, 0, others), (_Stripes(), 3, 2, 1, others),
+                                          (_Colour(), 4, 3, 2, others), (_Stripes(), 5, 10, 0, few_others),
+                                          (_Colour(), 5, 10, 0, {"across": _striped(10, 3, vertical=False)})):
         r = judges.discrimination(judge, artist, others, folds=folds, k=k, seed=seed)
         margins, labels = _by_hand(judge, artist, others, folds, k, seed)
         pos = np.array(margins["artist"])
@@ -561,7 +615,17 @@ def test_the_discrimination_check_cross_validates_one_image_at_a_time_and_applie
         expected = low >= judges.MIN_AUC and all(r[key]["interval"][1] <= limit
                                                  for key in ("fpr_other_styles", "fpr_decoys"))
         assert r["can_tell"] == expected and (r["folds"], r["k"], r["judge"]) == (folds, k, judge.name)
-        assert r["fpr_decoys"]["images"] == 48 and r["fpr_other_styles"]["images"] == 13 and r["artist_images"] == 12
+        assert r["fpr_decoys"]["images"] == 48 and r["artist_images"] == 12
+        assert r["fpr_other_styles"]["images"] == sum(len(v) for v in others.values())
+        assert r["why"] == ("; ".join(judges.rule_problems((auc, low, high), judges._wilson(tp, 12),
+                                                           {"style": r["fpr_other_styles"], "decoy": r["fpr_decoys"]}))
+                            or "it tells the artist's images from the others")
+    others = {"flat": _striped(6, 1, vertical=True).mean(dim=(2, 3), keepdim=True).expand(-1, -1, 16, 16).contiguous(),
+              "across": _striped(7, 2, vertical=False)}
+    default = judges.discrimination(_Stripes(), artist, others)
+    assert default == judges.discrimination(_Stripes(), artist, others, folds=5, k=10, seed=0)
+    assert default["rule"] == ("at least 10 images; AUC lower bound >= 0.8; every false-positive rate's upper bound "
+                               "<= a third of the hit rate's lower bound")
     stripes = judges.discrimination(_Stripes(), artist, others)
     assert stripes["can_tell"] and stripes["why"] == "it tells the artist's images from the others"
     colour = judges.discrimination(_Colour(), artist, others)
@@ -572,6 +636,27 @@ def test_the_discrimination_check_cross_validates_one_image_at_a_time_and_applie
     few = judges.discrimination(_Stripes(), artist[:9], others)
     assert few["can_tell"] is False and few["artist_images"] == 9 and "needs at least 10" in few["why"]
     assert judges.discrimination(_Stripes(), artist[:10], others)["artist_images"] == 10
-    with pytest.raises(ValueError, match="needs images of other styles"):
+    with pytest.raises(ValueError, match="^the discrimination check needs images of other styles$"):
         judges.discrimination(_Stripes(), artist, {})
     assert (judges.MIN_ARTIST_IMAGES, judges.MIN_AUC) == (10, 0.8)
+
+
+def test_the_discrimination_rule_at_its_boundaries():
+    """The AUC's lower bound at exactly MIN_AUC passes, just under fails; a false-positive upper bound
+    at exactly a third of the hit rate's lower bound passes, just over fails, and the limit is the
+    lower bound, not the upper; a kind with no images is not judged; the reasons in words."""
+    def false(style_high, decoy_high=0.0, images=10):
+        return {"style": {"rate": 0.1, "images": images, "interval": [0.0, style_high]},
+                "decoy": {"rate": 0.0, "images": 40, "interval": [0.0, decoy_high]}}
+
+    tpr = (0.75, 0.9)                                    # a third of 0.75 is 0.25, exactly in binary
+    assert judges.rule_problems((0.9, 0.8, 1.0), tpr, false(0.25)) == []
+    assert judges.rule_problems((0.9, 0.7999, 1.0), tpr, false(0.2)) == [
+        "AUC 0.90 [0.80, 1.00] has its lower bound under 0.8"]
+    assert judges.rule_problems((0.9, 0.85, 1.0), tpr, false(0.26)) == [
+        "it calls other styles the artist's in 10% of cases (up to 26%), more than a third of its hit rate on the "
+        "artist's own (75% at least)"]
+    assert judges.rule_problems((0.9, 0.85, 1.0), tpr, false(0.29)) != []        # under a third of 0.9, over 0.25
+    assert judges.rule_problems((0.9, 0.85, 1.0), tpr, false(0.5, images=0)) == []
+    two = judges.rule_problems((0.6, 0.5, 0.7), tpr, false(0.0, decoy_high=0.3))
+    assert len(two) == 2 and two[1].startswith("it calls colour-only decoys of the artist's own images the artist's")

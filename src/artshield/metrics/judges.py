@@ -372,6 +372,24 @@ def _auc_interval(pos: np.ndarray, neg: np.ndarray, z: float = 1.959964) -> tupl
     return a, max(0.0, a - h), min(1.0, a + h)
 
 
+def rule_problems(auc: tuple[float, float, float], tpr: tuple[float, float], false: dict) -> list[str]:
+    """Why a judge cannot tell (none: it can), from the AUC (value, low, high), the hit rate's Wilson
+    interval and the false-positive records of `discrimination` ({"style"|"decoy": {"rate", "images",
+    "interval"}}): the AUC's lower bound under MIN_AUC, or a false-positive rate whose upper bound is
+    above a third of the hit rate's lower bound."""
+    value, low, high = auc
+    limit = tpr[0] / 3
+    problems = []
+    if low < MIN_AUC:
+        problems.append(f"AUC {value:.2f} [{low:.2f}, {high:.2f}] has its lower bound under {MIN_AUC}")
+    for kind, what in (("style", "other styles"), ("decoy", "colour-only decoys of the artist's own images")):
+        f = false[kind]
+        if f["images"] and f["interval"][1] > limit:
+            problems.append(f"it calls {what} the artist's in {f['rate']:.0%} of cases (up to {f['interval'][1]:.0%}), "
+                            f"more than a third of its hit rate on the artist's own ({tpr[0]:.0%} at least)")
+    return problems
+
+
 def discrimination(judge: StyleJudge, artist: torch.Tensor, others: dict[str, torch.Tensor], folds: int = 5,
                    k: int = 10, seed: int = 0) -> dict:
     """Can `judge` tell the artist's style apart, before it judges any generation? Cross-validated
@@ -430,15 +448,7 @@ def discrimination(judge: StyleJudge, artist: torch.Tensor, others: dict[str, to
         k_, n_ = int(sum(h.sum() for h in hits)), int(sum(len(h) for h in hits))
         false[kind] = {"rate": round(k_ / n_, 4) if n_ else None, "images": n_,
                        "interval": [round(x, 4) for x in _wilson(k_, n_)]}
-    limit = tpr[0] / 3
-    problems = []
-    if low < MIN_AUC:
-        problems.append(f"AUC {auc:.2f} [{low:.2f}, {high:.2f}] has its lower bound under {MIN_AUC}")
-    for kind, what in (("style", "other styles"), ("decoy", "colour-only decoys of the artist's own images")):
-        f = false[kind]
-        if f["images"] and f["interval"][1] > limit:
-            problems.append(f"it calls {what} the artist's in {f['rate']:.0%} of cases (up to {f['interval'][1]:.0%}), "
-                            f"more than a third of its hit rate on the artist's own ({tpr[0]:.0%} at least)")
+    problems = rule_problems((auc, low, high), tpr, false)
     return {"can_tell": not problems, "why": "; ".join(problems) or "it tells the artist's images from the others",
             "artist_images": n, "auc": round(auc, 4), "auc_interval": [round(low, 4), round(high, 4)],
             "tpr": round(tp / n, 4), "tpr_interval": [round(x, 4) for x in tpr],
