@@ -782,6 +782,11 @@ def test_noisy_upscale_sends_the_noisy_training_size_view_and_noises_only_what_i
         PURIFIERS.create("noisy-upscale", tiny_bundle, upscaler=str(tmp_path))
     weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
     tensors = load_file(str(weights))
+    pickled = make_tiny_upscaler(tmp_path / "pickled")                # weights only as a pickle: never loaded
+    torch.save(tensors, pickled / "unet" / "diffusion_pytorch_model.bin")
+    (pickled / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(ValueError, match=r"cannot load it .*pickled \.bin weights are never loaded"):
+        PURIFIERS.create("noisy-upscale", tiny_bundle, upscaler=str(pickled))
     first = next(iter(tensors))
     tensors[first] = torch.full_like(tensors[first], float("nan"))
     save_file(tensors, str(weights))

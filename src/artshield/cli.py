@@ -590,7 +590,7 @@ def cmd_audit_dataset(args) -> int:
     sets = {}
     for flag, folder in (("--dataset", args.dataset), ("--heldout", args.heldout)):
         if not Path(folder).is_dir():
-            raise ArtshieldError(f"{flag} {folder}: no such folder")
+            raise ArtshieldError(f"{flag} {folder}: {'not a folder' if Path(folder).exists() else 'no such folder'}")
         sets[flag] = read_captioned_folder(folder)
     least = dataset.needed(args.folds)
     counts = {flag: len(found.images) for flag, found in sets.items()}
@@ -618,12 +618,11 @@ def cmd_audit_dataset(args) -> int:
     record["files"] = {"suspect": [as_text(str(f)) for f in suspect.files],
                        "heldout": [as_text(str(f)) for f in heldout.files]}
     failures = suspect.failures + heldout.failures
-    results = {"command": "audit", "mode": "dataset inference", "model": bundle.describe(),
-               "adapter": {"folder": args.adapter, **adapter.info} if adapter else None,
+    about = {"folder": args.adapter, **{k: v for k, v in adapter.info.items() if k != "captions"}} if adapter else None
+    results = {"command": "audit", "mode": "dataset inference", "model": bundle.describe(), "adapter": about,
                "folders": {"dataset": as_text(str(args.dataset)), "heldout": as_text(str(args.heldout))}, "seed": args.seed,
                **record, "report": "report.html", "failed": failures, "seconds": round(time.time() - start, 2),
                "environment": environment()}
-    results["adapter"] = results["adapter"] and {k: v for k, v in results["adapter"].items() if k != "captions"}
     write_text(dataset_page(results), out / "report.html")
     if not args.quiet:
         print(f"artshield audit: {record['verdict']}", file=sys.stderr)

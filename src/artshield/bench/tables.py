@@ -237,7 +237,7 @@ def audit(report: dict) -> str:
     false positives with their intervals, computed from the run's per-prompt scores."""
     from ..audit.detect import tpr_at_fpr
 
-    per, ex, det = report["per_prompt"], report["extraction"], report["detection"]
+    per, ex = report["per_prompt"], report["extraction"]
     low = tpr_at_fpr([p["magnitude"] for p in per], [p["memorised"] for p in per], 0.01)
     negatives = sum(not p["memorised"] for p in per)
     alone = ex["clique_rule_only"]

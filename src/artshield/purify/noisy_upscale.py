@@ -90,8 +90,12 @@ class NoisyUpscale(Purifier):
         folder = Path(name).expanduser()
         if not (folder / "model_index.json").is_file():
             raise ValueError(f"upscaler {name}: not a diffusers upscaler folder (no model_index.json there)")
-        self.pipe = StableDiffusionUpscalePipeline.from_pretrained(folder, use_safetensors=True,
-                                                                   torch_dtype=torch.float32)
+        try:
+            self.pipe = StableDiffusionUpscalePipeline.from_pretrained(folder, use_safetensors=True,
+                                                                       torch_dtype=torch.float32)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"upscaler {name}: cannot load it ({str(e).splitlines()[0]}); its weights must be "
+                             ".safetensors files, pickled .bin weights are never loaded") from None
         for part in ("vae", "unet", "text_encoder"):
             if nonfinite(getattr(self.pipe, part).state_dict()):
                 raise ValueError(f"upscaler {name}: its {part} weights hold NaN or infinite values")
