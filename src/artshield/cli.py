@@ -586,7 +586,8 @@ def cmd_audit_dataset(args) -> int:
         raise ArtshieldError(f"--folds {args.folds}: at least 2")
     if args.permutations < math.ceil(1 / args.alpha) - 1:
         raise ArtshieldError(f"--permutations {args.permutations}: too few to reach --alpha {args.alpha:g} (the "
-                             f"smallest p-value is 1 / (permutations + 1)): use at least {math.ceil(1 / args.alpha) - 1}")
+                             f"smallest p-value is 1 / (permutations + 1)): use at least "
+                             f"{math.ceil(1 / args.alpha) - 1}")
     sets = {}
     for flag, folder in (("--dataset", args.dataset), ("--heldout", args.heldout)):
         if not Path(folder).is_dir():
@@ -596,7 +597,8 @@ def cmd_audit_dataset(args) -> int:
     counts = {flag: len(found.images) for flag, found in sets.items()}
     if min(counts.values()) < least:
         raise ArtshieldError(f"dataset inference needs at least {least} readable images in each folder (--dataset "
-                             f"{args.dataset}: {counts['--dataset']}, --heldout {args.heldout}: {counts['--heldout']}); "
+                             f"{args.dataset}: {counts['--dataset']}, --heldout {args.heldout}: "
+                             f"{counts['--heldout']}); "
                              "30 or more each make a real effect far easier to find")
     bundle = _load(args)
     adapter = _apply_adapter(args, bundle)
@@ -620,7 +622,8 @@ def cmd_audit_dataset(args) -> int:
     failures = suspect.failures + heldout.failures
     about = {"folder": args.adapter, **{k: v for k, v in adapter.info.items() if k != "captions"}} if adapter else None
     results = {"command": "audit", "mode": "dataset inference", "model": bundle.describe(), "adapter": about,
-               "folders": {"dataset": as_text(str(args.dataset)), "heldout": as_text(str(args.heldout))}, "seed": args.seed,
+               "folders": {"dataset": as_text(str(args.dataset)), "heldout": as_text(str(args.heldout))},
+               "seed": args.seed,
                **record, "report": "report.html", "failed": failures, "seconds": round(time.time() - start, 2),
                "environment": environment()}
     write_text(dataset_page(results), out / "report.html")

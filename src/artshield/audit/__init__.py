@@ -26,11 +26,13 @@ import torch
 from ..errors import ArtshieldError
 from ..models import ModelBundle
 from .base import AUDITS
-from .detect import Anisotropy, AnisotropyConfig, Detect, DetectConfig, auc, membership_loss, text_conditional_magnitude, tpr_at_fpr
+from .detect import (Anisotropy, AnisotropyConfig, Detect, DetectConfig, auc, membership_loss,
+                     text_conditional_magnitude, tpr_at_fpr)
 from .distance import pairwise_tiled_l2, tiled_l2
 from .extract import Extract, ExtractConfig, calibrate, extraction_attack, largest_clique, precision_recall
 
-__all__ = ["AUDITS", "Anisotropy", "AnisotropyConfig", "AuditResult", "AuditSet", "Detect", "DetectConfig", "Extract", "ExtractConfig", "audit", "auc",
+__all__ = ["AUDITS", "Anisotropy", "AnisotropyConfig", "AuditResult", "AuditSet", "Detect", "DetectConfig", "Extract",
+           "ExtractConfig", "audit", "auc",
            "calibrate", "corpus_audit_set", "corpus_prompts", "extraction_attack", "largest_clique", "membership",
            "membership_loss", "pairwise_tiled_l2", "precision_recall", "text_conditional_magnitude", "tiled_l2",
            "tpr_at_fpr"]

@@ -133,14 +133,19 @@ def needed(folds: int = FOLDS) -> int:
     return max(MIN_IMAGES, 2 * folds)
 
 
+def check_sizes(suspect: int, heldout: int, folds: int = FOLDS) -> None:
+    """A ValueError saying how many images are needed when either set has fewer."""
+    least = needed(folds)
+    if suspect < least or heldout < least:
+        raise ValueError(f"dataset inference needs at least {least} images in each set ({suspect} suspect, "
+                         f"{heldout} held-out given); 30 or more each make a real effect far easier to find")
+
+
 def dataset_inference(suspect: np.ndarray, heldout: np.ndarray, folds: int = FOLDS, permutations: int = PERMUTATIONS,
                       seed: int = 0, ridge: float = RIDGE) -> dict:
     """The permutation test of the module's docstring on (n, F) feature arrays: p-value, the AUC of
     the out-of-fold scores, the AUCs of the shuffled labellings, and the out-of-fold scores."""
-    least = needed(folds)
-    if len(suspect) < least or len(heldout) < least:
-        raise ValueError(f"dataset inference needs at least {least} images in each set ({len(suspect)} suspect, "
-                         f"{len(heldout)} held-out given); 30 or more each make a real effect far easier to find")
+    check_sizes(len(suspect), len(heldout), folds)
     if permutations < 1:
         raise ValueError(f"permutations must be at least 1, not {permutations}")
     x = np.vstack([suspect, heldout]).astype(float)
@@ -195,10 +200,7 @@ def run(bundle: ModelBundle, suspect: list[torch.Tensor], suspect_captions: list
 
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), not {alpha}")
-    least = needed(folds)
-    if len(suspect) < least or len(heldout) < least:
-        raise ValueError(f"dataset inference needs at least {least} images in each set ({len(suspect)} suspect, "
-                         f"{len(heldout)} held-out given); 30 or more each make a real effect far easier to find")
+    check_sizes(len(suspect), len(heldout), folds)
     if 1 / (1 + permutations) > alpha:
         raise ValueError(f"{permutations} permutations cannot give a p-value at or under alpha {alpha:g} "
                          f"(the smallest is 1 / {permutations + 1}): use at least {math.ceil(1 / alpha) - 1}")
@@ -218,5 +220,6 @@ def run(bundle: ModelBundle, suspect: list[torch.Tensor], suspect_captions: list
             "timesteps": [int(t) for t in timesteps], "draws": draws,
             "scores": {"suspect": [round(s, 5) for s in result["scores"][:n]],
                        "heldout": [round(s, 5) for s in result["scores"][n:]]},
-            "image_features": {"suspect": np.round(features[:n], 6).tolist(), "heldout": np.round(features[n:], 6).tolist()},
+            "image_features": {"suspect": np.round(features[:n], 6).tolist(),
+                               "heldout": np.round(features[n:], 6).tolist()},
             "seconds": round(time.time() - start, 2)}
