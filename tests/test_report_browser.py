@@ -43,3 +43,44 @@ def test_the_committed_bench_report_reads_in_a_real_browser():
             assert errors == []
         finally:
             browser.close()
+
+
+def test_the_dataset_inference_page_reads_in_a_real_browser(tmp_path):
+    """The page `audit --dataset` writes, from a record made of constructed signals: the verdict and
+    its one-sentence p-value, the two charts drawn, one row per signal, no console error."""
+    pytest.importorskip("playwright")
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    from artshield.audit import dataset
+    from artshield.audit.report import dataset_page
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "this test needs Debian's chromium: apt-get install chromium"
+    rng = np.random.default_rng(0)
+    suspect, heldout = rng.normal(size=(12, 15)) - 0.8, rng.normal(size=(12, 15))
+    r = dataset.dataset_inference(suspect, heldout, permutations=199)
+    d = dataset.effect_sizes(suspect, heldout)
+    record = {**{k: v for k, v in r.items() if k != "scores"}, "alpha": 0.01, "trained_on": r["p_value"] <= 0.01,
+              "verdict": dataset.verdict(r["p_value"], 0.01), "explained": dataset.explain(r["p_value"]),
+              "scores": {"suspect": r["scores"][:12], "heldout": r["scores"][12:]}, "timesteps": list(dataset.TIMESTEPS),
+              "features": [{"name": n, "suspect_mean": float(suspect[:, j].mean()), "heldout_mean":
+                            float(heldout[:, j].mean()), "effect_size": float(d[j])}
+                           for j, n in enumerate(dataset.feature_names())],
+              "model": {"spec": "mini"}, "adapter": None, "folders": {"dataset": "mine/", "heldout": "unpublished/"},
+              "failed": [], "seconds": 1.0}
+    (tmp_path / "report.html").write_text(dataset_page(record))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto((tmp_path / "report.html").as_uri())
+            note = page.locator(".note").first.inner_text()
+            assert "evidence that the model was trained on the suspect images" in note and "once in" in note
+            assert page.locator("svg").count() == 2 and all(page.locator("svg").nth(i).is_visible() for i in range(2))
+            assert page.locator("table").nth(1).locator("tr").count() == 1 + 15
+            assert "mine/" in page.content() and errors == []
+        finally:
+            browser.close()
