@@ -58,6 +58,15 @@ class Detect:
                                           batch_size=c.batch_size, progress=progress)
 
 
+def pure_noise(bundle: ModelBundle, sampler, seeds: list[int]) -> torch.Tensor:
+    """The sampler's starting latents, one per seed (drawn on the CPU, so a seed gives the same noise
+    on every device), on the model's device and in its dtype."""
+    unet = bundle.unet
+    shape = (unet.config.in_channels, int(unet.config.sample_size), int(unet.config.sample_size))
+    z = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    return z.to(bundle.device, bundle.dtype) * sampler.init_noise_sigma
+
+
 @torch.no_grad()
 def text_conditional_magnitude(bundle: ModelBundle, prompts: list[str], generations: int = 4, steps: int = 1,
                                sampling_steps: int | None = None, guidance: float | None = None, seed: int = 0,
@@ -71,7 +80,6 @@ def text_conditional_magnitude(bundle: ModelBundle, prompts: list[str], generati
     sampler = bundle.sampler()
     sampler.set_timesteps(sampling_steps, device=bundle.device)
     unet = bundle.unet
-    channels, side = unet.config.in_channels, int(unet.config.sample_size)
     uncond = bundle.embed([""])
     scores = np.zeros(len(prompts))
     # every (prompt, generation) pair is one row; rows are batched across prompts
@@ -79,8 +87,7 @@ def text_conditional_magnitude(bundle: ModelBundle, prompts: list[str], generati
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         ctx = bundle.embed([prompts[i] for i, _ in chunk])
-        z = torch.stack([torch.randn(channels, side, side, generator=torch.Generator().manual_seed(seed + g))
-                         for _, g in chunk]).to(bundle.device, bundle.dtype) * sampler.init_noise_sigma
+        z = pure_noise(bundle, sampler, [seed + g for _, g in chunk])
         both = torch.cat([uncond.expand(len(chunk), -1, -1), ctx])
         total = torch.zeros(len(chunk))
         for t in sampler.timesteps[:steps]:
@@ -150,15 +157,13 @@ class Anisotropy:
         sampler.set_timesteps(steps, device=bundle.device)
         high, low = sampler.timesteps[0], sampler.timesteps[-c.low_step]
         unet = bundle.unet
-        channels, side = unet.config.in_channels, int(unet.config.sample_size)
         uncond = bundle.embed([""])
         norm, cosine = np.zeros(len(prompts)), np.zeros(len(prompts))
         rows = [(i, g) for i in range(len(prompts)) for g in range(c.generations)]
         for start in range(0, len(rows), c.batch_size):
             chunk = rows[start:start + c.batch_size]
             ctx = bundle.embed([prompts[i] for i, _ in chunk])
-            z = torch.stack([torch.randn(channels, side, side, generator=torch.Generator().manual_seed(c.seed + g))
-                             for _, g in chunk]).to(bundle.device, bundle.dtype) * sampler.init_noise_sigma
+            z = pure_noise(bundle, sampler, [c.seed + g for _, g in chunk])
             both = torch.cat([uncond.expand(len(chunk), -1, -1), ctx])
             values = {}
             for name, t in (("high", high), ("low", low)):
