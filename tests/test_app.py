@@ -210,3 +210,57 @@ def test_the_check_job_takes_a_style_judge_and_refuses_a_missing_one_in_one_line
     assert "\n" not in str(e.value)
     made = check_job(Models(), Jobs(tmp_path / "jobs"), Limits(), files, judge="icon", model=str(tiny_model_dir))
     assert made["results"]["judge_check"]["judge"] == "icon" and "too few of the artist's images" in made["summary"]
+
+
+def test_the_dataset_job_tests_two_upload_sets_and_refuses_short_ones_in_one_line(tmp_path, tiny_model_dir):
+    from artshield.app import dataset_job
+
+    jobs = Jobs(tmp_path / "jobs")
+    mine = [str(_png(tmp_path / f"m{i}.png", (32, 32), seed=i)) for i in range(10)]
+    held = [str(_png(tmp_path / f"h{i}.png", (32, 32), seed=100 + i)) for i in range(10)]
+    (tmp_path / "notes.png").write_text("text")
+    before = {p: _digest(Path(p)) for p in mine + held}
+    made = dataset_job(jobs, Limits(), mine + [str(tmp_path / "notes.png")], held, model=str(tiny_model_dir))
+    r = made["results"]
+    assert r["mode"] == "dataset inference" and r["suspect"] == 10 and r["heldout"] == 10
+    assert 0 < r["p_value"] <= 1 and r["alpha"] == 0.01 and made["report"].is_file()
+    assert len(made["problems"]) == 1 and made["problems"][0].startswith("your images: notes.png")
+    with pytest.raises(UploadError, match="at least 10 usable images in each set .unpublished images: 9") as e:
+        dataset_job(jobs, Limits(), mine, held[:9], model=str(tiny_model_dir))
+    assert "\n" not in str(e.value)
+    with pytest.raises(UploadError, match="--adapter"):
+        dataset_job(jobs, Limits(), mine, held, adapter=str(tmp_path / "nowhere"), model=str(tiny_model_dir))
+    assert {p: _digest(Path(p)) for p in mine + held} == before
+
+
+@pytest.mark.slow
+def test_the_dataset_tab_in_a_real_browser(served, tmp_path):
+    """Upload ten images and ten unpublished ones on mini, run the test, read the verdict and the report."""
+    from playwright.sync_api import sync_playwright
+
+    mine = [str(_png(tmp_path / f"m{i}.png", (32, 32), seed=i)) for i in range(10)]
+    held = [str(_png(tmp_path / f"h{i}.png", (32, 32), seed=100 + i)) for i in range(10)]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=_chromium(), headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(served)
+            page.get_by_role("tab", name="Was my art used?").click()
+            page.locator("#dataset-mine input[type=file]").set_input_files(mine)
+            page.locator("#dataset-heldout input[type=file]").set_input_files(held[:5])
+            page.locator("#dataset-go").click()
+            page.locator("#dataset-status").get_by_text("Could not test").wait_for(timeout=120_000)
+            assert "unpublished images: 5" in page.locator("#dataset-status").inner_text()
+            page.locator("#dataset-heldout button[aria-label='Clear']").first.click()
+            page.locator("#dataset-heldout input[type=file]").set_input_files(held)
+            page.locator("#dataset-go").click()
+            page.locator("#dataset-status").get_by_text("10 of your images against 10 unpublished").wait_for(
+                timeout=600_000)
+            status = page.locator("#dataset-status").inner_text()
+            assert "p = " in status and ("No evidence" in status or "Evidence of training" in status)
+            frame = page.frame_locator("iframe[title=report]")
+            frame.locator("body").get_by_text("p = ").first.wait_for(timeout=60_000)
+        finally:
+            browser.close()

@@ -230,3 +230,56 @@ def test_audit_runs_the_anisotropy_detector_beside_wens_with_their_figures(tiny_
     assert {"auc", "auc_interval", "tpr_at_1pct_fpr", "tpr_at_1pct_fpr_interval"} <= set(d["detection"])
     assert {"auc", "norm_auc", "cosine_auc", "tpr_at_1pct_fpr", "seconds_per_prompt"} <= set(d["anisotropy"])
     assert all({"magnitude", "anisotropy", "anisotropy_norm", "anisotropy_cosine"} <= set(p) for p in d["per_prompt"])
+
+
+def test_the_consensus_detector_written_out_on_a_tiny_model(tiny_bundle):
+    """Guided DDIM from each seed's pure noise; after `step` steps, the sampler's x0 estimate of each
+    seed; the score is minus the mean RMS distance over ordered pairs of distinct seeds."""
+    from artshield.audit import Consensus, ConsensusConfig
+    from artshield.audit.detect import consensus_trajectory
+
+    config = ConsensusConfig(generations=3, fraction=0.5, sampling_steps=6, guidance=4.0, batch_size=5)
+    method = Consensus(tiny_bundle, config)
+    assert method.step() == 3
+    prompts = ["a red icon", "a blue square", "x"]
+    scores = method.run(prompts)
+    sampler = tiny_bundle.sampler()
+    sampler.set_timesteps(6)
+    unet = tiny_bundle.unet
+    shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    with torch.no_grad():
+        for k, prompt in enumerate(prompts):
+            x0 = []
+            for g in range(3):
+                z = torch.randn(shape, generator=torch.Generator().manual_seed(g))[None] * sampler.init_noise_sigma
+                for t in sampler.timesteps[:3]:
+                    u, c = (unet(sampler.scale_model_input(z, t), t, encoder_hidden_states=tiny_bundle.embed([text])).sample
+                            for text in ("", prompt))
+                    out = sampler.step(u + 4.0 * (c - u), t, z)
+                    z = out.prev_sample
+                x0.append(out.pred_original_sample.flatten())
+            pairs = [float((x0[a] - x0[b]).pow(2).mean().sqrt()) for a in range(3) for b in range(3) if a != b]
+            assert scores[k] == pytest.approx(-np.mean(pairs), rel=1e-4)
+    trajectory = consensus_trajectory(tiny_bundle, prompts, generations=3, last_step=3, sampling_steps=6, guidance=4.0)
+    assert trajectory.shape == (3, 3) and np.allclose(trajectory[:, -1], scores)
+    two = consensus_trajectory(tiny_bundle, prompts, generations=3, last_step=3, sampling_steps=6, guidance=4.0, first=2)
+    assert not np.allclose(two, trajectory)
+    assert Consensus(tiny_bundle, ConsensusConfig(fraction=0.01, sampling_steps=6)).step() == 1
+    with pytest.raises(ValueError, match="beyond the schedule"):
+        consensus_trajectory(tiny_bundle, prompts, last_step=7, sampling_steps=6)
+    with pytest.raises(ValueError, match="generations"):
+        ConsensusConfig(generations=1)
+
+
+def test_the_audit_cli_runs_the_consensus_detector_and_its_page_names_it(tmp_path, tiny_model_dir):
+    from artshield.cli import main
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("folder icon\ntrash can icon\n")
+    out = tmp_path / "a"
+    assert main(["audit", "--model", str(tiny_model_dir), "--prompts", str(prompts), "--method", "detect,consensus",
+                 "--consensus-generations", "3", "--steps", "5", "-o", str(out), "-q"]) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["consensus"]["config"]["generations"] == 3 and r["consensus"]["step"] == 1
+    assert all("consensus" in p for p in r["per_prompt"])
+    assert "seed consensus of the predicted image" in (out / "report.html").read_text()

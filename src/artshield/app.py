@@ -297,6 +297,35 @@ def tool_job(jobs: Jobs, kind: str, argv: list[str]) -> dict:
     return {"job": job, "results": results, "report": out / "report.html", "zip": zip_tree(out, job / f"{kind}.zip")}
 
 
+def dataset_job(jobs: Jobs, limits: Limits, mine: list[str], heldout: list[str], adapter: str = "", caption: str = "",
+                alpha: float = 0.01, model: str = "mini", device: str = "auto", dtype: str = "auto") -> dict:
+    """Dataset inference on uploads: MINE (the images the model may have trained on) against HELD-OUT
+    (images of the same kind never published), through `artshield audit --dataset --heldout`. Each
+    set's refused files are reported; the CLI's own one-line refusals (too few images, a bad
+    adapter folder) come back as UploadError."""
+    from .audit.dataset import needed
+
+    uploads = jobs.new("dataset-uploads")
+    sets, problems = {}, []
+    for name, files in (("mine", mine), ("heldout", heldout)):
+        taken, refused = gather_uploads(files, uploads / name, limits)
+        sets[name] = taken
+        problems += [f"{'your images' if name == 'mine' else 'unpublished images'}: {p}" for p in refused]
+    least = needed()
+    short = [f"{'your images' if k == 'mine' else 'unpublished images'}: {len(v)}" for k, v in sets.items()
+             if len(v) < least]
+    if short:
+        raise UploadError(f"the test needs at least {least} usable images in each set ({', '.join(short)}); "
+                          "30 or more each make a real effect far easier to find")
+    argv = ["--dataset", str(uploads / "mine"), "--heldout", str(uploads / "heldout"), "--alpha", f"{alpha:g}",
+            "--model", model, "--device", device, "--dtype", dtype]
+    argv += ["--adapter", adapter.strip()] if (adapter or "").strip() else []
+    argv += ["--caption", caption.strip()] if (caption or "").strip() else []
+    made = tool_job(jobs, "audit", argv)
+    made["problems"] = problems
+    return made
+
+
 def zip_files(files: list[Path], target: Path, root: Path | None = None) -> Path:
     """The files in one zip (names relative to `root`, else their own), written atomically."""
     from .io import _atomic_write
@@ -522,6 +551,41 @@ def build(models: Models | None = None, jobs: Jobs | None = None, limits: Limits
             e_go.click(run_erase, [e_concept, e_method, e_eval, e_judge, e_judge_path, model, device, dtype], [t_status, t_zip, t_view],
                        api_name="erase")
             a_go.click(run_audit, [a_prompts, a_gens, model, device, dtype], [t_status, t_zip, t_view], api_name="audit")
+
+        with gr.Tab("Was my art used?"):
+            gr.Markdown("Did this model, or a LoRA or other adaptation of it, train on your images? Upload images you "
+                        "published (the ones you suspect were used) and images of the same kind you never published. "
+                        "The test compares how well the model reconstructs each set; it needs at least 10 of each, "
+                        "30 or more to find a real effect. Nothing is uploaded anywhere else.")
+            with gr.Row():
+                d_mine = gr.File(label="Your published images (or a zip)", file_count="multiple", elem_id="dataset-mine")
+                d_held = gr.File(label="Your unpublished images of the same kind (or a zip)", file_count="multiple",
+                                 elem_id="dataset-heldout")
+            with gr.Row():
+                d_adapter = gr.Textbox(label="Adaptation to test: a folder on this machine written by artshield mimic "
+                                             "(empty: the model itself)", elem_id="dataset-adapter")
+                d_caption = gr.Textbox(label="Caption for images without one (empty: the model's generic prompt)")
+                d_alpha = gr.Number(value=0.01, minimum=0.0001, maximum=0.5, label="Evidence bar (alpha)")
+            d_go = gr.Button("Test", elem_id="dataset-go")
+            d_status = gr.Markdown(elem_id="dataset-status")
+            d_zip = gr.File(label="The report (zip)")
+            d_view = gr.HTML()
+
+            def run_dataset(mine, held, adapter, caption, alpha, model, device, dtype):
+                try:
+                    made = dataset_job(jobs, limits, mine, held, adapter, caption, float(alpha or 0.01),
+                                       model or default_model, device, dtype)
+                except (UploadError, ValueError, OSError) as e:
+                    return f"**Could not test:** {e}", None, ""
+                r = made["results"]
+                lines = [f"**{'Evidence of training' if r['trained_on'] else 'No evidence'}** "
+                         f"({r['suspect']} of your images against {r['heldout']} unpublished): {r['verdict']}."]
+                if made["problems"]:
+                    lines.append("**Not used:** " + "; ".join(made["problems"]))
+                return "\n\n".join(lines), str(made["zip"]), _frame(made["report"])
+
+            d_go.click(run_dataset, [d_mine, d_held, d_adapter, d_caption, d_alpha, model, device, dtype],
+                       [d_status, d_zip, d_view], api_name="dataset")
     app.queue(default_concurrency_limit=1)
     return app
 

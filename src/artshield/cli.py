@@ -158,9 +158,10 @@ def cmd_generate(args) -> int:
     bundle = _load(args)
     adapter = _apply_adapter(args, bundle)
     prompts = [adapter.prompt(p) if adapter else p for p in args.prompt for _ in range(args.n)]
+    mitigate, adjusted = _mitigation(args), []
     bar = _progress(args, len(prompts), "generate")
     images = generate(bundle, prompts, seed=args.seed, steps=args.steps, guidance=args.guidance, progress=bar.update,
-                      sampler=args.sampler, autocast=args.autocast)
+                      sampler=args.sampler, autocast=args.autocast, mitigate=mitigate, records=adjusted)
     bar.close()
     out = _output_dir(args)
     _write_images(out, {f"{i:04d}.png": img for i, img in enumerate(images)})
@@ -170,8 +171,26 @@ def cmd_generate(args) -> int:
         "steps": args.steps or bundle.conventions.steps,
         "guidance": args.guidance if args.guidance is not None else bundle.conventions.guidance,
         "sampler": args.sampler, "autocast": args.autocast,
-        "images": [{"file": f"{i:04d}.png", "prompt": p, "seed": args.seed + i} for i, p in enumerate(prompts)],
+        "mitigation": {"method": "Wen et al. (ICLR 2024) prompt-embedding adjustment", **vars(mitigate)} if mitigate else None,
+        "images": [{"file": f"{i:04d}.png", "prompt": p, "seed": args.seed + i,
+                    **({"mitigation": adjusted[i]} if mitigate else {})} for i, p in enumerate(prompts)],
         "seconds": round(time.time() - start, 2), "environment": environment()})
+
+
+def _mitigation(args):
+    """generate's --mitigate-* options as a MitigateConfig, or None without --mitigate-memorization."""
+    from .audit.mitigate import MitigateConfig
+
+    given = {k: getattr(args, f"mitigate_{k}") for k in ("target", "iterations", "lr")}
+    if not args.mitigate_memorization:
+        named = [f"--mitigate-{k}" for k, v in given.items() if v is not None]
+        if named:
+            raise ArtshieldError(f"{', '.join(named)} set without --mitigate-memorization: add it, or leave them out")
+        return None
+    try:
+        return MitigateConfig.with_overrides(**given)
+    except ValueError as e:
+        raise ArtshieldError(f"generate --mitigate-memorization: {e}") from None
 
 
 def cmd_bench(args) -> int:
@@ -633,7 +652,8 @@ def cmd_audit_dataset(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    from .audit import AnisotropyConfig, AuditSet, DetectConfig, ExtractConfig, audit, corpus_audit_set, membership
+    from .audit import (AnisotropyConfig, AuditSet, ConsensusConfig, DetectConfig, ExtractConfig, audit,
+                        corpus_audit_set, membership)
     from .audit.report import page
     from .io import read_lines, write_text
 
@@ -650,6 +670,8 @@ def cmd_audit(args) -> int:
         detect = DetectConfig(generations=args.detect_generations, steps=args.detect_steps,
                               sampling_steps=args.steps, guidance=args.guidance)
         anisotropy = AnisotropyConfig(generations=args.detect_generations, sampling_steps=args.steps)
+        consensus = ConsensusConfig.with_overrides(generations=args.consensus_generations, sampling_steps=args.steps,
+                                                   guidance=args.guidance)
     except ValueError as e:
         raise ArtshieldError(f"audit: {e}") from None
     chosen = AuditSet(read_lines(args.prompts, "--prompts", "prompts"), source=args.prompts) if args.prompts else None
@@ -666,10 +688,11 @@ def cmd_audit(args) -> int:
         raise ArtshieldError("--threshold auto needs the training images (built in for mini only)")
     out = _output_dir(args)
     bar = _progress(args, sum(c.generations * len(prompts) for m, c in (("extract", extract), ("detect", detect),
-                                                                         ("anisotropy", anisotropy)) if m in methods),
+                                                                         ("anisotropy", anisotropy),
+                                                                         ("consensus", consensus)) if m in methods),
                     "audit")
     result = audit(bundle, prompts, truth=chosen.truth, training=training, methods=methods, extract=extract,
-                   detect=detect, anisotropy=anisotropy, progress=bar.update)
+                   detect=detect, anisotropy=anisotropy, consensus=consensus, progress=bar.update)
     bar.close()
     results, failures = result.to_dict(), []
     if args.candidates:

@@ -64,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--autocast", default=None, choices=["bf16", "fp16"],
                    help="run the model's matrix products in this precision (bf16: faster on CPUs with "
                         "AVX-512 BF16 or AMX, and on GPUs)")
+    g.add_argument("--mitigate-memorization", action="store_true",
+                   help="before sampling each image, adjust the prompt's text states until the first step's "
+                        "text-conditional noise magnitude is at most --mitigate-target (Wen et al., ICLR 2024): "
+                        "memorised prompts stop reproducing their training image; ordinary prompts under the "
+                        "target are left exactly as they are")
+    g.add_argument("--mitigate-target", type=float, default=None,
+                   help="the magnitude to reach (default: the authors' 3 on SD 1.4, rescaled by the square root "
+                        "of the latent's size; better, one measured on the model's own non-memorised prompts)")
+    g.add_argument("--mitigate-iterations", type=int, default=None, help="most AdamW steps per image (default 10)")
+    g.add_argument("--mitigate-lr", type=float, default=None, help="AdamW's learning rate (default 0.05)")
     g.set_defaults(func="generate")
 
     b = sub.add_parser("bench", parents=[common, model, sampling, cluster], help="run a measured experiment, write results.json")
@@ -203,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--control", choices=("novel", "training"), default="novel",
                     help="mini's built-in set: the negatives beside the planted duplicates are captions no "
                     "training image has (novel, default) or ordinary training captions (training)")
-    au.add_argument("--method", default="extract,detect", help="extract, detect, anisotropy, comma-separated "
-                    "(default: extract,detect)")
+    au.add_argument("--method", default="extract,detect", help="extract, detect, anisotropy, consensus, "
+                    "comma-separated (default: extract,detect)")
     au.add_argument("--generations", type=int, default=500, help="extract: generations per prompt (default 500)")
     au.add_argument("--threshold", default="0.15",
                     help="extract: delta, normalised L2 (default 0.15, the paper's), or 'auto': the 5 %% quantile "
@@ -214,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--detect-generations", type=int, default=4, help="detect and anisotropy: seeds per prompt "
                     "(default 4)")
     au.add_argument("--detect-steps", type=int, default=1, help="detect: first sampling steps averaged (default 1)")
+    au.add_argument("--consensus-generations", type=int, default=None,
+                    help="consensus: seeds whose predicted images are compared (default 4)")
     au.add_argument("--candidates", default=None,
                     help="a folder of images to score for training membership (captions from NAME.txt)")
     au.add_argument("--adapter", default=None, help="a folder written by artshield mimic, applied to the model first "

@@ -25,8 +25,12 @@ AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 @torch.no_grad()
 def generate(bundle: ModelBundle, prompts: list[str], seed: int = 0, steps: int | None = None,
              guidance: float | None = None, batch_size: int = 32, size: int | None = None,
-             progress=None, sampler: str = "ddim", autocast: str | None = None) -> torch.Tensor:
-    """One image per prompt, as a (N, 3, H, W) float tensor in [0, 1] on the CPU."""
+             progress=None, sampler: str = "ddim", autocast: str | None = None, mitigate=None,
+             records: list | None = None) -> torch.Tensor:
+    """One image per prompt, as a (N, 3, H, W) float tensor in [0, 1] on the CPU.
+
+    `mitigate`: an audit.mitigate.MitigateConfig to adjust each prompt's text states against
+    memorisation before sampling (Wen et al.); its per-image records are appended to `records`."""
     if not prompts:
         return torch.zeros(0, 3, size or bundle.image_size, size or bundle.image_size)
     steps, guidance = sampling_settings(bundle, steps, guidance)
@@ -40,12 +44,27 @@ def generate(bundle: ModelBundle, prompts: list[str], seed: int = 0, steps: int 
     nets = getattr(bundle.unet, "hypernetworks", None)
     guided = guidance > 1 and getattr(bundle.unet.config, "time_cond_proj_dim", None) is None
     rows = (lambda n: {"unconditional_rows": n}) if nets is not None and guided else (lambda n: None)
+    if mitigate is not None:
+        from .audit import mitigate as wen
+
+        if bundle.is_sdxl:
+            raise ValueError("memorisation mitigation supports Stable Diffusion 1.x and 2.x pipelines, not SDXL yet")
+        target = mitigate.target if mitigate.target is not None else wen.default_target(bundle, size)
+        adjuster = pipe.scheduler.__class__.from_config(pipe.scheduler.config)
+        adjuster.set_timesteps(steps, device=bundle.device)
     out = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
         gens = [torch.Generator("cpu").manual_seed(seed + start + i) for i in range(len(chunk))]
+        text = {"prompt": chunk}
+        if mitigate is not None:
+            noise = wen.starting_noise(bundle, [seed + start + i for i in range(len(chunk))], size)
+            context, made = wen.adjust(bundle, bundle.embed(chunk), noise, adjuster, mitigate, target)
+            text = {"prompt_embeds": context, "latents": noise}
+            if records is not None:
+                records.extend({"target": round(target, 5), **r} for r in made)
         with cast:
-            images = pipe(prompt=chunk, generator=gens, num_inference_steps=steps, guidance_scale=guidance,
+            images = pipe(**text, generator=gens, num_inference_steps=steps, guidance_scale=guidance,
                           height=size, width=size, output_type="pt", cross_attention_kwargs=rows(len(chunk))).images
         out.append(images.float().cpu())
         if progress is not None:

@@ -7,7 +7,7 @@ PURIFY = ("bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "noi
           "impress", "denoiser")
 MIMIC = ("lora", "textual-inversion", "dreambooth", "hypernetwork")
 ERASE = ("esd-x", "esd-u", "esd-x-strict", "uce")
-AUDIT = ("extract", "detect", "anisotropy")
+AUDIT = ("extract", "detect", "anisotropy", "consensus")
 BENCH_PRESETS = ("model-quality", "smoke", "quick", "standard", "mimics", "adaptive", "full")
 
 FAMILIES = {"protect": PROTECT, "purify": PURIFY, "mimic": MIMIC, "erase": ERASE, "audit": AUDIT}

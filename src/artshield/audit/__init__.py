@@ -26,12 +26,12 @@ import torch
 from ..errors import ArtshieldError
 from ..models import ModelBundle
 from .base import AUDITS
-from .detect import (Anisotropy, AnisotropyConfig, Detect, DetectConfig, auc, membership_loss,
-                     text_conditional_magnitude, tpr_at_fpr)
+from .detect import (Anisotropy, AnisotropyConfig, Consensus, ConsensusConfig, Detect, DetectConfig, auc,
+                     membership_loss, text_conditional_magnitude, tpr_at_fpr)
 from .distance import pairwise_tiled_l2, tiled_l2
 from .extract import Extract, ExtractConfig, calibrate, extraction_attack, largest_clique, precision_recall
 
-__all__ = ["AUDITS", "Anisotropy", "AnisotropyConfig", "AuditResult", "AuditSet", "Detect", "DetectConfig", "Extract",
+__all__ = ["AUDITS", "Anisotropy", "AnisotropyConfig", "AuditResult", "AuditSet", "Consensus", "ConsensusConfig", "Detect", "DetectConfig", "Extract",
            "ExtractConfig", "audit", "auc",
            "calibrate", "corpus_audit_set", "corpus_prompts", "extraction_attack", "largest_clique", "membership",
            "membership_loss", "pairwise_tiled_l2", "precision_recall", "text_conditional_magnitude", "tiled_l2",
@@ -117,6 +117,7 @@ class AuditResult:
     detection: dict | None = None
     extraction: dict | None = None
     anisotropy: dict | None = None
+    consensus: dict | None = None
     flagged: dict[int, torch.Tensor] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -127,6 +128,8 @@ class AuditResult:
             out["extraction"] = self.extraction
         if self.anisotropy is not None:
             out["anisotropy"] = self.anisotropy
+        if self.consensus is not None:
+            out["consensus"] = self.consensus
         out["per_prompt"] = self.per_prompt
         return out
 
@@ -134,7 +137,7 @@ class AuditResult:
 def audit(bundle: ModelBundle, prompts: list[str], truth: list[bool] | None = None,
           training=None, methods=("extract", "detect"), extract: ExtractConfig | None = None,
           detect: DetectConfig | None = None, anisotropy: AnisotropyConfig | None = None,
-          progress=None) -> AuditResult:
+          consensus: ConsensusConfig | None = None, progress=None) -> AuditResult:
     """Run the audit `methods` on `prompts`. With `truth` (one label per prompt: memorised or not),
     the summaries carry precision/recall and AUC; with `training` (the training images at the
     generations' size: a tensor, or a list of PIL images or arrays), flagged generations are matched to their nearest training image."""
@@ -186,6 +189,21 @@ def audit(bundle: ModelBundle, prompts: list[str], truth: list[bool] | None = No
                 result.anisotropy.update({f"{key}auc": low["auc"], f"{key}auc_interval": low["auc_interval"],
                                           f"{key}tpr_at_1pct_fpr": low["tpr"],
                                           f"{key}tpr_at_1pct_fpr_interval": low["tpr_interval"]})
+    if "consensus" in methods:
+        method = Consensus(bundle, consensus)
+        t0 = time.time()
+        scores = method.run(prompts, progress=progress)
+        seconds = time.time() - t0
+        for rec, score in zip(result.per_prompt, scores):
+            rec["consensus"] = round(float(score), 6)
+        cfg = method.config
+        result.consensus = {"method": "seed consensus of the predicted image", "step": method.step(),
+                            "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+                            "seconds_per_prompt": round(seconds / len(prompts), 4)}
+        if truth is not None and 0 < sum(truth) < len(truth):
+            low = tpr_at_fpr(scores, truth, 0.01)
+            result.consensus.update({"auc": low["auc"], "auc_interval": low["auc_interval"],
+                                     "tpr_at_1pct_fpr": low["tpr"], "tpr_at_1pct_fpr_interval": low["tpr_interval"]})
     if "extract" in methods:
         method = Extract(bundle, (extract or ExtractConfig()).calibrated(training))
         t0 = time.time()

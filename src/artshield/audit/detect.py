@@ -238,3 +238,91 @@ def tpr_at_fpr(scores, labels, fpr: float = 0.01) -> dict:
             "false_positives_allowed": allowed, "threshold": threshold, "auc": round(a, 4),
             "auc_interval": [round(a_low, 4), round(a_high, 4)]}
 
+
+
+@dataclass
+class ConsensusConfig(Overridable):
+    # both chosen on a tuning split of mini's captions (scripts/consensus_tuning.py, its record in
+    # docs/results/audit-consensus-tuning): 4 seeds, step 7 of 30, the earliest setting that separated
+    # each half of the planted captions from 48 tuning captions perfectly, in both halves
+    generations: int = 4              # seeds per prompt whose predicted images are compared
+    fraction: float = 7 / 30          # where on the sampling schedule: step round(fraction x steps), at least 1
+    sampling_steps: int | None = None # the DDIM schedule (None: the model's)
+    guidance: float | None = None     # guidance of the sampling steps (None: the model's)
+    seed: int = 0
+    batch_size: int = 64
+
+    limits = {"generations": Limit(2, 10_000), "fraction": Limit(0, 1, low_open=True), "sampling_steps": Limit(1, 1000),
+              "guidance": Limit(0, 100), "seed": SEED, "batch_size": Limit(1, 4096)}
+
+
+@register("consensus")
+class Consensus:
+    """Seed consensus of the predicted image: a memorised prompt sends every starting noise to the same
+    training image, and the sampler's prediction of the final image (DDIM's x0 estimate, in latent
+    space, no decoding) already agrees across seeds a few steps in, while an ordinary prompt's
+    predictions still differ. Score: minus the mean pairwise RMS distance between the `generations`
+    seeds' predictions at the chosen step, higher for memorised prompts. The cheap cousin of the
+    generate-and-filter attack (which compares finished images) and of Webster's one-step black-box
+    attack (which compares edges after one step); cost: generations x step x 2 UNet evaluations."""
+
+    Config = ConsensusConfig
+
+    def __init__(self, bundle: ModelBundle, config: ConsensusConfig | None = None):
+        self.bundle = bundle
+        self.config = config or self.Config()
+
+    def step(self) -> int:
+        steps = int(self.config.sampling_steps or self.bundle.conventions.steps)
+        return min(steps, max(1, round(self.config.fraction * steps)))
+
+    def total_steps(self, n_prompts: int) -> int:
+        return n_prompts * self.config.generations
+
+    def run(self, prompts: list[str], generator=None, progress=None) -> np.ndarray:
+        """Scores per prompt (the noise of generation g seeded config.seed + g for every prompt)."""
+        c = self.config
+        return consensus_trajectory(self.bundle, prompts, c.generations, self.step(), c.sampling_steps, c.guidance,
+                                    c.seed, c.batch_size, progress)[:, -1]
+
+
+@torch.no_grad()
+def consensus_trajectory(bundle: ModelBundle, prompts: list[str], generations: int = 8, last_step: int = 6,
+                         sampling_steps: int | None = None, guidance: float | None = None, seed: int = 0,
+                         batch_size: int = 64, progress=None, first: int | None = None) -> np.ndarray:
+    """(prompts, last_step): column k is the consensus score after k + 1 guided DDIM steps, over the
+    first `first` seeds (default all `generations`)."""
+    if generations < 2 or last_step < 1:
+        raise ValueError("consensus needs at least 2 generations and 1 step")
+    first = first or generations
+    sampling_steps = int(sampling_steps or bundle.conventions.steps)
+    if last_step > sampling_steps:
+        raise ValueError(f"step {last_step} lies beyond the schedule's {sampling_steps} steps")
+    guidance = float(guidance if guidance is not None else bundle.conventions.guidance)
+    sampler = bundle.sampler()
+    sampler.set_timesteps(sampling_steps, device=bundle.device)
+    uncond = bundle.embed([""])
+    per_chunk = max(1, batch_size // generations)
+    scores = np.zeros((len(prompts), last_step))
+    for start in range(0, len(prompts), per_chunk):
+        chunk = prompts[start:start + per_chunk]
+        n = len(chunk) * generations
+        ctx = bundle.embed([p for p in chunk for _ in range(generations)])
+        z = pure_noise(bundle, sampler, [seed + g for _ in chunk for g in range(generations)])
+        both = torch.cat([uncond.expand(n, -1, -1), ctx])
+        for k, t in enumerate(sampler.timesteps[:last_step]):
+            p_u, p_c = unet_pair(bundle, sampler, z, t, both)
+            out = sampler.step((p_u + guidance * (p_c - p_u)).to(z.dtype), t, z)
+            z = out.prev_sample
+            x0 = out.pred_original_sample.float().reshape(len(chunk), generations, -1)[:, :first]
+            d = torch.cdist(x0, x0) / x0.shape[-1] ** 0.5           # RMS distances, (prompts, first, first)
+            scores[start:start + len(chunk), k] = (-d.sum((1, 2)) / (first * (first - 1))).cpu().numpy()
+        if progress is not None:
+            progress(n)
+    return scores
+
+
+def unet_pair(bundle: ModelBundle, sampler, z: torch.Tensor, t, both: torch.Tensor):
+    """The UNet's unconditional and conditional outputs at (z, t) in one batch (`both`: the unconditional
+    contexts, then the conditional ones)."""
+    return bundle.unet(sampler.scale_model_input(torch.cat([z, z]), t), t, encoder_hidden_states=both).sample.chunk(2)

@@ -145,16 +145,24 @@ def nearest(image: torch.Tensor, training: torch.Tensor, grid: int) -> tuple[int
 
 def extraction_attack(bundle: ModelBundle, prompts: list[str], config: ExtractConfig | None = None,
                       training: torch.Tensor | None = None, steps: int | None = None, guidance: float | None = None,
-                      progress=None) -> tuple[list[dict], dict[int, torch.Tensor]]:
+                      progress=None, mitigate=None) -> tuple[list[dict], dict[int, torch.Tensor]]:
     """Per prompt: the filter's record (plus the nearest training image when `training` is given,
-    same size as the generations); and the representative generation of each flagged prompt."""
+    same size as the generations); and the representative generation of each flagged prompt.
+    `mitigate`: generate with Wen et al.'s mitigation (a mitigate.MitigateConfig), to test it; the
+    record then says how many generations it adjusted."""
     cfg = config or ExtractConfig()
     records, flagged_images = [], {}
     for k, prompt in enumerate(prompts):
         t0 = time.time()
+        adjusted: list[dict] = []
         images = generate(bundle, [prompt] * cfg.generations, seed=cfg.seed, steps=steps, guidance=guidance,
-                          batch_size=cfg.batch_size, progress=progress)
+                          batch_size=cfg.batch_size, progress=progress, mitigate=mitigate, records=adjusted)
         rec = {"prompt": prompt, **filter_generations(images, cfg)}
+        if mitigate is not None:
+            rec["mitigation"] = {"adjusted": sum(r["adjusted"] for r in adjusted),
+                                 "reached_target": sum(r["reached_target"] for r in adjusted),
+                                 "magnitude_before": round(float(np.mean([r["magnitude_before"] for r in adjusted])), 5),
+                                 "magnitude_after": round(float(np.mean([r["magnitude_after"] for r in adjusted])), 5)}
         rec["generation_seconds"] = round(time.time() - t0 - rec["filter_cpu_seconds"], 3)
         rep = images[rec["representative"]]
         if training is not None:

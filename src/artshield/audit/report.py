@@ -52,7 +52,7 @@ def render(results: dict, model: str, source: str, sizes: dict[str, tuple[int, i
     prompts = sorted(per, key=lambda r: -(r.get("magnitude", 0) if detection else r.get("clique_size", 0)))
     return report.render("audit.html.j2", title="artshield audit", command=command, model=model, source=source,
                          n=len(per), known=known, detection=detection, extraction=extraction,
-                         anisotropy=results.get("anisotropy"), roc=roc, hist=hist,
+                         anisotropy=results.get("anisotropy"), consensus=results.get("consensus"), roc=roc, hist=hist,
                          flagged=flagged, flagged_count=sum(bool(r.get("flagged")) for r in per), prompts=prompts,
                          sort_key=sort_key, any_match=any("extracted" in r for r in per), image_size=image_size)
 

@@ -252,7 +252,7 @@ def audit(report: dict) -> str:
 
 def detectors(report: dict) -> str:
     """Memorisation detectors side by side from one audit run (artshield audit --method
-    detect,anisotropy): AUC and TPR at 1 % FPR with 95 % intervals from the per-prompt scores, and
+    detect,anisotropy,consensus): AUC and TPR at 1 % FPR with 95 % intervals from the per-prompt scores, and
     seconds per prompt."""
     from ..audit.detect import tpr_at_fpr
 
@@ -270,6 +270,10 @@ def detectors(report: dict) -> str:
                    f"weights, {w['generations']} draws)", "anisotropy", ani["seconds_per_prompt"]),
                   ("anisotropy's norm alone", "anisotropy_norm", None),
                   ("anisotropy's alignment alone", "anisotropy_cosine", None)]
+    con = report.get("consensus")
+    if con:
+        cases.append((f"seed consensus of the predicted image ({con['config']['generations']} seeds, step {con['step']})",
+                       "consensus", con["seconds_per_prompt"]))
     for name, key, seconds in cases:
         r = tpr_at_fpr([p[key] for p in per], truth, 0.01)
         rows.append(f"| {name} | {r['auc']:.3f} [{r['auc_interval'][0]:.3f}, {r['auc_interval'][1]:.3f}] | {r['tpr']:.3f} "
@@ -311,10 +315,43 @@ def dataset(report: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def mitigation(report: dict) -> str:
+    """Wen et al.'s mitigation on mini (scripts/mitigation.py's results.json): extractions of the planted
+    captions without it and with it at each target, the target chosen on half the captions and counted
+    on the other, and what each target changes on ordinary captions, with paired intervals."""
+    from ..metrics.judges import _wilson
+
+    ex, q = report["extraction"], report["ordinary_captions"]
+    n, total = ex["captions"], ex["captions"] * ex["generations"]
+
+    def extracted(k: int, of: int) -> str:
+        low, high = _wilson(k, of)
+        return f"{k} of {of} [{low:.2f}, {high:.2f}]"
+
+    rows = ["| generation | target (tuning quantile) | planted captions extracted [95 %] | flagged by the clique rule | "
+            "generations adjusted |", "|---|---|---|---|---|",
+            f"| plain | | {extracted(ex['plain']['extracted'], n)} | {ex['plain']['flagged']} of {n} | |"]
+    for quantile, m in ex["mitigated"].items():
+        rows.append(f"| mitigated | {m['target']:.3f} ({float(quantile) * 100:g} %) | {extracted(m['extracted'], n)} | "
+                    f"{m['flagged']} of {n} | {m['generations_adjusted']} of {total} |")
+    for k, c in enumerate(ex.get("cross_fitted_choice", [])):
+        rows.append(f"| chosen on half {'AB'[k]}, counted on half {'BA'[k]} | {c['target']:.3f} "
+                    f"({c['quantile'] * 100:g} %) | {extracted(c['extracted_on_the_other_half'], c['of'])} | | |")
+    rows += ["", f"| ordinary captions ({q['captions']}, same seeds) | target | plain | mitigated | difference "
+             f"[{q['level'] * 100:.1f} % paired interval] | |", "|---|---|---|---|---|---|"]
+    for quantile, m in q["mitigated"].items():
+        for key, name in (("style_accuracy", "judge's style accuracy"), ("concept_accuracy", "judge's concept accuracy"),
+                          ("domain_fid", "judge-feature FID (lower is better)")):
+            f = m[key]
+            rows.append(f"| {name} | {float(quantile) * 100:g} % | {f['plain']:.3f} | {f['mitigated']:.3f} | "
+                        f"{f['difference']:+.3f} [{f['interval'][0]:+.3f}, {f['interval'][1]:+.3f}] | {f['verdict']} |")
+    return "\n".join(rows) + "\n"
+
+
 KINDS = {"verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost,
          "claims": claims, "ablation": ablation, "discrimination": discrimination, "adaptive": adaptive,
          "purified": purified, "mutation": mutation, "audit": audit,
-         "dataset": dataset, "detectors": detectors}
+         "dataset": dataset, "detectors": detectors, "mitigation": mitigation}
 
 
 def render(readme: str, root: Path) -> str:
