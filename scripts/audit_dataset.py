@@ -94,6 +94,9 @@ def main(argv=None) -> int:
     ap.add_argument("--null-splits", type=int, default=100)
     ap.add_argument("--themes", type=int, default=2, help="training themes tested against unlike images (default 2)")
     ap.add_argument("--gather", action="store_true", help="only gather OUT/parts/ into OUT/results.json")
+    ap.add_argument("--calibrated", action="store_true",
+                    help="the adapters' tests with each image calibrated by mini's own features (what `artshield "
+                    "audit --adapter` does): records NAME-calibrated, beside the uncalibrated ones")
     args = ap.parse_args(argv)
     out = Path(args.output)
     parts = out / "parts"
@@ -132,12 +135,17 @@ def main(argv=None) -> int:
                                 [trigger_caption(i.caption, artist) for i in suspect], method, steps=steps, lr=lr,
                                 seed=0, **options)
                 trained = time.time() - t0
+                reference = features(bundle, suspect + heldout, artist) if args.calibrated else None
                 adapter.apply(bundle)
                 f = features(bundle, suspect + heldout, artist, adapter)
-                return {"artist": artist, "mimic": method, "images_per_set": n, "steps": steps,
-                        "lr": adapter.info["config"]["lr"], "options": options, "train_seconds": round(trained, 1),
-                        **test(f[:n], f[n:]), "null_never_trained": null_rates(f[n:], args.null_splits, seed=2)}
-            part(f"{artist}-{method}", mimic_record)
+                record = {"artist": artist, "mimic": method, "images_per_set": n, "steps": steps,
+                          "lr": adapter.info["config"]["lr"], "options": options, "train_seconds": round(trained, 1)}
+                if reference is not None:       # the raw features' test beside, then the calibrated one
+                    record["uncalibrated"] = test(f[:n], f[n:])
+                    f = np.hstack([f, f - reference])
+                    record["calibrated_by_base"] = True
+                return {**record, **test(f[:n], f[n:]), "null_never_trained": null_rates(f[n:], args.null_splits, seed=2)}
+            part(f"{artist}-{method}" + ("-calibrated" if args.calibrated else ""), mimic_record)
 
     for theme in [] if args.gather else corpus.themes(heldout=False)[:args.themes]:
         def theme_record():

@@ -189,6 +189,16 @@ def test_the_true_positive_rate_at_one_percent_false_positives_and_a_constant_de
         tpr_at_fpr([1.0, 2.0], [True, True])
 
 
+def _by_hand(bundle, steps: int):
+    """What the detectors written out below start from: the DDIM sampler on `steps` steps, the UNet, and
+    generation g's pure noise (seeded g, drawn on the CPU, scaled by the sampler)."""
+    sampler = bundle.sampler()
+    sampler.set_timesteps(steps)
+    unet = bundle.unet
+    shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    return sampler, unet, lambda g: torch.randn(shape, generator=torch.Generator().manual_seed(g))[None] * sampler.init_noise_sigma
+
+
 def test_the_anisotropy_detector_written_out_on_a_tiny_model(tiny_bundle):
     """norm: |eps_c - eps_u| at the schedule's first timestep from the seeded pure noise; alignment:
     the cosine over channels, at each latent position, of eps_u and eps_c - eps_u at the timestep
@@ -199,15 +209,12 @@ def test_the_anisotropy_detector_written_out_on_a_tiny_model(tiny_bundle):
                                                       cosine_weight=3.0, batch_size=3))
     prompts = ["a red icon", "a blue square", "x"]
     parts = method.parts(prompts)
-    sampler = tiny_bundle.sampler()
-    sampler.set_timesteps(6)
-    unet = tiny_bundle.unet
-    shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    sampler, unet, start = _by_hand(tiny_bundle, 6)
     with torch.no_grad():
         for k, prompt in enumerate(prompts):
             norms, cosines = [], []
             for g in range(2):
-                z = torch.randn(shape, generator=torch.Generator().manual_seed(g))[None] * sampler.init_noise_sigma
+                z = start(g)
                 out = {}
                 for name, t in (("high", sampler.timesteps[0]), ("low", sampler.timesteps[-2])):
                     out[name] = [unet(sampler.scale_model_input(z, t), t,
@@ -243,15 +250,12 @@ def test_the_consensus_detector_written_out_on_a_tiny_model(tiny_bundle):
     assert method.step() == 3
     prompts = ["a red icon", "a blue square", "x"]
     scores = method.run(prompts)
-    sampler = tiny_bundle.sampler()
-    sampler.set_timesteps(6)
-    unet = tiny_bundle.unet
-    shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    sampler, unet, start = _by_hand(tiny_bundle, 6)
     with torch.no_grad():
         for k, prompt in enumerate(prompts):
             x0 = []
             for g in range(3):
-                z = torch.randn(shape, generator=torch.Generator().manual_seed(g))[None] * sampler.init_noise_sigma
+                z = start(g)
                 for t in sampler.timesteps[:3]:
                     u, c = (unet(sampler.scale_model_input(z, t), t, encoder_hidden_states=tiny_bundle.embed([text])).sample
                             for text in ("", prompt))

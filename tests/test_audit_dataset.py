@@ -150,13 +150,21 @@ def test_the_command_audits_a_model_with_an_adapter_against_held_out_images(tiny
     assert r["mode"] == "dataset inference" and r["adapter"]["method"] == "lora" and "captions" not in r["adapter"]
     assert r["trained_on"] == (r["p_value"] <= 0.01) and r["verdict"].startswith("evidence" if r["trained_on"] else "no")
     assert r["suspect"] == r["heldout"] == 12 and "broken.png" in r["failed"][0]["file"]
-    assert len(r["features"]) == 15 and len(r["scores"]["suspect"]) == 12 and len(r["null_auc"]) == 199
+    # with an adapter, each image is also calibrated by the base model: 15 features and 15 differences
+    assert len(r["features"]) == 30 and len(r["scores"]["suspect"]) == 12 and len(r["null_auc"]) == 199
+    assert r["calibrated_by_base"] and r["features"][15]["name"] == "conditional loss @ t=50, adapted - base"
     page = (tmp_path / "adapted" / "report.html").read_text()
     assert r["verdict"].split(" (")[0] in page and page.count("<svg") == 2 and "mine" in page
     assert main([*argv, "-o", str(tmp_path / "base")]) == 1
     base = json.loads((tmp_path / "base" / "results.json").read_text())
     assert base["adapter"] is None and 0 < base["p_value"] <= 1
-    assert not np.allclose(base["image_features"]["suspect"], r["image_features"]["suspect"])
+    assert not base["calibrated_by_base"] and len(base["features"]) == 15
+    adapted, plain = np.array(r["image_features"]["suspect"]), np.array(base["image_features"]["suspect"])
+    assert not np.allclose(plain, adapted[:, :15])
+    assert np.allclose(adapted[:, 15:], adapted[:, :15] - plain, atol=2e-6)
+    capsys.readouterr()
+    assert main([*argv, "--adapter", str(tmp_path / "nowhere"), "-o", str(tmp_path / "z")]) == 2
+    assert "nowhere" in capsys.readouterr().err and not (tmp_path / "z").exists()
     capsys.readouterr()
     for k in range(5):
         (tmp_path / "unpublished" / f"{k:02d}.png").unlink()

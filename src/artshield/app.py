@@ -409,6 +409,10 @@ def build(models: Models | None = None, jobs: Jobs | None = None, limits: Limits
             gr.Warning("; ".join(made["problems"]))
         return str(made["zip"])
 
+    def report_outputs(status_id: str):
+        """A tool's outputs: its status line, the report's zip, and the report shown in the page."""
+        return gr.Markdown(elem_id=status_id), gr.File(label="The report (zip)"), gr.HTML()
+
     with gr.Blocks(title="artshield") as app:
         gr.Markdown("# artshield\nProtect your artwork against style mimicry, and check whether the protection "
                     "holds.")
@@ -508,9 +512,7 @@ def build(models: Models | None = None, jobs: Jobs | None = None, limits: Limits
                     a_prompts = gr.Textbox(label="Prompts, one per line (empty: mini's built-in audit set)", lines=4)
                     a_gens = gr.Number(value=16, precision=0, minimum=2, label="Generations per prompt")
                     a_go = gr.Button("Audit", elem_id="audit-go")
-            t_status = gr.Markdown(elem_id="tools-status")
-            t_zip = gr.File(label="The report (zip)")
-            t_view = gr.HTML()
+            t_status, t_zip, t_view = report_outputs("tools-status")
 
             def run_erase(concept, method_, evaluate, judge, judge_path, model, device, dtype):
                 argv = ["--concept", concept, "--method", method_, "--model", model or default_model, "--device", device,
@@ -567,9 +569,7 @@ def build(models: Models | None = None, jobs: Jobs | None = None, limits: Limits
                 d_caption = gr.Textbox(label="Caption for images without one (empty: the model's generic prompt)")
                 d_alpha = gr.Number(value=0.01, minimum=0.0001, maximum=0.5, label="Evidence bar (alpha)")
             d_go = gr.Button("Test", elem_id="dataset-go")
-            d_status = gr.Markdown(elem_id="dataset-status")
-            d_zip = gr.File(label="The report (zip)")
-            d_view = gr.HTML()
+            d_status, d_zip, d_view = report_outputs("dataset-status")
 
             def run_dataset(mine, held, adapter, caption, alpha, model, device, dtype):
                 try:

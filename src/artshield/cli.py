@@ -620,19 +620,27 @@ def cmd_audit_dataset(args) -> int:
                              f"{counts['--heldout']}); "
                              "30 or more each make a real effect far easier to find")
     bundle = _load(args)
-    adapter = _apply_adapter(args, bundle)
+    if args.adapter:
+        from .mimic import Adapter
+
+        Adapter.load(args.adapter)          # a folder it cannot read is refused before any work
     default = args.caption if args.caption is not None else bundle.conventions.generic_prompt
-
-    def captions(found):
-        return [adapter.prompt(c or default) if adapter else (c or default) for c in found.captions]
-
-    out = _output_dir(args)
-    bar = _progress(args, sum(counts.values()), "features")
     suspect, heldout = sets["--dataset"], sets["--heldout"]
+    plain = {k: [c or default for c in found.captions] for k, found in (("suspect", suspect), ("heldout", heldout))}
+    out = _output_dir(args)
+    bar = _progress(args, sum(counts.values()) * (2 if args.adapter else 1), "features")
+    # with an adapter, the base model's own features first: the reference each image is calibrated by
+    reference = dataset.images_features(bundle, suspect.images, plain["suspect"], heldout.images, plain["heldout"],
+                                        seed=args.seed, progress=bar.update) if args.adapter else None
+    adapter = _apply_adapter(args, bundle)
+
+    def captions(key):
+        return [adapter.prompt(c) for c in plain[key]] if adapter else plain[key]
+
     try:
-        record = dataset.run(bundle, suspect.images, captions(suspect), heldout.images, captions(heldout),
+        record = dataset.run(bundle, suspect.images, captions("suspect"), heldout.images, captions("heldout"),
                              alpha=args.alpha, folds=args.folds, permutations=args.permutations, seed=args.seed,
-                             progress=bar.update)
+                             progress=bar.update, reference=reference)
     except ValueError as e:
         raise ArtshieldError(f"audit: {e}") from None
     bar.close()

@@ -134,6 +134,28 @@ class AuditResult:
         return out
 
 
+def _score(method, prompts: list[str], records: list[dict], key: str, digits: int, progress) -> tuple[np.ndarray, float]:
+    """A detector's scores of `prompts` (each also written into its record under `key`) and the seconds taken."""
+    t0 = time.time()
+    scores = method.run(prompts, progress=progress)
+    seconds = time.time() - t0
+    for rec, score in zip(records, scores):
+        rec[key] = round(float(score), digits)
+    return scores, seconds
+
+
+def _labelled(truth) -> bool:
+    return truth is not None and 0 < sum(truth) < len(truth)
+
+
+def _separation(scores, truth, prefix: str = "") -> dict:
+    """How well `scores` separate memorised prompts from the others: AUC and TPR at 1 % FPR, with
+    their 95 % intervals (keys named with `prefix`)."""
+    low = tpr_at_fpr(scores, truth, 0.01)
+    return {f"{prefix}auc": low["auc"], f"{prefix}auc_interval": low["auc_interval"],
+            f"{prefix}tpr_at_1pct_fpr": low["tpr"], f"{prefix}tpr_at_1pct_fpr_interval": low["tpr_interval"]}
+
+
 def audit(bundle: ModelBundle, prompts: list[str], truth: list[bool] | None = None,
           training=None, methods=("extract", "detect"), extract: ExtractConfig | None = None,
           detect: DetectConfig | None = None, anisotropy: AnisotropyConfig | None = None,
@@ -156,20 +178,12 @@ def audit(bundle: ModelBundle, prompts: list[str], truth: list[bool] | None = No
                           for p, t in zip(prompts, truth or [None] * len(prompts))])
     if "detect" in methods:
         method = Detect(bundle, detect)
-        t0 = time.time()
-        scores = method.run(prompts, progress=progress)
-        seconds = time.time() - t0
-        for rec, score in zip(result.per_prompt, scores):
-            rec["magnitude"] = round(float(score), 5)
+        scores, seconds = _score(method, prompts, result.per_prompt, "magnitude", 5, progress)
         result.detection = {"method": "text-conditional noise magnitude (Wen et al. 2024)",
                             "generations": method.config.generations, "steps": method.config.steps,
                             "seconds_per_prompt": round(seconds / len(prompts), 4)}
-        if truth is not None and 0 < sum(truth) < len(truth):
-            result.detection["auc"] = round(auc(scores, truth), 4)
-            low = tpr_at_fpr(scores, truth, 0.01)
-            result.detection.update({"auc_interval": low["auc_interval"], "tpr_at_1pct_fpr": low["tpr"],
-                                     "tpr_at_1pct_fpr_interval": low["tpr_interval"],
-                                     "negatives": int(len(truth) - sum(truth))})
+        if _labelled(truth):
+            result.detection.update({**_separation(scores, truth), "negatives": int(len(truth) - sum(truth))})
     if "anisotropy" in methods:
         method = Anisotropy(bundle, anisotropy)
         t0 = time.time()
@@ -183,27 +197,18 @@ def audit(bundle: ModelBundle, prompts: list[str], truth: list[bool] | None = No
         result.anisotropy = {"method": "norm plus angular alignment from pure noise (Asthana and Belagiannis 2026)",
                              "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
                              "seconds_per_prompt": round(seconds / len(prompts), 4)}
-        if truth is not None and 0 < sum(truth) < len(truth):
+        if _labelled(truth):
             for key, part in (("", "score"), ("norm_", "norm"), ("cosine_", "cosine")):
-                low = tpr_at_fpr(parts[part], truth, 0.01)
-                result.anisotropy.update({f"{key}auc": low["auc"], f"{key}auc_interval": low["auc_interval"],
-                                          f"{key}tpr_at_1pct_fpr": low["tpr"],
-                                          f"{key}tpr_at_1pct_fpr_interval": low["tpr_interval"]})
+                result.anisotropy.update(_separation(parts[part], truth, key))
     if "consensus" in methods:
         method = Consensus(bundle, consensus)
-        t0 = time.time()
-        scores = method.run(prompts, progress=progress)
-        seconds = time.time() - t0
-        for rec, score in zip(result.per_prompt, scores):
-            rec["consensus"] = round(float(score), 6)
+        scores, seconds = _score(method, prompts, result.per_prompt, "consensus", 6, progress)
         cfg = method.config
         result.consensus = {"method": "seed consensus of the predicted image", "step": method.step(),
                             "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
                             "seconds_per_prompt": round(seconds / len(prompts), 4)}
-        if truth is not None and 0 < sum(truth) < len(truth):
-            low = tpr_at_fpr(scores, truth, 0.01)
-            result.consensus.update({"auc": low["auc"], "auc_interval": low["auc_interval"],
-                                     "tpr_at_1pct_fpr": low["tpr"], "tpr_at_1pct_fpr_interval": low["tpr_interval"]})
+        if _labelled(truth):
+            result.consensus.update(_separation(scores, truth))
     if "extract" in methods:
         method = Extract(bundle, (extract or ExtractConfig()).calibrated(training))
         t0 = time.time()

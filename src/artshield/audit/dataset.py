@@ -14,6 +14,15 @@ model's denoising error on the image with its caption, with the empty prompt, an
 NeurIPS 2024), each averaged over a few noise draws that are the same for every image, so an
 image's features do not depend on which set it is in.
 
+Reference calibration: when the model under test is a known base plus an adapter (a LoRA, a
+DreamBooth or hypernetwork fine-tune, a textual inversion), some images are simply easier to
+denoise than others, for the base and the adapted model alike; that spread hides a light fine-tune.
+With `reference` features (the same images and draws on the base model), each image also gets its
+features on the adapted model minus those on the base: what the adaptation changed, image by image
+(the reference-model calibration of membership attacks, e.g. LiRA, Carlini et al. 2022). The test
+stays exact: under the null neither set was trained on, by the base or the adapter, so the
+calibrated features are as exchangeable as the raw ones.
+
 Test (`dataset_inference`): a ridge logistic regression (standardised features) learns, on all
 but one fold of the images, to tell SUSPECT from HELD-OUT, and scores the fold it did not see; the
 statistic is the AUC of those out-of-fold scores. Its p-value comes from a permutation test: the
@@ -44,9 +53,10 @@ RIDGE = 1.0
 KINDS = ("conditional", "unconditional", "difference")
 
 
-def feature_names(timesteps=TIMESTEPS) -> list[str]:
-    return [f"{kind} loss @ t={t}" if kind != "difference" else f"conditional - unconditional @ t={t}"
-            for kind in KINDS for t in timesteps]
+def feature_names(timesteps=TIMESTEPS, calibrated: bool = False) -> list[str]:
+    names = [f"{kind} loss @ t={t}" if kind != "difference" else f"conditional - unconditional @ t={t}"
+             for kind in KINDS for t in timesteps]
+    return names + ([f"{n}, adapted - base" for n in names] if calibrated else [])
 
 
 @torch.no_grad()
@@ -187,16 +197,29 @@ def verdict(p_value: float, alpha: float) -> str:
             f"fewer images, a light fine-tune or a large training set can hide them")
 
 
+def images_features(bundle: ModelBundle, suspect: list[torch.Tensor], suspect_captions: list[str],
+                    heldout: list[torch.Tensor], heldout_captions: list[str], timesteps=TIMESTEPS, draws: int = DRAWS,
+                    seed: int = 0, progress=None) -> np.ndarray:
+    """`membership_features` of SUSPECT then HELD-OUT (lists of (C, H, W) in [0, 1], any size: each
+    is read at the model's square view)."""
+    from ..models.views import model_views
+
+    views = model_views(list(suspect) + list(heldout), bundle.image_size)
+    return membership_features(bundle, views, list(suspect_captions) + list(heldout_captions), timesteps, draws,
+                               seed, progress=progress)
+
+
 def run(bundle: ModelBundle, suspect: list[torch.Tensor], suspect_captions: list[str], heldout: list[torch.Tensor],
         heldout_captions: list[str], alpha: float = 0.01, folds: int = FOLDS, permutations: int = PERMUTATIONS,
-        seed: int = 0, timesteps=TIMESTEPS, draws: int = DRAWS, progress=None) -> dict:
+        seed: int = 0, timesteps=TIMESTEPS, draws: int = DRAWS, progress=None,
+        reference: np.ndarray | None = None) -> dict:
     """Dataset inference of SUSPECT against HELD-OUT images (lists of (C, H, W) in [0, 1], any size:
     each is read at the model's square view) on `bundle` as it is (with an adapter applied, if any).
     The record results.json keeps: the verdict and p-value, the statistic, each image's features and
-    out-of-fold score, and each feature's effect size."""
+    out-of-fold score, and each feature's effect size. `reference`: the same images' features on the
+    base model the adaptation was made from (`features`, with the same timesteps, draws and seed),
+    to add the calibrated features of the module's docstring."""
     import time
-
-    from ..models.views import model_views
 
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), not {alpha}")
@@ -205,19 +228,22 @@ def run(bundle: ModelBundle, suspect: list[torch.Tensor], suspect_captions: list
         raise ValueError(f"{permutations} permutations cannot give a p-value at or under alpha {alpha:g} "
                          f"(the smallest is 1 / {permutations + 1}): use at least {math.ceil(1 / alpha) - 1}")
     start = time.time()
-    views = model_views(list(suspect) + list(heldout), bundle.image_size)
-    features = membership_features(bundle, views, list(suspect_captions) + list(heldout_captions), timesteps, draws,
-                                   seed, progress=progress)
+    features = images_features(bundle, suspect, suspect_captions, heldout, heldout_captions, timesteps, draws, seed,
+                               progress)
+    if reference is not None:
+        if reference.shape != features.shape:
+            raise ValueError(f"reference features of shape {reference.shape} for features of shape {features.shape}")
+        features = np.hstack([features, features - reference])
     n = len(suspect)
     result = dataset_inference(features[:n], features[n:], folds, permutations, seed)
-    names = feature_names(timesteps)
+    names = feature_names(timesteps, calibrated=reference is not None)
     d = effect_sizes(features[:n], features[n:])
     return {"verdict": verdict(result["p_value"], alpha), "trained_on": result["p_value"] <= alpha, "alpha": alpha,
             "explained": explain(result["p_value"]), **{k: v for k, v in result.items() if k != "scores"},
             "features": [{"name": name, "suspect_mean": round(float(features[:n, j].mean()), 6),
                           "heldout_mean": round(float(features[n:, j].mean()), 6), "effect_size": round(float(d[j]), 4)}
                          for j, name in enumerate(names)],
-            "timesteps": [int(t) for t in timesteps], "draws": draws,
+            "timesteps": [int(t) for t in timesteps], "draws": draws, "calibrated_by_base": reference is not None,
             "scores": {"suspect": [round(s, 5) for s in result["scores"][:n]],
                        "heldout": [round(s, 5) for s in result["scores"][n:]]},
             "image_features": {"suspect": np.round(features[:n], 6).tolist(),
