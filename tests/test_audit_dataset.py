@@ -145,12 +145,13 @@ def test_the_command_audits_a_model_with_an_adapter_against_held_out_images(tiny
     (tmp_path / "mine" / "broken.png").write_bytes(b"not a png")
     argv = ["audit", "--model", str(tiny_model_dir), "--dataset", str(tmp_path / "mine"), "--heldout",
             str(tmp_path / "unpublished"), "--caption", "an icon, sks style", "--permutations", "199", "-q"]
-    assert main([*argv, "--adapter", str(tmp_path / "lora"), "-o", str(tmp_path / "adapted")]) == 1     # broken.png
+    assert main([*argv, "--adapter", str(tmp_path / "lora"), "--calibrate", "-o", str(tmp_path / "adapted")]) == 1
+    # (exit code 1: broken.png)
     r = json.loads((tmp_path / "adapted" / "results.json").read_text())
     assert r["mode"] == "dataset inference" and r["adapter"]["method"] == "lora" and "captions" not in r["adapter"]
     assert r["trained_on"] == (r["p_value"] <= 0.01) and r["verdict"].startswith("evidence" if r["trained_on"] else "no")
     assert r["suspect"] == r["heldout"] == 12 and "broken.png" in r["failed"][0]["file"]
-    # with an adapter, each image is also calibrated by the base model: 15 features and 15 differences
+    # --calibrate: each image is also calibrated by the base model: 15 features and 15 differences
     assert len(r["features"]) == 30 and len(r["scores"]["suspect"]) == 12 and len(r["null_auc"]) == 199
     assert r["calibrated_by_base"] and r["features"][15]["name"] == "conditional loss @ t=50, adapted - base"
     page = (tmp_path / "adapted" / "report.html").read_text()
@@ -165,6 +166,8 @@ def test_the_command_audits_a_model_with_an_adapter_against_held_out_images(tiny
     capsys.readouterr()
     assert main([*argv, "--adapter", str(tmp_path / "nowhere"), "-o", str(tmp_path / "z")]) == 2
     assert "nowhere" in capsys.readouterr().err and not (tmp_path / "z").exists()
+    assert main([*argv, "--calibrate", "-o", str(tmp_path / "z")]) == 2
+    assert "needs --adapter" in capsys.readouterr().err and not (tmp_path / "z").exists()
     capsys.readouterr()
     for k in range(5):
         (tmp_path / "unpublished" / f"{k:02d}.png").unlink()

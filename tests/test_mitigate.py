@@ -139,3 +139,21 @@ def test_the_mitigation_table_is_rendered_from_its_record():
     assert "| chosen on half B, counted on half A | 0.620 (10 %) | 1 of 2" in text
     assert "[98.3 % paired interval]" in text
     assert "| judge's style accuracy | 50 % | 0.500 | 0.250 | -0.250 [-0.400, -0.100] | lower |" in text
+
+
+def test_mitigation_runs_on_a_v_prediction_model_and_sdxl_is_refused_in_one_line(tmp_path, capsys):
+    from artshield.models import load_model
+    from artshield.models.tiny import make_tiny_model
+
+    sd2 = make_tiny_model(tmp_path / "sd2", seed=3, family="sd2")
+    bundle = load_model(str(sd2), device="cpu")
+    records = []
+    images = generate(bundle, ["a red star", "folder icon"], seed=0, steps=3,
+                      mitigate=MitigateConfig(target=1e-3, iterations=2), records=records)
+    assert images.shape[0] == 2 and torch.isfinite(images).all()
+    assert [r["steps"] for r in records] == [2, 2] and all(r["magnitude_after"] < r["magnitude_before"] for r in records)
+    sdxl = make_tiny_model(tmp_path / "sdxl", seed=4, family="sdxl")
+    assert main(["generate", "--model", str(sdxl), "--prompt", "x", "-o", str(tmp_path / "g"),
+                 "--mitigate-memorization"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not SDXL yet" in err and not (tmp_path / "g").exists()

@@ -155,10 +155,12 @@ def cmd_generate(args) -> int:
     from .generate import generate
 
     start = time.time()
+    mitigate, adjusted = _mitigation(args), []
     bundle = _load(args)
+    if mitigate is not None and bundle.is_sdxl:
+        raise ArtshieldError("generate --mitigate-memorization: supports Stable Diffusion 1.x and 2.x models, not SDXL yet")
     adapter = _apply_adapter(args, bundle)
     prompts = [adapter.prompt(p) if adapter else p for p in args.prompt for _ in range(args.n)]
-    mitigate, adjusted = _mitigation(args), []
     bar = _progress(args, len(prompts), "generate")
     images = generate(bundle, prompts, seed=args.seed, steps=args.steps, guidance=args.guidance, progress=bar.update,
                       sampler=args.sampler, autocast=args.autocast, mitigate=mitigate, records=adjusted)
@@ -619,6 +621,8 @@ def cmd_audit_dataset(args) -> int:
                              f"{args.dataset}: {counts['--dataset']}, --heldout {args.heldout}: "
                              f"{counts['--heldout']}); "
                              "30 or more each make a real effect far easier to find")
+    if args.calibrate and not args.adapter:
+        raise ArtshieldError("--calibrate subtracts the base model's features from the adapted model's: it needs --adapter")
     bundle = _load(args)
     if args.adapter:
         from .mimic import Adapter
@@ -628,10 +632,10 @@ def cmd_audit_dataset(args) -> int:
     suspect, heldout = sets["--dataset"], sets["--heldout"]
     plain = {k: [c or default for c in found.captions] for k, found in (("suspect", suspect), ("heldout", heldout))}
     out = _output_dir(args)
-    bar = _progress(args, sum(counts.values()) * (2 if args.adapter else 1), "features")
-    # with an adapter, the base model's own features first: the reference each image is calibrated by
+    bar = _progress(args, sum(counts.values()) * (2 if args.calibrate else 1), "features")
+    # --calibrate: the base model's own features first, the reference each image is calibrated by
     reference = dataset.images_features(bundle, suspect.images, plain["suspect"], heldout.images, plain["heldout"],
-                                        seed=args.seed, progress=bar.update) if args.adapter else None
+                                        seed=args.seed, progress=bar.update) if args.calibrate else None
     adapter = _apply_adapter(args, bundle)
 
     def captions(key):

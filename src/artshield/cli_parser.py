@@ -242,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default 0.01)")
     ds.add_argument("--permutations", type=int, default=999, help="label shufflings of the test (default 999)")
     ds.add_argument("--folds", type=int, default=5, help="cross-fitting folds (default 5)")
+    ds.add_argument("--calibrate", action="store_true",
+                    help="with --adapter: also give each image its adapted-minus-base features (the base model's "
+                    "per-image difficulty taken away; twice the work; on mini it has not yet shown more power)")
     au.set_defaults(func="audit")
 
     ex = sub.add_parser("export", parents=[common], help="write a model, an erasure or an adaptation as files "
