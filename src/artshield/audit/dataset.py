@@ -217,7 +217,7 @@ def run(bundle: ModelBundle, suspect: list[torch.Tensor], suspect_captions: list
     each is read at the model's square view) on `bundle` as it is (with an adapter applied, if any).
     The record results.json keeps: the verdict and p-value, the statistic, each image's features and
     out-of-fold score, and each feature's effect size. `reference`: the same images' features on the
-    base model the adaptation was made from (`features`, with the same timesteps, draws and seed),
+    base model the adaptation was made from (`images_features`, same timesteps, draws and seed),
     to add the calibrated features of the module's docstring."""
     import time
 
