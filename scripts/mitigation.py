@@ -14,7 +14,12 @@ does it cost on ordinary captions? (the audit issue's mitigation table)
    auto`) on every planted-duplicate caption, with the same seeds, without and with the mitigation at
    each target. Which target to use is then chosen on half the planted captions (the weakest pull,
    i.e. highest target, that leaves none of them extracted, else the strongest) and counted on the
-   other half, both ways round (halves drawn with seed 0).
+   other half, both ways round (halves drawn with seed 0). The extraction delta is strict (the 5 %
+   quantile of the training icons' nearest-neighbour distances), so a copy made slightly noisier
+   passes under it; each caption is therefore also counted as a near copy: flagged (its generations
+   agree) and its representative closer to its nearest training image than that image is to any
+   other training image. And a grid of the first captions' images (seeds 0 to 3, each condition)
+   is saved beside the results, to see what the counts mean.
 3. Cost on ordinary captions: model-quality's generation set (16 training captions per training
    theme, seed 0), without and with the mitigation at each target, same seeds: the judge's style and
    concept accuracy and the judge-feature FID against the training themes' real images. Differences
@@ -39,7 +44,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from artshield import corpus  # noqa: E402
 from artshield.audit import corpus_prompts  # noqa: E402
-from artshield.audit.extract import ExtractConfig, calibrate, extraction_attack  # noqa: E402
+from artshield.audit.extract import ExtractConfig, calibrate, extraction_attack, isolation, near_copy  # noqa: E402
 from artshield.audit.mitigate import MitigateConfig, default_target, magnitude, starting_noise  # noqa: E402
 from artshield.bench.model_quality import generation_prompts  # noqa: E402
 from artshield.generate import generate  # noqa: E402
@@ -52,6 +57,7 @@ QUANTILES = (0.5, 0.1)
 GENERATIONS = 32
 PER_THEME = 16
 RESAMPLES = 2000
+EVIDENCE_CAPTIONS = 12
 LEVEL = 1 - 0.05 / 3
 
 
@@ -95,6 +101,24 @@ def extraction(bundle, planted: list[str], training: torch.Tensor, config: Extra
     records, _ = extraction_attack(bundle, planted, config, training=training, mitigate=mitigate)
     return {"records": records, "extracted": sum(r["extracted"] for r in records),
             "flagged": sum(r["flagged"] for r in records), "captions": len(records)}
+
+
+def evidence_grid(bundle, captions: list[str], conditions: dict, path: Path, seeds: int = 4) -> None:
+    """One row per caption, `seeds` images per condition side by side (a 4-pixel white gap between
+    conditions), written as a PNG at the images' own size."""
+    from PIL import Image
+
+    rows = []
+    for caption in captions:
+        blocks = []
+        for mitigate in conditions.values():
+            images = generate(bundle, [caption] * seeds, seed=0, mitigate=mitigate)
+            blocks += [torch.cat(list(images), 2), torch.ones(3, images.shape[2], 4)]
+        rows.append(torch.cat(blocks[:-1], 2))
+    grid = (torch.cat(rows, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    tmp = path.with_suffix(".tmp.png")
+    Image.fromarray(grid).save(tmp, optimize=True)
+    tmp.replace(path)
 
 
 def judged(bundle, judge: Judge, items, mitigate) -> dict:
@@ -181,6 +205,7 @@ def main() -> int:
     train_items = corpus.items(split="train")
     training = corpus.load_images(train_items, bundle.image_size)
     tiled, plain = calibrate(training, 4)
+    alone = isolation(training)
     config = ExtractConfig(generations=GENERATIONS, threshold=tiled, match_threshold=plain)
     before = saved(parts, "extraction-plain", lambda: extraction(bundle, planted, training, config, None))
     judge = Judge.load()
@@ -203,6 +228,7 @@ def main() -> int:
         q = max(clean, key=lambda q: targets[q]) if clean else min(QUANTILES, key=lambda q: targets[q])
         cross.append({"chosen_on": [planted[i] for i in tune], "quantile": q, "target": round(targets[q], 5),
                       "extracted_on_the_other_half": sum(after[q]["records"][i]["extracted"] for i in test),
+                      "near_copies_on_the_other_half": sum(near_copy(after[q]["records"][i], alone) for i in test),
                       "of": len(test)})
 
     results = {
@@ -216,14 +242,21 @@ def main() -> int:
         "extraction": {
             "captions": len(planted), "generations": GENERATIONS,
             "deltas": {"tiled": round(tiled, 5), "plain": round(plain, 5)},
-            "plain": {"extracted": before["extracted"], "flagged": before["flagged"], "seconds": before["seconds"]},
+            "near_copy_rule": "flagged, and the representative closer to its nearest training image than that "
+                              "image is to any other training image",
+            "plain": {"extracted": before["extracted"], "flagged": before["flagged"], "seconds": before["seconds"],
+                      "near_copies": sum(near_copy(r, alone) for r in before["records"])},
             "mitigated": {f"{q:g}": {
                 "target": round(targets[q], 5), "extracted": a["extracted"], "flagged": a["flagged"],
+                "near_copies": sum(near_copy(r, alone) for r in a["records"]),
                 "seconds": a["seconds"],
                 "generations_adjusted": sum(r["mitigation"]["adjusted"] for r in a["records"]),
                 "generations_reaching_target": sum(r["mitigation"]["reached_target"] for r in a["records"]),
                 "per_caption": [{"prompt": b["prompt"], "extracted_plain": b["extracted"], "extracted": r["extracted"],
                                  "nearest_l2_plain": b["nearest_l2"], "nearest_l2": r["nearest_l2"],
+                                 "near_copy_plain": near_copy(b, alone), "near_copy": near_copy(r, alone),
+                                 "nearest_training_plain": b["nearest_training"],
+                                 "nearest_training": r["nearest_training"],
                                  "clique_plain": b["clique_size"], "clique": r["clique_size"], **r["mitigation"]}
                                 for b, r in zip(before["records"], a["records"])]}
                 for q, a in after.items()},
@@ -235,10 +268,19 @@ def main() -> int:
         "environment": {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
                         "threads": torch.get_num_threads()},
     }
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    grid = out / "evidence.png"
+    if not grid.exists():
+        conditions = {"plain": None, **{f"{q:g}": MitigateConfig(target=t) for q, t in targets.items()}}
+        evidence_grid(bundle, planted[:EVIDENCE_CAPTIONS], conditions, grid)
+    results["extraction"]["evidence"] = {"file": grid.name, "captions": planted[:EVIDENCE_CAPTIONS], "seeds": [0, 1, 2, 3],
+                                         "columns": ["plain"] + [f"target {targets[q]:.3f} ({q * 100:g} %)"
+                                                                 for q in targets]}
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(out / "results.json")
     print(json.dumps(results["settings"], indent=1))
     for q, a in results["extraction"]["mitigated"].items():
-        print(q, a["target"], a["extracted"], "of", len(planted), {k: v["difference"] for k, v in quality[float(q)].items()
+        print(q, a["target"], a["extracted"], "of", len(planted), "near copies", a["near_copies"], {k: v["difference"] for k, v in quality[float(q)].items()
                                                                      if isinstance(v, dict)})
     print(before["extracted"], cross)
     return 0

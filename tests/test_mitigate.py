@@ -2,6 +2,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,20 +124,21 @@ def test_the_mitigation_table_is_rendered_from_its_record():
 
     figure = {"plain": 0.5, "mitigated": 0.25, "difference": -0.25, "interval": [-0.4, -0.1], "verdict": "lower"}
     report = {"extraction": {"captions": 4, "generations": 8,
-                             "plain": {"extracted": 3, "flagged": 4},
-                             "mitigated": {"0.5": {"target": 0.82, "extracted": 1, "flagged": 4, "generations_adjusted": 30}},
+                             "plain": {"extracted": 3, "flagged": 4, "near_copies": 4},
+                             "mitigated": {"0.5": {"target": 0.82, "extracted": 1, "flagged": 4, "near_copies": 3,
+                                                   "generations_adjusted": 30}},
                              "cross_fitted_choice": [{"quantile": 0.5, "target": 0.82, "extracted_on_the_other_half": 0,
-                                                      "of": 2},
+                                                      "near_copies_on_the_other_half": 2, "of": 2},
                                                      {"quantile": 0.1, "target": 0.62, "extracted_on_the_other_half": 1,
                                                       "of": 2}]},
               "ordinary_captions": {"captions": 10, "level": 1 - 0.05 / 3,
                                     "mitigated": {"0.5": {"style_accuracy": figure, "concept_accuracy": figure,
                                                           "domain_fid": figure}}}}
     text = mitigation(report)
-    assert "| plain | | 3 of 4 [0.30, 0.95] | 4 of 4 | |" in text
-    assert "| mitigated | 0.820 (50 %) | 1 of 4 [0.05, 0.70] | 4 of 4 | 30 of 32 |" in text
-    assert "| chosen on half A, counted on half B | 0.820 (50 %) | 0 of 2 [0.00, 0.66] | | |" in text
-    assert "| chosen on half B, counted on half A | 0.620 (10 %) | 1 of 2" in text
+    assert "| plain | | 3 of 4 [0.30, 0.95] | 4 of 4 [0.51, 1.00] | 4 of 4 | |" in text
+    assert "| mitigated | 0.820 (50 %) | 1 of 4 [0.05, 0.70] | 3 of 4 [0.30, 0.95] | 4 of 4 | 30 of 32 |" in text
+    assert "| chosen on half A, counted on half B | 0.820 (50 %) | 0 of 2 [0.00, 0.66] | 2 of 2 [0.34, 1.00] | | |" in text
+    assert "| chosen on half B, counted on half A | 0.620 (10 %) | 1 of 2 [0.09, 0.91] | not measured | | |" in text
     assert "[98.3 % paired interval]" in text
     assert "| judge's style accuracy | 50 % | 0.500 | 0.250 | -0.250 [-0.400, -0.100] | lower |" in text
 
@@ -157,3 +159,18 @@ def test_mitigation_runs_on_a_v_prediction_model_and_sdxl_is_refused_in_one_line
                  "--mitigate-memorization"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not SDXL yet" in err and not (tmp_path / "g").exists()
+
+
+def test_a_near_copy_is_a_flagged_caption_closer_to_its_image_than_any_other_training_image():
+    from artshield.audit.extract import isolation, near_copy
+
+    training = torch.zeros(3, 3, 4, 4)
+    training[1] += 0.25                   # 0.25 from image 0 (normalised L2)
+    training[2] += 0.75                   # 0.5 from image 1
+    alone = isolation(training)
+    assert alone.tolist() == [0.25, 0.25, 0.5]
+    record = {"flagged": True, "nearest_training": 2, "nearest_l2": 0.375}
+    assert near_copy(record, alone)                                        # noisy, yet nearer than image 1
+    assert not near_copy({**record, "nearest_l2": 0.5}, alone)             # as far as its neighbour: not a copy
+    assert not near_copy({**record, "flagged": False}, alone)              # the seeds disagree: not a copy
+    assert not near_copy({**record, "nearest_training": 0}, alone)

@@ -67,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mitigate-memorization", action="store_true",
                    help="before sampling each image, adjust the prompt's text states until the first step's "
                         "text-conditional noise magnitude is at most --mitigate-target (Wen et al., ICLR 2024): "
-                        "memorised prompts are pulled less towards their training image (on mini it lowers "
-                        "extractions but does not stop them all: docs/audit.md); ordinary prompts under the "
-                        "target are left exactly as they are")
+                        "memorised prompts are pulled less towards their training image (on mini they still "
+                        "reproduce it, only slightly noisier: docs/audit.md#mitigation); ordinary prompts under "
+                        "the target are left exactly as they are")
     g.add_argument("--mitigate-target", type=float, default=None,
                    help="the magnitude to reach (default: the authors' 3 on SD 1.4, rescaled by the square root "
                         "of the latent's size; better, one measured on the model's own non-memorised prompts)")

@@ -176,6 +176,22 @@ def extraction_attack(bundle: ModelBundle, prompts: list[str], config: ExtractCo
     return records, flagged_images
 
 
+def isolation(training: torch.Tensor) -> np.ndarray:
+    """Each training image's normalised L2 (as `nearest` measures it) to its nearest other one."""
+    flat = training.flatten(1).double()
+    d = torch.cdist(flat, flat) / flat.shape[1] ** 0.5
+    d.fill_diagonal_(float("inf"))
+    return d.min(1).values.numpy()
+
+
+def near_copy(record: dict, alone: np.ndarray) -> bool:
+    """A looser copy rule than the attack's delta, for a record of `extraction_attack` with training
+    images: the prompt is flagged (its generations agree) and its representative lies closer to its
+    nearest training image than that image lies to any other training image (`alone`, from
+    `isolation`). A copy made slightly noisier passes under the strict delta but not under this."""
+    return bool(record["flagged"] and record["nearest_l2"] < alone[record["nearest_training"]])
+
+
 def calibrate(training: torch.Tensor, grid: int = 4, quantile: float = 0.05) -> tuple[float, float]:
     """(tiled delta, plain delta): the `quantile` of each training image's distance to its nearest
     distinct training image (exact copies, distance 0, are skipped)."""

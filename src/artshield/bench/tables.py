@@ -319,26 +319,31 @@ def dataset(report: dict) -> str:
 
 def mitigation(report: dict) -> str:
     """Wen et al.'s mitigation on mini (scripts/mitigation.py's results.json): extractions of the planted
-    captions without it and with it at each target, the target chosen on half the captions and counted
-    on the other, and what each target changes on ordinary captions, with paired intervals."""
+    captions without it and with it at each target (by the strict delta, and as near copies), the
+    target chosen on half the captions and counted on the other, and what each target changes on
+    ordinary captions, with paired intervals."""
     from ..metrics.judges import _wilson
 
     ex, q = report["extraction"], report["ordinary_captions"]
     n, total = ex["captions"], ex["captions"] * ex["generations"]
 
-    def extracted(k: int, of: int) -> str:
+    def share(k: int | None, of: int) -> str:
+        if k is None:
+            return "not measured"
         low, high = _wilson(k, of)
         return f"{k} of {of} [{low:.2f}, {high:.2f}]"
 
-    rows = ["| generation | target (tuning quantile) | planted captions extracted [95 %] | flagged by the clique rule | "
-            "generations adjusted |", "|---|---|---|---|---|",
-            f"| plain | | {extracted(ex['plain']['extracted'], n)} | {ex['plain']['flagged']} of {n} | |"]
+    rows = ["| generation | target (tuning quantile) | extracted (strict delta) [95 %] | near copies [95 %] | "
+            "flagged by the clique rule | generations adjusted |", "|---|---|---|---|---|---|",
+            f"| plain | | {share(ex['plain']['extracted'], n)} | {share(ex['plain'].get('near_copies'), n)} | "
+            f"{ex['plain']['flagged']} of {n} | |"]
     for quantile, m in ex["mitigated"].items():
-        rows.append(f"| mitigated | {m['target']:.3f} ({float(quantile) * 100:g} %) | {extracted(m['extracted'], n)} | "
-                    f"{m['flagged']} of {n} | {m['generations_adjusted']} of {total} |")
+        rows.append(f"| mitigated | {m['target']:.3f} ({float(quantile) * 100:g} %) | {share(m['extracted'], n)} | "
+                    f"{share(m.get('near_copies'), n)} | {m['flagged']} of {n} | {m['generations_adjusted']} of {total} |")
     for k, c in enumerate(ex.get("cross_fitted_choice", [])):
         rows.append(f"| chosen on half {'AB'[k]}, counted on half {'BA'[k]} | {c['target']:.3f} "
-                    f"({c['quantile'] * 100:g} %) | {extracted(c['extracted_on_the_other_half'], c['of'])} | | |")
+                    f"({c['quantile'] * 100:g} %) | {share(c['extracted_on_the_other_half'], c['of'])} | "
+                    f"{share(c.get('near_copies_on_the_other_half'), c['of'])} | | |")
     rows += ["", f"| ordinary captions ({q['captions']}, same seeds) | target | plain | mitigated | difference "
              f"[{q['level'] * 100:.1f} % paired interval] | |", "|---|---|---|---|---|---|"]
     for quantile, m in q["mitigated"].items():
