@@ -55,14 +55,14 @@ def artist_sets(artist: str):
     return [pool[i] for i in order[:n]], [pool[i] for i in order[n:2 * n]]
 
 
-def features(bundle, items, artist=None, adapter=None):
+def features(bundle, items, artist=None, adapter=None, draws=dataset.DRAWS):
     """Dataset inference's features of `items`, captioned as the mimic's training was (the trigger word
     in `artist`'s place, written as `adapter` needs it: textual inversion's learnt token), or with
     their own captions (artist None: what mini trained on)."""
     images = model_views(list(corpus.load_images(items, 64)), bundle.image_size)
     captions = [trigger_caption(i.caption, artist) if artist else i.caption for i in items]
     captions = [adapter.prompt(c) for c in captions] if adapter is not None else captions
-    return dataset.membership_features(bundle, images, captions)
+    return dataset.membership_features(bundle, images, captions, draws=draws)
 
 
 def null_rates(feats: np.ndarray, splits: int, seed: int) -> dict:
@@ -93,6 +93,9 @@ def main(argv=None) -> int:
     ap.add_argument("--mimics", nargs="+", default=["lora", "dreambooth", "hypernetwork", "textual-inversion"])
     ap.add_argument("--null-splits", type=int, default=100)
     ap.add_argument("--themes", type=int, default=2, help="training themes tested against unlike images (default 2)")
+    ap.add_argument("--draws", type=int, default=dataset.DRAWS,
+                    help=f"noise draws per image and timestep in the adapters' features (default {dataset.DRAWS}); "
+                         "other than the default, records NAME-drawsN, beside the others")
     ap.add_argument("--gather", action="store_true", help="only gather OUT/parts/ into OUT/results.json")
     ap.add_argument("--calibrated", action="store_true",
                     help="the adapters' tests with each image calibrated by mini's own features (what `artshield "
@@ -135,17 +138,18 @@ def main(argv=None) -> int:
                                 [trigger_caption(i.caption, artist) for i in suspect], method, steps=steps, lr=lr,
                                 seed=0, **options)
                 trained = time.time() - t0
-                reference = features(bundle, suspect + heldout, artist) if args.calibrated else None
+                reference = features(bundle, suspect + heldout, artist, draws=args.draws) if args.calibrated else None
                 adapter.apply(bundle)
-                f = features(bundle, suspect + heldout, artist, adapter)
-                record = {"artist": artist, "mimic": method, "images_per_set": n, "steps": steps,
+                f = features(bundle, suspect + heldout, artist, adapter, draws=args.draws)
+                record = {"artist": artist, "mimic": method, "images_per_set": n, "steps": steps, "draws": args.draws,
                           "lr": adapter.info["config"]["lr"], "options": options, "train_seconds": round(trained, 1)}
                 if reference is not None:       # the raw features' test beside, then the calibrated one
                     record["uncalibrated"] = test(f[:n], f[n:])
                     f = np.hstack([f, f - reference])
                     record["calibrated_by_base"] = True
                 return {**record, **test(f[:n], f[n:]), "null_never_trained": null_rates(f[n:], args.null_splits, seed=2)}
-            part(f"{artist}-{method}" + ("-calibrated" if args.calibrated else ""), mimic_record)
+            part(f"{artist}-{method}" + ("-calibrated" if args.calibrated else "")
+                 + (f"-draws{args.draws}" if args.draws != dataset.DRAWS else ""), mimic_record)
 
     for theme in [] if args.gather else corpus.themes(heldout=False)[:args.themes]:
         def theme_record():

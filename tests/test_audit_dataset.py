@@ -209,3 +209,20 @@ def test_a_set_a_mimic_fine_tuned_mini_on_is_found_and_mini_itself_is_not_accuse
     adapted = dataset.membership_features(bundle, views, captions)
     assert dataset.dataset_inference(adapted[:20], adapted[20:])["p_value"] <= 0.01
     assert dataset.dataset_inference(base[:20], base[20:])["p_value"] > 0.01
+
+
+def test_the_dataset_table_labels_each_row_by_its_model_calibration_and_draws_and_pools_the_nulls():
+    from artshield.bench.tables import dataset as table
+
+    null = {"splits": 2, "false_positive_rate": {"0.05": 0.5, "0.01": 0.0}, "p_values": [0.03, 0.5]}
+    base = {"artist": "moka", "images_per_set": 30, "auc": 0.6, "null_never_trained": null}
+    records = [{**base, "mimic": "dreambooth", "steps": 150, "p_value": 0.009, "calibrated_by_base": True},
+               {**base, "mimic": "dreambooth", "steps": 150, "p_value": 0.004, "draws": 16},
+               {**base, "mimic": "dreambooth", "steps": 150, "p_value": 0.059},
+               {"artist": "moka", "model": "mini", "images_per_set": 30, "p_value": 0.2, "auc": 0.5, "null": null}]
+    rows = table({"records": records}).splitlines()
+    assert rows[2].startswith("| moka | mini | 30 | 0.200 | 0.500 | not accused |")
+    assert rows[3].startswith("| moka | mini + dreambooth (150 steps) | 30 | 0.059 | 0.600 | not found |")
+    assert rows[4].startswith("| moka | mini + dreambooth (150 steps), calibrated by mini | 30 | 0.009 | 0.600 | **found** |")
+    assert rows[5].startswith("| moka | mini + dreambooth (150 steps), 16 noise draws | 30 | 0.004 | 0.600 | **found** |")
+    assert rows[6].startswith("| all | every null split above, pooled |") and rows[6].endswith("of 8 |")

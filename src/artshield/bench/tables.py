@@ -289,12 +289,15 @@ def dataset(report: dict) -> str:
             "(at 0.05 / 0.01) |", "|---|---|---|---|---|---|---|"]
     records = [r for r in report["records"] if "artist" in r]
     order = {m: k for k, m in enumerate(["base", "lora", "dreambooth", "hypernetwork", "textual-inversion"])}
+    from ..audit.dataset import DRAWS
+
     for r in sorted(records, key=lambda r: (r["artist"], order.get(r.get("mimic", "base"), 9),
-                                            bool(r.get("calibrated_by_base")))):
+                                            r.get("draws", DRAWS), bool(r.get("calibrated_by_base")))):
         null = r.get("null") or r.get("null_never_trained")
         rates = null["false_positive_rate"]
         model = "mini" if "mimic" not in r else f"mini + {r['mimic']} ({r['steps']} steps)"
         model += ", calibrated by mini" if r.get("calibrated_by_base") else ""
+        model += f", {r['draws']} noise draws" if r.get("draws", DRAWS) != DRAWS else ""
         found = r["p_value"] <= 0.01
         word = ("**found**" if found else "not found") if "mimic" in r else ("accused" if found else "not accused")
         rows.append(f"| {r['artist']} | {model} | {r['images_per_set']} | {r['p_value']:.3f} | {r['auc']:.3f} | {word} | "
