@@ -99,7 +99,7 @@ def test_corpus_prompts_mix_planted_duplicates_with_as_many_control_captions():
 @pytest.mark.slow
 def test_audit_on_mini_tells_planted_duplicates_from_novel_captions(mini_bundle):
     from artshield import corpus
-    from artshield.audit.extract import calibrate
+    from artshield.audit.extract import calibrate, isolation
 
     prompts, truth = corpus_prompts(seed=0)
     pick = [i for i, t in enumerate(truth) if t][:4] + [i for i, t in enumerate(truth) if not t][:4]
@@ -116,11 +116,31 @@ def test_audit_on_mini_tells_planted_duplicates_from_novel_captions(mini_bundle)
     assert results["detection"]["auc"] >= 0.75
     ext = results["extraction"]
     assert ext["precision"] == 1.0 and ext["recall"] >= 0.5
+    # the near-copy rule is looser than the match delta: it finds every extraction and maybe more
+    alone = isolation(training)
+    assert ext["near_copy_rule"]["recall"] >= ext["recall"]
+    for rec in results["per_prompt"]:
+        assert rec["near_copy"] == (rec["flagged"] and rec["nearest_l2"] < alone[rec["nearest_training"]])
     assert set(report.flagged) == {k for k, r in enumerate(results["per_prompt"]) if r["flagged"]}
     for k in report.flagged:
         rec = results["per_prompt"][k]
         if rec["memorised"] and rec["extracted"]:      # matched to the very image that was planted
             assert train[rec["nearest_training"]].caption == rec["prompt"]
+
+
+def test_the_audit_table_shows_the_near_copy_rule_beside_the_match_delta():
+    from artshield.bench.tables import audit as table
+
+    per = [{"magnitude": float(k), "memorised": k >= 2} for k in range(4)]
+    config = {"threshold": 0.07, "match_threshold": 0.034}
+    extraction = {"config": config, "precision": 1.0, "recall": 0.5,
+                  "clique_rule_only": {"precision": 0.5, "recall": 1.0},
+                  "near_copy_rule": {"precision": 2 / 3, "recall": 1.0}}
+    report = {"per_prompt": per, "extraction": extraction, "prompt_source": "novel: no training image"}
+    row = table(report).splitlines()[2]
+    assert row.startswith("| 2 novel captions | 0.070 / 0.034 | 1.00 / 0.50 | 0.67 / 1.00 | 0.50 / 1.00 | 1.000 ")
+    del extraction["near_copy_rule"]                    # a run from before the rule
+    assert "| 1.00 / 0.50 | not measured | 0.50 / 1.00 |" in table(report)
 
 
 def test_cli_audit_writes_results_and_report(tmp_path):

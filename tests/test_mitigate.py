@@ -164,11 +164,12 @@ def test_mitigation_runs_on_a_v_prediction_model_and_sdxl_is_refused_in_one_line
 def test_a_near_copy_is_a_flagged_caption_closer_to_its_image_than_any_other_training_image():
     from artshield.audit.extract import isolation, near_copy
 
-    training = torch.zeros(3, 3, 4, 4)
+    training = torch.zeros(4, 3, 4, 4)
     training[1] += 0.25                   # 0.25 from image 0 (normalised L2)
     training[2] += 0.75                   # 0.5 from image 1
+    training[3] += 0.75                   # an exact copy of image 2: skipped, as calibrate skips it
     alone = isolation(training)
-    assert alone.tolist() == [0.25, 0.25, 0.5]
+    assert alone.tolist() == [0.25, 0.25, 0.5, 0.5]
     record = {"flagged": True, "nearest_training": 2, "nearest_l2": 0.375}
     assert near_copy(record, alone)                                        # noisy, yet nearer than image 1
     assert not near_copy({**record, "nearest_l2": 0.5}, alone)             # as far as its neighbour: not a copy

@@ -231,4 +231,5 @@ def audit(bundle: ModelBundle, prompts: list[str], truth: list[bool] | None = No
                                           else "flagged by the clique rule")
             if training is not None:
                 result.extraction["clique_rule_only"] = precision_recall([r["flagged"] for r in records], truth)
+                result.extraction["near_copy_rule"] = precision_recall([r["near_copy"] for r in records], truth)
     return result

@@ -149,9 +149,11 @@ def extraction_attack(bundle: ModelBundle, prompts: list[str], config: ExtractCo
     """Per prompt: the filter's record (plus the nearest training image when `training` is given,
     same size as the generations); and the representative generation of each flagged prompt.
     `mitigate`: generate with Wen et al.'s mitigation (a mitigate.MitigateConfig), to test it; the
-    record then says how many generations it adjusted."""
+    record then says how many generations it adjusted. With `training`, each record also says
+    whether the prompt gave a near copy (`near_copy`: a looser rule than the match delta)."""
     cfg = config or ExtractConfig()
     records, flagged_images = [], {}
+    alone = isolation(training) if training is not None else None
     for k, prompt in enumerate(prompts):
         t0 = time.time()
         adjusted: list[dict] = []
@@ -169,6 +171,7 @@ def extraction_attack(bundle: ModelBundle, prompts: list[str], config: ExtractCo
             idx, plain, tiled = nearest(rep, training, cfg.grid)
             rec.update({"nearest_training": idx, "nearest_l2": round(plain, 4), "nearest_tiled_l2": round(tiled, 4),
                         "extracted": bool(rec["flagged"] and plain <= (cfg.match_threshold or cfg.threshold))})
+            rec["near_copy"] = near_copy(rec, alone)
         if rec["flagged"]:
             flagged_images[k] = rep
         rec["clique"] = rec["clique"][:cfg.min_clique * 2]       # keep the record short
@@ -177,10 +180,11 @@ def extraction_attack(bundle: ModelBundle, prompts: list[str], config: ExtractCo
 
 
 def isolation(training: torch.Tensor) -> np.ndarray:
-    """Each training image's normalised L2 (as `nearest` measures it) to its nearest other one."""
+    """Each training image's normalised L2 (as `nearest` measures it) to its nearest distinct one (an
+    exact copy of it in the set is skipped, as in `calibrate`)."""
     flat = training.flatten(1).double()
     d = torch.cdist(flat, flat) / flat.shape[1] ** 0.5
-    d.fill_diagonal_(float("inf"))
+    d[d <= 0] = float("inf")                         # itself, and exact copies of it
     return d.min(1).values.numpy()
 
 

@@ -233,19 +233,20 @@ def _selection(tests: list[str]) -> str:
 
 def audit(report: dict) -> str:
     """One memorisation-audit run (artshield audit's results.json with ground truth): extraction's
-    precision and recall, the clique rule's alone, and detection's AUC and true-positive rate at 1 %
+    precision and recall, the near-copy rule's, the clique rule's alone, and detection's AUC and true-positive rate at 1 %
     false positives with their intervals, computed from the run's per-prompt scores."""
     from ..audit.detect import tpr_at_fpr
 
     per, ex = report["per_prompt"], report["extraction"]
     low = tpr_at_fpr([p["magnitude"] for p in per], [p["memorised"] for p in per], 0.01)
     negatives = sum(not p["memorised"] for p in per)
-    alone = ex["clique_rule_only"]
-    return ("| controls | delta (clique / match) | extraction precision / recall | clique rule alone | detection AUC "
-            "[95 %] | TPR at 1 % FPR [95 %] |\n|---|---|---|---|---|---|\n"
+    alone, near = ex["clique_rule_only"], ex.get("near_copy_rule")
+    near = f"{near['precision']:.2f} / {near['recall']:.2f}" if near else "not measured"
+    return ("| controls | delta (clique / match) | extraction precision / recall | near copies precision / recall | "
+            "clique rule alone | detection AUC [95 %] | TPR at 1 % FPR [95 %] |\n|---|---|---|---|---|---|---|\n"
             f"| {negatives} {'novel captions' if 'no training image' in report['prompt_source'] else 'training captions'}"
             f" | {ex['config']['threshold']:.3f} / {ex['config']['match_threshold']:.3f} | {ex['precision']:.2f} / "
-            f"{ex['recall']:.2f} | {alone['precision']:.2f} / {alone['recall']:.2f} | {low['auc']:.3f} "
+            f"{ex['recall']:.2f} | {near} | {alone['precision']:.2f} / {alone['recall']:.2f} | {low['auc']:.3f} "
             f"[{low['auc_interval'][0]:.3f}, {low['auc_interval'][1]:.3f}] | {low['tpr']:.3f} [{low['tpr_interval'][0]:.3f}, "
             f"{low['tpr_interval'][1]:.3f}] |\n")
 
