@@ -18,8 +18,8 @@ does it cost on ordinary captions? (the audit issue's mitigation table)
    quantile of the training icons' nearest-neighbour distances), so a copy made slightly noisier
    passes under it; each caption is therefore also counted as a near copy: flagged (its generations
    agree) and its representative closer to its nearest training image than that image is to any
-   other training image. And a grid of the first captions' images (seeds 0 to 3, each condition)
-   is saved beside the results, to see what the counts mean.
+   distinct other training image (audit.extract.near_copy). And a grid of the first captions'
+   images (seeds 0 to 3, each condition) is saved beside the results, to see what the counts mean.
 3. Cost on ordinary captions: model-quality's generation set (16 training captions per training
    theme, seed 0), without and with the mitigation at each target, same seeds: the judge's style and
    concept accuracy and the judge-feature FID against the training themes' real images. Differences
@@ -243,7 +243,7 @@ def main() -> int:
             "captions": len(planted), "generations": GENERATIONS,
             "deltas": {"tiled": round(tiled, 5), "plain": round(plain, 5)},
             "near_copy_rule": "flagged, and the representative closer to its nearest training image than that "
-                              "image is to any other training image",
+                              "image is to any distinct other training image (audit.extract.near_copy)",
             "plain": {"extracted": before["extracted"], "flagged": before["flagged"], "seconds": before["seconds"],
                       "near_copies": sum(near_copy(r, alone) for r in before["records"])},
             "mitigated": {f"{q:g}": {
@@ -272,16 +272,16 @@ def main() -> int:
     if not grid.exists():
         conditions = {"plain": None, **{f"{q:g}": MitigateConfig(target=t) for q, t in targets.items()}}
         evidence_grid(bundle, planted[:EVIDENCE_CAPTIONS], conditions, grid)
-    results["extraction"]["evidence"] = {"file": grid.name, "captions": planted[:EVIDENCE_CAPTIONS], "seeds": [0, 1, 2, 3],
-                                         "columns": ["plain"] + [f"target {targets[q]:.3f} ({q * 100:g} %)"
-                                                                 for q in targets]}
+    columns = ["plain"] + [f"target {targets[q]:.3f} ({q * 100:g} %)" for q in targets]
+    results["extraction"]["evidence"] = {"file": grid.name, "captions": planted[:EVIDENCE_CAPTIONS],
+                                         "seeds": [0, 1, 2, 3], "columns": columns}
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps(results, indent=1))
     tmp.replace(out / "results.json")
     print(json.dumps(results["settings"], indent=1))
     for q, a in results["extraction"]["mitigated"].items():
-        print(q, a["target"], a["extracted"], "of", len(planted), "near copies", a["near_copies"], {k: v["difference"] for k, v in quality[float(q)].items()
-                                                                     if isinstance(v, dict)})
+        print(q, a["target"], a["extracted"], "of", len(planted), "near copies", a["near_copies"],
+              {k: v["difference"] for k, v in quality[float(q)].items() if isinstance(v, dict)})
     print(before["extracted"], cross)
     return 0
 

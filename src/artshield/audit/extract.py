@@ -182,10 +182,9 @@ def extraction_attack(bundle: ModelBundle, prompts: list[str], config: ExtractCo
 def isolation(training: torch.Tensor) -> np.ndarray:
     """Each training image's normalised L2 (as `nearest` measures it) to its nearest distinct one (an
     exact copy of it in the set is skipped, as in `calibrate`)."""
-    flat = training.flatten(1).double()
-    d = torch.cdist(flat, flat) / flat.shape[1] ** 0.5
-    d[d <= 0] = float("inf")                         # itself, and exact copies of it
-    return d.min(1).values.numpy()
+    d = pairwise_tiled_l2(training, grid=1).numpy().astype(np.float64)
+    d[d < 1e-6] = np.inf                              # itself, and exact copies of it
+    return d.min(1)
 
 
 def near_copy(record: dict, alone: np.ndarray) -> bool:

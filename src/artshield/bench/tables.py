@@ -233,8 +233,9 @@ def _selection(tests: list[str]) -> str:
 
 def audit(report: dict) -> str:
     """One memorisation-audit run (artshield audit's results.json with ground truth): extraction's
-    precision and recall, the near-copy rule's, the clique rule's alone, and detection's AUC and true-positive rate at 1 %
-    false positives with their intervals, computed from the run's per-prompt scores."""
+    precision and recall, the near-copy rule's, the clique rule's alone, and detection's AUC and
+    true-positive rate at 1 % false positives with their intervals, computed from the run's
+    per-prompt scores."""
     from ..audit.detect import tpr_at_fpr
 
     per, ex = report["per_prompt"], report["extraction"]
@@ -288,10 +289,10 @@ def dataset(report: dict) -> str:
     p-value and AUC of SUSPECT against HELD-OUT, and the false-positive rates over the null splits."""
     rows = ["| artist | model | images per set | p-value | AUC | verdict at 0.01 | false positives over null splits "
             "(at 0.05 / 0.01) |", "|---|---|---|---|---|---|---|"]
-    records = [r for r in report["records"] if "artist" in r]
-    order = {m: k for k, m in enumerate(["base", "lora", "dreambooth", "hypernetwork", "textual-inversion"])}
     from ..audit.dataset import DRAWS
 
+    records = [r for r in report["records"] if "artist" in r]
+    order = {m: k for k, m in enumerate(["base", "lora", "dreambooth", "hypernetwork", "textual-inversion"])}
     for r in sorted(records, key=lambda r: (r["artist"], order.get(r.get("mimic", "base"), 9),
                                             r.get("draws", DRAWS), bool(r.get("calibrated_by_base")))):
         null = r.get("null") or r.get("null_never_trained")
@@ -343,7 +344,8 @@ def mitigation(report: dict) -> str:
             f"{ex['plain']['flagged']} of {n} | |"]
     for quantile, m in ex["mitigated"].items():
         rows.append(f"| mitigated | {m['target']:.3f} ({float(quantile) * 100:g} %) | {share(m['extracted'], n)} | "
-                    f"{share(m.get('near_copies'), n)} | {m['flagged']} of {n} | {m['generations_adjusted']} of {total} |")
+                    f"{share(m.get('near_copies'), n)} | {m['flagged']} of {n} | "
+                    f"{m['generations_adjusted']} of {total} |")
     for k, c in enumerate(ex.get("cross_fitted_choice", [])):
         rows.append(f"| chosen on half {'AB'[k]}, counted on half {'BA'[k]} | {c['target']:.3f} "
                     f"({c['quantile'] * 100:g} %) | {share(c['extracted_on_the_other_half'], c['of'])} | "
