@@ -179,12 +179,17 @@ def extraction_attack(bundle: ModelBundle, prompts: list[str], config: ExtractCo
     return records, flagged_images
 
 
-def isolation(training: torch.Tensor) -> np.ndarray:
-    """Each training image's normalised L2 (as `nearest` measures it) to its nearest distinct one (an
-    exact copy of it in the set is skipped, as in `calibrate`)."""
-    d = pairwise_tiled_l2(training, grid=1).numpy().astype(np.float64)
+def nearest_distinct(training: torch.Tensor, grid: int = 1) -> np.ndarray:
+    """Each training image's tiled L2 at `grid` to its nearest distinct training image: itself and
+    exact copies of it (distance 0) are skipped; inf when it has no distinct other."""
+    d = pairwise_tiled_l2(training, grid=grid).numpy().astype(np.float64)
     d[d < 1e-6] = np.inf                              # itself, and exact copies of it
     return d.min(1)
+
+
+def isolation(training: torch.Tensor) -> np.ndarray:
+    """Each training image's normalised L2 (as `nearest` measures it) to its nearest distinct one."""
+    return nearest_distinct(training, grid=1)
 
 
 def near_copy(record: dict, alone: np.ndarray) -> bool:
@@ -202,9 +207,8 @@ def calibrate(training: torch.Tensor, grid: int = 4, quantile: float = 0.05) -> 
         raise ValueError("calibration needs a quantile in (0, 1) and at least 3 training images")
     out = []
     for g in (grid, 1):
-        d = pairwise_tiled_l2(training, grid=g).numpy().astype(np.float64)
-        d[d < 1e-6] = np.inf                  # the diagonal and exact duplicates
-        out.append(float(np.quantile(d.min(1)[np.isfinite(d.min(1))], quantile)))
+        m = nearest_distinct(training, g)
+        out.append(float(np.quantile(m[np.isfinite(m)], quantile)))
     return out[0], out[1]
 
 
