@@ -76,6 +76,59 @@ def test_uce_pairs_the_tail_of_the_prompt_with_the_tail_of_the_guide(tiny_bundle
     assert torch.allclose(e[0], concept[p_last]) and torch.allclose(g[0], guide[g_last])
 
 
+def test_rece_adversarial_embedding_solves_its_least_squares_problem():
+    from artshield.erase.uce import adversarial_embedding
+
+    g = torch.Generator().manual_seed(1)
+    original = [torch.randn(6, 5, generator=g) for _ in range(3)]
+    current = [w + 0.5 * torch.randn(6, 5, generator=g) for w in original]
+    e = torch.randn(4, 5, generator=g)
+    reg = 1e-3
+    c = adversarial_embedding(current, original, e, reg)
+
+    def objective(x):
+        return sum(((w @ x.T - w0 @ e.T) ** 2).sum() for w, w0 in zip(current, original)) + reg * (x ** 2).sum()
+
+    x = c.clone().requires_grad_(True)
+    objective(x).backward()
+    assert x.grad.abs().max() < 1e-3
+    # through the edited projections it reads as the concept read before the edit, better than e itself
+    assert objective(c) < objective(e)
+    # with nothing edited the concept is its own adversarial embedding
+    assert torch.allclose(adversarial_embedding(original, original, e, 1e-9), e, atol=1e-4)
+
+
+def _kv_shift(bundle, edit, prompt: str, guide: str = "") -> float:
+    """How far the edited keys and values of `prompt`'s rows (from its last token on, the rows UCE
+    edits) are from the original's of the guide's rows they pair with, relative to where the unedited
+    ones were: 1 before any edit, lower once the prompt reads as the guide."""
+    from artshield.erase.base import select_parameters
+
+    params = dict(bundle.unet.named_parameters())
+    e, g = paired_embeddings(bundle, prompt, guide)
+    before = after = 0.0
+    for name in select_parameters(bundle.unet, "cross-attention-kv"):
+        w0 = params[name].detach().float()
+        before += float(((e @ w0.T - g @ w0.T) ** 2).sum())
+        after += float(((e @ edit.tensors[name].float().T - g @ w0.T) ** 2).sum())
+    return after / before
+
+
+@pytest.mark.parametrize("method", ["uce", "rece"])
+def test_closed_form_methods_erase_every_concept_given_at_once(tiny_bundle, method):
+    concepts = ["red folder", "blue cat", "green tree"]
+    edit = erase(tiny_bundle, concepts, method, preserve=["a house"])
+    assert edit.info["concepts"] == concepts
+    for c in concepts:
+        assert _kv_shift(tiny_bundle, edit, c) < 0.5, c
+    one = erase(tiny_bundle, concepts[:1], method, preserve=["a house"])
+    assert _kv_shift(tiny_bundle, one, concepts[1]) > _kv_shift(tiny_bundle, edit, concepts[1])
+    if method == "rece":
+        uce = erase(tiny_bundle, concepts, "uce", preserve=["a house"], lam=0.1)
+        assert any(not torch.allclose(edit.tensors[k], uce.tensors[k]) for k in edit.tensors)
+        assert len(edit.info["adversarial_embedding_shift"]) == edit.info["config"]["epochs"]
+
+
 @pytest.mark.parametrize("method", sorted(ERASERS))
 def test_every_method_saves_an_edit_that_loads_as_a_model(tmp_path, tiny_model_dir, method):
     base = load_model(str(tiny_model_dir), device="cpu")
@@ -146,14 +199,21 @@ def test_esd_x_short_run_lowers_a_style_on_mini(mini_bundle):
 def test_cli_erase_writes_the_edit_results_and_a_loadable_model(tmp_path):
     out = tmp_path / "no-faenza"
     assert main(["erase", "--concept", "faenza style", "--method", "uce", "-o", str(out), "-q",
-                 "--eval-prompts", "8", "--recovery-steps", "20", "--steps", "10"]) == 0
+                 "--eval-prompts", "8", "--recovery-steps", "20", "--steps", "10",
+                 "--attack-option", "ring-a-bell.generations=3", "--attack-option", "unlearndiffatk.timesteps=1",
+                 "--attack-option", "unlearndiffatk.iterations=2"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["method"] == "uce" and res["concept"] == "faenza style" and res["seconds"] > 0
     for key in ("before", "after"):
         assert {"target_accuracy", "others_accuracy"} <= set(res[key])
     assert "target_accuracy" in res["recovery"] and "others_accuracy" not in res["recovery"]
+    attacks = res["evaluations"][0]["attacks"]
+    assert list(attacks) == ["concept-inversion", "ring-a-bell", "unlearndiffatk"]
+    assert attacks["ring-a-bell"]["attack"]["config"]["generations"] == 3         # the option reached the attack
+    assert res["recovery"]["target_hits"] == [max(h) for h in zip(*(a["target_hits"] for a in attacks.values()))]
     page = (out / "report.html").read_text()
-    assert "after the recovery attack" in page and page.count("<img") == 1 and res["report"] == "report.html"
+    assert "worst case over the attacks" in page and "after ring-a-bell" in page
+    assert page.count("<img") == 1 and res["report"] == "report.html"
     assert (out / res["evaluations"][0]["grid"]).is_file() and (out / "edit.safetensors").is_file()
     assert main(["generate", "--model", str(out), "--prompt", "folder icon, faenza style", "-n", "1", "-q",
                  "--steps", "5", "-o", str(tmp_path / "gen")]) == 0

@@ -385,6 +385,8 @@ def build(models: Models | None = None, jobs: Jobs | None = None, limits: Limits
     """The Gradio Blocks of the app (not launched)."""
     import gradio as gr
 
+    from . import names
+
     models, jobs, limits = models or Models(), jobs or Jobs(), limits or Limits()
 
     def run_protect(files, strength, method, budget, steps, eot, model, device, dtype,
@@ -501,8 +503,11 @@ def build(models: Models | None = None, jobs: Jobs | None = None, limits: Limits
                 with gr.Column():
                     gr.Markdown("### Erase")
                     e_concept = gr.Textbox(label="Concept or style", value="faenza style", elem_id="erase-concept")
-                    e_method = gr.Dropdown(["esd-x", "esd-u", "esd-x-strict", "uce"], value="uce", label="Method")
-                    e_eval = gr.Checkbox(value=True, label="Evaluate (before, after, after a recovery attack)")
+                    e_method = gr.Dropdown(list(names.ERASE), value="uce", label="Method")
+                    e_eval = gr.Checkbox(value=True, label="Evaluate (before, after, after recovery attacks)")
+                    e_attacks = gr.CheckboxGroup(list(names.ERASE_ATTACKS), value=["concept-inversion"],
+                                                 label="Recovery attacks",
+                                                 info="each adds minutes on mini; the worst case over them is reported")
                     e_judge = gr.Dropdown(["icon", "clip", "csd"], value="icon", label="Evaluation's judge",
                                           info="icon: mini's styles and concepts; clip, csd: styles only")
                     e_judge_path = gr.Textbox(label="Judge weights on this machine (clip, csd)")
@@ -514,9 +519,10 @@ def build(models: Models | None = None, jobs: Jobs | None = None, limits: Limits
                     a_go = gr.Button("Audit", elem_id="audit-go")
             t_status, t_zip, t_view = report_outputs("tools-status")
 
-            def run_erase(concept, method_, evaluate, judge, judge_path, model, device, dtype):
+            def run_erase(concept, method_, evaluate, attacks, judge, judge_path, model, device, dtype):
+                attacking = ["--attack", ",".join(attacks)] if attacks else ["--recovery-steps", "0"]
                 argv = ["--concept", concept, "--method", method_, "--model", model or default_model, "--device", device,
-                        "--dtype", dtype] + ([] if evaluate else ["--no-eval"]) + ["--judge", judge] \
+                        "--dtype", dtype] + (attacking if evaluate else ["--no-eval"]) + ["--judge", judge] \
                     + (["--judge-path", judge_path.strip()] if judge != "icon" and (judge_path or "").strip() else [])
                 try:
                     made = tool_job(jobs, "erase", argv)
@@ -527,7 +533,7 @@ def build(models: Models | None = None, jobs: Jobs | None = None, limits: Limits
                 if "after" in r:
                     line += (f" The judge finds the target in {r['before']['target_accuracy']:.2f} of the generations "
                              f"before, {r['after']['target_accuracy']:.2f} after")
-                    line += (f", {r['recovery']['target_accuracy']:.2f} after the recovery attack." if "recovery" in r
+                    line += (f", {r['recovery']['target_accuracy']:.2f} after the worst of the recovery attacks." if "recovery" in r
                              else ".")
                 return line, str(made["zip"]), _frame(made["report"])
 
@@ -550,7 +556,7 @@ def build(models: Models | None = None, jobs: Jobs | None = None, limits: Limits
                         + (f"; detection AUC {auc:.3f}." if auc is not None else ".")), str(made["zip"]), \
                     _frame(made["report"])
 
-            e_go.click(run_erase, [e_concept, e_method, e_eval, e_judge, e_judge_path, model, device, dtype], [t_status, t_zip, t_view],
+            e_go.click(run_erase, [e_concept, e_method, e_eval, e_attacks, e_judge, e_judge_path, model, device, dtype], [t_status, t_zip, t_view],
                        api_name="erase")
             a_go.click(run_audit, [a_prompts, a_gens, model, device, dtype], [t_status, t_zip, t_view], api_name="audit")
 

@@ -134,6 +134,35 @@ def _check_common(args) -> None:
             raise ArtshieldError(f"-{'-' * (len(flag) > 1)}{flag.replace('_', '-')} {value}: must be in [1, 100000]")
     if getattr(args, "recovery_steps", 0) < 0:
         raise ArtshieldError(f"--recovery-steps {args.recovery_steps}: must be 0 (no attack) or more")
+    if args.command == "erase":
+        args.attacks, args.attack_options = _erase_attacks(args.attack, args.attack_option or [])
+
+
+def _erase_attacks(text: str, assignments: list[str]) -> tuple[list[str], dict]:
+    """--attack and --attack-option, checked against each attack's options (no model needed)."""
+    from .names import ERASE_ATTACKS
+    from .options import parse_assignments
+
+    chosen = list(dict.fromkeys(a.strip() for a in text.split(",") if a.strip()))
+    unknown = [a for a in chosen if a not in ERASE_ATTACKS]
+    if not chosen or unknown:
+        raise ArtshieldError(f"--attack {text}: choose from {', '.join(ERASE_ATTACKS)}, comma-separated")
+    options: dict[str, dict] = {}
+    for item in assignments:
+        name, dot, rest = item.partition(".")
+        if not dot or name not in chosen:
+            raise ArtshieldError(f"--attack-option {item}: expected ATTACK.KEY=VALUE with ATTACK one of "
+                                 f"{', '.join(chosen)}")
+        options.setdefault(name, {}).update(parse_assignments([rest]))
+    if options:
+        from .erase.attacks import ATTACKS
+
+        for name, values in options.items():
+            try:
+                ATTACKS.config(name, **values)
+            except ValueError as e:
+                raise ArtshieldError(f"--attack-option {name}: {e}") from None
+    return chosen, options
 
 
 def _apply_adapter(args, bundle):
@@ -505,7 +534,8 @@ def cmd_erase(args) -> int:
 
     start = time.time()
     common = {"templates": args.template, "seed": args.seed}
-    own = {"guide": args.guide, "preserve": args.preserve} if args.method == "uce" else \
+    closed = args.method in ("uce", "rece")
+    own = {"guide": args.guide, "preserve": args.preserve} if closed else \
         {"iterations": args.iterations, "lr": args.lr, "eta": args.eta}
     _check_method(args, "erase", **common, **own)
     concepts = [c.strip() for c in args.concept]
@@ -520,11 +550,11 @@ def cmd_erase(args) -> int:
         styles = StyleSet(squares(styles[0], side), {k: squares(v, side) for k, v in styles[1].items()})
     targets = judged_targets(bundle, concepts, style_judge=judge is not None, styles=styles)
     per_other = max(2, args.eval_prompts // 4)
-    if args.method == "uce" and args.preserve is None:
+    if closed and args.preserve is None:
         own["preserve"] = default_preserve(targets, args.seed, args.eval_prompts, per_other, styles)
     eraser = make_method("erase", args.method, bundle, **common, **own)
     bar = _progress(args, eraser.total_steps(len(concepts)), f"erase ({args.method})",
-                    unit="matrix" if args.method == "uce" else "step")
+                    unit="matrix" if closed else "step")
     edit = eraser.run(concepts, progress=bar.update)
     bar.close()
     out = _output_dir(args, "edit.json")
@@ -576,6 +606,7 @@ def _evaluate_erasure(args, bundle, edit, targets: dict, concepts: list[str], pe
     for i, (record, sheet) in enumerate(evaluate_all(
             bundle, edit, targets, concepts, seed=args.seed, n_target=args.eval_prompts, per_other=per_other,
             recovery_steps=args.recovery_steps, steps=args.steps, guidance=args.guidance, progress=bar.update,
+            attacks=args.attacks, attack_options=args.attack_options,
             judge=judge, styles=styles)):
         if sheet is None:
             _warn(args, f"no evaluation of {record['concept']!r}: {record['skipped']}")

@@ -172,9 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     er = sub.add_parser("erase", parents=[common, model, memory, sampling], help="remove a concept or style from the weights",
                         description="Erase concepts from the model's UNet (ESD-x, ESD-u: fine-tuning without data; "
-                        "uce: closed form, seconds). Writes the changed tensors to OUT/edit.safetensors; "
+                        "uce: closed form, seconds; rece: uce, then the embeddings that would bring the concept back, "
+                        "erased too). Writes the changed tensors to OUT/edit.safetensors; "
                         "--model OUT then loads the erased model in every command. On mini the erasure is "
-                        "evaluated (before, after, and after a concept-inversion attack) into OUT/results.json.")
+                        "evaluated (before, after, after each recovery attack and in the worst case) into "
+                        "OUT/results.json.")
     er.add_argument("--concept", action="append", required=True,
                     help="text of the concept, e.g. 'faenza style' or 'trash can' (repeat for several)")
     er.add_argument("--method", default="esd-x", help=f"one of: {', '.join(names.ERASE)} (default esd-x)")
@@ -182,9 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--iterations", type=int, default=None, help="esd: iterations (default: the model's, else 1000)")
     er.add_argument("--lr", type=float, default=None, help="esd: learning rate (default: the model's, else 1e-5)")
     er.add_argument("--eta", type=float, default=None, help="esd: negative guidance strength (default 1)")
-    er.add_argument("--guide", default=None, help="uce: what the concept should read as (default: nothing)")
+    er.add_argument("--guide", default=None, help="uce, rece: what the concept should read as (default: nothing)")
     er.add_argument("--preserve", action="append", default=None,
-                    help="uce: a prompt to keep as it is (repeatable; default on mini: captions of the other "
+                    help="uce, rece: a prompt to keep as it is (repeatable; default on mini: captions of the other "
                     "styles or concepts)")
     er.add_argument("--template", action="append", default=None,
                     help="a sentence with {} for the concept, to edit it in context (repeatable; default: the model's)")
@@ -201,7 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--eval-prompts", type=int, default=32, help="evaluation: prompts with the concept (default 32)")
     er.add_argument("--recovery-steps", type=int, default=800,
                     help="evaluation: textual-inversion steps of the recovery attack (default 800, what textual "
-                    "inversion needs to learn a style on mini; 0 skips it)")
+                    "inversion needs to learn a style on mini; 0 skips every attack)")
+    er.add_argument("--attack", default=",".join(names.ERASE_ATTACKS),
+                    help=f"evaluation: attacks that try to bring the concept back, comma-separated, from "
+                    f"{', '.join(names.ERASE_ATTACKS)} (default: all); the worst case over them is reported")
+    er.add_argument("--attack-option", action="append", default=None, metavar="ATTACK.KEY=VALUE",
+                    help="an attack's option, e.g. ring-a-bell.generations=3000 or unlearndiffatk.timesteps=50 "
+                    "(repeatable; default: the model's attack settings, else the authors')")
     er.set_defaults(func="erase")
 
     au = sub.add_parser("audit", parents=[common, model, sampling], help="find training images a model memorised",

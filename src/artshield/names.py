@@ -6,7 +6,8 @@ PROTECT = ("advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl", "
 PURIFY = ("bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "noisy-redraw", "noisy-upscale", "diffpure",
           "impress", "denoiser")
 MIMIC = ("lora", "textual-inversion", "dreambooth", "hypernetwork")
-ERASE = ("esd-x", "esd-u", "esd-x-strict", "uce")
+ERASE = ("esd-x", "esd-u", "esd-x-strict", "uce", "rece")
+ERASE_ATTACKS = ("concept-inversion", "ring-a-bell", "unlearndiffatk")
 AUDIT = ("extract", "detect", "anisotropy", "consensus")
 BENCH_PRESETS = ("model-quality", "smoke", "quick", "standard", "mimics", "adaptive", "full")
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 from ..models import ModelBundle
 from ..models.weights import Edit
 from . import esd, uce  # noqa: F401  (registers the methods)
+from .attacks import ATTACKS
 from .base import ERASERS, EraseConfig, Eraser, select_parameters
 
-__all__ = ["ERASERS", "Edit", "EraseConfig", "Eraser", "erase", "select_parameters"]
+__all__ = ["ATTACKS", "ERASERS", "Edit", "EraseConfig", "Eraser", "erase", "select_parameters"]
 
 
 def erase(bundle: ModelBundle, concepts: list[str] | str, method: str = "esd-x", progress=None, **options) -> Edit:

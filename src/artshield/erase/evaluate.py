@@ -7,9 +7,12 @@ For a model whose styles and concepts the judge knows (mini and its corpus):
                       averaged over them; specificity is this figure staying put
     others_domain_fid judge-feature FID of the other prompts' generations against real training
                       images; fidelity is this figure staying put
-    recovery          a Concept Inversion attack (Pham et al., ICLR 2024): Textual Inversion of a
-                      new word on real images of the erased style (concept), against the edited
-                      model, then the target prompts with that word in the concept's place
+    attacks           each attack of erase/attacks.py (concept inversion, Ring-A-Bell,
+                      UnlearnDiffAtk) tries to bring the target back; the target accuracy of the
+                      prompts it writes, prompt by prompt
+    recovery          the worst case over the attacks: a target prompt counts as recovered when
+                      any attack's version of it is judged the target (the union, as P4D reports
+                      its two variants)
 Every figure uses the same prompts and seeds before and after.
 
 With a style judge (`--judge clip` or `csd`, metrics/judges.py), styles are read by the CSLS
@@ -37,7 +40,7 @@ from ..metrics.judge import Judge
 from ..models import ModelBundle
 from ..models.weights import Edit
 
-TRIGGER = "sks"
+DEFAULT_ATTACKS = ("concept-inversion", "ring-a-bell", "unlearndiffatk")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,24 @@ def parse_target(concept: str) -> Target | None:
     if text in corpus.concepts():
         return Target("concept", text)
     return None
+
+
+def concept_pairs(target: Target, n: int, exclude: set[str], seed: int,
+                  styles: StyleSet | None = None) -> list[tuple[str, str]]:
+    """Up to n prompt pairs (with the target, without it) that are not among `exclude` (the target
+    prompts): on mini, each other concept in the target style ("trash can icon, faenza style",
+    "trash can icon") or the target concept in each style ("trash can icon, tango style",
+    "icon, tango style"); with `styles`, its subjects with and without ", NAME style"."""
+    if styles is not None:
+        subjects = styles.subjects or _subjects()
+        pairs = [(f"{s}, {target.name} style", s) for s in subjects]
+    elif target.kind == "style":
+        pairs = [(f"{c} icon, {target.name} style", f"{c} icon") for c in corpus.concepts()]
+    else:
+        pairs = [(f"{target.name} icon, {t} style", f"icon, {t} style") for t in corpus.themes(heldout=False)]
+    pairs = [p for p in pairs if p[0] not in exclude]
+    rng = np.random.default_rng(seed)
+    return [pairs[j] for j in sorted(rng.permutation(len(pairs))[:n])]
 
 
 @dataclass
@@ -147,15 +168,16 @@ def measure(bundle: ModelBundle, judge: Judge, target: Target, targets: list, ot
                       steps=steps, guidance=guidance, progress=progress)
     t_img, o_img = images[:len(targets)], images[len(targets):]
     t_hits = _hits(judge, t_img, target, [label(it) for it in targets])
+    head = {"target_accuracy": round(float(t_hits.mean()), 4), "target_hits": [int(h) for h in t_hits]}
     if not flat:
-        return {"target_accuracy": round(float(t_hits.mean()), 4)}, t_img
+        return head, t_img
     o_hits = _hits(judge, o_img, target, [label(it) for it in flat])
     per_group, at = {}, 0
     for name, group in others.items():
         per_group[name] = round(float(o_hits[at:at + len(group)].mean()), 4)
         at += len(group)
     fid = frechet_distance(judge.features(o_img).numpy(), real_features)
-    return {"target_accuracy": round(float(t_hits.mean()), 4),
+    return {**head,
             "others_accuracy": round(float(np.mean(list(per_group.values()))), 4),
             "others_domain_fid": round(fid, 3), "others_by_name": per_group}, t_img
 
@@ -165,32 +187,64 @@ def edited(bundle: ModelBundle, edit: Edit) -> ModelBundle:
     return edit.apply(bundle.copy())
 
 
-def recovery_attack(bundle: ModelBundle, target: Target, steps: int, seed: int, progress=None,
-                    styles: StyleSet | None = None):
-    """Textual Inversion of TRIGGER on real images of the target (the corpus's training images, or
-    `styles.references`), on the edited model."""
-    from ..mimic import mimic
-
-    rng = np.random.default_rng(seed)
-    if styles is not None:
-        chosen = sorted(rng.permutation(len(styles.references))[:40])
-        images = [styles.references[j] for j in chosen]
-        real = styles.items(target.name, len(images))
-    else:
+def real_images(bundle: ModelBundle, target: Target, styles: StyleSet | None = None):
+    """n, seed -> n real images of the target (training images of mini's corpus, or
+    `styles.references`) and their items, drawn with `seed`."""
+    def draw(n: int, seed: int):
+        rng = np.random.default_rng(seed)
+        if styles is not None:
+            chosen = sorted(rng.permutation(len(styles.references))[:n])
+            return [styles.references[j] for j in chosen], styles.items(target.name, len(chosen))
         real = [i for i in corpus.items(split="train") if i.concept and i.copies == 1
                 and (i.theme if target.kind == "style" else i.concept) == target.name]
-        real = [real[j] for j in sorted(rng.permutation(len(real))[:40])]
-        images = list(corpus.load_images(real, max(bundle.image_size, 32)))
-    adapter = mimic(bundle, images, [target.swap(i.caption, TRIGGER) for i in real], "textual-inversion",
-                    steps=steps, seed=seed, trigger=TRIGGER, progress=progress)
-    attacked = adapter.apply(bundle.copy(unet=False, text=True))
-    return attacked, (lambda it: adapter.prompt(target.swap(it.caption, TRIGGER))), len(real)
+        real = [real[j] for j in sorted(rng.permutation(len(real))[:n])]
+        return list(corpus.load_images(real, max(bundle.image_size, 32))), real
+    return draw
+
+
+def run_attacks(base: ModelBundle, after: ModelBundle, judge: Judge, target: Target, targets: list,
+                base_images: torch.Tensor, attacks, seed: int, steps=None, guidance=None, progress=None,
+                styles: StyleSet | None = None, attack_options: dict | None = None,
+                concept_inversion_steps: int | None = None) -> tuple[dict, dict, dict[str, torch.Tensor]]:
+    """Each attack's record (with the target accuracy of the prompts it writes), the worst case over
+    them (a target prompt recovered by any attack), and each attack's target images."""
+    from .attacks import Context, make_attack
+
+    label = (lambda it: it.theme) if target.kind == "style" else (lambda it: it.concept)
+    exclude = {it.caption for it in targets}
+    ctx = Context(base=base, erased=after, target=target, items=targets, prompt=lambda it: it.caption, seed=seed,
+                  base_images=base_images, hits=lambda images, items: _hits(judge, images, target,
+                                                                             [label(i) for i in items]),
+                  pairs=lambda n, s: concept_pairs(target, n, exclude, s, styles),
+                  real=real_images(base, target, styles), steps=steps, guidance=guidance)
+    records, images, union = {}, {}, np.zeros(len(targets))
+    for name in attacks:
+        options = {"seed": seed, **(attack_options or {}).get(name, {})}
+        if name == "concept-inversion" and concept_inversion_steps:
+            options.setdefault("steps", concept_inversion_steps)
+        outcome = make_attack(name, base, **options).run(ctx)
+        written = dict(zip(map(id, targets), outcome.prompts))
+        record, img = measure(outcome.bundle, judge, target, targets, {}, seed=seed, real_features=None,
+                              steps=steps, guidance=guidance, prompt_of=lambda it: written[id(it)], progress=progress)
+        union = np.maximum(union, record["target_hits"])
+        records[name] = {**record, "attack": outcome.info, "prompts": outcome.prompts}
+        images[name] = img
+    worst = max(records, key=lambda n: records[n]["target_accuracy"])
+    recovery = {"target_accuracy": round(float(union.mean()), 4), "target_hits": [int(h) for h in union],
+                "attack": "worst case: a target prompt counts when any attack recovers it",
+                "attacks": list(records), "strongest_single": worst,
+                "others": "as after: the attacks change the target prompts (or add a token) and leave every other "
+                          "prompt as it was"}
+    return records, recovery, images
 
 
 def evaluate(base: ModelBundle, edit: Edit, target: Target, judge: Judge | None = None, seed: int = 0,
              n_target: int = 32, per_other: int = 8, recovery_steps: int = 800, steps=None, guidance=None,
-             progress=None, styles: StyleSet | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
-    """before / after / recovery figures, and the target prompts' images for each (for a grid)."""
+             progress=None, styles: StyleSet | None = None, attacks=DEFAULT_ATTACKS,
+             attack_options: dict | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """before / after / each attack's figures and the worst case over them ("recovery"), and the
+    target prompts' images for each (for a grid). `recovery_steps` 0 runs no attack; otherwise it is
+    concept inversion's number of steps."""
     judge = judge or Judge.load()
     start = time.time()
     targets, others = prompt_sets(target, n_target, per_other, seed, styles)
@@ -206,16 +260,14 @@ def evaluate(base: ModelBundle, edit: Edit, target: Target, judge: Judge | None 
                "prompts": {"target": [i.caption for i in targets], "others_per_name": per_other,
                            "others": sorted(others)}}
     images = {"before": img_before, "after": img_after}
-    if recovery_steps > 0:
-        attacked, prompt_of, n_real = recovery_attack(after_bundle, target, recovery_steps, seed, styles=styles)
-        # only the target: the attack adds a token, so every other prompt generates as "after"
-        recovery, img_rec = measure(attacked, judge, target, targets, {}, prompt_of=prompt_of, **common)
-        recovery["others"] = "as after: the attack learns a new token and leaves every other prompt unchanged"
-        recovery["attack"] = {"method": "concept inversion (textual inversion on the edited model)",
-                              "steps": recovery_steps, "real_images": n_real, "prompt_example":
-                              prompt_of(targets[0])}
+    if recovery_steps > 0 and attacks:
+        records, recovery, attacked = run_attacks(
+            base, after_bundle, judge, target, targets, img_before, list(attacks), seed, steps=steps,
+            guidance=guidance, progress=progress, styles=styles, attack_options=attack_options,
+            concept_inversion_steps=recovery_steps)
+        results["attacks"] = records
         results["recovery"] = recovery
-        images["recovery"] = img_rec
+        images.update(attacked)
     results["evaluation_seconds"] = round(time.time() - start, 1)
     return results, images
 
@@ -262,9 +314,10 @@ def default_preserve(targets: dict[str, Target | str], seed: int, n_target: int,
 def evaluate_all(base: ModelBundle, edit: Edit, targets: dict[str, Target | str], concepts: list[str],
                  seed: int = 0, n_target: int = 32, per_other: int = 8, recovery_steps: int = 800, steps=None,
                  guidance=None, progress=None, judge=None, styles: StyleSet | None = None,
+                 attacks=DEFAULT_ATTACKS, attack_options: dict | None = None,
                  ) -> list[tuple[dict, torch.Tensor | None]]:
     """Every concept's evaluation record, with a grid of its target generations (8 per row: before,
-    after, after the recovery attack); a record says why it was "skipped" (and the grid is None)
+    after, then after each attack); a record says why it was "skipped" (and the grid is None)
     where the judge cannot evaluate. `judge`: a style judge (metrics/judges.StyleJudge), read by CSLS
     prototypes of the styles, which must first pass the discrimination check (its result is in the
     record as "judge_check"); None: the icon judge."""
@@ -283,10 +336,11 @@ def evaluate_all(base: ModelBundle, edit: Edit, targets: dict[str, Target | str]
                 continue
         results, images = evaluate(base, edit, target, judge=reader, seed=seed, n_target=n_target,
                                    per_other=per_other, recovery_steps=recovery_steps, steps=steps,
-                                   guidance=guidance, progress=progress, styles=styles)
+                                   guidance=guidance, progress=progress, styles=styles, attacks=attacks,
+                                   attack_options=attack_options)
         if gate is not None:
             results = {**results, "judge_check": gate, "judge": judge.describe()}
-        rows = [k for k in ("before", "after", "recovery") if k in images]
+        rows = list(images)
         out.append(({"concept": concept, **results, "grid_rows": rows},
                     grid(torch.cat([images[k][:8] for k in rows]), columns=min(8, len(images[rows[0]])))))
     return out

@@ -1,5 +1,5 @@
-"""The erasure's page (templates/erase.html.j2): per concept, target accuracy before, after and
-after the recovery attack with 95 % intervals, the other styles' accuracy and FID, and the grid of
+"""The erasure's page (templates/erase.html.j2): per concept, target accuracy before, after, after
+each attack and in the worst case over them, with 95 % intervals, the other styles' accuracy and FID, and the grid of
 target generations (rows: before, after, after the attack), enlarged."""
 from __future__ import annotations
 
@@ -28,12 +28,14 @@ def render(results: dict, folder: str | Path) -> str:
 
             with Image.open(folder / e["grid"]) as im:
                 w, h = im.size
-            rows = ", ".join({"before": "before", "after": "after", "recovery": "after the recovery attack"}[r]
+            rows = ", ".join({"before": "before", "after": "after",
+                              "recovery": "after the recovery attack"}.get(r, f"after {r}")
                              for r in e.get("grid_rows", ["before", "after", "recovery"]))
             grid = report.Figure(e["grid"], f"the first target prompts; rows: {rows}", w, h, tile=size)
         others = [(name, e["before"]["others_by_name"][name], e["after"]["others_by_name"].get(name, 0.0))
                   for name in sorted(e["before"]["others_by_name"])]
-        evaluations.append({**e, "n_target": n, "grid_figure": grid, "others": others,
+        attack_rows = [(name, _interval(a["target_accuracy"], n)) for name, a in e.get("attacks", {}).items()]
+        evaluations.append({**e, "n_target": n, "grid_figure": grid, "others": others, "attack_rows": attack_rows,
                             "others_count": len(others),
                             "target_ci": {k: _interval(e[k]["target_accuracy"], n) if k in e else None
                                        for k in ("before", "after", "recovery")}})

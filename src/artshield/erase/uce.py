@@ -123,3 +123,73 @@ class UCE(Eraser):
                 "trained_parameters": int(sum(params[n].numel() for n in names)),
                 "seconds": round(time.time() - start, 3)}
         return Edit(self.name, tensors, info)
+
+
+@dataclass
+class RECEConfig(UCEConfig):
+    lam: float = 0.1                 # RECE's UCE step (README: lambda_1 = 0.1, and preserve_scale 0.1)
+    epochs: int = 1                  # rounds of "find the embedding that brings the concept back, erase it"
+    regularization: float = 1e-3     # the adversarial embedding's ridge (authors: 1e-3 for art styles)
+
+    limits = {**UCEConfig.limits, "epochs": Limit(1, 100), "regularization": POSITIVE}
+
+
+def adversarial_embedding(current: list[torch.Tensor], original: list[torch.Tensor], e: torch.Tensor,
+                          regularization: float) -> torch.Tensor:
+    """RECE's closed-form attack on an edited cross-attention: the embedding rows c that the edited
+    projections W' read as the original projections W0 read the concept's rows e,
+        c = argmin sum_l |W'_l c - W0_l e|^2 + reg |c|^2 = (sum W'^T W' + reg I)^-1 (sum W'^T W0) e
+    (the "regularised to zero" form of the authors' close_form_emb_regzero)."""
+    dim = e.shape[1]
+    gram = regularization * torch.eye(dim, dtype=torch.float64, device=e.device)
+    cross = torch.zeros(dim, dim, dtype=torch.float64, device=e.device)
+    for w, w0 in zip(current, original):
+        w, w0 = w.double().to(e.device), w0.double().to(e.device)
+        gram += w.T @ w
+        cross += w.T @ w0
+    return (e.double() @ torch.linalg.solve(gram, cross).T).float()
+
+
+@register("rece")
+class RECE(UCE):
+    """RECE (Gong, Chen, Wei, Chen, Jiang; ECCV 2024; CharlesGong12/RECE): UCE, then `epochs` rounds
+    of: derive in closed form the embedding that makes the edited keys and values equal the original
+    model's for the concept (an adversarial prompt embedding, what an attacker would look for),
+    and erase it too, with a UCE step anchored at the current weights (every row of the adversarial
+    embedding mapped to the guide's row, the preserved prompts and the empty prompt kept; the
+    authors' edit_model_adversarial with technique "replace"). Authors' settings for artists:
+    lambda 0.1, preserve_scale 0.1, erase_scale 1, regularization 1e-3, the epoch chosen on
+    validation prompts (their art script runs 1). Seconds, closed form only."""
+    Config = RECEConfig
+
+    def total_steps(self, n_concepts: int) -> int:
+        return len(select_parameters(self.bundle.unet, "cross-attention-kv")) * (1 + self.config.epochs)
+
+    def run(self, concepts: list[str], generator=None, progress=None) -> Edit:
+        check_concepts(concepts)
+        cfg, bundle = self.config, self.bundle
+        start = time.time()
+        first = super().run(concepts, progress=progress)
+        names = select_parameters(bundle.unet, "cross-attention-kv")
+        params = dict(bundle.unet.named_parameters())
+        original = [params[n].detach().float() for n in names]
+        current = [first.tensors[n].to(bundle.device) for n in names]
+        with torch.no_grad():
+            e = bundle.token_states(bundle.embed(list(concepts), encode_empty=True)).float()
+            guide = bundle.token_states(bundle.embed([cfg.guide] * len(concepts), encode_empty=True)).float()
+        keep = preserved_embeddings(bundle, [""] + first.info["preserve"]).to(bundle.device)
+        shifts = []
+        for _ in range(cfg.epochs):
+            adv = torch.cat([adversarial_embedding(current, original, row, cfg.regularization) for row in e])
+            shifts.append(round(float((adv - e.flatten(0, 1)).norm() / e.norm()), 4))
+            updated = []
+            for w in current:
+                updated.append(closed_form(w, adv, guide.flatten(0, 1), keep, cfg.lam, cfg.erase_scale,
+                                           cfg.preserve_scale).float())
+                if progress is not None:
+                    progress(1)
+            current = updated
+        tensors = {n: w.cpu() for n, w in zip(names, current)}
+        info = {**first.info, "method": self.name, "config": config_dict(cfg),
+                "adversarial_embedding_shift": shifts, "seconds": round(time.time() - start, 3)}
+        return Edit(self.name, tensors, info)

@@ -135,7 +135,15 @@ class ModelBundle:
         """A bundle whose UNet (`unet`) and text encoder and tokenizer (`text`) are copies that may
         change (fine-tuning, an adaptation, an edit); the other parts, the VAE always, are shared."""
         def copied(part):
-            return _copy.deepcopy(part) if text and part is not None else part
+            if not text or part is None:
+                return part
+            out = _copy.deepcopy(part)
+            # transformers' CLIP tokenizer wraps its backend's decode in __init__ (to turn the "</w>"
+            # word ends into spaces); a deep copy keeps the backend but loses the wrapper
+            rewrap = getattr(out, "_wrap_decode_method_backend_tokenizer", None)
+            if callable(rewrap):
+                rewrap()
+            return out
 
         return replace(self,
                        unet=_copy.deepcopy(self.unet) if unet else self.unet,

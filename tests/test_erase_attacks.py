@@ -1,0 +1,104 @@
+"""The attacks of erase's robustness evaluation (erase/attacks.py): their parts on tiny components,
+and on mini, that each brings an erased style back where the erased model alone does not."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from artshield import names
+from artshield.erase.attacks import (ATTACKS, RingABellConfig, concept_vector, genetic_search, make_attack,
+                                     prefix_ids, prefixed_context, sequence_ids, simplex_projection, word_ids)
+
+
+def test_the_command_line_table_lists_every_attack():
+    assert names.ERASE_ATTACKS == tuple(ATTACKS)
+
+
+def test_simplex_projection_lands_on_the_simplex_and_keeps_points_already_there():
+    v = torch.randn(5, 40) * 3
+    p = simplex_projection(v)
+    assert torch.all(p >= 0) and torch.allclose(p.sum(-1), torch.ones(5), atol=1e-5)
+    # the Euclidean projection: v - p is the same constant on every kept coordinate
+    for row_v, row_p in zip(v, p):
+        kept = row_p > 0
+        gap = row_v[kept] - row_p[kept]
+        assert torch.allclose(gap, gap[0].expand_as(gap), atol=1e-5)
+        assert torch.all(row_v[~kept] <= gap[0] + 1e-5)
+    q = torch.softmax(torch.randn(3, 10), -1)
+    assert torch.allclose(simplex_projection(q), q, atol=1e-6)
+
+
+def test_prefixed_context_equals_the_prompt_with_those_words_typed_in(tiny_bundle):
+    tok = tiny_bundle.tokenizer
+    vocab = word_ids(tok)
+    chosen = [int(vocab[5]), int(vocab[17]), int(vocab[40])]
+    ids = prefix_ids(tiny_bundle, "a red folder", 3)
+    onehot = torch.nn.functional.one_hot(torch.tensor(chosen), len(tok)).float().requires_grad_(True)
+    got = prefixed_context(tiny_bundle, ids, onehot)
+    typed = ids.clone()
+    typed[0, 1:4] = torch.tensor(chosen)
+    with torch.no_grad():
+        want = tiny_bundle.text_encoder(typed)[0]
+    assert torch.allclose(got, want, atol=1e-5)
+    got.pow(2).sum().backward()
+    assert onehot.grad is not None and onehot.grad.abs().sum() > 0       # the words can be optimised
+    # the hook is gone afterwards: the encoder reads the placeholders again
+    with torch.no_grad():
+        assert not torch.allclose(tiny_bundle.text_encoder(ids)[0], want, atol=1e-5)
+
+
+def test_genetic_search_finds_a_planted_prompt(tiny_bundle):
+    """The goal is the context of a known token row: the search must get far closer to it than its
+    random start (a search that returns its first population fails)."""
+    tok = tiny_bundle.tokenizer
+    vocab = word_ids(tok)
+    rng = np.random.default_rng(3)
+    planted = vocab[rng.integers(0, len(vocab), size=(1, 4))].astype(np.int64)
+    with torch.no_grad():
+        goal = tiny_bundle.text_encoder(sequence_ids(tok, planted, tiny_bundle.device))[0][0]
+    cfg = RingABellConfig(length=4, population=60, generations=150)
+    found, distance, trace = genetic_search(tiny_bundle, goal, cfg, np.random.default_rng(0))
+    assert isinstance(found, str) and found
+    assert trace[0] > 0 and distance < 0.5 * trace[0]
+
+
+def test_concept_vector_is_the_mean_difference_of_the_pairs(tiny_bundle):
+    pairs = [("a red folder", "a folder"), ("a red cat", "a cat")]
+    v = concept_vector(tiny_bundle, pairs)
+    with torch.no_grad():
+        a, b = tiny_bundle.embed(["a red folder", "a red cat"]), tiny_bundle.embed(["a folder", "a cat"])
+    assert torch.allclose(v, (a - b).mean(0), atol=1e-5)
+
+
+def test_model_settings_sit_between_the_authors_defaults_and_the_users_options(mini_bundle):
+    assert make_attack("ring-a-bell", mini_bundle).config.generations == \
+        mini_bundle.conventions.attack_settings["ring-a-bell"]["generations"]
+    assert make_attack("ring-a-bell", mini_bundle, generations=7).config.generations == 7
+    assert make_attack("unlearndiffatk", None).config.timesteps == 50          # the authors'
+    with pytest.raises(ValueError, match="unknown option"):
+        make_attack("ring-a-bell", None, steps=3)
+
+
+@pytest.mark.slow
+def test_each_attack_brings_back_a_style_that_uce_erased_on_mini(mini_bundle):
+    """UCE removes faenza from 8 target prompts; each attack, with short searches, gets some of them
+    back: an attack that writes the prompts unchanged (a no-op) scores as the erased model does."""
+    from artshield.erase import erase
+    from artshield.erase.evaluate import edited, measure, parse_target, prompt_sets, run_attacks
+    from artshield.metrics.judge import Judge
+
+    target = parse_target("faenza style")
+    after = edited(mini_bundle, erase(mini_bundle, ["faenza style"], method="uce"))
+    judge = Judge.load()
+    targets, _ = prompt_sets(target, 8, 2, 0)
+    before, images = measure(mini_bundle, judge, target, targets, {}, 0, None)
+    erased, _ = measure(after, judge, target, targets, {}, 0, None)
+    assert sum(before["target_hits"]) >= 6 and sum(erased["target_hits"]) <= 1
+    options = {"ring-a-bell": {"generations": 100}, "unlearndiffatk": {"timesteps": 5}}
+    records, worst, _ = run_attacks(mini_bundle, after, judge, target, targets, images,
+                                    ["ring-a-bell", "unlearndiffatk"], 0, attack_options=options)
+    for name, record in records.items():
+        assert sum(record["target_hits"]) > sum(erased["target_hits"]), name
+        assert all(p != t.caption for p, t in zip(record["prompts"], targets)), name
+    assert worst["target_accuracy"] >= max(r["target_accuracy"] for r in records.values())
