@@ -237,3 +237,13 @@ def test_erase_page_gives_target_accuracy_with_intervals_and_the_labelled_grid()
     skipped = {**results, "evaluations": [{"concept": "van <gogh>", "skipped": "not a style the judge knows"}]}
     html = render(skipped, folder)
     assert "Not evaluated: not a style the judge knows" in html and "van &lt;gogh&gt;" in html
+
+
+def test_several_concepts_at_once_keep_none_of_them_and_are_not_counted_as_others():
+    from artshield.erase.evaluate import default_preserve
+
+    both = {"faenza style": Target("style", "faenza"), "tango style": Target("style", "tango")}
+    keep = default_preserve(both, 0, 8, 2)
+    assert keep and not any("faenza style" in p or "tango style" in p for p in keep)
+    alone = default_preserve({"faenza style": Target("style", "faenza")}, 0, 8, 2)
+    assert any("tango style" in p for p in alone)         # alone, tango is a style to keep

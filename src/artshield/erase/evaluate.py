@@ -241,13 +241,15 @@ def run_attacks(base: ModelBundle, after: ModelBundle, judge: Judge, target: Tar
 def evaluate(base: ModelBundle, edit: Edit, target: Target, judge: Judge | None = None, seed: int = 0,
              n_target: int = 32, per_other: int = 8, recovery_steps: int = 800, steps=None, guidance=None,
              progress=None, styles: StyleSet | None = None, attacks=DEFAULT_ATTACKS,
-             attack_options: dict | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+             attack_options: dict | None = None, also_erased=()) -> tuple[dict, dict[str, torch.Tensor]]:
     """before / after / each attack's figures and the worst case over them ("recovery"), and the
     target prompts' images for each (for a grid). `recovery_steps` 0 runs no attack; otherwise it is
-    concept inversion's number of steps."""
+    concept inversion's number of steps. `also_erased`: names of the other styles (concepts) the same
+    edit erased, left out of the others' figures (the draws of the prompts stay as they were)."""
     judge = judge or Judge.load()
     start = time.time()
     targets, others = prompt_sets(target, n_target, per_other, seed, styles)
+    others = {n: v for n, v in others.items() if n not in set(also_erased)}
     real = torch.cat(list(styles.others.values())) if styles is not None else \
         corpus.load_images([i for i in corpus.items(split="train") if i.concept and i.copies == 1], 64)
     real_features = judge.features(real).numpy()
@@ -308,7 +310,10 @@ def default_preserve(targets: dict[str, Target | str], seed: int, n_target: int,
                 .values() for i in group}
         every = {n: styles.items(n, len(styles.subjects or _subjects())) for n in styles.others}
         return sorted(p for group in every.values() for p in [i.caption for i in group if i.caption not in used][:per_name])
-    return sorted({p for t in targets.values() for p in preserve_captions(t, seed, n_target, per_other)})
+    erased = list(targets.values())
+    # several concepts at once: never keep a caption that carries one of them
+    return sorted({p for t in erased for p in preserve_captions(t, seed, n_target, per_other)
+                   if all(other.swap(p, "\0") == p for other in erased)})
 
 
 def evaluate_all(base: ModelBundle, edit: Edit, targets: dict[str, Target | str], concepts: list[str],
@@ -334,10 +339,13 @@ def evaluate_all(base: ModelBundle, edit: Edit, targets: dict[str, Target | str]
                 out.append(({"concept": concept, "judge_check": gate,
                              "skipped": f"the {judge.name} judge cannot tell this style apart: {gate['why']}"}, None))
                 continue
+        also = [t.name for t in targets.values() if isinstance(t, Target) and t != target and t.kind == target.kind]
         results, images = evaluate(base, edit, target, judge=reader, seed=seed, n_target=n_target,
                                    per_other=per_other, recovery_steps=recovery_steps, steps=steps,
                                    guidance=guidance, progress=progress, styles=styles, attacks=attacks,
-                                   attack_options=attack_options)
+                                   attack_options=attack_options, also_erased=also)
+        if also:
+            results["also_erased"] = also
         if gate is not None:
             results = {**results, "judge_check": gate, "judge": judge.describe()}
         rows = list(images)
