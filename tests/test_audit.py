@@ -244,7 +244,9 @@ def test_the_anisotropy_detector_written_out_on_a_tiny_model(tiny_bundle):
                 u, c = out["low"]
                 cosines.append(float(((u * (c - u)).sum(1) / (u.norm(dim=1) * (c - u).norm(dim=1))).mean()))
             assert parts["norm"][k] == pytest.approx(np.mean(norms), rel=1e-4)
-            assert parts["cosine"][k] == pytest.approx(np.mean(cosines), rel=1e-4, abs=1e-6)
+            # the cosine of a near-cancelling difference amplifies the rounding that batching changes
+            # (on one thread the batched and the one-by-one UNet calls differ by about 1e-4 here)
+            assert parts["cosine"][k] == pytest.approx(np.mean(cosines), rel=1e-4, abs=1e-3)
     assert np.allclose(parts["score"], 0.5 * parts["norm"] + 3.0 * parts["cosine"])
     assert np.allclose(method.run(prompts), parts["score"])
     with pytest.raises(ValueError, match="low_step 6 must be smaller"):
