@@ -102,3 +102,19 @@ def test_each_attack_brings_back_a_style_that_uce_erased_on_mini(mini_bundle):
         assert sum(record["target_hits"]) > sum(erased["target_hits"]), name
         assert all(p != t.caption for p, t in zip(record["prompts"], targets)), name
     assert worst["target_accuracy"] >= max(r["target_accuracy"] for r in records.values())
+
+
+def test_the_erasure_tables_read_the_worst_case_and_the_field_layout():
+    from artshield.bench.tables import erasure, erasure_field
+
+    run = {"method": "uce", "concept": "faenza style", "n_target": 4, "erase_seconds": 0.5,
+           "before": {"target_accuracy": 1.0, "others_accuracy": 0.7, "others_domain_fid": 40.0},
+           "after": {"target_accuracy": 0.25, "others_accuracy": 0.6, "others_domain_fid": 41.0,
+                     "others_cross_accuracy": 0.9},
+           "attacks": {"ring-a-bell": 0.5}, "recovery": {"target_accuracy": 0.75}}
+    table = erasure({"runs": [run]})
+    row = table.splitlines()[2].split(" | ")
+    # concept inversion and UnlearnDiffAtk were not run; Ring-A-Bell and the worst case were
+    assert row[3] == "not run" and row[4].startswith("0.50 [") and row[5] == "not run" and row[6].startswith("0.75 [")
+    field = erasure_field({"runs": [run]}).splitlines()[2]
+    assert field == "| uce, faenza style | 75.0 | 25.0 | 60.0 | 90.0 | 41.0 | 0.5 |"

@@ -390,10 +390,30 @@ def erasure(summary: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def erasure_field(summary: dict) -> str:
+    """The erasure runs in the layout of UnlearnCanvas and eval-learn (percent): UA, the unlearning
+    accuracy, is 1 - the target's accuracy after the erasure; UA after attacks uses the worst case
+    over the attacks; IRA, in-domain retain accuracy, is the other styles' (concepts') accuracy
+    after; CRA, cross-domain retain accuracy, the other axis on those generations (objects after a
+    style erasure, styles after a concept erasure); FID is the judge-feature FID of the others."""
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.1f}"
+
+    rows = ["| erasure | UA | UA after attacks | IRA | CRA | FID of the others | seconds |",
+            "|---|---|---|---|---|---|---|"]
+    for r in summary["runs"]:
+        a, worst = r["after"], r.get("recovery", {}).get("target_accuracy")
+        rows.append(f"| {r['method']}, {r['concept']} | {pct(1 - a['target_accuracy'])} | "
+                    f"{pct(None if worst is None else 1 - worst)} | {pct(a['others_accuracy'])} | "
+                    f"{pct(a.get('others_cross_accuracy'))} | {a['others_domain_fid']:.1f} | {r['erase_seconds']:.1f} |")
+    return "\n".join(rows) + "\n"
+
+
 KINDS = {"verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost,
          "claims": claims, "ablation": ablation, "discrimination": discrimination, "adaptive": adaptive,
          "purified": purified, "mutation": mutation, "audit": audit,
-         "dataset": dataset, "detectors": detectors, "mitigation": mitigation, "erasure": erasure}
+         "dataset": dataset, "detectors": detectors, "mitigation": mitigation, "erasure": erasure,
+         "erasure_field": erasure_field}
 
 
 def render(readme: str, root: Path) -> str:

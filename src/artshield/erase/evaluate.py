@@ -7,6 +7,9 @@ For a model whose styles and concepts the judge knows (mini and its corpus):
                       averaged over them; specificity is this figure staying put
     others_domain_fid judge-feature FID of the other prompts' generations against real training
                       images; fidelity is this figure staying put
+    others_cross_accuracy  on the same generations, the other axis: the objects drawn as asked
+                      after a style erasure, the styles after a concept erasure (the icon judge
+                      only: a style judge names no objects)
     attacks           each attack of erase/attacks.py (concept inversion, Ring-A-Bell,
                       UnlearnDiffAtk) tries to bring the target back; the target accuracy of the
                       prompts it writes, prompt by prompt
@@ -171,7 +174,12 @@ def measure(bundle: ModelBundle, judge: Judge, target: Target, targets: list, ot
     head = {"target_accuracy": round(float(t_hits.mean()), 4), "target_hits": [int(h) for h in t_hits]}
     if not flat:
         return head, t_img
-    o_hits = _hits(judge, o_img, target, [label(it) for it in flat])
+    styles, concepts = judge.predict(o_img)
+    o_hits = np.array([g == label(it) for g, it in zip(styles if target.kind == "style" else concepts, flat)], float)
+    # cross-domain: the other axis on the same generations (a style erasure: do the objects stay?)
+    cross = [(g, it.concept if target.kind == "style" else it.theme)
+             for g, it in zip(concepts if target.kind == "style" else styles, flat)]
+    cross = [g == want for g, want in cross if g and want]
     per_group, at = {}, 0
     for name, group in others.items():
         per_group[name] = round(float(o_hits[at:at + len(group)].mean()), 4)
@@ -179,7 +187,8 @@ def measure(bundle: ModelBundle, judge: Judge, target: Target, targets: list, ot
     fid = frechet_distance(judge.features(o_img).numpy(), real_features)
     return {**head,
             "others_accuracy": round(float(np.mean(list(per_group.values()))), 4),
-            "others_domain_fid": round(fid, 3), "others_by_name": per_group}, t_img
+            "others_domain_fid": round(fid, 3), "others_by_name": per_group,
+            **({"others_cross_accuracy": round(float(np.mean(cross)), 4)} if cross else {})}, t_img
 
 
 def edited(bundle: ModelBundle, edit: Edit) -> ModelBundle:
