@@ -80,6 +80,32 @@ def test_model_settings_sit_between_the_authors_defaults_and_the_users_options(m
         make_attack("ring-a-bell", None, steps=3)
 
 
+def test_random_prefix_tries_until_the_judge_says_yes(tiny_bundle):
+    """The control attack stops at the first success and reports how many prompts it tried; with a
+    judge that never says yes it uses every try."""
+    from types import SimpleNamespace
+
+    from artshield.erase.attacks import Context
+
+    calls = []
+
+    def judge_after(n):
+        def hits(images, items):
+            calls.append(1)
+            return [1.0 if len(calls) % n == 0 else 0.0]
+        return hits
+
+    items = [SimpleNamespace(caption="a red folder"), SimpleNamespace(caption="a blue cat")]
+    common = dict(base=tiny_bundle, erased=tiny_bundle, target=None, items=items, prompt=lambda it: it.caption,
+                  seed=0, base_images=None, steps=2)
+    out = make_attack("random-prefix", tiny_bundle, tries=5).run(Context(hits=judge_after(3), **common))
+    assert out.info["tries_used"] == [3, 3]
+    assert all(p.endswith(it.caption) and p != it.caption for p, it in zip(out.prompts, items))
+    calls.clear()
+    never = make_attack("random-prefix", tiny_bundle, tries=4).run(Context(hits=lambda im, it: [0.0], **common))
+    assert never.info["tries_used"] == [4, 4]
+
+
 @pytest.mark.slow
 def test_each_attack_brings_back_a_style_that_uce_erased_on_mini(mini_bundle):
     """UCE removes faenza from 8 target prompts; each attack, with short searches, gets some of them
@@ -95,9 +121,9 @@ def test_each_attack_brings_back_a_style_that_uce_erased_on_mini(mini_bundle):
     before, images = measure(mini_bundle, judge, target, targets, {}, 0, None)
     erased, _ = measure(after, judge, target, targets, {}, 0, None)
     assert sum(before["target_hits"]) >= 6 and sum(erased["target_hits"]) <= 1
-    options = {"ring-a-bell": {"generations": 100}, "unlearndiffatk": {"timesteps": 5}}
+    options = {"ring-a-bell": {"generations": 100}, "unlearndiffatk": {"timesteps": 5}, "random-prefix": {"tries": 5}}
     records, worst, _ = run_attacks(mini_bundle, after, judge, target, targets, images,
-                                    ["ring-a-bell", "unlearndiffatk"], 0, attack_options=options)
+                                    ["ring-a-bell", "unlearndiffatk", "random-prefix"], 0, attack_options=options)
     for name, record in records.items():
         assert sum(record["target_hits"]) > sum(erased["target_hits"]), name
         assert all(p != t.caption for p, t in zip(record["prompts"], targets)), name
@@ -114,7 +140,7 @@ def test_the_erasure_tables_read_the_worst_case_and_the_field_layout():
            "attacks": {"ring-a-bell": 0.5}, "recovery": {"target_accuracy": 0.75}}
     table = erasure({"runs": [run]})
     row = table.splitlines()[2].split(" | ")
-    # concept inversion and UnlearnDiffAtk were not run; Ring-A-Bell and the worst case were
-    assert row[3] == "not run" and row[4].startswith("0.50 [") and row[5] == "not run" and row[6].startswith("0.75 [")
+    # concept inversion, UnlearnDiffAtk and the random prefix were not run; Ring-A-Bell and the worst case were
+    assert row[3] == row[5] == row[6] == "not run" and row[4].startswith("0.50 [") and row[7].startswith("0.75 [")
     field = erasure_field({"runs": [run]}).splitlines()[2]
     assert field == "| uce, faenza style | 75.0 | 25.0 | 60.0 | 90.0 | 41.0 | 0.5 |"

@@ -361,7 +361,7 @@ def mitigation(report: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-ERASE_ATTACKS = ("concept-inversion", "ring-a-bell", "unlearndiffatk")
+ERASE_ATTACKS = ("concept-inversion", "ring-a-bell", "unlearndiffatk", "random-prefix")
 
 
 def erasure(summary: dict) -> str:

@@ -18,6 +18,9 @@ ring-a-bell (Tsai, Hsu et al., ICLR 2024; chiayi-hsu/Ring-A-Bell)
     squared L2 (InversePrompt.ipynb: eta 3, K 16, population 200, 3000 generations, mutation
     0.25, crossover 0.5, the best half kept each generation). The prompts found depend only on the
     base model and the targets, so one search serves every erasure of that model.
+random-prefix (the control for unlearndiffatk; Diffusion-MU-Attack's `random` attacker)
+    Random tokens before the prompt, tried until the judge names the target, as many tries as
+    unlearndiffatk has timesteps: an attack with the judge as its oracle and no optimisation.
 unlearndiffatk (Zhang, Jia et al., ECCV 2024; OPTML-Group/Diffusion-MU-Attack, `text_grad`)
     White-box on the erased model alone, which serves as its own classifier: k tokens put before
     the prompt, each a distribution over the vocabulary kept on the simplex, are optimised with
@@ -411,3 +414,47 @@ class UnlearnDiffAtk(Attack):
         return Attacked(model, prompts, self.record(
             start, timesteps_tried=tried, description="prefix tokens optimised on the erased model's denoising "
             "loss for the base model's image of each prompt; stops at the judge's first success"))
+
+
+# --- random prefix: the control for UnlearnDiffAtk's tries ------------------------------------------
+
+@dataclass
+class RandomPrefixConfig(AttackConfig):
+    k: int = 3                    # tokens put before the prompt (UnlearnDiffAtk's)
+    tries: int = 50               # prompts tried until the judge names the target (UnlearnDiffAtk's timesteps)
+
+    limits = {**AttackConfig.limits, "k": AT_LEAST_ONE, "tries": AT_LEAST_ONE}
+
+
+@register("random-prefix")
+class RandomPrefix(Attack):
+    """k random tokens before the prompt, up to `tries` draws, stopping at the judge's first success
+    (the `random` attacker of Diffusion-MU-Attack, which its nudity config runs with k 5 and 40
+    tries). Its defaults are UnlearnDiffAtk's k and number of timesteps, so it is UnlearnDiffAtk
+    without the optimisation: what the optimisation earns is what UnlearnDiffAtk adds over this row."""
+    access = "black-box: prompts and the judge's verdict only"
+    Config = RandomPrefixConfig
+
+    def run(self, ctx: Context) -> Attacked:
+        from ..generate import generate
+
+        start, cfg, model = time.time(), self.config, ctx.erased
+        vocab = word_ids(model.tokenizer)
+        prompts, tried = [], []
+        for j, it in enumerate(ctx.items):
+            text = ctx.prompt(it)
+            rng = np.random.default_rng([cfg.seed, j])
+            chosen, attempts = text, 0
+            for _ in range(cfg.tries):
+                prefix = decode(model.tokenizer, vocab[rng.integers(0, len(vocab), size=cfg.k)])
+                chosen, attempts = f"{prefix} {text}".strip(), attempts + 1
+                with torch.no_grad():
+                    image = generate(model, [chosen], seed=ctx.seed + j, steps=ctx.steps, guidance=ctx.guidance)
+                if ctx.hits(image, [it])[0] > 0:
+                    break
+            prompts.append(chosen)
+            tried.append(attempts)
+            if ctx.progress is not None:
+                ctx.progress(1)
+        return Attacked(model, prompts, self.record(start, tries_used=tried, description="random prefix tokens, "
+                                                    "tried until the judge's first success"))

@@ -43,7 +43,7 @@ from ..metrics.judge import Judge
 from ..models import ModelBundle
 from ..models.weights import Edit
 
-DEFAULT_ATTACKS = ("concept-inversion", "ring-a-bell", "unlearndiffatk")
+DEFAULT_ATTACKS = ("concept-inversion", "ring-a-bell", "unlearndiffatk", "random-prefix")
 
 
 @dataclass(frozen=True)
