@@ -6,7 +6,9 @@ runs `artshield erase` (with its default evaluation: before, after, after each r
 in the worst case over them) for each method and concept into WORK/RUN/ (the edited weights stay
 there, out of git), copies each run's results.json and image grid to OUT/RUN/, and writes
 OUT/summary.json and the markdown table README shows, target accuracies with their 95 % bootstrap
-intervals over the target prompts (one seed). A run whose results.json exists in WORK is reused.
+intervals over the target prompts (one seed). A run whose results.json exists in WORK is reused;
+with --add-attacks, the attacks it lacks among those named are run on its edit and merged into it
+(the same prompts and seeds; the before images are generated again and must match the record).
 Ring-A-Bell's prompts depend on the base model only: runs in one process share them.
 """
 from __future__ import annotations
@@ -21,8 +23,44 @@ from pathlib import Path
 from artshield.bench.tables import erasure
 from artshield.cli import main as artshield
 
-METHODS = ["esd-x", "esd-u", "uce"]
+METHODS = ["esd-x", "esd-u", "uce", "rece"]
 CONCEPTS = ["faenza style", "trash can"]
+
+
+def add_attacks(run: Path, wanted: list[str]) -> list[str]:
+    """Run on RUN's edit the attacks of `wanted` its record lacks, merge them and the new worst case
+    into RUN/results.json; returns the attacks added."""
+    import numpy as np
+
+    from artshield.erase.evaluate import measure, parse_target, prompt_sets, run_attacks
+    from artshield.io import write_json
+    from artshield.metrics.judge import Judge
+    from artshield.models import load_model
+
+    res = json.loads((run / "results.json").read_text())
+    [e] = res["evaluations"]
+    missing = [a for a in wanted if a not in e.get("attacks", {})]
+    if not missing or "attacks" not in e:
+        return []
+    base, after, judge = load_model(res["model"]["spec"]), load_model(str(run)), Judge.load()
+    target = parse_target(e["concept"])
+    n = len(e["prompts"]["target"])
+    targets, _ = prompt_sets(target, n, e["prompts"]["others_per_name"], res["seed"])
+    assert [t.caption for t in targets] == e["prompts"]["target"], f"{run}: the target prompts differ"
+    # generated without the others' prompts in the batch, the before images may differ in rounding
+    before, images = measure(base, judge, target, targets, {}, res["seed"], None)
+    matched = before["target_hits"] == e["before"]["target_hits"]
+    records, _, _ = run_attacks(base, after, judge, target, targets, images, missing, res["seed"])
+    e["attacks"].update(records)
+    union = np.max([a["target_hits"] for a in e["attacks"].values()], axis=0)
+    worst = max(e["attacks"], key=lambda k: e["attacks"][k]["target_accuracy"])
+    e["recovery"].update({"target_accuracy": round(float(union.mean()), 4), "target_hits": [int(h) for h in union],
+                          "attacks": list(e["attacks"]), "strongest_single": worst})
+    res["recovery"] = e["recovery"]
+    res["attacks_added_later"] = sorted(set(res.get("attacks_added_later", [])) | set(missing))
+    res["attacks_added_later_before_hits_match"] = matched
+    write_json(res, run / "results.json")
+    return missing
 
 
 def main() -> int:
@@ -31,6 +69,7 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("out/erase-runs"), help="where the edits are written")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--concepts", default="|".join(CONCEPTS), help="'|'-separated")
+    ap.add_argument("--add-attacks", default=None, help="comma-separated attacks to add to runs that lack them")
     args = ap.parse_args()
     summary = {"runs": []}
     for concept in args.concepts.split("|"):
@@ -43,6 +82,10 @@ def main() -> int:
                 if code:
                     print(f"{' '.join(argv)} failed with exit code {code}", file=sys.stderr)
                     return code
+            if args.add_attacks:
+                added = add_attacks(run, args.add_attacks.split(","))
+                if added:
+                    print(f"{name}: added {', '.join(added)}", file=sys.stderr)
             res = json.loads((run / "results.json").read_text())
             attacks = {k: v["target_accuracy"] for k, v in res["evaluations"][0].get("attacks", {}).items()}
             if not attacks and "recovery" in res:      # a run from before the attack registry: concept inversion alone
