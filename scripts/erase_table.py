@@ -70,6 +70,7 @@ def main() -> int:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--concepts", default="|".join(CONCEPTS), help="'|'-separated")
     ap.add_argument("--add-attacks", default=None, help="comma-separated attacks to add to runs that lack them")
+    ap.add_argument("--existing", action="store_true", help="summarise the runs WORK holds; run none")
     args = ap.parse_args()
     summary = {"runs": []}
     for concept in args.concepts.split("|"):
@@ -78,6 +79,8 @@ def main() -> int:
             run = args.work / name
             argv = ["erase", "--concept", concept, "--method", method, "-o", str(run), "-q"]
             if not (run / "results.json").is_file():
+                if args.existing:
+                    continue
                 code = artshield(argv)
                 if code:
                     print(f"{' '.join(argv)} failed with exit code {code}", file=sys.stderr)

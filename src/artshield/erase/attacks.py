@@ -357,13 +357,41 @@ def prefixed_context(bundle: ModelBundle, ids: torch.Tensor, prefix: torch.Tenso
         handle.remove()
 
 
+def try_prefix(ctx: Context, model: ModelBundle, j: int, item, prefix) -> tuple[str, bool]:
+    """Target j's prompt with the tokens `prefix` before it, generated from its seed as the
+    evaluation does: the prompt, and whether the judge names the target in the image."""
+    from ..generate import generate
+
+    chosen = f"{decode(model.tokenizer, prefix)} {ctx.prompt(item)}".strip()
+    with torch.no_grad():
+        image = generate(model, [chosen], seed=ctx.seed + j, steps=ctx.steps, guidance=ctx.guidance)
+    return chosen, bool(ctx.hits(image, [item])[0] > 0)
+
+
+def first_success(ctx: Context, model: ModelBundle, proposals) -> tuple[list[str], list[int]]:
+    """For each target j, the prefixes `proposals(j, item)` yields, tried in turn until the judge names
+    the target: the last prompt tried for each target, and how many were tried."""
+    prompts, tried = [], []
+    for j, it in enumerate(ctx.items):
+        chosen, attempts = ctx.prompt(it), 0
+        for prefix in proposals(j, it):
+            chosen, hit = try_prefix(ctx, model, j, it, prefix)
+            attempts += 1
+            if hit:
+                break
+        prompts.append(chosen)
+        tried.append(attempts)
+        if ctx.progress is not None:
+            ctx.progress(1)
+    return prompts, tried
+
+
 @register("unlearndiffatk")
 class UnlearnDiffAtk(Attack):
     access = "white-box: gradients of the erased model (no base model, no classifier in the loss)"
     Config = UnlearnDiffAtkConfig
 
     def run(self, ctx: Context) -> Attacked:
-        from ..generate import generate
         from ..models.diffusion import diffusion_target
 
         if ctx.erased.is_sdxl:
@@ -376,17 +404,16 @@ class UnlearnDiffAtk(Attack):
         schedule = [int(t) for t in np.linspace(0, total, cfg.timesteps, endpoint=False) + total // cfg.timesteps // 2]
         model.text_encoder.requires_grad_(False)
         model.unet.requires_grad_(False)
-        prompts, tried = [], []
-        for j, it in enumerate(ctx.items):
-            text = ctx.prompt(it)
-            ids = prefix_ids(model, text, cfg.k)
+
+        def optimised(j, it):
+            """After each timestep's iterations, the likeliest tokens."""
+            ids = prefix_ids(model, ctx.prompt(it), cfg.k)
             gen = torch.Generator("cpu").manual_seed(cfg.seed * 100_003 + j)
             with torch.no_grad():
                 z0 = model.encode(ctx.base_images[j:j + 1].to(model.device))
             probs = torch.where(allowed, 1.0 / int(allowed.sum()), 0.0).repeat(cfg.k, 1).to(model.device)
             probs.requires_grad_(True)
             opt = torch.optim.Adam([probs], lr=cfg.lr, weight_decay=cfg.weight_decay)
-            chosen, attempts = text, 0
             for t in schedule:
                 tt = torch.tensor([t], device=model.device)
                 for _ in range(cfg.iterations):
@@ -401,16 +428,9 @@ class UnlearnDiffAtk(Attack):
                     opt.step()
                     with torch.no_grad():
                         probs.data = simplex_projection(torch.where(allowed.to(probs.device), probs, 0.0))
-                prefix = decode(model.tokenizer, probs.detach().argmax(-1).cpu())
-                chosen, attempts = f"{prefix} {text}".strip(), attempts + 1
-                with torch.no_grad():
-                    image = generate(model, [chosen], seed=ctx.seed + j, steps=ctx.steps, guidance=ctx.guidance)
-                if ctx.hits(image, [it])[0] > 0:
-                    break
-            prompts.append(chosen)
-            tried.append(attempts)
-            if ctx.progress is not None:
-                ctx.progress(1)
+                yield probs.detach().argmax(-1).cpu()
+
+        prompts, tried = first_success(ctx, model, optimised)
         return Attacked(model, prompts, self.record(
             start, timesteps_tried=tried, description="prefix tokens optimised on the erased model's denoising "
             "loss for the base model's image of each prompt; stops at the judge's first success"))
@@ -436,25 +456,14 @@ class RandomPrefix(Attack):
     Config = RandomPrefixConfig
 
     def run(self, ctx: Context) -> Attacked:
-        from ..generate import generate
-
         start, cfg, model = time.time(), self.config, ctx.erased
         vocab = word_ids(model.tokenizer)
-        prompts, tried = [], []
-        for j, it in enumerate(ctx.items):
-            text = ctx.prompt(it)
+
+        def drawn(j, it):
             rng = np.random.default_rng([cfg.seed, j])
-            chosen, attempts = text, 0
             for _ in range(cfg.tries):
-                prefix = decode(model.tokenizer, vocab[rng.integers(0, len(vocab), size=cfg.k)])
-                chosen, attempts = f"{prefix} {text}".strip(), attempts + 1
-                with torch.no_grad():
-                    image = generate(model, [chosen], seed=ctx.seed + j, steps=ctx.steps, guidance=ctx.guidance)
-                if ctx.hits(image, [it])[0] > 0:
-                    break
-            prompts.append(chosen)
-            tried.append(attempts)
-            if ctx.progress is not None:
-                ctx.progress(1)
+                yield vocab[rng.integers(0, len(vocab), size=cfg.k)]
+
+        prompts, tried = first_success(ctx, model, drawn)
         return Attacked(model, prompts, self.record(start, tries_used=tried, description="random prefix tokens, "
                                                     "tried until the judge's first success"))
