@@ -100,7 +100,9 @@ def main() -> int:
                                     "results": f"{name}/results.json",
                                     **{k: res[k] for k in ("before", "after", "recovery", "erase_seconds") if k in res},
                                     "n_target": len(res["evaluations"][0]["prompts"]["target"]),
-                                    "attacks": attacks})
+                                    "attacks": attacks,
+                                    "attack_hits": {k: v["target_hits"] for k, v in
+                                                    res["evaluations"][0].get("attacks", {}).items()}})
     table = erasure(summary)
     summary["table"] = table
     (args.output / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -150,6 +150,8 @@ def test_the_erasure_tables_read_the_worst_case_and_the_field_layout():
     table = erasure({"runs": [run]})
     row = table.splitlines()[2].split(" | ")
     # concept inversion, UnlearnDiffAtk and the random prefix were not run; Ring-A-Bell and the worst case were
-    assert row[3] == row[5] == row[6] == "not run" and row[4].startswith("0.50 [") and row[7].startswith("0.75 [")
+    assert row[3] == row[5] == row[6] == row[8] == "not run" and row[4].startswith("0.50 [") and row[7].startswith("0.75 [")
+    run["attack_hits"] = {"unlearndiffatk": [1, 1, 1, 0], "random-prefix": [0, 1, 1, 0]}
+    assert erasure({"runs": [run]}).splitlines()[2].split(" | ")[8].startswith("+0.25 [+0.00, +0.75]")
     field = erasure_field({"runs": [run]}).splitlines()[2]
     assert field == "| uce, faenza style | 75.0 | 25.0 | 60.0 | 90.0 | 41.0 | 0.5 |"

@@ -328,3 +328,13 @@ def proportion_interval(rate: float, n: int, resamples: int = RESAMPLES, seed: i
         means[i] = values[rng.integers(n, size=n)].mean()
     low, high = np.quantile(means, [ALPHA / 2, 1 - ALPHA / 2])
     return Interval(float(values.mean()), float(low), float(high), 1, n, n, n - 1)
+
+
+def paired_proportion_difference(a: list[int], b: list[int], resamples: int = RESAMPLES, seed: int = 0) -> Interval:
+    """mean(a) - mean(b) for two 0/1 outcomes on the same items (prompts, each with its own seed),
+    with a 95 % percentile bootstrap interval that resamples the items, both outcomes together."""
+    z = np.asarray(a, float) - np.asarray(b, float)
+    rng = np.random.default_rng(seed)
+    means = np.array([z[rng.integers(len(z), size=len(z))].mean() for _ in range(resamples)])
+    low, high = np.quantile(means, [ALPHA / 2, 1 - ALPHA / 2])
+    return Interval(float(z.mean()), float(low), float(high), 1, len(z), len(z), len(z) - 1)

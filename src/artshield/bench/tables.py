@@ -367,8 +367,9 @@ ERASE_ATTACKS = ("concept-inversion", "ring-a-bell", "unlearndiffatk", "random-p
 def erasure(summary: dict) -> str:
     """Every erasure run (scripts/erase_table.py's summary.json): the target's accuracy before,
     after, after each recovery attack and in the worst case over them (a prompt counts when any
-    attack brings it back), with 95 % bootstrap intervals over the target prompts (one seed), and
-    the other styles' (concepts') accuracy and FID before and after."""
+    attack brings it back), with 95 % bootstrap intervals over the target prompts (one seed), what
+    UnlearnDiffAtk recovers beyond its random-prefix control (paired by prompt), and the other
+    styles' (concepts') accuracy and FID before and after."""
     from .stats import proportion_interval
 
     def ci(accuracy, n):
@@ -377,14 +378,24 @@ def erasure(summary: dict) -> str:
         c = proportion_interval(accuracy, n)
         return f"{c.mean:.2f} [{c.low:.2f}, {c.high:.2f}]"
 
+    from .stats import paired_proportion_difference
+
+    def gain(r):
+        """UnlearnDiffAtk minus its random-prefix control, prompt by prompt."""
+        hits = r.get("attack_hits", {})
+        if "unlearndiffatk" not in hits or "random-prefix" not in hits:
+            return "not run"
+        d = paired_proportion_difference(hits["unlearndiffatk"], hits["random-prefix"])
+        return f"{d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
+
     rows = ["| erasure | target before | target after | " + " | ".join(f"after {a}" for a in ERASE_ATTACKS) +
-            " | worst case over the attacks | others before | others after | others FID before | others FID after "
-            "| seconds |", "|" + "---|" * (9 + len(ERASE_ATTACKS))]
+            " | worst case over the attacks | UnlearnDiffAtk over its control | others before | others after "
+            "| others FID before | others FID after | seconds |", "|" + "---|" * (10 + len(ERASE_ATTACKS))]
     for r in summary["runs"]:
         n, b, a = r["n_target"], r["before"], r["after"]
         per = " | ".join(ci(r.get("attacks", {}).get(k), n) for k in ERASE_ATTACKS)
         rows.append(f"| {r['method']}, {r['concept']} | {ci(b['target_accuracy'], n)} | {ci(a['target_accuracy'], n)} | "
-                    f"{per} | {ci(r.get('recovery', {}).get('target_accuracy'), n)} | {b['others_accuracy']:.2f} | "
+                    f"{per} | {ci(r.get('recovery', {}).get('target_accuracy'), n)} | {gain(r)} | {b['others_accuracy']:.2f} | "
                     f"{a['others_accuracy']:.2f} | {b['others_domain_fid']:.1f} | {a['others_domain_fid']:.1f} | "
                     f"{r['erase_seconds']:.1f} |")
     return "\n".join(rows) + "\n"
