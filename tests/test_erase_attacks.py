@@ -108,8 +108,8 @@ def test_random_prefix_tries_until_the_judge_says_yes(tiny_bundle):
 
 @pytest.mark.slow
 def test_the_attacks_on_a_style_that_uce_erased_on_mini(mini_bundle):
-    """UCE removes faenza from 8 target prompts. UnlearnDiffAtk and its random-prefix control, with
-    short searches, get some back; Ring-A-Bell, which never sees the erased model, does not here (the
+    """UCE removes faenza from 8 target prompts. UnlearnDiffAtk, with a short search, gets some back,
+    at least as many as its random-prefix control with as many tries; Ring-A-Bell, which never sees the erased model, does not here (the
     committed run: none of 32 after UCE, 4 more than the erased model after ESD-x), so of it this
     checks that its prompts are new and nearer its goal than the prompt it started from. An attack
     that writes the prompts unchanged (a no-op) fails."""
@@ -130,8 +130,8 @@ def test_the_attacks_on_a_style_that_uce_erased_on_mini(mini_bundle):
                                     ["ring-a-bell", "unlearndiffatk", "random-prefix"], 0, attack_options=options)
     for name, record in records.items():
         assert all(p != t.caption for p, t in zip(record["prompts"], targets)), name
-    for name in ("unlearndiffatk", "random-prefix"):
-        assert sum(records[name]["target_hits"]) > sum(erased["target_hits"]), name
+    uda, control = (sum(records[n]["target_hits"]) for n in ("unlearndiffatk", "random-prefix"))
+    assert uda > sum(erased["target_hits"]) and uda >= control
     ring = records["ring-a-bell"]["attack"]
     vector = concept_vector(mini_bundle, concept_pairs(target, ring["config"]["pairs"], {t.caption for t in targets}, 0))
     start = float((ring["config"]["eta"] * vector).pow(2).sum())      # the target prompt's own distance to its goal
