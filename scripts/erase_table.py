@@ -4,7 +4,8 @@
 
 runs `artshield erase` (with its default evaluation: before, after, after each recovery attack and
 in the worst case over them) for each method and concept into WORK/RUN/ (the edited weights stay
-there, out of git), copies each run's results.json and image grid to OUT/RUN/, and writes
+there, out of git), copies each run's results.json and image grid to OUT/RUN/ with its page
+rendered again by the current template, and writes
 OUT/summary.json and the markdown table README shows, target accuracies with their 95 % bootstrap
 intervals over the target prompts (one seed). A run whose results.json exists in WORK is reused;
 with --add-attacks, the attacks it lacks among those named are run on its edit and merged into it
@@ -21,6 +22,8 @@ import sys
 from pathlib import Path
 
 from artshield.bench.tables import erasure
+from artshield.erase.report import render
+from artshield.io import write_text
 from artshield.cli import main as artshield
 
 METHODS = ["esd-x", "esd-u", "uce", "rece"]
@@ -96,6 +99,7 @@ def main() -> int:
             (args.output / name).mkdir(parents=True, exist_ok=True)
             for f in ["results.json"] + [e["grid"] for e in res.get("evaluations", []) if "grid" in e]:
                 shutil.copyfile(run / f, args.output / name / f)
+            write_text(render(res, args.output / name), args.output / name / "report.html")
             summary["runs"].append({"command": "artshield " + shlex.join(argv), "method": method, "concept": concept,
                                     "results": f"{name}/results.json",
                                     **{k: res[k] for k in ("before", "after", "recovery", "erase_seconds") if k in res},
