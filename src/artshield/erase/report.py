@@ -1,6 +1,6 @@
 """The erasure's page (templates/erase.html.j2): per concept, target accuracy before, after, after
-each attack and in the worst case over them, with 95 % intervals, the other styles' accuracy and FID, and the grid of
-target generations (rows: before, after, after the attack), enlarged."""
+each attack and in the worst case over them, with 95 % intervals, the other styles' accuracy and
+FID, and the grid of target generations (rows: before, after, after each attack), enlarged."""
 from __future__ import annotations
 
 from pathlib import Path
