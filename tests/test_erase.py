@@ -232,8 +232,13 @@ def test_erase_page_gives_target_accuracy_with_intervals_and_the_labelled_grid()
     folder = Path(__file__).parents[1] / "docs" / "results" / "erase" / "esd-x-faenza-style"
     results = json.loads((folder / "results.json").read_text())
     html = render(results, folder)
-    assert "0.97 [" in html and "0.12 [" in html and "0.78 [" in html          # before, after, after the attack
-    assert "rows: before, after, after the recovery attack" in html and 'class="px"' in html
+    assert "0.97 [" in html and "0.12 [" in html and "0.78 [" in html          # before, after, concept inversion
+    assert "0.25 [" in html and "1.00 [1.00, 1.00]" in html                     # Ring-A-Bell, the worst case
+    assert "rows: before, after, after concept-inversion, after ring-a-bell, after unlearndiffatk" in html
+    assert "<th>after random-prefix</th>" in html and 'class="px"' in html
+    older = Path(__file__).parents[1] / "docs" / "results" / "erase" / "uce-trash-can"   # concept inversion alone
+    html = render(json.loads((older / "results.json").read_text()), older)
+    assert "rows: before, after, after the recovery attack" in html and "0.64 [" in html
     skipped = {**results, "evaluations": [{"concept": "van <gogh>", "skipped": "not a style the judge knows"}]}
     html = render(skipped, folder)
     assert "Not evaluated: not a style the judge knows" in html and "van &lt;gogh&gt;" in html
