@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..names import ERASE_ATTACKS
+
 MARK = re.compile(r"(<!-- table: (?P<name>[\w./-]+):(?P<kind>\w+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
 NAMES = {"advdm": "AdvDM", "mist": "Mist", "sds": "SDS", "sds-minus": "SDS-", "photoguard": "PhotoGuard",
          "glaze": "Glaze", "aspl": "ASPL", "ace": "ACE (Mist-v2)", "metacloak": "MetaCloak", "robust": "robust", "advdm-eot": "AdvDM + EOT",
@@ -359,9 +361,6 @@ def mitigation(report: dict) -> str:
             rows.append(f"| {name} | {float(quantile) * 100:g} % | {f['plain']:.3f} | {f['mitigated']:.3f} | "
                         f"{f['difference']:+.3f} [{f['interval'][0]:+.3f}, {f['interval'][1]:+.3f}] | {f['verdict']} |")
     return "\n".join(rows) + "\n"
-
-
-ERASE_ATTACKS = ("concept-inversion", "ring-a-bell", "unlearndiffatk", "random-prefix")
 
 
 def erasure(summary: dict) -> str:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .. import corpus
+from ..names import ERASE_ATTACKS
 from ..generate import generate
 from ..io import grid
 from ..metrics.distribution import frechet_distance
@@ -43,7 +44,7 @@ from ..metrics.judge import Judge
 from ..models import ModelBundle
 from ..models.weights import Edit
 
-DEFAULT_ATTACKS = ("concept-inversion", "ring-a-bell", "unlearndiffatk", "random-prefix")
+DEFAULT_ATTACKS = ERASE_ATTACKS      # every attack of erase/attacks.py, in the order the tables show them
 
 
 @dataclass(frozen=True)
