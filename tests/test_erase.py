@@ -12,6 +12,7 @@ from artshield.erase.evaluate import Target, evaluate, parse_target, preserve_ca
 from artshield.erase.uce import closed_form, paired_embeddings
 from artshield.generate import generate
 from artshield.models import load_model
+from artshield.models.weights import text_name
 
 
 def test_parameter_groups_split_the_unet_by_name(tiny_bundle):
@@ -133,19 +134,31 @@ def test_closed_form_methods_erase_every_concept_given_at_once(tiny_bundle, meth
 def test_every_method_saves_an_edit_that_loads_as_a_model(tmp_path, tiny_model_dir, method):
     base = load_model(str(tiny_model_dir), device="cpu")
     before = {k: v.clone() for k, v in base.unet.state_dict().items()}
+    text_before = {f"text_encoder.{text_name(k)}": v.clone() for k, v in base.text_encoder.named_parameters()}
     options = {"iterations": 2, "lr": 1e-2, "ddim_steps": 4} if method.startswith("esd") else {}
+    if method == "advunlearn":
+        options = {"iterations": 2, "lr": 1e-2, "ddim_steps": 4, "attack_steps": 1, "warmup": 0.0,
+                   "preserve": ["a house", "a tree"]}
     edit = erase(base, ["folder icon"], method, **options)
     assert all(torch.equal(v, base.unet.state_dict()[k]) for k, v in before.items())   # base left alone
-    changed = [k for k, v in edit.tensors.items() if not torch.allclose(v, before[k])]
+    assert all(torch.equal(v, dict(base.text_encoder.named_parameters())[k.split(".", 1)[1].removeprefix(
+        "text_model.")]) for k, v in text_before.items())
+    old = {**before, **text_before}
+    changed = [k for k, v in edit.tensors.items() if not torch.allclose(v, old[k])]
     assert changed and set(changed) <= set(edit.tensors)
-    group = {"esd-x": "cross-attention", "esd-u": "non-cross-attention"}.get(method, "cross-attention-kv")
-    assert set(edit.tensors) == set(select_parameters(base.unet, group))
+    if method == "advunlearn":   # the text encoder's transformer layers and final norm; no embedding, no UNet
+        assert set(edit.tensors) == {k for k in text_before if ".encoder." in k or ".final_layer_norm." in k}
+    else:
+        group = {"esd-x": "cross-attention", "esd-u": "non-cross-attention"}.get(method, "cross-attention-kv")
+        assert set(edit.tensors) == set(select_parameters(base.unet, group))
     edit.save(tmp_path / "edit")
     info = json.loads((tmp_path / "edit" / "edit.json").read_text())
     assert info["method"] == method and info["base_model"] == str(tiny_model_dir.resolve())
     erased = load_model(str(tmp_path / "edit"), device="cpu")
     assert erased.source == "edit"
-    assert all(torch.equal(erased.unet.state_dict()[k], v.float()) for k, v in edit.tensors.items())
+    loaded = {**erased.unet.state_dict(),
+              **{f"text_encoder.{text_name(k)}": v for k, v in erased.text_encoder.named_parameters()}}
+    assert all(torch.equal(loaded[k], v.float()) for k, v in edit.tensors.items())
     a = generate(erased, ["folder icon"], steps=2, seed=1)
     b = generate(base, ["folder icon"], steps=2, seed=1)
     assert not torch.allclose(a, b)

@@ -82,22 +82,31 @@ def test_minis_single_file_export_loads_back_without_a_config_from_what_it_recor
         load_model(str(bare), device="cpu")
 
 
-def test_diffusers_export_of_an_erasure_opens_with_from_pretrained(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("method,fmt", [("uce", "diffusers"), ("advunlearn", "diffusers"),
+                                        ("advunlearn", "single-file")])
+def test_an_exported_erasure_opens_with_diffusers_own_loaders(tmp_path, tiny_model_dir, method, fmt):
+    """An erasure of the UNet (uce) or of the text encoder (advunlearn) is in the files diffusers reads:
+    from_pretrained on the folder, from_single_file on the checkpoint."""
     from diffusers import StableDiffusionPipeline
 
     edit = tmp_path / "erased"
-    assert main(["erase", "--model", str(tiny_model_dir), "--concept", "folder icon", "--method", "uce",
-                 "-o", str(edit), "--no-eval", "-q"]) == 0
-    out = tmp_path / "erased-diffusers"
-    assert main(["export", str(edit), "-o", str(out), "-q"]) == 0
+    options = ["--iterations", "3", "--lr", "1e-2", "--option", "attack_steps=1", "--option", "ddim_steps=4",
+               "--option", "warmup=0"] if method == "advunlearn" else []
+    assert main(["erase", "--model", str(tiny_model_dir), "--concept", "folder icon", "--method", method,
+                 "-o", str(edit), "--no-eval", "-q", *options]) == 0
+    out = tmp_path / ("erased.safetensors" if fmt == "single-file" else "erased-diffusers")
+    assert main(["export", str(edit), "-o", str(out), "--format", fmt, "-q"]) == 0
     reference = generate(load_model(str(edit), device="cpu"), ["folder icon, tango style"], steps=3, guidance=3.0,
                          seed=1)
     base = generate(load_model(str(tiny_model_dir), device="cpu"), ["folder icon, tango style"], steps=3,
                     guidance=3.0, seed=1)
     assert not torch.allclose(reference, base, atol=1e-4)          # the erasure is in the exported weights
-    pipe = StableDiffusionPipeline.from_pretrained(str(out), safety_checker=None, requires_safety_checker=False)
+    if fmt == "single-file":
+        pipe = StableDiffusionPipeline.from_single_file(str(out), config=str(tiny_model_dir), local_files_only=True)
+    else:
+        pipe = StableDiffusionPipeline.from_pretrained(str(out), safety_checker=None, requires_safety_checker=False)
     assert torch.allclose(_sample(pipe), reference, atol=1e-4)
-    assert main(["export", str(edit), "-o", str(out), "-q"]) == 2   # never replaces what is there
+    assert main(["export", str(edit), "-o", str(out), "--format", fmt, "-q"]) == 2   # never replaces what is there
 
 
 def test_lora_merged_into_a_single_file_matches_the_adapter(tmp_path, tiny_model_dir):

@@ -530,13 +530,16 @@ def cmd_purify(args) -> int:
 def cmd_erase(args) -> int:
     from .erase.evaluate import default_preserve, judged_targets
     from .models.weights import Edit
-    from .options import make_method
+    from .options import make_method, parse_assignments
 
     start = time.time()
     common = {"templates": args.template, "seed": args.seed}
     closed = args.method in ("uce", "rece")
+    keeps = closed or args.method == "advunlearn"      # methods with prompts to keep as they are
     own = {"guide": args.guide, "preserve": args.preserve} if closed else \
-        {"iterations": args.iterations, "lr": args.lr, "eta": args.eta}
+        {"iterations": args.iterations, "lr": args.lr, "eta": args.eta,
+         **({"preserve": args.preserve} if keeps else {})}
+    own = {**parse_assignments(args.option or []), **{k: v for k, v in own.items() if v is not None}}
     _check_method(args, "erase", **common, **own)
     concepts = [c.strip() for c in args.concept]
     Edit.check_destination(args.output, args.model)
@@ -550,7 +553,7 @@ def cmd_erase(args) -> int:
         styles = StyleSet(squares(styles[0], side), {k: squares(v, side) for k, v in styles[1].items()})
     targets = judged_targets(bundle, concepts, style_judge=judge is not None, styles=styles)
     per_other = max(2, args.eval_prompts // 4)
-    if closed and args.preserve is None:
+    if keeps and own.get("preserve") is None:
         own["preserve"] = default_preserve(targets, args.seed, args.eval_prompts, per_other, styles)
     eraser = make_method("erase", args.method, bundle, **common, **own)
     bar = _progress(args, eraser.total_steps(len(concepts)), f"erase ({args.method})",

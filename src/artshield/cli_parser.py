@@ -171,9 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     de.set_defaults(func="demo")
 
     er = sub.add_parser("erase", parents=[common, model, memory, sampling], help="remove a concept or style from the weights",
-                        description="Erase concepts from the model's UNet (ESD-x, ESD-u: fine-tuning without data; "
-                        "uce: closed form, seconds; rece: uce, then the embeddings that would bring the concept back, "
-                        "erased too). Writes the changed tensors to OUT/edit.safetensors; "
+                        description="Erase concepts from the model's weights (ESD-x, ESD-u: the UNet, fine-tuned "
+                        "without data; uce: closed form, seconds; rece: uce, then the embeddings that would bring the "
+                        "concept back, erased too; advunlearn: ESD's objective on the text encoder, trained against "
+                        "prompts optimised to undo it). Writes the changed tensors to OUT/edit.safetensors; "
                         "--model OUT then loads the erased model in every command. On mini the erasure is "
                         "evaluated (before, after, after each recovery attack and in the worst case) into "
                         "OUT/results.json.")
@@ -181,13 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="text of the concept, e.g. 'faenza style' or 'trash can' (repeat for several)")
     er.add_argument("--method", default="esd-x", help=f"one of: {', '.join(names.ERASE)} (default esd-x)")
     er.add_argument("-o", "--output", required=True, help="output folder (edit.safetensors, edit.json, results.json)")
-    er.add_argument("--iterations", type=int, default=None, help="esd: iterations (default: the model's, else 1000)")
-    er.add_argument("--lr", type=float, default=None, help="esd: learning rate (default: the model's, else 1e-5)")
-    er.add_argument("--eta", type=float, default=None, help="esd: negative guidance strength (default 1)")
+    er.add_argument("--iterations", type=int, default=None, help="esd, advunlearn: iterations (default: the model's, else 1000)")
+    er.add_argument("--lr", type=float, default=None, help="esd, advunlearn: learning rate (default: the model's, else 1e-5)")
+    er.add_argument("--eta", type=float, default=None, help="esd, advunlearn: negative guidance strength (default 1)")
     er.add_argument("--guide", default=None, help="uce, rece: what the concept should read as (default: nothing)")
     er.add_argument("--preserve", action="append", default=None,
-                    help="uce, rece: a prompt to keep as it is (repeatable; default on mini: captions of the other "
+                    help="uce, rece, advunlearn: a prompt to keep as it is (repeatable; default on mini: captions of the other "
                     "styles or concepts)")
+    er.add_argument("--option", action="append", metavar="KEY=VALUE",
+                    help="any other setting of the method's config (e.g. advunlearn attack_steps=30, "
+                    "attack_method=fast-at; docs/erase.md lists them); repeatable")
     er.add_argument("--template", action="append", default=None,
                     help="a sentence with {} for the concept, to edit it in context (repeatable; default: the model's)")
     er.add_argument("--judge", default="icon", help="the evaluation's judge: icon (mini's styles and concepts, default), "

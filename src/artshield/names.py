@@ -6,7 +6,7 @@ PROTECT = ("advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl", "
 PURIFY = ("bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "noisy-redraw", "noisy-upscale", "diffpure",
           "impress", "denoiser")
 MIMIC = ("lora", "textual-inversion", "dreambooth", "hypernetwork")
-ERASE = ("esd-x", "esd-u", "esd-x-strict", "uce", "rece")
+ERASE = ("esd-x", "esd-u", "esd-x-strict", "uce", "rece", "advunlearn")
 ERASE_ATTACKS = ("concept-inversion", "ring-a-bell", "unlearndiffatk", "random-prefix")
 AUDIT = ("extract", "detect", "anisotropy", "consensus")
 BENCH_PRESETS = ("model-quality", "smoke", "quick", "standard", "mimics", "adaptive", "full")

@@ -323,7 +323,7 @@ class _StraightThrough(torch.autograd.Function):
         return grad.clamp(-1, 1), None
 
 
-def _text_model(encoder):
+def text_model_of(encoder):
     return getattr(encoder, "text_model", encoder)
 
 
@@ -341,18 +341,25 @@ def prefix_ids(bundle: ModelBundle, prompt: str, k: int) -> torch.Tensor:
 def prefixed_context(bundle: ModelBundle, ids: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
     """The context of `ids` (from prefix_ids) with its k placeholders replaced by `prefix`, rows over
     the vocabulary (one-hot or soft, (k, V)): differentiable in `prefix`."""
-    k = prefix.shape[0]
-    table = _text_model(bundle.text_encoder).embeddings.token_embedding
-    rows = prefix.to(table.weight.dtype) @ table.weight
+    table = text_model_of(bundle.text_encoder).embeddings.token_embedding
+    return context_with_rows(bundle.text_encoder, ids, prefix.to(table.weight.dtype) @ table.weight)
+
+
+def context_with_rows(encoder, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """`encoder`'s output for `ids` (one sequence, from prefix_ids) with the token embeddings of its k
+    placeholders replaced by `rows` (k, width): free vectors in the token-embedding space,
+    differentiable."""
+    k = rows.shape[0]
+    table = text_model_of(encoder).embeddings.token_embedding
 
     def swap(module, args, out):
         out = out.clone()
-        out[0, 1:1 + k] = rows
+        out[0, 1:1 + k] = rows.to(out.dtype)
         return out
 
     handle = table.register_forward_hook(swap)
     try:
-        return bundle.text_encoder(ids)[0]
+        return encoder(ids)[0]
     finally:
         handle.remove()
 

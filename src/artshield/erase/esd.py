@@ -69,6 +69,16 @@ def esd_target(e_uncond: torch.Tensor, e_cond: torch.Tensor, eta: float) -> torc
 PAPER_ITERATIONS, PAPER_LR, PAPER_DDIM_STEPS = 1000, 1e-5, 50
 
 
+def sample_until(unet, sampler, z: torch.Tensor, both: torch.Tensor, k: int, guidance: float) -> torch.Tensor:
+    """x_t after the first k DDIM steps of `sampler` from z, with classifier-free guidance on `both`
+    (the unconditional contexts, then the conditional ones, one each per row of z): where ESD and
+    AdvUnlearn draw the latents they train on."""
+    for t in sampler.timesteps[:k]:
+        e_u, e_c = unet(torch.cat([z, z]), t, encoder_hidden_states=both).sample.float().chunk(2)
+        z = sampler.step(e_u + guidance * (e_c - e_u), t, z).prev_sample
+    return z
+
+
 class ESD(Eraser):
     Config = ESDConfig
 
@@ -115,9 +125,7 @@ class ESD(Eraser):
             k = int(torch.randint(0, ddim_steps - 1, (1,), generator=g))   # DDIM steps before x_t
             z = torch.randn(B, channels, side, side, generator=g).to(dev) * sampler.init_noise_sigma
             with torch.no_grad(), autocast:
-                for t in sampler.timesteps[:k]:
-                    e_u, e_c = unet(torch.cat([z, z]), t, encoder_hidden_states=both).sample.float().chunk(2)
-                    z = sampler.step(e_u + cfg.start_guidance * (e_c - e_u), t, z).prev_sample
+                z = sample_until(unet, sampler, z, both, k, cfg.start_guidance)
                 t = sampler.timesteps[k]
                 ref = functional_call(unet, original, (torch.cat([z, z]), t), {"encoder_hidden_states": both})
                 e_u, e_c = ref.sample.float().chunk(2)

@@ -30,6 +30,7 @@ class ModelConventions:
     esd_ddim_steps: int | None = None     # ESD's sampling schedule for this model (None: the paper's)
     erase_templates: tuple[str, ...] = () # sentences with {} that carry a concept, for erasure
     attack_settings: dict = field(default_factory=dict)   # erase attack name -> its options on this model
+    erase_settings: dict = field(default_factory=dict)    # erase method name -> its settings on this model
     corpus: bool = False                  # trained on artshield's icon corpus: its judge and captions apply
 
     def learning_rate(self, method: str, paper: float) -> float:

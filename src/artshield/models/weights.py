@@ -4,7 +4,8 @@ A folder holds the changed tensors in safetensors (`<kind>.safetensors`) and a J
 (`<kind>.json`: the method, the base model, the settings). `WeightChange` writes and reads such
 folders; each kind says how its tensors go onto a model:
 
-- `Edit` (erasure): tensors named as in the UNet's state dict, copied over the base model's;
+- `Edit` (erasure): tensors named as in the UNet's state dict, or, for a text encoder's, as in its
+  state dict after "text_encoder." ("text_encoder_2." on SDXL), copied over the base model's;
   `load_model(FOLDER)` recognises an edit folder and loads its base model with the edit on it.
 - `Adapter` (mimicry, in artshield.mimic): tensors the fine-tuning method puts on a model its own
   way (a LoRA, a token embedding, hypernetworks, a UNet).
@@ -108,8 +109,13 @@ class Edit(WeightChange):
             raise ArtshieldError(f"{self.info_file()} names no base model", param=self.param, value=str(folder))
 
     def apply(self, bundle: ModelBundle) -> ModelBundle:
-        """Copy the edited tensors onto `bundle`'s UNet, in place, and return the bundle."""
-        params = dict(bundle.unet.named_parameters())
+        """Copy the edited tensors onto `bundle`'s UNet and text encoders, in place, and return the bundle."""
+        params = {}
+        for name, module in edited_modules(bundle).items():
+            if name == "unet":
+                params.update(module.named_parameters())
+            else:
+                params.update({f"{name}.{text_name(n)}": p for n, p in module.named_parameters()})
         unknown = sorted(set(self.tensors) - set(params))
         if unknown:
             raise ArtshieldError(f"this edit does not fit the model {bundle.spec}: it has no parameter {unknown[0]}")
@@ -120,6 +126,25 @@ class Edit(WeightChange):
                                          f"{tuple(params[name].shape)} there, {tuple(value.shape)} in the edit")
                 params[name].copy_(value.to(params[name].dtype))
         return bundle
+
+
+TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
+_CLIP_TEXT_PARTS = ("embeddings.", "encoder.", "final_layer_norm.")
+
+
+def text_name(name: str) -> str:
+    """A CLIP text encoder's parameter as its weight files name it ("text_model.encoder.layers.0...").
+    transformers 5 drops the "text_model." level from the module tree, transformers 4 keeps it; an
+    edit stores the file's name so that it loads under either."""
+    return f"text_model.{name}" if name.startswith(_CLIP_TEXT_PARTS) else name
+
+
+def edited_modules(bundle: ModelBundle) -> dict[str, torch.nn.Module]:
+    """The modules an edit may change, by the prefix their tensors carry in it: the UNet's names are
+    bare (as in every edit before text encoders could be edited), a text encoder's follow its name."""
+    out = {"unet": bundle.unet}
+    out.update({name: getattr(bundle, name) for name in TEXT_ENCODERS if getattr(bundle, name, None) is not None})
+    return out
 
 
 def base_spec(bundle: ModelBundle) -> str:
