@@ -1,12 +1,15 @@
-"""How many generations Ring-A-Bell's genetic search needs on mini: its best distance to the goal
-every 50 generations, up to the authors' 3000 or fewer, on tuning prompts that no evaluation
-scores (captions with the concept that are neither erase's target prompts nor the concept-vector
-pairs), for faenza's style and the trash can.
+"""How long the searching attacks need on mini, on tuning prompts that no evaluation scores
+(captions with the concept that are neither erase's target prompts nor Ring-A-Bell's pairs).
 
     python scripts/attack_tuning.py -o docs/results/tuning/ring-a-bell.json [--generations 1500]
+    python scripts/attack_tuning.py --attack p4d -o docs/results/tuning/p4d.json [--iterations 1000]
 
-Writes the traces, the seconds, and for each prompt the first generation within 1 % of its final
-distance; mini's `attack_settings` convention takes a number of generations past those.
+ring-a-bell: the genetic search's best distance to the goal every 50 generations, up to the authors'
+3000 or fewer, for faenza's style and the trash can. p4d: the best LPIPS to the base model's image
+at each evaluation (every 50 steps), up to the authors' 3000 or fewer, against the committed ESD-x
+erasure of faenza (`--edit`, made by scripts/erase_table.py). Writes the traces, the seconds, and
+for each prompt the first step within 1 % of its final value; mini's `attack_settings` convention
+takes a number past those.
 """
 from __future__ import annotations
 
@@ -24,13 +27,7 @@ from artshield.erase.evaluate import concept_pairs, parse_target, prompt_sets
 from artshield.models import load_model
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-o", "--output", type=Path, required=True)
-    ap.add_argument("--generations", type=int, default=1500)
-    ap.add_argument("--prompts", type=int, default=2, help="tuning prompts per concept")
-    args = ap.parse_args()
-    base = load_model("mini")
+def ring_a_bell(base, args) -> tuple[dict, list[dict]]:
     cfg = RingABellConfig(generations=args.generations)
     rows = []
     for name in ("faenza style", "trash can"):
@@ -39,8 +36,7 @@ def main() -> int:
         exclude = {i.caption for i in targets}
         pairs = concept_pairs(target, cfg.pairs, exclude, 0)
         vector = concept_vector(base, pairs)
-        tune = [p for p, _ in concept_pairs(target, 50, exclude | {p for p, _ in pairs}, 1)][:args.prompts]
-        for text in tune:
+        for text in tuning_prompts(target, args.prompts, exclude | {p for p, _ in pairs}):
             goal = base.embed([text]).float()[0] + cfg.eta * vector
             start = time.time()
             found, distance, trace = genetic_search(base, goal, cfg, np.random.default_rng(0))
@@ -49,8 +45,52 @@ def main() -> int:
                          "trace_every_50": trace, "generations_to_within_1_percent": within,
                          "seconds": round(time.time() - start, 1)})
             print(f"{name}: {text!r} -> within 1 % of the end after {within} generations", flush=True)
-    out = {"command": "python scripts/attack_tuning.py " + shlex.join(sys.argv[1:]), "config": vars(cfg),
-           "runs": rows, "max_generations_to_within_1_percent": max(r["generations_to_within_1_percent"] for r in rows)}
+    return vars(cfg), rows
+
+
+def tuning_prompts(target, n: int, exclude: set) -> list[str]:
+    return [p for p, _ in concept_pairs(target, 50, exclude, 1)][:n]
+
+
+def p4d(base, args) -> tuple[dict, list[dict]]:
+    from artshield.erase.attacks import Context, make_attack
+    from artshield.generate import generate
+
+    erased = load_model(str(args.edit))
+    target = parse_target("faenza style")
+    targets, _ = prompt_sets(target, 32, 8, 0)
+    pairs = concept_pairs(target, RingABellConfig().pairs, {i.caption for i in targets}, 0)
+    texts = tuning_prompts(target, args.prompts, {i.caption for i in targets} | {p for p, _ in pairs})
+    items = [type("Item", (), {"caption": t})() for t in texts]
+    images = generate(base, texts, seed=0)
+    attack = make_attack("p4d", base, iterations=args.iterations)
+    ctx = Context(base=base, erased=erased, target=target, items=items, prompt=lambda it: it.caption, seed=0,
+                  base_images=images, hits=None)
+    start = time.time()
+    record = attack.run(ctx).info
+    rows = []
+    for text, trace, final in zip(texts, record["best_lpips_by_step"], record["lpips_to_base_image"]):
+        within = next(step for step, d in trace if d <= 1.01 * final)
+        rows.append({"concept": "faenza style", "prompt": text, "best_lpips_by_step": trace,
+                     "steps_to_within_1_percent": within})
+        print(f"{text!r} -> within 1 % of the end after {within} steps", flush=True)
+    return {**record["config"], "edit": str(args.edit), "seconds": round(time.time() - start, 1)}, rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-o", "--output", type=Path, required=True)
+    ap.add_argument("--attack", choices=("ring-a-bell", "p4d"), default="ring-a-bell")
+    ap.add_argument("--generations", type=int, default=1500, help="ring-a-bell")
+    ap.add_argument("--iterations", type=int, default=1000, help="p4d")
+    ap.add_argument("--edit", type=Path, default=Path("out/erase-runs/esd-x-faenza-style"), help="p4d")
+    ap.add_argument("--prompts", type=int, default=2, help="tuning prompts per concept")
+    args = ap.parse_args()
+    base = load_model("mini")
+    config, rows = (ring_a_bell if args.attack == "ring-a-bell" else p4d)(base, args)
+    key = "generations_to_within_1_percent" if args.attack == "ring-a-bell" else "steps_to_within_1_percent"
+    out = {"command": "python scripts/attack_tuning.py " + shlex.join(sys.argv[1:]), "config": config,
+           "runs": rows, f"max_{key}": max(r[key] for r in rows)}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(out, indent=1) + "\n")
     return 0

@@ -8,7 +8,8 @@ import torch
 
 from artshield import names
 from artshield.erase.attacks import (ATTACKS, RingABellConfig, concept_vector, genetic_search, make_attack,
-                                     prefix_ids, prefixed_context, sequence_ids, simplex_projection, word_ids)
+                                     nearest_tokens, prefix_ids, prefixed_context, sequence_ids, simplex_projection,
+                                     word_ids)
 
 
 def test_the_command_line_table_lists_every_attack():
@@ -46,6 +47,43 @@ def test_prefixed_context_equals_the_prompt_with_those_words_typed_in(tiny_bundl
     # the hook is gone afterwards: the encoder reads the placeholders again
     with torch.no_grad():
         assert not torch.allclose(tiny_bundle.text_encoder(ids)[0], want, atol=1e-5)
+
+
+def test_nearest_tokens_finds_each_rows_token_and_never_a_special_one(tiny_bundle):
+    from artshield.erase.attacks import text_model_of
+
+    table = text_model_of(tiny_bundle.text_encoder).embeddings.token_embedding.weight.detach()
+    allowed = torch.zeros(table.shape[0], dtype=torch.bool)
+    allowed[torch.as_tensor(word_ids(tiny_bundle.tokenizer))] = True
+    picked = torch.as_tensor(word_ids(tiny_bundle.tokenizer)[[3, 50, 7]])
+    assert torch.equal(nearest_tokens(table[picked] * 2.5, table, allowed), picked)      # cosine: scale-free
+    special = torch.tensor(tiny_bundle.tokenizer.all_special_ids)
+    assert not torch.isin(nearest_tokens(table[special], table, allowed), special).any()
+
+
+def test_p4d_writes_prompts_nearer_the_base_image_than_its_start(tiny_bundle):
+    """P4D keeps the prompt whose generation is nearest (LPIPS) the base model's image; its record holds
+    the best distance at every evaluation, which can only fall, and a search that never steps
+    (lr 0) keeps the same tokens."""
+    from types import SimpleNamespace
+
+    from artshield.erase.attacks import Context
+    from artshield.generate import generate
+
+    items = [SimpleNamespace(caption="a red folder")]
+    images = generate(tiny_bundle, ["a red folder"], seed=0, steps=2)
+    ctx = Context(base=tiny_bundle, erased=tiny_bundle, target=None, items=items, prompt=lambda it: it.caption,
+                  seed=0, base_images=images, hits=None, steps=2)
+    out = make_attack("p4d", tiny_bundle, length=4, iterations=41, eval_every=10, lr=0.5).run(ctx)
+    trace = out.info["best_lpips_by_step"][0]
+    assert [s for s, _ in trace] == [0, 10, 20, 30, 40]
+    assert all(b <= a for (_, a), (_, b) in zip(trace, trace[1:]))
+    assert out.prompts[0] and out.info["lpips_to_base_image"] == [trace[-1][1]]
+    frozen_run = make_attack("p4d", tiny_bundle, length=4, iterations=21, eval_every=10, lr=1e-12,
+                             weight_decay=0.0).run(ctx)
+    moved = make_attack("p4d", tiny_bundle, length=4, iterations=21, eval_every=10, lr=0.5).run(ctx)
+    assert len({s for s, _ in frozen_run.info["best_lpips_by_step"][0]}) == 3
+    assert moved.info["tokens_changed"][0] > 0 == frozen_run.info["tokens_changed"][0]
 
 
 def test_genetic_search_finds_a_planted_prompt(tiny_bundle):
@@ -149,9 +187,10 @@ def test_the_erasure_tables_read_the_worst_case_and_the_field_layout():
            "attacks": {"ring-a-bell": 0.5}, "recovery": {"target_accuracy": 0.75}}
     table = erasure({"runs": [run]})
     row = table.splitlines()[2].split(" | ")
-    # concept inversion, UnlearnDiffAtk and the random prefix were not run; Ring-A-Bell and the worst case were
-    assert row[3] == row[5] == row[6] == row[8] == "not run" and row[4].startswith("0.50 [") and row[7].startswith("0.75 [")
+    # concept inversion, UnlearnDiffAtk, P4D and the random prefix were not run; Ring-A-Bell and the worst case were
+    assert row[3] == row[5] == row[6] == row[7] == row[9] == "not run"
+    assert row[4].startswith("0.50 [") and row[8].startswith("0.75 [")
     run["attack_hits"] = {"unlearndiffatk": [1, 1, 1, 0], "random-prefix": [0, 1, 1, 0]}
-    assert erasure({"runs": [run]}).splitlines()[2].split(" | ")[8].startswith("+0.25 [+0.00, +0.75]")
+    assert erasure({"runs": [run]}).splitlines()[2].split(" | ")[9].startswith("+0.25 [+0.00, +0.75]")
     field = erasure_field({"runs": [run]}).splitlines()[2]
     assert field == "| uce, faenza style | 75.0 | 25.0 | 60.0 | 90.0 | 41.0 | 0.5 |"

@@ -372,3 +372,18 @@ def test_dreambooth_with_its_text_encoder_trains_both_and_exports_both_to_diffus
     assert all(torch.equal(pipe.text_encoder.state_dict()[k], v) for k, v in encoder.items())
     reference = generate(adapted, ["folder icon, tango style"], steps=3, guidance=3.0, seed=1)
     assert torch.allclose(_sample(pipe), reference, atol=1e-4)
+
+
+def test_advunlearn_trains_the_text_encoder_of_sd2_and_refuses_sdxl_in_one_line(sd2_dir, sdxl_dir, tmp_path, capsys):
+    from artshield.erase import erase
+
+    sd2 = load_model(str(sd2_dir), device="cpu")
+    edit = erase(sd2, ["folder icon"], "advunlearn", iterations=2, lr=1e-2, ddim_steps=4, attack_steps=1, warmup=0.0)
+    erased = edit.apply(sd2.copy())
+    with torch.no_grad():
+        assert not torch.allclose(erased.embed(["folder icon"]), sd2.embed(["folder icon"]))
+    assert main(["erase", "--model", str(sdxl_dir), "--concept", "folder icon", "--method", "advunlearn",
+                 "-o", str(tmp_path / "x"), "--no-eval", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "SDXL" in err[0]
+    assert not (tmp_path / "x" / "edit.safetensors").exists()

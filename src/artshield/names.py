@@ -7,7 +7,7 @@ PURIFY = ("bilateral", "jpeg", "gaussian-noise", "gaussian-blur", "median", "noi
           "impress", "denoiser")
 MIMIC = ("lora", "textual-inversion", "dreambooth", "hypernetwork")
 ERASE = ("esd-x", "esd-u", "esd-x-strict", "uce", "rece", "advunlearn")
-ERASE_ATTACKS = ("concept-inversion", "ring-a-bell", "unlearndiffatk", "random-prefix")
+ERASE_ATTACKS = ("concept-inversion", "ring-a-bell", "unlearndiffatk", "p4d", "random-prefix")
 AUDIT = ("extract", "detect", "anisotropy", "consensus")
 BENCH_PRESETS = ("model-quality", "smoke", "quick", "standard", "mimics", "adaptive", "full")
 

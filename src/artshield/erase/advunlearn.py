@@ -47,7 +47,7 @@ import torch
 from ..errors import ArtshieldError
 from ..models.weights import Edit, base_fields, text_name
 from ..options import AT_LEAST_ONE, FRACTION, POSITIVE, Limit, seeded
-from .attacks import context_with_rows, prefix_ids, text_model_of, word_ids
+from .attacks import context_with_rows, frozen, prefix_ids, text_model_of, word_ids
 from .base import EraseConfig, Eraser, check_concepts, concept_prompts, config_dict, register
 from .esd import PAPER_DDIM_STEPS, PAPER_ITERATIONS, esd_target, sample_until
 
@@ -89,18 +89,6 @@ class AdvUnlearnConfig(EraseConfig):
         if self.preserve is not None and (isinstance(self.preserve, str) or
                                           not all(isinstance(p, str) for p in self.preserve)):
             raise ValueError("preserve must be a list of prompts")
-
-
-@contextlib.contextmanager
-def frozen(module: torch.nn.Module):
-    """`module` with no parameter asking for gradients, its own flags put back afterwards."""
-    flags = [p.requires_grad for p in module.parameters()]
-    module.requires_grad_(False)
-    try:
-        yield module
-    finally:
-        for p, flag in zip(module.parameters(), flags):
-            p.requires_grad_(flag)
 
 
 def adversarial_rows(loss_of, rows: torch.Tensor, steps: int, lr: float, method: str = "pgd"):
