@@ -70,15 +70,18 @@ def test_p4d_writes_prompts_nearer_the_base_image_than_its_start(tiny_bundle):
     from artshield.erase.attacks import Context
     from artshield.generate import generate
 
-    items = [SimpleNamespace(caption="a red folder")]
-    images = generate(tiny_bundle, ["a red folder"], seed=0, steps=2)
+    items = [SimpleNamespace(caption="a red folder"), SimpleNamespace(caption="a blue cat")]
+    images = generate(tiny_bundle, [it.caption for it in items], seed=0, steps=2)
     ctx = Context(base=tiny_bundle, erased=tiny_bundle, target=None, items=items, prompt=lambda it: it.caption,
                   seed=0, base_images=images, hits=None, steps=2)
-    out = make_attack("p4d", tiny_bundle, length=4, iterations=41, eval_every=10, lr=0.5).run(ctx)
-    trace = out.info["best_lpips_by_step"][0]
-    assert [s for s, _ in trace] == [0, 10, 20, 30, 40]
-    assert all(b <= a for (_, a), (_, b) in zip(trace, trace[1:]))
-    assert out.prompts[0] and out.info["lpips_to_base_image"] == [trace[-1][1]]
+    for batch in (1, 2):          # one target at a time, as the authors, or side by side
+        out = make_attack("p4d", tiny_bundle, length=4, iterations=41, eval_every=10, lr=0.5, batch=batch).run(ctx)
+        assert len(out.prompts) == 2 and all(out.prompts)
+        for j, trace in enumerate(out.info["best_lpips_by_step"]):
+            assert [s for s, _ in trace] == [0, 10, 20, 30, 40]
+            assert all(b <= a for (_, a), (_, b) in zip(trace, trace[1:]))
+            assert out.info["lpips_to_base_image"][j] == trace[-1][1]
+    ctx.items = items[:1]
     frozen_run = make_attack("p4d", tiny_bundle, length=4, iterations=21, eval_every=10, lr=1e-12,
                              weight_decay=0.0).run(ctx)
     moved = make_attack("p4d", tiny_bundle, length=4, iterations=21, eval_every=10, lr=0.5).run(ctx)

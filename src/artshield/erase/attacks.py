@@ -358,15 +358,15 @@ def prefixed_context(bundle: ModelBundle, ids: torch.Tensor, prefix: torch.Tenso
 
 
 def context_with_rows(encoder, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """`encoder`'s output for `ids` (one sequence, from prefix_ids) with the token embeddings of its k
-    placeholders replaced by `rows` (k, width): free vectors in the token-embedding space,
-    differentiable."""
-    k = rows.shape[0]
+    """`encoder`'s output for `ids` (sequences from prefix_ids) with the token embeddings of their k
+    placeholders replaced by `rows`: (k, width), the same for every sequence, or (n, k, width), one set
+    per sequence. Free vectors in the token-embedding space, differentiable."""
+    k = rows.shape[-2]
     table = text_model_of(encoder).embeddings.token_embedding
 
     def swap(module, args, out):
         out = out.clone()
-        out[0, 1:1 + k] = rows.to(out.dtype)
+        out[:, 1:1 + k] = rows.to(out.dtype)      # rows (k, width) for every sequence, or (n, k, width)
         return out
 
     handle = table.register_forward_hook(swap)
@@ -476,9 +476,10 @@ class P4DConfig(AttackConfig):
     lr: float = 0.1
     weight_decay: float = 0.1
     eval_every: int = 50          # steps between generations that choose the prompt kept
+    batch: int = 1                # targets optimised side by side (the authors': 1); a speed setting
 
     limits = {**AttackConfig.limits, "length": AT_LEAST_ONE, "iterations": AT_LEAST_ONE, "lr": POSITIVE,
-              "weight_decay": Limit(0), "eval_every": AT_LEAST_ONE}
+              "weight_decay": Limit(0), "eval_every": AT_LEAST_ONE, "batch": AT_LEAST_ONE}
 
 
 def nearest_tokens(embeds: torch.Tensor, table: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -502,54 +503,59 @@ class P4D(Attack):
         start, cfg, model, base = time.time(), self.config, ctx.erased, ctx.base
         k = min(cfg.length, model.tokenizer.model_max_length - 2)
         table = text_model_of(model.text_encoder).embeddings.token_embedding.weight.detach()
+        vocab = torch.as_tensor(word_ids(model.tokenizer))
         allowed = torch.zeros(table.shape[0], dtype=torch.bool)
-        allowed[torch.as_tensor(word_ids(model.tokenizer))] = True
-        ids = prefix_ids(model, "", k)
+        allowed[vocab] = True
         total = base.scheduler.config.num_train_timesteps
         prompts, distances, traces, changed = [], [], [], []
         with contextlib.ExitStack() as stack:
             for part in (model.unet, model.text_encoder, base.unet):
                 stack.enter_context(frozen(part))
-            for j, it in enumerate(ctx.items):
-                gen = torch.Generator("cpu").manual_seed(cfg.seed * 100_003 + j)
+            for j0 in range(0, len(ctx.items), cfg.batch):       # targets side by side, each its own tokens
+                items = ctx.items[j0:j0 + cfg.batch]
+                n = len(items)
+                gen = torch.Generator("cpu").manual_seed(cfg.seed * 100_003 + j0)
+                ids = prefix_ids(model, "", k).expand(n, -1)
                 with torch.no_grad():
-                    z0 = model.encode(ctx.base_images[j:j + 1].to(model.device))
-                    wanted = base.embed([ctx.prompt(it)])
-                start_ids = torch.as_tensor(word_ids(model.tokenizer))[torch.randint(0, int(allowed.sum()), (k,),
-                                                                                     generator=gen)]
+                    z0 = model.encode(ctx.base_images[j0:j0 + n].to(model.device))
+                    wanted = base.embed([ctx.prompt(it) for it in items])
+                start_ids = vocab[torch.randint(0, len(vocab), (n, k), generator=gen)]
                 free = table[start_ids.to(table.device)].clone().float().requires_grad_(True)
                 opt = torch.optim.AdamW([free], lr=cfg.lr, weight_decay=cfg.weight_decay)
-                best, best_text, trace = float("inf"), "", []
+                best, best_text, trace = [float("inf")] * n, [""] * n, [[] for _ in range(n)]
                 for step in range(cfg.iterations):
                     chosen = nearest_tokens(free.detach(), table, allowed)
                     rows = table[chosen].clone().float().requires_grad_(True)
                     noise = torch.randn(z0.shape, generator=gen).to(model.device, z0.dtype)
-                    t = torch.randint(0, total, (1,), generator=gen).to(model.device)
+                    t = torch.randint(0, total, (n,), generator=gen).to(model.device)
                     noisy = base.scheduler.add_noise(z0, noise, t)
                     with torch.no_grad():
                         want = base.unet(noisy, t, encoder_hidden_states=wanted).sample.float()
                     pred = model.unet(noisy, t, encoder_hidden_states=context_with_rows(model.text_encoder, ids, rows))
-                    loss = (pred.sample.float() - want).pow(2).mean()
+                    # each target's own mean squared error, summed: every row gets the gradient it would alone
+                    loss = (pred.sample.float() - want).pow(2).flatten(1).mean(1).sum()
                     free.grad = torch.autograd.grad(loss, rows)[0]
                     opt.step()
                     opt.zero_grad(set_to_none=True)
                     if step % cfg.eval_every == 0 or step == cfg.iterations - 1:
-                        text = decode(model.tokenizer, chosen.cpu())
+                        texts = [decode(model.tokenizer, row) for row in chosen.cpu()]
                         with torch.no_grad():
-                            image = generate(model, [text], seed=ctx.seed + j, steps=ctx.steps, guidance=ctx.guidance)
-                        distance = lpips(image[0], ctx.base_images[j])
-                        if distance < best:
-                            best, best_text = distance, text
-                        trace.append([step, round(best, 4)])
-                prompts.append(best_text)
-                distances.append(round(best, 4))
-                traces.append(trace)
-                changed.append(int((chosen.cpu() != start_ids).sum()))
+                            images = generate(model, texts, seed=ctx.seed + j0, steps=ctx.steps, guidance=ctx.guidance)
+                        for i in range(n):
+                            distance = lpips(images[i], ctx.base_images[j0 + i])
+                            if distance < best[i]:
+                                best[i], best_text[i] = distance, texts[i]
+                            trace[i].append([step, round(best[i], 4)])
+                prompts += best_text
+                distances += [round(b, 4) for b in best]
+                traces += trace
+                changed += [int(c) for c in (chosen.cpu() != start_ids).sum(1)]
                 if ctx.progress is not None:
-                    ctx.progress(1)
+                    ctx.progress(n)
         return Attacked(model, prompts, self.record(
-            start, lpips_to_base_image=distances, best_lpips_by_step=traces, tokens_changed=changed, description="P4D-N: tokens optimised so that the erased model "
-            "predicts the base model's noise for the prompt; the generation nearest the base image (LPIPS) is kept"))
+            start, lpips_to_base_image=distances, best_lpips_by_step=traces, tokens_changed=changed,
+            description="P4D-N: tokens optimised so that the erased model predicts the base model's noise for the "
+                        "prompt; the generation nearest the base image (LPIPS) is kept"))
 
 
 # --- random prefix: the control for UnlearnDiffAtk's tries ------------------------------------------
