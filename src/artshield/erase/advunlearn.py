@@ -48,7 +48,7 @@ from ..errors import ArtshieldError
 from ..models.weights import Edit, base_fields, text_name
 from ..options import AT_LEAST_ONE, FRACTION, POSITIVE, Limit, seeded
 from .attacks import context_with_rows, frozen, prefix_ids, text_model_of, word_ids
-from .base import EraseConfig, Eraser, check_concepts, concept_prompts, config_dict, register
+from .base import EraseConfig, Eraser, check_concepts, concept_prompts, config_dict, preserve_prompts, register
 from .esd import PAPER_DDIM_STEPS, PAPER_ITERATIONS, esd_target, sample_until
 
 PAPER_LR = 1e-5
@@ -129,13 +129,6 @@ class AdvUnlearn(Eraser):
         out["attack_steps"] = int(PAPER_ATTACK_STEPS if out["attack_steps"] is None else out["attack_steps"])
         return out
 
-    def preserve_prompts(self, concepts: list[str]) -> list[str]:
-        if self.config.preserve is not None:
-            return list(self.config.preserve)
-        lowered = {c.lower() for c in concepts}
-        keep = [self.bundle.conventions.style(s) for s in self.bundle.conventions.styles]
-        return [p for p in keep if not any(c in p.lower() for c in lowered)]
-
     def total_steps(self, n_concepts: int) -> int:
         return self.settings()["iterations"]
 
@@ -158,7 +151,7 @@ class AdvUnlearn(Eraser):
         trained = [params[n].requires_grad_(True) for n in names]
 
         prompts = [p for group in concept_prompts(concepts, self.templates()) for p in group]
-        keep = self.preserve_prompts(concepts)
+        keep = preserve_prompts(bundle, concepts, s["preserve"])
         with torch.no_grad():      # what the original model reads: the bundle's own encoder
             original = bundle.embed(prompts).float()
             uncond = bundle.embed([""]).float()

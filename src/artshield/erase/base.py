@@ -107,6 +107,17 @@ class Eraser(ABC):
         """Progress units `run` reports."""
 
 
+def preserve_prompts(bundle: ModelBundle, concepts: list[str], given: list[str] | None) -> list[str]:
+    """The prompts an erasure keeps as they were: `given`, else the model's own styles (its styles
+    convention) in its style prompt, never one that carries an erased concept (erasing "faenza
+    style" must not keep "icon, faenza style")."""
+    if given is not None:
+        return list(given)
+    lowered = {c.lower() for c in concepts}
+    keep = [bundle.conventions.style(s) for s in bundle.conventions.styles]
+    return [p for p in keep if not any(c in p.lower() for c in lowered)]
+
+
 def check_concepts(concepts: list[str]) -> None:
     if not concepts or any(not c.strip() for c in concepts):
         raise ArtshieldError("give at least one concept, none of them empty", param="concepts", value=concepts)

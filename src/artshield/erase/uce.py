@@ -28,7 +28,7 @@ import torch
 from ..models import ModelBundle
 from ..models.weights import Edit, base_fields
 from ..options import POSITIVE, Limit
-from .base import EraseConfig, Eraser, check_concepts, config_dict, register, select_parameters
+from .base import EraseConfig, Eraser, check_concepts, config_dict, preserve_prompts, register, select_parameters
 
 
 @dataclass
@@ -83,12 +83,7 @@ class UCE(Eraser):
     Config = UCEConfig
 
     def preserve_prompts(self, concepts: list[str]) -> list[str]:
-        if self.config.preserve is not None:
-            return list(self.config.preserve)
-        lowered = {c.lower() for c in concepts}
-        keep = [self.bundle.conventions.style(s) for s in self.bundle.conventions.styles]
-        # never preserve what is being erased (erasing "faenza style" must not keep "icon, faenza style")
-        return [p for p in keep if not any(c in p.lower() for c in lowered)]
+        return preserve_prompts(self.bundle, concepts, self.config.preserve)
 
     def total_steps(self, n_concepts: int) -> int:
         """One solve per key and value projection of cross-attention."""
