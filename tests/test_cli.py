@@ -63,6 +63,8 @@ def test_hub_id_offline_is_one_line_and_exit_2(tmp_path):
     (["erase", "--concept", "x", "--method", "nope", "-o", "{tmp}/p"], "unknown; choose one of"),
     (["erase", "--concept", "x", "--model", "{tmp}", "-o", "{tmp}"], "is the model being edited"),
     (["erase", "--concept", "x", "--attack", "tina", "-o", "{tmp}/p"], "choose from concept-inversion, ring-a-bell"),
+    (["erase", "-o", "{tmp}/p"], "give the concept to erase"),
+    (["erase", "--concepts-file", "{tmp}/missing.txt", "-o", "{tmp}/p"], "missing.txt: cannot read it"),
     (["erase", "--concept", "x", "--method", "advunlearn", "--option", "attack_method=fgsm", "-o", "{tmp}/p"],
      "attack_method must be pgd or fast-at"),
     (["erase", "--concept", "x", "--method", "advunlearn", "--option", "nope=1", "-o", "{tmp}/p"], "unknown option"),

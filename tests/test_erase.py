@@ -265,3 +265,15 @@ def test_several_concepts_at_once_keep_none_of_them_and_are_not_counted_as_other
     assert keep and not any("faenza style" in p or "tango style" in p for p in keep)
     alone = default_preserve({"faenza style": Target("style", "faenza")}, 0, 8, 2)
     assert any("tango style" in p for p in alone)         # alone, tango is a style to keep
+
+
+def test_concepts_come_from_a_file_and_from_the_flag_together(tmp_path, tiny_model_dir):
+    listed = tmp_path / "concepts.txt"
+    listed.write_text("# styles to remove\nblue cat\n\n  green tree  \n")
+    out = tmp_path / "erased"
+    assert main(["erase", "--model", str(tiny_model_dir), "--concept", "red folder", "--concepts-file", str(listed),
+                 "--method", "uce", "--preserve", "a house", "-o", str(out), "--no-eval", "-q"]) == 0
+    assert json.loads((out / "edit.json").read_text())["concepts"] == ["red folder", "blue cat", "green tree"]
+    listed.write_text("# nothing here\n\n")
+    assert main(["erase", "--model", str(tiny_model_dir), "--concepts-file", str(listed), "--method", "uce",
+                 "-o", str(tmp_path / "none"), "--no-eval", "-q"]) == 2

@@ -136,6 +136,23 @@ def _check_common(args) -> None:
         raise ArtshieldError(f"--recovery-steps {args.recovery_steps}: must be 0 (no attack) or more")
     if args.command == "erase":
         args.attacks, args.attack_options = _erase_attacks(args.attack, args.attack_option or [])
+        args.concept = (args.concept or []) + _concepts_file(args.concepts_file)
+        if not args.concept:
+            raise ArtshieldError("give the concept to erase: --concept TEXT (repeatable) or --concepts-file FILE")
+
+
+def _concepts_file(path: str | None) -> list[str]:
+    """The concepts a file lists, one per line (blank lines and lines starting with # skipped)."""
+    if path is None:
+        return []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ArtshieldError(f"--concepts-file {path}: cannot read it ({e.__class__.__name__})") from None
+    found = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not found:
+        raise ArtshieldError(f"--concepts-file {path}: lists no concept (one per line)")
+    return found
 
 
 def _erase_attacks(text: str, assignments: list[str]) -> tuple[list[str], dict]:

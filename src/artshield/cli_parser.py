@@ -178,8 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "--model OUT then loads the erased model in every command. On mini the erasure is "
                         "evaluated (before, after, after each recovery attack and in the worst case) into "
                         "OUT/results.json.")
-    er.add_argument("--concept", action="append", required=True,
+    er.add_argument("--concept", action="append", default=None,
                     help="text of the concept, e.g. 'faenza style' or 'trash can' (repeat for several)")
+    er.add_argument("--concepts-file", default=None, metavar="FILE",
+                    help="a text file of concepts, one per line (with --concept or instead of it)")
     er.add_argument("--method", default="esd-x", help=f"one of: {', '.join(names.ERASE)} (default esd-x)")
     er.add_argument("-o", "--output", required=True, help="output folder (edit.safetensors, edit.json, results.json)")
     er.add_argument("--iterations", type=int, default=None, help="esd, advunlearn: iterations (default: the model's, else 1000)")
