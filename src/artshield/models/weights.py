@@ -4,8 +4,8 @@ A folder holds the changed tensors in safetensors (`<kind>.safetensors`) and a J
 (`<kind>.json`: the method, the base model, the settings). `WeightChange` writes and reads such
 folders; each kind says how its tensors go onto a model:
 
-- `Edit` (erasure): tensors named as in the UNet's state dict, or, for a text encoder's, as in its
-  state dict after "text_encoder." ("text_encoder_2." on SDXL), copied over the base model's;
+- `Edit` (erasure): tensors named as in the UNet's state dict, or, for a text encoder, "text_encoder."
+  ("text_encoder_2." on SDXL) and the name its weight files give, copied over the base model's;
   `load_model(FOLDER)` recognises an edit folder and loads its base model with the edit on it.
 - `Adapter` (mimicry, in artshield.mimic): tensors the fine-tuning method puts on a model its own
   way (a LoRA, a token embedding, hypernetworks, a UNet).
