@@ -387,3 +387,37 @@ def test_advunlearn_trains_the_text_encoder_of_sd2_and_refuses_sdxl_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "SDXL" in err[0]
     assert not (tmp_path / "x" / "edit.safetensors").exists()
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_tiny_transformer_models_open_in_diffusers_and_artshield_refuses_them_in_one_line(tmp_path, family, capsys):
+    """The tiny SD3 and FLUX folders are what diffusers' own pipelines run (T5 tokenizer learnt with
+    the tokenizers library); artshield, which runs the UNet families only so far, says so in one
+    line, for the folder and for a single file with the family's tensor names."""
+    from diffusers import FluxPipeline, StableDiffusion3Pipeline
+
+    from artshield.models.tiny import make_tiny_transformer_model
+
+    folder = make_tiny_transformer_model(tmp_path / family, family)
+    pipe = (StableDiffusion3Pipeline if family == "sd3" else FluxPipeline).from_pretrained(str(folder))
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe(prompt=["folder icon"], num_inference_steps=2, height=16, width=16, guidance_scale=3.0,
+                 max_sequence_length=16, generator=torch.Generator().manual_seed(0), output_type="pt").images
+    assert image.shape == (1, 3, 16, 16) and torch.isfinite(image).all()
+    single = tmp_path / f"{family}.safetensors"
+    name = "model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight" if family == "sd3" else \
+        "double_blocks.0.img_attn.qkv.weight"
+    save_file({name: torch.zeros(2, 2)}, str(single))
+    capsys.readouterr()                      # diffusers' own loading bar above
+    for model in (folder, single):
+        assert main(["generate", "--model", str(model), "--prompt", "x", "-o", str(tmp_path / "g"), "-q"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "does not run SD3 or FLUX yet" in err[0], err
+
+
+def test_a_single_file_without_its_text_encoder_is_refused_in_one_line(tmp_path, capsys):
+    unet_only = tmp_path / "unet-only.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3)}, str(unet_only))
+    assert main(["generate", "--model", str(unet_only), "--prompt", "x", "-o", str(tmp_path / "g"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot load it as a sd15 checkpoint" in err[0] and "missing" in err[0]

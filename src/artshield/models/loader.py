@@ -237,6 +237,11 @@ def check_finite(module: torch.nn.Module, what: str, spec: str) -> None:
 
 def _load_folder(path: Path, spec: str, source: str, device: torch.device, dtype: torch.dtype) -> ModelBundle:
     missing = [p for p in REQUIRED_PARTS if not (path / p).is_dir()]
+    family = transformer_family(path)
+    if family is not None:
+        from .single_file import not_supported
+
+        raise not_supported(family, spec)
     if missing:
         raise ArtshieldError(f"not a diffusers Stable Diffusion folder (missing {', '.join(missing)}/)",
                              param="model", value=spec)
@@ -251,6 +256,26 @@ def _load_folder(path: Path, spec: str, source: str, device: torch.device, dtype
     conventions = ModelConventions.from_folder(path)
     return _finish(_load_parts(load, spec), _scheduler(load), spec, source, device, dtype, conventions,
                    zero_empty_prompt(path))
+
+
+TRANSFORMER_PIPELINES = {"StableDiffusion3Pipeline": "Stable Diffusion 3", "FluxPipeline": "FLUX"}
+
+
+def transformer_family(folder: Path) -> str | None:
+    """The name of the transformer family a diffusers folder holds (its model_index.json's pipeline,
+    or a transformer/ part in place of unet/), else None."""
+    import json
+
+    try:
+        name = json.loads((folder / "model_index.json").read_text()).get("_class_name", "")
+    except (OSError, ValueError, AttributeError):
+        name = ""
+    for pipeline, family in TRANSFORMER_PIPELINES.items():
+        if name.startswith(pipeline):
+            return family
+    if (folder / "transformer").is_dir() and not (folder / "unet").is_dir():
+        return "diffusion-transformer"
+    return None
 
 
 def variant(folder: Path) -> str | None:

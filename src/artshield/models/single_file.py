@@ -67,6 +67,9 @@ def inspect(path: Path, spec: str) -> dict:
     except (SafetensorError, OSError, ValueError) as e:
         raise ArtshieldError(f"not a readable safetensors file ({str(e).splitlines()[0]})", param="model",
                              value=spec) from None
+    transformer = transformer_checkpoint(keys)
+    if transformer is not None:
+        raise not_supported(transformer, spec)
     if any(k.startswith(SDXL_PREFIX) for k in keys):
         family = "sdxl"
     elif not any(k.startswith(UNET) for k in keys):
@@ -78,6 +81,22 @@ def inspect(path: Path, spec: str) -> dict:
         raise ArtshieldError(f"an inpainting or other {shape[IN_KEY][1]}-channel UNet; artshield needs a text-to-image "
                              "model (4 latent channels in)", param="model", value=spec)
     return {"family": family, "v_prediction": V_PRED_KEY in keys}
+
+
+def transformer_checkpoint(keys: set[str]) -> str | None:
+    """The transformer family a checkpoint's tensor names give away (SD3's joint blocks, FLUX's
+    double and single blocks), else None."""
+    if any(".joint_blocks." in k or k.startswith("joint_blocks.") for k in keys):
+        return "Stable Diffusion 3"
+    if any(k.startswith(("double_blocks.", "single_blocks.")) or ".double_blocks." in k for k in keys):
+        return "FLUX"
+    return None
+
+
+def not_supported(family: str, spec: str) -> ArtshieldError:
+    return ArtshieldError(f"a {family} model (a diffusion transformer with flow matching): artshield runs the UNet "
+                          "families (Stable Diffusion 1.x, 2.x, SDXL) and does not run SD3 or FLUX yet",
+                          param="model", value=spec)
 
 
 def default_architecture(found: dict) -> str:
@@ -120,6 +139,11 @@ def load_single_file(path: Path, spec: str, dtype: torch.dtype, config: str | No
     """The parts of a single-file checkpoint: vae, unet, text_encoder, tokenizer, scheduler (and
     SDXL's text_encoder_2 and tokenizer_2)."""
     from diffusers import DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers.utils import logging as dlogging
+    try:
+        from diffusers.loaders.single_file_utils import SingleFileComponentError
+    except ImportError:          # older diffusers raise the errors caught below
+        SingleFileComponentError = ValueError
 
     found = inspect(path, spec)
     architecture = config or recorded_architecture(path) or default_architecture(found)
@@ -128,13 +152,19 @@ def load_single_file(path: Path, spec: str, dtype: torch.dtype, config: str | No
     extra = {} if sdxl else {"safety_checker": None, "requires_safety_checker": False}
     with tempfile.TemporaryDirectory(prefix="artshield-config-") as tmp:
         folder = _config_folder(architecture, Path(tmp))
+        bars = dlogging.is_progress_bar_enabled()
+        dlogging.disable_progress_bar()           # diffusers' "Loading pipeline components" bar: not ours
         try:
             pipe = pipeline.from_single_file(str(path), config=str(folder), local_files_only=True, torch_dtype=dtype,
                                              **extra)
-        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError, SingleFileComponentError) as e:
+            # SingleFileComponentError: a part (text encoder, VAE) is not in the file
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ArtshieldError(f"cannot load it as a {architecture} checkpoint: {first}", param="model",
                                  value=spec) from None
+        finally:
+            if bars:
+                dlogging.enable_progress_bar()
         scheduler = DDPMScheduler.from_pretrained(folder / "scheduler")
     if found["v_prediction"] and scheduler.config.prediction_type != "v_prediction":
         scheduler = DDPMScheduler.from_config(scheduler.config, prediction_type="v_prediction")

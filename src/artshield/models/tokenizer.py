@@ -78,3 +78,25 @@ def write_tokenizer(texts: list[str], out_dir: Path, num_merges: int, max_length
     # vocab.json and merges.txt stay beside what save_pretrained writes: older transformers need them
     tok.save_pretrained(out_dir)
     return tok
+
+
+def write_t5_tokenizer(texts: list[str], out_dir: Path, vocab_size: int = 64):
+    """A small unigram vocabulary in T5's tokenizer format (lower-cased words split at spaces, "</s>"
+    after every sequence, "<pad>" id 0, "</s>" id 1, "<unk>" id 2, as T5's), learnt from `texts` with
+    the tokenizers library: what the T5 encoders of SD3 and FLUX read, for tiny test models. Loads
+    with transformers' T5TokenizerFast."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import T5TokenizerFast
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=vocab_size, unk_token="<unk>",
+                                                           special_tokens=["<pad>", "</s>", "<unk>"]))
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>",
+                                                       special_tokens=[("</s>", tok.token_to_id("</s>"))])
+    t5 = T5TokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", extra_ids=0)
+    t5.save_pretrained(out_dir)
+    return t5
