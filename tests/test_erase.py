@@ -214,14 +214,16 @@ def test_cli_erase_writes_the_edit_results_and_a_loadable_model(tmp_path):
     assert main(["erase", "--concept", "faenza style", "--method", "uce", "-o", str(out), "-q",
                  "--eval-prompts", "8", "--recovery-steps", "20", "--steps", "10",
                  "--attack-option", "ring-a-bell.generations=3", "--attack-option", "unlearndiffatk.timesteps=1",
-                 "--attack-option", "unlearndiffatk.iterations=2", "--attack-option", "random-prefix.tries=2"]) == 0
+                 "--attack-option", "unlearndiffatk.iterations=2", "--attack-option", "random-prefix.tries=2",
+                 "--attack-option", "p4d.iterations=3", "--attack-option", "p4d.eval_every=2"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["method"] == "uce" and res["concept"] == "faenza style" and res["seconds"] > 0
     for key in ("before", "after"):
         assert {"target_accuracy", "others_accuracy"} <= set(res[key])
     assert "target_accuracy" in res["recovery"] and "others_accuracy" not in res["recovery"]
     attacks = res["evaluations"][0]["attacks"]
-    assert list(attacks) == ["concept-inversion", "ring-a-bell", "unlearndiffatk", "random-prefix"]
+    assert list(attacks) == ["concept-inversion", "ring-a-bell", "unlearndiffatk", "p4d", "random-prefix"]
+    assert [s for s, _ in attacks["p4d"]["attack"]["best_lpips_by_step"][0]] == [0, 2]
     assert attacks["ring-a-bell"]["attack"]["config"]["generations"] == 3         # the option reached the attack
     assert res["recovery"]["target_hits"] == [max(h) for h in zip(*(a["target_hits"] for a in attacks.values()))]
     page = (out / "report.html").read_text()
