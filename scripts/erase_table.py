@@ -26,7 +26,7 @@ from artshield.erase.report import render
 from artshield.io import write_text
 from artshield.cli import main as artshield
 
-METHODS = ["esd-x", "esd-u", "uce", "rece"]
+METHODS = ["esd-x", "esd-u", "uce", "rece", "advunlearn"]
 CONCEPTS = ["faenza style", "trash can"]
 
 
