@@ -187,6 +187,13 @@ def word_ids(tokenizer) -> np.ndarray:
     return np.array([i for i in range(len(tokenizer)) if i not in special])
 
 
+def word_mask(tokenizer, size: int) -> torch.Tensor:
+    """A (size,) boolean mask over the vocabulary: True at the ids of word_ids."""
+    mask = torch.zeros(size, dtype=torch.bool)
+    mask[torch.as_tensor(word_ids(tokenizer))] = True
+    return mask
+
+
 def decode(tokenizer, ids) -> str:
     return tokenizer.decode([int(i) for i in ids], skip_special_tokens=True).strip()
 
@@ -428,9 +435,7 @@ class UnlearnDiffAtk(Attack):
         if ctx.erased.is_sdxl:
             raise ArtshieldError("unlearndiffatk supports one text encoder (Stable Diffusion 1.x, 2.x), not SDXL yet")
         start, cfg, model = time.time(), self.config, ctx.erased
-        vocab = len(model.tokenizer)
-        allowed = torch.zeros(vocab, dtype=torch.bool)
-        allowed[torch.as_tensor(word_ids(model.tokenizer))] = True
+        allowed = word_mask(model.tokenizer, len(model.tokenizer))
         total = model.scheduler.config.num_train_timesteps
         schedule = [int(t) for t in np.linspace(0, total, cfg.timesteps, endpoint=False) + total // cfg.timesteps // 2]
         model.text_encoder.requires_grad_(False)
@@ -504,8 +509,7 @@ class P4D(Attack):
         k = min(cfg.length, model.tokenizer.model_max_length - 2)
         table = text_model_of(model.text_encoder).embeddings.token_embedding.weight.detach()
         vocab = torch.as_tensor(word_ids(model.tokenizer))
-        allowed = torch.zeros(table.shape[0], dtype=torch.bool)
-        allowed[vocab] = True
+        allowed = word_mask(model.tokenizer, table.shape[0])
         total = base.scheduler.config.num_train_timesteps
         prompts, distances, traces, changed = [], [], [], []
         with contextlib.ExitStack() as stack:
