@@ -47,8 +47,9 @@ def generate(bundle: ModelBundle, prompts: list[str], seed: int = 0, steps: int 
     if mitigate is not None:
         from .audit import mitigate as wen
 
-        if bundle.is_sdxl:
-            raise ValueError("memorisation mitigation supports Stable Diffusion 1.x and 2.x pipelines, not SDXL yet")
+        if bundle.is_sdxl or bundle.is_flow:
+            raise ValueError("memorisation mitigation supports Stable Diffusion 1.x and 2.x pipelines, "
+                             f"not {bundle.family.upper()} yet")
         target = mitigate.target if mitigate.target is not None else wen.default_target(bundle, size)
         adjuster = pipe.scheduler.__class__.from_config(pipe.scheduler.config)
         adjuster.set_timesteps(steps, device=bundle.device)
@@ -64,9 +65,25 @@ def generate(bundle: ModelBundle, prompts: list[str], seed: int = 0, steps: int 
             if records is not None:
                 records.extend({"target": round(target, 5), **r} for r in made)
         with cast:
-            images = pipe(**text, generator=gens, num_inference_steps=steps, guidance_scale=guidance,
-                          height=size, width=size, output_type="pt", cross_attention_kwargs=rows(len(chunk))).images
+            if bundle.is_flow:
+                images = pipe(**flow_text(bundle, chunk, guidance), generator=gens, num_inference_steps=steps,
+                              guidance_scale=guidance, height=size, width=size, output_type="pt").images
+            else:
+                images = pipe(**text, generator=gens, num_inference_steps=steps, guidance_scale=guidance,
+                              height=size, width=size, output_type="pt", cross_attention_kwargs=rows(len(chunk))).images
         out.append(images.float().cpu())
         if progress is not None:
             progress(len(chunk))
     return torch.cat(out)
+
+
+def flow_text(bundle: ModelBundle, prompts: list[str], guidance: float) -> dict:
+    """SD3's and FLUX's pipeline arguments from the bundle's own encoding of the prompts (so an
+    edited or extended text encoder acts exactly as in training): the token states and the pooled
+    embedding, and for SD3 under guidance those of the empty prompt."""
+    context = bundle.embed(prompts)
+    out = {"prompt_embeds": bundle.token_states(context), "pooled_prompt_embeds": bundle.pooled(context)}
+    if bundle.family == "sd3" and guidance > 1:
+        empty = bundle.embed([""] * len(prompts))
+        out.update(negative_prompt_embeds=bundle.token_states(empty), negative_pooled_prompt_embeds=bundle.pooled(empty))
+    return out

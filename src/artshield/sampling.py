@@ -36,6 +36,8 @@ def img2img(bundle: ModelBundle, images: torch.Tensor, prompts: list[str], stren
     if not 0 < strength <= 1:
         raise ValueError(f"strength must be in (0, 1], got {strength}")
     steps, guidance = sampling_settings(bundle, steps, guidance)
+    if bundle.is_flow:
+        return _flow_img2img(bundle, images, prompts, strength, generator, steps, guidance, eta)
     sampler = bundle.sampler()
     sampler.set_timesteps(steps, device=bundle.device)
     keep = max(1, min(steps, round(steps * strength)))
@@ -55,4 +57,51 @@ def img2img(bundle: ModelBundle, images: torch.Tensor, prompts: list[str], stren
             pred = pred_uncond + guidance * (pred_cond - pred_uncond)
         variance_noise = torch.randn(latents.shape, generator=generator).to(latents) if eta > 0 else None
         latents = sampler.step(pred, t, latents, eta=eta, variance_noise=variance_noise).prev_sample
+    return bundle.decode(latents).float()
+
+
+def flow_timesteps(bundle: ModelBundle, sampler, steps: int, latent_side: tuple[int, int]) -> None:
+    """Set a flow sampler's schedule as the model's pipeline does: FLUX's sigmas 1 .. 1/steps shifted
+    by the resolution when its scheduler says so, SD3's scheduler's own table."""
+    import numpy as np
+
+    if bundle.family == "flux":
+        from .models.flow import flux_shift
+
+        config = sampler.config
+        mu = flux_shift(config, latent_side) if config.get("use_dynamic_shifting") else None
+        sampler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu, device=bundle.device)
+    else:
+        sampler.set_timesteps(steps, device=bundle.device)
+
+
+def _flow_img2img(bundle: ModelBundle, images, prompts, strength, generator, steps, guidance, eta) -> torch.Tensor:
+    """SDEdit on a flow model: the latents moved along the straight path to the schedule's sigma at
+    `strength`, then Euler steps back (SD3's and FLUX's img2img pipelines). eta > 0 re-draws the
+    noise at every step (the scheduler's stochastic sampling: the flow analogue of DDPM's ancestral
+    steps). FLUX has no unconditional pass: `guidance` is its embedded guidance."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    sampler = FlowMatchEulerDiscreteScheduler.from_config(bundle.sampler().config, stochastic_sampling=eta > 0)
+    latents = bundle.encode(images)
+    flow_timesteps(bundle, sampler, steps, tuple(latents.shape[-2:]))
+    keep = max(1, min(steps, round(steps * strength)))
+    timesteps = sampler.timesteps[steps - keep:]
+    sampler.set_begin_index(steps - keep)
+    noise = torch.randn(latents.shape, generator=generator).to(bundle.device, latents.dtype)
+    latents = sampler.scale_noise(latents, timesteps[:1], noise)
+    cond = bundle.embed(prompts)
+    guided = bundle.classifier_free and guidance != 1.0
+    context = torch.cat([bundle.embed([""] * len(prompts)), cond]) if guided else cond
+    embedded, bundle.unet.guidance = bundle.unet.guidance, guidance
+    try:
+        for t in timesteps:
+            if guided:
+                pred_uncond, pred_cond = bundle.unet(torch.cat([latents] * 2), t, encoder_hidden_states=context).sample.chunk(2)
+                pred = pred_uncond + guidance * (pred_cond - pred_uncond)
+            else:
+                pred = bundle.unet(latents, t, encoder_hidden_states=cond).sample
+            latents = sampler.step(pred, t, latents, generator=generator).prev_sample
+    finally:
+        bundle.unet.guidance = embedded
     return bundle.decode(latents).float()

@@ -6,7 +6,9 @@ one latent-diffusion loss.
              or z (sample prediction), as the model's scheduler config says,
 
 with t ~ U[0, T) and eps ~ N(0, I) drawn from a CPU generator, so the same seed gives the same
-draws on every device. Protections ascend it (AdvDM, Mist, ASPL), mimicry descends it (LoRA,
+draws on every device. A flow-matching model (SD3, FLUX; models/flow.py) has
+z_t = (1 - sigma) z + sigma eps, target = eps - z, and t = 1000 sigma drawn as its diffusers
+training script draws it. Protections ascend it (AdvDM, Mist, ASPL), mimicry descends it (LoRA,
 DreamBooth, textual inversion, hypernetworks), and the audit scores training membership with it:
 one function, so a change reaches all three.
 """
@@ -25,8 +27,10 @@ def diffusion_target(bundle: ModelBundle, latents: torch.Tensor, noise: torch.Te
                      t: torch.Tensor) -> torch.Tensor:
     """What the UNet is trained to predict, as its scheduler says: the noise (epsilon, SD 1.x),
     v = sqrt(abar_t) eps - sqrt(1 - abar_t) z (v_prediction, SD 2.x at 768 px), or the clean
-    latents themselves (sample)."""
+    latents themselves (sample); for a flow model, the velocity eps - z."""
     kind = prediction_type(bundle)
+    if kind == "flow":
+        return noise - latents
     if kind == "v_prediction":
         return bundle.scheduler.get_velocity(latents, noise, t)
     if kind == "sample":
@@ -42,6 +46,9 @@ def predicted_noise(bundle: ModelBundle, prediction: torch.Tensor, noisy: torch.
     kind = prediction_type(bundle)
     if kind == "epsilon":
         return prediction
+    if kind == "flow":               # z_t = (1 - s) z + s eps and v = eps - z give eps = z_t + (1 - s) v
+        sigma = bundle.scheduler.sigma(t).to(noisy.device).reshape(-1, *[1] * (noisy.ndim - 1))
+        return noisy + (1 - sigma) * prediction
     abar = bundle.scheduler.alphas_cumprod.to(noisy.device)[torch.as_tensor(t, device=noisy.device).long()]
     abar = abar.reshape(-1, *[1] * (noisy.ndim - 1)).float()
     if kind == "v_prediction":
@@ -53,9 +60,12 @@ def predicted_noise(bundle: ModelBundle, prediction: torch.Tensor, noisy: torch.
 
 def draws(bundle: ModelBundle, shape: tuple, generator: torch.Generator,
           timesteps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noise and timesteps for a batch of latents: t ~ U[0, T) unless given. Noise first, then t."""
+    """Noise and timesteps for a batch of latents: t ~ U[0, T) unless given (a flow model: its
+    training-time draw). Noise first, then t."""
     noise = torch.randn(shape, generator=generator).to(bundle.device, bundle.dtype)
-    if timesteps is None:
+    if timesteps is None and bundle.is_flow:
+        timesteps = bundle.scheduler.sample_timesteps(shape[0], generator)
+    elif timesteps is None:
         timesteps = torch.randint(0, bundle.scheduler.config.num_train_timesteps, (shape[0],), generator=generator)
     return noise, timesteps.to(bundle.device)
 
@@ -86,6 +96,8 @@ def denoising_loss(bundle: ModelBundle, latents: torch.Tensor, context: torch.Te
 
 def min_snr_weights(bundle: ModelBundle, t: torch.Tensor, gamma: float) -> torch.Tensor:
     """Min-SNR-gamma loss weights at timesteps t, for the model's prediction type."""
+    if bundle.is_flow:
+        raise ValueError("Min-SNR weighting is defined for DDPM-trained models, not flow matching (SD3, FLUX)")
     abar = bundle.scheduler.alphas_cumprod.float()[t.long().cpu()]
     snr = abar / (1 - abar)
     clipped = snr.clamp(max=gamma)
@@ -94,6 +106,9 @@ def min_snr_weights(bundle: ModelBundle, t: torch.Tensor, gamma: float) -> torch
 
 
 def stratified_timesteps(bundle: ModelBundle, k: int) -> torch.Tensor:
-    """k timesteps spread evenly over [0, T): the centres of k equal strata."""
+    """k timesteps spread evenly over [0, T): the centres of k equal strata (a flow model: of its
+    training table)."""
+    if bundle.is_flow:
+        return bundle.scheduler.spread(k)
     total = bundle.scheduler.config.num_train_timesteps
     return ((torch.arange(k) + 0.5) * total / k).long()

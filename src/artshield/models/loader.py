@@ -6,8 +6,9 @@
     load_model("/path/to/model.safetensors")   a single-file checkpoint (A1111/ComfyUI layout), offline
     load_model("org/name")                 a hub id: from the local cache, else from the hub
 
-SD 1.x, SD 2.x (epsilon or v-prediction, as the scheduler config says) and SDXL load; pickled
-checkpoints are refused in one sentence (never unpickled).
+SD 1.x, SD 2.x (epsilon or v-prediction, as the scheduler config says), SDXL, and, as diffusers
+folders or hub ids, Stable Diffusion 3 / 3.5 and FLUX.1 load; pickled checkpoints are refused in one
+sentence (never unpickled).
 
 Errors name the parameter (`model`, `device`); the CLI shows them under its flags.
 """
@@ -25,7 +26,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from ..errors import ArtshieldError
 from .bundle import ModelBundle
-from .conventions import ModelConventions
+from .conventions import CONVENTION_FILES, ModelConventions
 from .weights import Edit
 
 MINI_DIR = Path(__file__).resolve().parents[1] / "assets" / "mini"
@@ -222,7 +223,8 @@ def _finish(parts: dict, scheduler, spec: str, source: str, device: torch.device
 
         sdxl_conditioning(parts["unet"], 2 ** (len(parts["vae"].config.block_out_channels) - 1))
     return ModelBundle(**parts, scheduler=scheduler, spec=spec, source=source, device=device, dtype=dtype,
-                       conventions=conventions or ModelConventions(), zero_empty_prompt=sdxl and zero_empty_prompt)
+                       conventions=conventions or ModelConventions(), zero_empty_prompt=sdxl and zero_empty_prompt,
+                       family="sdxl" if sdxl else "sd")
 
 
 def check_finite(module: torch.nn.Module, what: str, spec: str) -> None:
@@ -235,27 +237,90 @@ def check_finite(module: torch.nn.Module, what: str, spec: str) -> None:
         raise ArtshieldError(f"its {what} hold NaN or infinite values (tensor {bad[0]})", param="model", value=spec)
 
 
+def weightless(cls) -> bool:
+    """Tokenizers and schedulers: loaded without a dtype or weight files."""
+    from diffusers import SchedulerMixin
+    from transformers import PreTrainedTokenizerBase
+
+    return isinstance(cls, type) and issubclass(cls, (PreTrainedTokenizerBase, SchedulerMixin))
+
+
 def _load_folder(path: Path, spec: str, source: str, device: torch.device, dtype: torch.dtype) -> ModelBundle:
     missing = [p for p in REQUIRED_PARTS if not (path / p).is_dir()]
     family = transformer_family(path)
-    if family is not None:
-        from .single_file import not_supported
 
-        raise not_supported(family, spec)
-    if missing:
-        raise ArtshieldError(f"not a diffusers Stable Diffusion folder (missing {', '.join(missing)}/)",
-                             param="model", value=spec)
     # only safetensors weights are read: use_safetensors=True refuses pickled .bin/.ckpt files
     def load(cls, sub):
-        if cls is CLIPTokenizer:
-            return cls.from_pretrained(path / sub)
-        if cls is DDPMScheduler:
+        if weightless(cls):
             return cls.from_pretrained(path / sub)
         return cls.from_pretrained(path / sub, torch_dtype=dtype, use_safetensors=True, variant=variant(path / sub))
 
     conventions = ModelConventions.from_folder(path)
+    declared = any((path / name).is_file() for name in CONVENTION_FILES)
+    if family in FLOW_FAMILIES:
+        return _load_flow(load, FLOW_FAMILIES[family], spec, source, device, dtype, conventions if declared else None,
+                          has=lambda sub: (path / sub).is_dir())
+    if family is not None:
+        raise ArtshieldError(f"a {family} folder of a family artshield does not know (it runs Stable Diffusion "
+                             "1.x, 2.x, SDXL, SD3 and FLUX)", param="model", value=spec)
+    if missing:
+        raise ArtshieldError(f"not a diffusers Stable Diffusion folder (missing {', '.join(missing)}/)",
+                             param="model", value=spec)
     return _finish(_load_parts(load, spec), _scheduler(load), spec, source, device, dtype, conventions,
                    zero_empty_prompt(path))
+
+
+FLOW_FAMILIES = {"Stable Diffusion 3": "sd3", "FLUX": "flux"}
+# what their pipelines sample with by default (StableDiffusion3Pipeline: 28 steps, guidance 7.0;
+# FluxPipeline: 28 steps, embedded guidance 3.5), for a folder that declares no conventions
+FLOW_SAMPLING = {"sd3": (28, 7.0), "flux": (28, 3.5)}
+
+
+def _load_flow(load, family: str, spec: str, source: str, device: torch.device, dtype: torch.dtype,
+               conventions: ModelConventions | None, has=lambda sub: True) -> ModelBundle:
+    """An SD3 or FLUX model: its transformer wrapped to the UNet's call shape (models/flow.py)."""
+    from dataclasses import replace
+
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel, SD3Transformer2DModel
+    from transformers import CLIPTextModelWithProjection, T5EncoderModel, T5TokenizerFast
+
+    from .flow import FlowDenoiser, FlowSchedule
+
+    try:
+        parts = {"vae": load(AutoencoderKL, "vae"), "tokenizer": load(CLIPTokenizer, "tokenizer")}
+        if family == "sd3":
+            transformer = load(SD3Transformer2DModel, "transformer")
+            parts.update(text_encoder=load(CLIPTextModelWithProjection, "text_encoder"),
+                         text_encoder_2=load(CLIPTextModelWithProjection, "text_encoder_2"),
+                         tokenizer_2=load(CLIPTokenizer, "tokenizer_2"))
+            if has("text_encoder_3"):      # SD3 runs without its T5 (zeros in its place), as its pipeline does
+                parts.update(text_encoder_3=load(T5EncoderModel, "text_encoder_3"),
+                             tokenizer_3=load(T5TokenizerFast, "tokenizer_3"))
+        else:
+            transformer = load(FluxTransformer2DModel, "transformer")
+            parts.update(text_encoder=load(CLIPTextModel, "text_encoder"),
+                         text_encoder_2=load(T5EncoderModel, "text_encoder_2"),
+                         tokenizer_2=load(T5TokenizerFast, "tokenizer_2"))
+        sampler = load(FlowMatchEulerDiscreteScheduler, "scheduler")
+    except ArtshieldError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ArtshieldError(f"cannot load it: {first}", param="model", value=spec) from None
+    if conventions is None:
+        steps, guidance = FLOW_SAMPLING[family]
+        conventions = replace(ModelConventions(), steps=steps, guidance=guidance)
+    parts["unet"] = FlowDenoiser(transformer, family, guidance=conventions.guidance)
+    for name in ("vae", "unet", "text_encoder", "text_encoder_2", "text_encoder_3"):
+        module = parts.get(name)
+        if module is None:
+            continue
+        check_finite(module, f"{name if name != 'unet' else 'transformer'} weights", spec)
+        if module.dtype != dtype:
+            module.to(dtype=dtype)
+        module.to(device).eval().requires_grad_(False)
+    return ModelBundle(**parts, scheduler=FlowSchedule(dict(sampler.config), family), spec=spec, source=source,
+                       device=device, dtype=dtype, conventions=conventions, family=family)
 
 
 TRANSFORMER_PIPELINES = {"StableDiffusion3Pipeline": "Stable Diffusion 3", "FluxPipeline": "FLUX"}
@@ -301,14 +366,20 @@ def _load_hub(spec: str, device: torch.device, dtype: torch.dtype) -> ModelBundl
     def loader(local_only: bool):
         def load(cls, sub):
             kw = {"subfolder": sub, "local_files_only": local_only}
-            if cls not in (CLIPTokenizer, DDPMScheduler):
+            if not weightless(cls):
                 kw.update(torch_dtype=dtype, use_safetensors=True)
             return cls.from_pretrained(spec, **kw)
+        load.local_only = local_only
         return load
 
+    def finish(load):
+        family = FLOW_FAMILIES.get(hub_family(spec, load.local_only))
+        if family is not None:
+            return _load_flow(load, family, spec, "hub", device, dtype, None, has=lambda sub: has_part(spec, sub))
+        return _finish(_load_parts(load, spec), _scheduler(load), spec, "hub", device, dtype)
+
     try:  # the local Hugging Face cache first: works offline
-        cached = loader(True)
-        return _finish(_load_parts(cached, spec), _scheduler(cached), spec, "hub", device, dtype)
+        return finish(loader(True))
     except ArtshieldError:
         pass
     # a name like "models/sd15" is a hub id in form and a relative path too: say what is not there as a path
@@ -317,5 +388,32 @@ def _load_hub(spec: str, device: torch.device, dtype: torch.dtype) -> ModelBundl
         raise ArtshieldError(f"{as_path}the Hugging Face hub cannot be reached from this machine and the model is not "
                              "in the local cache; use mini (the embedded model) or a local diffusers folder",
                              param="model", value=spec)
-    online = loader(False)
-    return _finish(_load_parts(online, spec), _scheduler(online), spec, "hub", device, dtype)
+    return finish(loader(False))
+
+
+def hub_family(spec: str, local_only: bool) -> str | None:
+    """The transformer family a hub repository's model_index.json names (None: a UNet model, or no index)."""
+    import json
+
+    from huggingface_hub import hf_hub_download
+
+    try:
+        index = json.loads(Path(hf_hub_download(spec, "model_index.json", local_files_only=local_only)).read_text())
+    except Exception:       # noqa: BLE001 - no index (or no network): the UNet loader reports what is missing
+        return None
+    name = index.get("_class_name", "") if isinstance(index, dict) else ""
+    return next((family for pipeline, family in TRANSFORMER_PIPELINES.items() if name.startswith(pipeline)), None)
+
+
+def has_part(spec: str, sub: str) -> bool:
+    """Whether a hub repository's model_index.json lists `sub` with a class (SD3 without T5 lists it as null)."""
+    import json
+
+    from huggingface_hub import hf_hub_download
+
+    try:
+        index = json.loads(Path(hf_hub_download(spec, "model_index.json", local_files_only=True)).read_text())
+    except Exception:       # noqa: BLE001
+        return True
+    entry = index.get(sub)
+    return isinstance(entry, list) and entry[0] is not None

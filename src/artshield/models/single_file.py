@@ -94,9 +94,9 @@ def transformer_checkpoint(keys: set[str]) -> str | None:
 
 
 def not_supported(family: str, spec: str) -> ArtshieldError:
-    return ArtshieldError(f"a {family} model (a diffusion transformer with flow matching): artshield runs the UNet "
-                          "families (Stable Diffusion 1.x, 2.x, SDXL) and does not run SD3 or FLUX yet",
-                          param="model", value=spec)
+    return ArtshieldError(f"a single-file {family} checkpoint: artshield runs SD3 and FLUX from diffusers folders "
+                          "or hub ids, and does not read their single files yet (save the model with diffusers' "
+                          "save_pretrained and pass the folder)", param="model", value=spec)
 
 
 def default_architecture(found: dict) -> str:

@@ -1,0 +1,127 @@
+"""Stable Diffusion 3 and FLUX (flow-matching transformers) behind the bundle's UNet call shape,
+checked against diffusers' own pipelines and training scripts on tiny random-weight folders."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from artshield.cli import main
+from artshield.generate import generate
+from artshield.models import load_model
+from artshield.models.diffusion import denoising_loss, diffusion_target, draws, predicted_noise, stratified_timesteps
+from artshield.models.flow import FlowSchedule, pack, unpack
+from artshield.models.tiny import make_tiny_transformer_model
+from artshield.sampling import img2img
+
+PROMPTS = ["a painting of a house", "folder icon, tango style"]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("flow")
+    return {family: make_tiny_transformer_model(root / family, family) for family in ("sd3", "flux")}
+
+
+@pytest.fixture(scope="module", params=["sd3", "flux"])
+def bundle(request, folders):
+    return load_model(str(folders[request.param]), device="cpu")
+
+
+def test_the_folders_load_as_flow_bundles_with_their_pipelines_defaults(bundle):
+    assert bundle.is_flow and not bundle.is_sdxl
+    assert bundle.scheduler.config["prediction_type"] == "flow"
+    # StableDiffusion3Pipeline: 28 steps, guidance 7.0; FluxPipeline: 28 steps, embedded guidance 3.5
+    assert (bundle.conventions.steps, bundle.conventions.guidance) == ((28, 7.0) if bundle.family == "sd3" else (28, 3.5))
+    assert bundle.classifier_free == (bundle.family == "sd3")
+    # the wrapper's parameters carry the names diffusers' LoRA files use for these pipelines
+    assert all(name.startswith("transformer.") for name, _ in bundle.unet.named_parameters())
+
+
+def test_our_sampling_through_the_wrapper_is_the_pipelines_own(bundle):
+    """img2img at strength 1 (our embedding, our packing, our timestep scaling, our guidance) starts
+    from the same noise as the pipeline and must give its images: any error in the wrapper shows."""
+    reference = generate(bundle, PROMPTS, seed=5, steps=4)
+    assert reference.std() > 0.01
+    images = torch.rand(len(PROMPTS), 3, bundle.image_size, bundle.image_size)
+    ours = torch.cat([img2img(bundle, images[i:i + 1], [p], 1.0, torch.Generator().manual_seed(5 + i), steps=4)
+                      for i, p in enumerate(PROMPTS)])
+    assert (ours - reference).abs().max() < 1e-4
+    # and the prompt matters (the pooled row and the tokens reach the transformer)
+    other = generate(bundle, ["printer icon, oxygen style"] * 2, seed=5, steps=4)
+    assert (other - reference).abs().max() > 1e-3
+
+
+def test_partial_strength_keeps_the_picture_and_stochastic_steps_draw_from_the_generator(bundle):
+    images = torch.rand(2, 3, bundle.image_size, bundle.image_size)
+    a = img2img(bundle, images, PROMPTS, 0.5, torch.Generator().manual_seed(0), steps=4, eta=1.0)
+    b = img2img(bundle, images, PROMPTS, 0.5, torch.Generator().manual_seed(0), steps=4, eta=1.0)
+    c = img2img(bundle, images, PROMPTS, 0.5, torch.Generator().manual_seed(1), steps=4, eta=1.0)
+    assert torch.equal(a, b) and (a - c).abs().max() > 1e-4
+
+
+def test_the_training_loss_is_the_diffusers_training_scripts(bundle):
+    """denoising_loss against the loss written out as train_dreambooth_lora_sd3.py / _flux.py write
+    it: x_t = (1 - s) z + s eps, the transformer called directly, target eps - z."""
+    z = torch.randn(2, bundle.unet.config.in_channels // (4 if bundle.family == "flux" else 1), 8, 8)
+    context = bundle.embed(PROMPTS)
+    loss = denoising_loss(bundle, z, context, torch.Generator().manual_seed(3))
+    noise, t = draws(bundle, tuple(z.shape), torch.Generator().manual_seed(3))
+    sigma = (t / 1000).reshape(-1, 1, 1, 1)
+    noisy = (1 - sigma) * z + sigma * noise
+    tokens, pooled = context[:, :-1], context[:, -1, :bundle.unet.config.pooled_projection_dim]
+    tf = bundle.unet.transformer
+    if bundle.family == "sd3":
+        pred = tf(hidden_states=noisy, encoder_hidden_states=tokens, pooled_projections=pooled, timestep=t).sample
+    else:
+        packed = noisy.view(2, -1, 4, 2, 4, 2).permute(0, 2, 4, 1, 3, 5).reshape(2, 16, -1)
+        ids = torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(4.0), torch.arange(4.0), indexing="ij"),
+                          dim=-1).reshape(-1, 3)
+        out = tf(hidden_states=packed, encoder_hidden_states=tokens, pooled_projections=pooled, timestep=t / 1000,
+                 img_ids=ids, txt_ids=torch.zeros(tokens.shape[1], 3), guidance=torch.full((2,), 3.5)).sample
+        pred = out.view(2, 4, 4, -1, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(z.shape)
+    expected = (pred - (noise - z)).pow(2).flatten(1).mean(1)
+    assert torch.allclose(loss, expected, atol=1e-5)
+
+
+def test_training_times_follow_each_familys_script(folders):
+    """SD3: logit-normal u read through the shift-3 table (most draws in the middle-to-high noise);
+    FLUX-dev: uniform u, unshifted table (its scheduler shifts by resolution only when sampling)."""
+    g = torch.Generator().manual_seed(0)
+    sd3 = FlowSchedule({"shift": 3.0}, "sd3").sample_timesteps(20000, g) / 1000
+    flux = FlowSchedule({"shift": 3.0, "use_dynamic_shifting": True}, "flux").sample_timesteps(20000, g) / 1000
+    assert ((sd3 > 0) & (sd3 <= 1)).all() and ((flux > 0) & (flux <= 1)).all()
+    assert abs(flux.mean().item() - 0.5) < 0.01 and abs(flux.std().item() - 1 / math.sqrt(12)) < 0.01
+    # logit-normal(0, 1) has median 1/2; shift 3 sends 1/2 to 3/4
+    assert abs(sd3.median().item() - 0.75) < 0.01
+    spread = FlowSchedule({"shift": 3.0}, "sd3").spread(4) / 1000
+    assert (spread.diff() > 0).all() and spread[0] > 0.125 and spread[-1] < 1
+
+
+def test_noise_read_back_from_a_velocity(bundle):
+    z, eps = torch.randn(2, 4, 4, 4), torch.randn(2, 4, 4, 4)
+    t = torch.tensor([200.0, 900.0])
+    noisy = bundle.scheduler.add_noise(z, eps, t)
+    assert torch.allclose(noisy[1], 0.1 * z[1] + 0.9 * eps[1], atol=1e-6)
+    v = diffusion_target(bundle, z, eps, t)
+    assert torch.allclose(predicted_noise(bundle, v, noisy, t), eps, atol=1e-5)
+    assert stratified_timesteps(bundle, 3).dtype.is_floating_point
+
+
+def test_flux_packing_round_trips_and_refuses_odd_sides():
+    x = torch.randn(2, 4, 6, 8)
+    patches, ids = pack(x)
+    assert patches.shape == (2, 12, 16) and ids.shape == (12, 3) and ids[-1].tolist() == [0, 2, 3]
+    assert torch.equal(unpack(patches, x.shape), x)
+    with pytest.raises(ValueError, match="even"):
+        pack(torch.randn(1, 4, 5, 8))
+
+
+def test_generate_command_on_sd3_and_flux_folders(folders, tmp_path):
+    for family, folder in folders.items():
+        out = tmp_path / family
+        assert main(["generate", "--model", str(folder), "--prompt", "folder icon", "--steps", "2",
+                     "-o", str(out), "-q"]) == 0
+        pngs = sorted(out.glob("*.png"))
+        assert pngs and all(p.stat().st_size > 0 for p in pngs)
