@@ -125,3 +125,101 @@ def test_generate_command_on_sd3_and_flux_folders(folders, tmp_path):
                      "-o", str(out), "-q"]) == 0
         pngs = sorted(out.glob("*.png"))
         assert pngs and all(p.stat().st_size > 0 for p in pngs)
+
+
+def _images(n=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(3, 20, 24, generator=g) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def lora_folders(folders, tmp_path_factory):
+    from artshield.mimic import mimic
+
+    out = {}
+    for family, folder in folders.items():
+        adapter = mimic(load_model(str(folder), device="cpu"), _images(), ["folder icon, sks style"] * 3, "lora",
+                        steps=5, lr=5e-2, rank=2, alpha=3.0)
+        out[family] = tmp_path_factory.mktemp(family) / "lora"
+        adapter.save(out[family])
+    return out
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_a_lora_on_the_transformer_loads_with_the_pipelines_own_load_lora_weights(family, folders, lora_folders):
+    """The LoRA file is read by StableDiffusion3Pipeline's / FluxPipeline's `load_lora_weights`, acts
+    there, and gives exactly the images artshield's generate gives with the adapter."""
+    from diffusers import FluxPipeline, StableDiffusion3Pipeline
+    from safetensors import safe_open
+
+    from artshield.mimic import Adapter
+
+    with safe_open(str(lora_folders[family] / "adapter.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert keys and all(k.startswith("transformer.") for k in keys)
+    assert any(".attn.add_k_proj." in k for k in keys) and (family == "sd3") != any(".ff.net.2." in k for k in keys)
+    prompt = "folder icon, sks style"
+    bundle = Adapter.load(lora_folders[family]).apply(load_model(str(folders[family]), device="cpu"))
+    ours = generate(bundle, [prompt], steps=3, seed=1)
+    pipe = (StableDiffusion3Pipeline if family == "sd3" else FluxPipeline).from_pretrained(str(folders[family]))
+    pipe.set_progress_bar_config(disable=True)
+    guidance = bundle.conventions.guidance
+
+    def run():
+        kw = {"max_sequence_length": bundle.t5_length(pipe.tokenizer_3 if family == "sd3" else pipe.tokenizer_2)}
+        return pipe(prompt=[prompt], generator=[torch.Generator().manual_seed(1)], num_inference_steps=3,
+                    guidance_scale=guidance, height=16, width=16, output_type="pt", **kw).images.float()
+
+    plain = run()
+    pipe.load_lora_weights(str(lora_folders[family]), weight_name="adapter.safetensors")
+    theirs = run()
+    assert (plain - theirs).abs().max() > 1e-3           # the LoRA was loaded and acts
+    assert (ours - theirs).abs().max() < 1e-4            # exactly as in artshield
+
+
+def test_a_lora_for_one_family_is_refused_on_another(folders, lora_folders, tiny_model_dir):
+    from artshield.errors import ArtshieldError
+    from artshield.mimic import Adapter
+
+    with pytest.raises(ArtshieldError, match="trained on a SD3 model, not on a FLUX one"):
+        Adapter.load(lora_folders["sd3"]).apply(load_model(str(folders["flux"]), device="cpu"))
+    with pytest.raises(ArtshieldError, match="trained on a FLUX model, not on a SD one"):
+        Adapter.load(lora_folders["flux"]).apply(load_model(str(tiny_model_dir), device="cpu"))
+
+
+@pytest.mark.parametrize("method", ["textual-inversion", "hypernetwork"])
+def test_mimics_that_do_not_apply_are_refused_in_one_line(folders, method, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(images / "a.png")
+    assert main(["mimic", str(images), "--model", str(folders["flux"]), "--method", method, "--steps", "1",
+                 "-o", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{method} does not run on FLUX" in err[0], err
+    assert not (tmp_path / "out" / "adapter.safetensors").exists()
+
+
+def test_dreambooth_trains_the_transformer_and_its_weights_load_back(bundle):
+    from artshield.mimic import mimic
+
+    adapter = mimic(bundle, _images(2), ["folder icon"] * 2, "dreambooth", steps=2, lr=1e-2)
+    assert adapter.info["family"] == bundle.family
+    changed = bundle.copy(text=False)
+    adapter.apply(changed)
+    base = dict(bundle.unet.named_parameters())
+    moved = [n for n, p in changed.unet.named_parameters() if not torch.equal(p, base[n])]
+    assert moved and all(n.startswith("transformer.") for n in moved)
+
+
+@pytest.mark.parametrize("method", ["advdm", "mist", "sds", "sds-minus", "photoguard", "glaze", "aspl", "ace",
+                                    "metacloak", "robust"])
+def test_every_protection_runs_on_sd3_and_flux_within_its_budget(bundle, method):
+    from artshield.protect import protect
+
+    images = _images(2)
+    out = protect(bundle, images, method=method, steps=2, budget=8.0, score=False)
+    for before, after in zip(images, out.protected(images)):
+        assert after.shape == before.shape
+        assert (after - before).abs().max() <= 8 / 255 + 1e-6 and (after - before).abs().max() > 0

@@ -501,7 +501,10 @@ def cmd_mimic(args) -> int:
     bundle = _load(args)
     template = args.caption or bundle.conventions.style("{trigger}")
     captions = fill_captions(folder.files, folder.captions, template, args.trigger)
-    method = make_method("mimic", args.method, bundle, **options)
+    try:
+        method = make_method("mimic", args.method, bundle, **options)
+    except ValueError as e:              # a method that does not run on this model's family
+        raise ArtshieldError(str(e).splitlines()[0], param="model", value=args.model) from None
     bar = _progress(args, method.total_steps(len(folder.images)), f"mimic ({args.method})", unit="step")
     adapter = method.run(folder.images, captions, progress=bar.update)
     bar.close()

@@ -74,15 +74,22 @@ class Mimic(ABC):
     Config = MimicConfig
     paper_lr = 1e-4
     trains_text = False            # True: the text encoder is in the graph (textual inversion)
+    flow_refusal: str | None = None  # why the method does not run on SD3 / FLUX (None: it does)
 
     def __init__(self, bundle: ModelBundle, config: MimicConfig | None = None):
+        if bundle.is_flow and self.flow_refusal:
+            raise ValueError(f"{self.name} does not run on {bundle.family.upper()}: {self.flow_refusal}")
         self.bundle = bundle
         self.config = config or self.Config()
+        self.check_model(bundle)
         if self.config.lr is None:
             # a model far from SD's scale may declare its own rates (mini does: see artshield_mini.json)
             self.config.lr = bundle.conventions.learning_rate(self.name, self.paper_lr)
 
     # --- per method ---------------------------------------------------------------------------
+    def check_model(self, bundle: ModelBundle) -> None:
+        """Raise ValueError, before any training, where the config does not fit the model."""
+
     @abstractmethod
     def prepare(self, bundle: ModelBundle) -> list[torch.nn.Parameter]:
         """Make `bundle` (a trainable copy) ready and return the parameters to train."""
@@ -159,6 +166,7 @@ class Mimic(ABC):
         tail = losses[-max(1, len(losses) // 10):]
         return Adapter(self.name, {k: v.detach().float().cpu().contiguous() for k, v in self.state(bundle).items()},
                        {"method": self.name, "trigger": cfg.trigger, **base_fields(self.bundle),
+                        **({"family": self.bundle.family} if self.bundle.is_flow else {}),
                         "config": asdict(cfg), "images": len(images), "final_loss": sum(tail) / len(tail)})
 
     def after_step(self, bundle: ModelBundle) -> None:

@@ -49,10 +49,17 @@ class DreamBooth(Mimic):
     def trains_text(self) -> bool:          # the text encoder in the graph: the base embeds every batch
         return self.config.train_text_encoder
 
+    def encoders(self, bundle) -> tuple[str, ...]:
+        """The text encoders trained with train_text_encoder: the CLIP ones (FLUX: its one CLIP,
+        not T5), as diffusers' DreamBooth scripts for each family train them."""
+        if not self.config.train_text_encoder:
+            return ()
+        return ("text_encoder",) if bundle.family == "flux" else ENCODERS
+
     def prepare(self, bundle):
         bundle.unet.requires_grad_(True)
         params = list(bundle.unet.parameters())
-        for name in ENCODERS if self.config.train_text_encoder else ():
+        for name in self.encoders(bundle):
             if getattr(bundle, name) is not None:
                 getattr(bundle, name).requires_grad_(True)
                 params += list(getattr(bundle, name).parameters())
@@ -60,7 +67,7 @@ class DreamBooth(Mimic):
 
     def state(self, bundle):
         out = dict(bundle.unet.state_dict())
-        for name in ENCODERS if self.config.train_text_encoder else ():
+        for name in self.encoders(bundle):
             if getattr(bundle, name) is not None:
                 out.update({f"{name}.{k}": v for k, v in getattr(bundle, name).state_dict().items()})
         return out

@@ -110,6 +110,8 @@ def _install(unet, structure, unconditional: bool = True) -> Hypernetworks:
 @register("hypernetwork")
 class Hypernetwork(Mimic):
     Config = HypernetworkConfig
+    flow_refusal = ("its networks rewrite the context a UNet's cross-attention reads; SD3's and FLUX's joint "
+                    "attention has no such separate input")
     paper_lr = 1e-5
 
     def prepare(self, bundle):

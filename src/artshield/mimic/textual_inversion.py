@@ -51,6 +51,8 @@ class TextualInversion(Mimic):
     Config = TextualInversionConfig
     paper_lr = 5e-4
     trains_text = True
+    flow_refusal = ("not built yet: a new token would need an embedding in the T5 encoder as well as in CLIP, "
+                    "and only CLIP's is learnt here")
 
     @property
     def token(self) -> str:

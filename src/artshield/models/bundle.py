@@ -59,6 +59,13 @@ class ModelBundle:
         return int(side) * self.latent_scale if side else int(self.vae.config.sample_size)
 
     @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(channels, side, side) of one image's latents at the native resolution (the VAE's
+        channels: FLUX's transformer reads four times as many, packed)."""
+        side = self.image_size // self.latent_scale
+        return int(self.vae.config.latent_channels), side, side
+
+    @property
     def shift_factor(self) -> float:
         """SD3's and FLUX's VAEs shift the latents before scaling them (0 elsewhere)."""
         return float(self.vae.config.get("shift_factor") or 0.0)

@@ -122,6 +122,16 @@ class FlowDenoiser(torch.nn.Module):
     def enable_gradient_checkpointing(self) -> None:
         self.transformer.enable_gradient_checkpointing()
 
+    def __getattr__(self, name: str):
+        # the transformer's own methods (diffusers' PEFT integration: add_adapter, set_adapters,
+        # disable_adapters, ...) are the wrapper's: the parameters they touch are the same
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "transformer" or name.startswith("__"):
+                raise
+            return getattr(super().__getattr__("transformer"), name)
+
     def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor, **_) -> DenoiserOutput:
         b = sample.shape[0]
         t = torch.as_tensor(timestep, device=sample.device).float().reshape(-1)

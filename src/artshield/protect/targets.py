@@ -38,8 +38,7 @@ def latent(bundle, target) -> torch.Tensor:
     """The (1, C, h, w) latent of a target: "zero" (the zero latent), a named pattern, or a
     (3, H, W) image tensor, at the model's resolution."""
     if isinstance(target, str) and target == "zero":
-        return torch.zeros(1, bundle.unet.config.in_channels, bundle.unet.config.sample_size,
-                           bundle.unet.config.sample_size, device=bundle.device, dtype=bundle.dtype)
+        return torch.zeros(1, *bundle.latent_shape, device=bundle.device, dtype=bundle.dtype)
     size = bundle.image_size
     image = named(target, size) if isinstance(target, str) else resized(target, size)
     with torch.no_grad():
