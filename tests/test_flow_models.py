@@ -223,3 +223,43 @@ def test_every_protection_runs_on_sd3_and_flux_within_its_budget(bundle, method)
     for before, after in zip(images, out.protected(images)):
         assert after.shape == before.shape
         assert (after - before).abs().max() <= 8 / 255 + 1e-6 and (after - before).abs().max() > 0
+
+
+@pytest.mark.parametrize("method", ["diffpure", "noisy-redraw", "impress"])
+def test_the_diffusion_purifiers_redraw_through_the_flow_model(bundle, method):
+    from artshield.purify import purify
+
+    images = _images(2)
+    out = purify(bundle, images, method, seed=0)
+    assert [tuple(x.shape) for x in out] == [tuple(x.shape) for x in images]
+    assert all((a - b).abs().mean() > 1e-3 for a, b in zip(out, images))
+
+
+def test_export_writes_a_folder_the_pipelines_open_and_refuses_a_single_file(folders, tmp_path, capsys):
+    from diffusers import DiffusionPipeline
+
+    for family, folder in folders.items():
+        out = tmp_path / family
+        assert main(["export", str(folder), "-o", str(out), "-q"]) == 0
+        pipe = DiffusionPipeline.from_pretrained(str(out))
+        assert type(pipe).__name__ == ("StableDiffusion3Pipeline" if family == "sd3" else "FluxPipeline")
+        again = load_model(str(out), device="cpu")
+        assert again.family == family
+        capsys.readouterr()
+        assert main(["export", str(folder), "-o", str(tmp_path / f"{family}.safetensors"), "--format", "single-file",
+                     "-q"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "diffusers folder only" in err[0], err
+        assert not (tmp_path / f"{family}.safetensors").exists()
+
+
+@pytest.mark.parametrize("command", [["erase", "--concept", "folder icon", "--no-eval"],
+                                     ["audit", "--prompts", "PROMPTS"]])
+def test_what_is_not_built_for_flow_models_says_so_in_one_line(folders, command, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("folder icon\n")
+    argv = [str(prompts) if a == "PROMPTS" else a for a in command]
+    assert main([*argv, "--model", str(folders["sd3"]), "-o", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not run on SD3 yet" in err[0], err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

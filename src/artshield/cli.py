@@ -548,6 +548,7 @@ def cmd_purify(args) -> int:
 
 
 def cmd_erase(args) -> int:
+    from .erase.base import refuse_flow
     from .erase.evaluate import default_preserve, judged_targets
     from .models.weights import Edit
     from .options import make_method, parse_assignments
@@ -565,6 +566,7 @@ def cmd_erase(args) -> int:
     Edit.check_destination(args.output, args.model)
     judge, styles = _erase_judge(args)
     bundle = _load(args)
+    refuse_flow(bundle)
     if styles is not None:
         from .erase.evaluate import StyleSet
         from .metrics.judges import squares
@@ -742,6 +744,10 @@ def cmd_audit(args) -> int:
         raise ArtshieldError(f"audit: {e}") from None
     chosen = AuditSet(read_lines(args.prompts, "--prompts", "prompts"), source=args.prompts) if args.prompts else None
     bundle = _load(args)
+    if bundle.is_flow:
+        raise ArtshieldError(f"the memorisation audit does not run on {bundle.family.upper()} yet: its detectors read "
+                             "a DDPM sampler's noise predictions (dataset inference, --dataset/--heldout, does run)",
+                             param="model", value=args.model)
     adapter = _apply_adapter(args, bundle)
     if adapter is not None and chosen is not None:
         chosen.prompts = [adapter.prompt(p) for p in chosen.prompts]

@@ -73,6 +73,9 @@ def export(source: str, output: str, fmt: str = "diffusers", adapter: str | None
     if fmt == "single-file":
         from .models.ldm_layout import to_single_file
 
+        if bundle.is_flow:
+            raise ArtshieldError(f"an {bundle.family.upper()} model is exported as a diffusers folder only (its "
+                                 "single-file layout is not written yet)", param="source", value=source)
         try:
             state = to_single_file(bundle)
         except ValueError as e:
@@ -121,19 +124,25 @@ def _write_folder(bundle: ModelBundle, out: Path, dtype: torch.dtype | None) -> 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(out), suffix=".part", dir=out.parent))
     try:
-        for name in ("vae", "unet", "text_encoder", "text_encoder_2"):
+        if bundle.is_flow:        # SD3 / FLUX: their own pipeline writes the folder its from_pretrained reads
+            pipe = bundle.pipeline()
+            if dtype is not None:
+                pipe.to(dtype=dtype)
+            pipe.save_pretrained(tmp, safe_serialization=True)
+        for name in () if bundle.is_flow else ("vae", "unet", "text_encoder", "text_encoder_2"):
             module = getattr(bundle, name)
             if module is None:
                 continue
             if dtype is not None:
                 module = module.to(dtype)
             module.save_pretrained(tmp / name, safe_serialization=True)
-        for name in ("tokenizer", "tokenizer_2"):
+        for name in () if bundle.is_flow else ("tokenizer", "tokenizer_2"):
             if getattr(bundle, name) is not None:
                 getattr(bundle, name).save_pretrained(tmp / name)
-        DDPMScheduler.from_config(bundle.scheduler.config).save_pretrained(tmp / "scheduler")
-        index = model_index(bundle.is_sdxl, bundle.zero_empty_prompt)
-        (tmp / "model_index.json").write_text(json.dumps(index, indent=1) + "\n")
+        if not bundle.is_flow:
+            DDPMScheduler.from_config(bundle.scheduler.config).save_pretrained(tmp / "scheduler")
+            index = model_index(bundle.is_sdxl, bundle.zero_empty_prompt)
+            (tmp / "model_index.json").write_text(json.dumps(index, indent=1) + "\n")
         if bundle.conventions != type(bundle.conventions)():
             (tmp / "artshield.json").write_text(json.dumps(bundle.conventions.to_dict(), indent=1) + "\n")
         for path in [tmp, *tmp.rglob("*")]:

@@ -81,6 +81,13 @@ class EraseConfig(Overridable):
             raise ValueError("each template must contain {} once, where the concept goes, and no other braces")
 
 
+def refuse_flow(bundle: ModelBundle) -> None:
+    """Erasure edits a UNet's cross-attention or trains against its sampler: not built for SD3 / FLUX."""
+    if bundle.is_flow:
+        raise ArtshieldError(f"erasure does not run on {bundle.family.upper()} yet: its methods edit or train a "
+                             "UNet's cross-attention, which the joint attention blocks of SD3 and FLUX do not have")
+
+
 class Eraser(ABC):
     """One erasure method, built from a bundle and a config. `run` returns an Edit and leaves the
     bundle unchanged."""
@@ -89,6 +96,7 @@ class Eraser(ABC):
     Config = EraseConfig
 
     def __init__(self, bundle: ModelBundle, config: EraseConfig | None = None):
+        refuse_flow(bundle)
         self.bundle = bundle
         self.config = config or self.Config()
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from diffusers.configuration_utils import FrozenDict
 
 FAMILIES = ("sd3", "flux")
 TRAINING_TIME = {"sd3": "logit-normal", "flux": "uniform"}
@@ -45,8 +46,9 @@ class FlowSchedule:
         self.family = family
         total = int(self.sampler_config.get("num_train_timesteps", 1000))
         shift = 1.0 if self.sampler_config.get("use_dynamic_shifting") else float(self.sampler_config.get("shift", 1.0))
-        self.config = {"num_train_timesteps": total, "prediction_type": "flow", "shift": shift,
-                       "time_sampling": TRAINING_TIME[family]}
+        # a diffusers FrozenDict: read as config.num_train_timesteps or config.get(...), like a scheduler's
+        self.config = FrozenDict(num_train_timesteps=total, prediction_type="flow", shift=shift,
+                                 time_sampling=TRAINING_TIME[family])
         plain = torch.linspace(1, total, total).flip(0) / total          # 1, ..., 1/total
         self.sigmas = shift * plain / (1 + (shift - 1) * plain)          # index 0: pure noise
 

@@ -42,6 +42,9 @@ def model_views(images: list[torch.Tensor], size: int) -> torch.Tensor:
 
 def canvas(bundle, height: int, width: int) -> tuple[int, int]:
     """The size at which the model redraws an image of height x width."""
-    unit = bundle.latent_scale * 2 ** (len(bundle.unet.config.block_out_channels) - 1)
+    if bundle.is_flow:            # the transformer's 2 x 2 patches (SD3's patch_size, FLUX's packing)
+        unit = bundle.latent_scale * int(bundle.unet.config.get("patch_size") or 1) * (2 if bundle.family == "flux" else 1)
+    else:
+        unit = bundle.latent_scale * 2 ** (len(bundle.unet.config.block_out_channels) - 1)
     scale = bundle.image_size / min(height, width)
     return (max(unit, round(height * scale / unit) * unit), max(unit, round(width * scale / unit) * unit))
