@@ -230,7 +230,7 @@ def test_the_diffusion_purifiers_redraw_through_the_flow_model(bundle, method):
     from artshield.purify import purify
 
     images = _images(2)
-    out = purify(bundle, images, method, seed=0)
+    out = purify(bundle, images, method, seed=0, **({"iterations": 5} if method == "impress" else {}))
     assert [tuple(x.shape) for x in out] == [tuple(x.shape) for x in images]
     assert all((a - b).abs().mean() > 1e-3 for a, b in zip(out, images))
 
