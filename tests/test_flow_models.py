@@ -263,3 +263,44 @@ def test_what_is_not_built_for_flow_models_says_so_in_one_line(folders, command,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not run on SD3 yet" in err[0], err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_hub_id_in_the_local_cache_loads_and_sd3_without_t5_runs(folders, tmp_path, monkeypatch):
+    """A hub id resolves through the Hugging Face cache (offline) to the flow loader by its
+    model_index.json; an SD3 repository that lists no T5 (as SD3's own release allows) runs with
+    zeros in T5's place, as StableDiffusion3Pipeline does."""
+    import json
+    import shutil
+
+    import huggingface_hub.constants
+
+    repo = tmp_path / "hub" / "models--org--tiny-sd3"
+    snapshot = repo / "snapshots" / ("a" * 40)
+    shutil.copytree(folders["sd3"], snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    full = load_model("org/tiny-sd3", device="cpu")
+    assert (full.family, full.source) == ("sd3", "hub") and full.text_encoder_3 is not None
+    index = json.loads((snapshot / "model_index.json").read_text())
+    index.update(text_encoder_3=[None, None], tokenizer_3=[None, None])
+    (snapshot / "model_index.json").write_text(json.dumps(index))
+    shutil.rmtree(snapshot / "text_encoder_3")
+    shutil.rmtree(snapshot / "tokenizer_3")
+    bare = load_model("org/tiny-sd3", device="cpu")
+    assert bare.text_encoder_3 is None
+    context = bare.embed(PROMPTS)
+    assert context.shape[1] == 2 * bare.tokenizer.model_max_length + 1
+    assert torch.count_nonzero(context[:, bare.tokenizer.model_max_length:-1]) == 0
+    assert torch.isfinite(generate(bare, PROMPTS[:1], steps=2)).all()
+
+
+def test_dataset_inference_runs_on_a_flow_model(bundle):
+    from artshield.audit import dataset
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(3, 3, bundle.image_size, bundle.image_size, generator=g)
+    features = dataset.membership_features(bundle, images, ["folder icon"] * 3, draws=1)
+    n = len(dataset.TIMESTEPS)
+    assert features.shape == (3, 3 * n) and (features[:, :2 * n] > 0).all() and features.std(0).max() > 0
