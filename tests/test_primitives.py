@@ -58,9 +58,11 @@ def test_view_slack_and_model_views():
     assert torch.allclose(batch[0], fit_view(images[0], 8)) and torch.allclose(batch[1], fit_view(images[1].float(), 8))
 
 
-def _fake_bundle(latent_scale: int, blocks: int, image_size: int):
-    return SimpleNamespace(latent_scale=latent_scale, image_size=image_size,
-                           unet=SimpleNamespace(config=SimpleNamespace(block_out_channels=[32] * blocks)))
+def _fake_bundle(latent_scale: int, blocks: int, image_size: int, family: str = "sd", patch_size: int = 1):
+    config = {"block_out_channels": [32] * blocks, "patch_size": patch_size}
+    return SimpleNamespace(latent_scale=latent_scale, image_size=image_size, family=family,
+                           is_flow=family in ("sd3", "flux"), unet=SimpleNamespace(config=SimpleNamespace(
+                               **config, get=config.get)))
 
 
 def test_canvas_keeps_the_aspect_ratio_on_the_networks_grid():
@@ -73,6 +75,9 @@ def test_canvas_keeps_the_aspect_ratio_on_the_networks_grid():
     assert canvas(sd, 1000, 1370) == (512, 704)     # 701.4 -> 10.96 units -> 11
     assert canvas(_fake_bundle(4, 2, 32), 50, 70) == (32, 48)      # a 8 px grid: 44.8 -> 5.6 -> 6 units
     assert canvas(_fake_bundle(8, 4, 16), 40, 90) == (64, 64)      # never under one unit
+    # SD3 (latents / 8, 2 x 2 patches) and FLUX (latents / 8, packed 2 x 2): a 16 px grid
+    for flow in (_fake_bundle(8, 4, 1024, "sd3", patch_size=2), _fake_bundle(8, 4, 1024, "flux", patch_size=1)):
+        assert canvas(flow, 1000, 1370) == (1024, 1408)             # 1402.9 -> 87.7 units -> 88
 
 
 def _scheduled_bundle(kind: str | None, steps: int = 1000):
@@ -104,9 +109,9 @@ def test_targets_and_predicted_noise_for_each_prediction_type():
         assert torch.allclose(diffusion.predicted_noise(bundle, target, noisy, t), eps, atol=1e-4), kind
         assert torch.allclose(diffusion.predicted_noise(bundle, target, noisy, t.tolist()), eps, atol=1e-4), kind
     odd = _scheduled_bundle("epsilon")
-    odd.scheduler._internal_dict = {**odd.scheduler.config, "prediction_type": "flow"}
+    odd.scheduler._internal_dict = {**odd.scheduler.config, "prediction_type": "x0-and-eps"}
     for call in (lambda: diffusion.diffusion_target(odd, z, eps, t), lambda: diffusion.predicted_noise(odd, z, z, t)):
-        with pytest.raises(ValueError, match="'flow' is not supported"):
+        with pytest.raises(ValueError, match="'x0-and-eps' is not supported"):
             call()
 
 

@@ -36,7 +36,7 @@ def diffusion_target(bundle: ModelBundle, latents: torch.Tensor, noise: torch.Te
     if kind == "sample":
         return latents
     if kind != "epsilon":
-        raise ValueError(f"prediction type {kind!r} is not supported (epsilon, v_prediction or sample)")
+        raise ValueError(f"prediction type {kind!r} is not supported (epsilon, v_prediction, sample or flow)")
     return noise
 
 
@@ -55,7 +55,7 @@ def predicted_noise(bundle: ModelBundle, prediction: torch.Tensor, noisy: torch.
         return abar.sqrt() * prediction + (1 - abar).sqrt() * noisy
     if kind == "sample":
         return (noisy - abar.sqrt() * prediction) / (1 - abar).sqrt()
-    raise ValueError(f"prediction type {kind!r} is not supported (epsilon, v_prediction or sample)")
+    raise ValueError(f"prediction type {kind!r} is not supported (epsilon, v_prediction, sample or flow)")
 
 
 def draws(bundle: ModelBundle, shape: tuple, generator: torch.Generator,
@@ -63,7 +63,7 @@ def draws(bundle: ModelBundle, shape: tuple, generator: torch.Generator,
     """Noise and timesteps for a batch of latents: t ~ U[0, T) unless given (a flow model: its
     training-time draw). Noise first, then t."""
     noise = torch.randn(shape, generator=generator).to(bundle.device, bundle.dtype)
-    if timesteps is None and bundle.is_flow:
+    if timesteps is None and prediction_type(bundle) == "flow":
         timesteps = bundle.scheduler.sample_timesteps(shape[0], generator)
     elif timesteps is None:
         timesteps = torch.randint(0, bundle.scheduler.config.num_train_timesteps, (shape[0],), generator=generator)
@@ -96,7 +96,7 @@ def denoising_loss(bundle: ModelBundle, latents: torch.Tensor, context: torch.Te
 
 def min_snr_weights(bundle: ModelBundle, t: torch.Tensor, gamma: float) -> torch.Tensor:
     """Min-SNR-gamma loss weights at timesteps t, for the model's prediction type."""
-    if bundle.is_flow:
+    if prediction_type(bundle) == "flow":
         raise ValueError("Min-SNR weighting is defined for DDPM-trained models, not flow matching (SD3, FLUX)")
     abar = bundle.scheduler.alphas_cumprod.float()[t.long().cpu()]
     snr = abar / (1 - abar)
@@ -108,7 +108,7 @@ def min_snr_weights(bundle: ModelBundle, t: torch.Tensor, gamma: float) -> torch
 def stratified_timesteps(bundle: ModelBundle, k: int) -> torch.Tensor:
     """k timesteps spread evenly over [0, T): the centres of k equal strata (a flow model: of its
     training table)."""
-    if bundle.is_flow:
+    if prediction_type(bundle) == "flow":
         return bundle.scheduler.spread(k)
     total = bundle.scheduler.config.num_train_timesteps
     return ((torch.arange(k) + 0.5) * total / k).long()
