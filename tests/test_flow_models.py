@@ -253,16 +253,50 @@ def test_export_writes_a_folder_the_pipelines_open_and_refuses_a_single_file(fol
         assert not (tmp_path / f"{family}.safetensors").exists()
 
 
-@pytest.mark.parametrize("command", [["erase", "--concept", "folder icon", "--no-eval"],
-                                     ["audit", "--prompts", "PROMPTS"]])
-def test_what_is_not_built_for_flow_models_says_so_in_one_line(folders, command, tmp_path, capsys):
+@pytest.mark.parametrize("command,words", [
+    (["erase", "--concept", "folder icon", "--no-eval", "--method", "uce"], "uce does not run on SD3"),
+    (["erase", "--concept", "folder icon", "--no-eval", "--method", "advunlearn"], "advunlearn does not run on SD3"),
+    (["audit", "--prompts", "PROMPTS"], "does not run on SD3 yet")])
+def test_what_is_not_built_for_flow_models_says_so_in_one_line(folders, command, words, tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("folder icon\n")
     argv = [str(prompts) if a == "PROMPTS" else a for a in command]
     assert main([*argv, "--model", str(folders["sd3"]), "-o", str(tmp_path / "out"), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "does not run on SD3 yet" in err[0], err
+    assert len(err) == 1 and words in err[0], err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("method,group", [("esd-x", "joint attention"), ("esd-x-strict", "text keys and values"),
+                                          ("esd-u", "the rest")])
+def test_esd_edits_its_group_of_the_transformer_and_the_edit_loads_back(bundle, method, group, tmp_path):
+    """ESD on a flow model trains only its group (joint blocks' attention projections; the text
+    stream's add_k/add_v; the blocks outside those, never the embedders or the output layer; FLUX's
+    single-stream attention counts as joint attention), moves
+    the concept's prediction, and the saved edit opens with load_model like any other."""
+    from artshield.erase import erase
+
+    edit = erase(bundle, ["folder icon"], method, iterations=4, lr=1e-2, ddim_steps=4)
+    names = list(edit.tensors)
+    assert names and all(n.startswith("transformer.") for n in names)
+    if group == "joint attention":
+        assert all("transformer_blocks." in n and ".attn." in n for n in names)
+        assert any(".single_transformer_blocks." in n for n in names) == (bundle.family == "flux")
+        assert any(".attn.add_k_proj." in n for n in names) and any(".attn.to_q." in n for n in names)
+    elif group == "text keys and values":
+        assert all(n.split(".attn.")[1].startswith(("add_k_proj.", "add_v_proj.")) for n in names)
+    else:
+        assert not any(".attn.to_q." in n or ".attn.add_k_proj." in n for n in names)
+        assert not any(n.startswith(("transformer.time_text_embed.", "transformer.proj_out.",
+                                     "transformer.norm_out.", "transformer.x_embedder.")) for n in names)
+    base = dict(bundle.unet.named_parameters())
+    assert any(not torch.equal(edit.tensors[n], base[n]) for n in names)
+    edit.save(tmp_path / "edit")
+    erased = load_model(str(tmp_path / "edit"), device="cpu")
+    assert erased.family == bundle.family
+    before = generate(bundle, ["folder icon"], steps=3, seed=2)
+    after = generate(erased, ["folder icon"], steps=3, seed=2)
+    assert (before - after).abs().max() > 1e-4
 
 
 def test_a_hub_id_in_the_local_cache_loads_and_sd3_without_t5_runs(folders, tmp_path, monkeypatch):

@@ -566,7 +566,11 @@ def cmd_erase(args) -> int:
     Edit.check_destination(args.output, args.model)
     judge, styles = _erase_judge(args)
     bundle = _load(args)
-    refuse_flow(bundle)
+    refuse_flow(bundle, args.method)
+    if bundle.is_flow and args.recovery_steps and not args.no_eval:
+        _warn(args, f"the recovery attacks are not built for {bundle.family.upper()}: the erasure is evaluated "
+                    "before and after only")
+        args.recovery_steps = 0
     if styles is not None:
         from .erase.evaluate import StyleSet
         from .metrics.judges import squares

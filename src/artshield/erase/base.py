@@ -40,10 +40,30 @@ PARAMETER_GROUPS = {
 }
 
 
+# The same groups in SD3's and FLUX's transformers (models/flow.py's wrapper names them
+# "transformer.<diffusers name>"). Text reaches the image only inside attention: the joint
+# attention of the double-stream blocks ("transformer_blocks", both streams' projections) and, on
+# FLUX, the single-stream blocks' attention over text and image tokens together; these stand for
+# cross-attention. The text stream's key and value projections (add_k_proj, add_v_proj) stand for
+# UCE's to_k / to_v. ESD-u leaves the embedders and the output layers alone, as on a UNet.
+JOINT_ATTENTION = re.compile(r"^transformer\.(single_)?transformer_blocks\.\d+\.attn\."
+                             r"(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|to_add_out)\.")
+JOINT_ATTENTION_KV = re.compile(r"^transformer\.transformer_blocks\.\d+\.attn\.add_(k|v)_proj\.")
+NOT_IN_FLOW_ESD_U = re.compile(r"^transformer\.(time_text_embed|pos_embed|x_embedder|context_embedder|norm_out|proj_out)\.")
+FLOW_PARAMETER_GROUPS = {
+    "cross-attention": lambda n: bool(JOINT_ATTENTION.search(n)),
+    "cross-attention-kv": lambda n: bool(JOINT_ATTENTION_KV.search(n)),
+    "non-cross-attention": lambda n: not JOINT_ATTENTION.search(n) and not NOT_IN_FLOW_ESD_U.match(n),
+}
+
+
 def select_parameters(unet: torch.nn.Module, group: str) -> list[str]:
-    """Names of the UNet parameters in `group` (see PARAMETER_GROUPS), in the module's order."""
+    """Names of the UNet parameters in `group` (see PARAMETER_GROUPS; SD3 / FLUX: FLOW_PARAMETER_GROUPS),
+    in the module's order."""
+    from ..models.flow import FlowDenoiser
+
     try:
-        keep = PARAMETER_GROUPS[group]
+        keep = (FLOW_PARAMETER_GROUPS if isinstance(unet, FlowDenoiser) else PARAMETER_GROUPS)[group]
     except KeyError:
         raise ValueError(f"unknown parameter group {group!r}; known: {', '.join(PARAMETER_GROUPS)}") from None
     names = [n for n, _ in unet.named_parameters() if keep(n)]
@@ -81,11 +101,17 @@ class EraseConfig(Overridable):
             raise ValueError("each template must contain {} once, where the concept goes, and no other braces")
 
 
-def refuse_flow(bundle: ModelBundle) -> None:
-    """Erasure edits a UNet's cross-attention or trains against its sampler: not built for SD3 / FLUX."""
-    if bundle.is_flow:
-        raise ArtshieldError(f"erasure does not run on {bundle.family.upper()} yet: its methods edit or train a "
-                             "UNet's cross-attention, which the joint attention blocks of SD3 and FLUX do not have")
+FLOW_ERASERS = ("esd-x", "esd-u", "esd-x-strict")
+
+
+def refuse_flow(bundle: ModelBundle, method: str) -> None:
+    """On SD3 / FLUX only ESD runs: UCE and RECE solve for a UNet's cross-attention keys and values,
+    which read the text encoder's states directly (in a joint block they read text states that
+    the earlier blocks have transformed), and AdvUnlearn attacks one CLIP encoder."""
+    if bundle.is_flow and method not in FLOW_ERASERS:
+        raise ArtshieldError(f"{method} does not run on {bundle.family.upper()}: it edits or attacks what a UNet's "
+                             "cross-attention reads, which SD3's and FLUX's joint attention does not have in that "
+                             f"form; use {', '.join(FLOW_ERASERS)}")
 
 
 class Eraser(ABC):
@@ -96,7 +122,7 @@ class Eraser(ABC):
     Config = EraseConfig
 
     def __init__(self, bundle: ModelBundle, config: EraseConfig | None = None):
-        refuse_flow(bundle)
+        refuse_flow(bundle, self.name)
         self.bundle = bundle
         self.config = config or self.Config()
 

@@ -18,6 +18,15 @@ Variants differ only in the weights that train:
                   layer (as in the paper's script): global; for broad concepts such as nudity
     esd-x-strict  attn2 to_k and to_v only, the weights UCE edits
 
+On SD3 and FLUX (a flow model's prediction is a velocity; the target is the same affine mix of
+two of them) the groups are the attention projections of the blocks where text meets the image (the joint
+blocks, both streams; FLUX's single-stream blocks too) (esd-x), the
+text stream's key and value projections (esd-x-strict), and the rest of the blocks (esd-u): see
+erase/base.py. x_t is sampled on the model's own flow schedule; FLUX, which has no unconditional
+pass when it samples, is sampled conditionally under its embedded guidance, and its target uses
+its prediction for the empty prompt as the unconditional one. No paper has validated ESD's
+settings on these models.
+
 Defaults are the paper's for SD 1.4 (eta 1, 1000 iterations, Adam at lr 1e-5, batch 1, 50 DDIM
 steps, start guidance 3). The frozen model is not a second UNet: it is the same module called with
 the original values of the trained tensors (torch.func.functional_call), so memory grows by one
@@ -72,11 +81,35 @@ PAPER_ITERATIONS, PAPER_LR, PAPER_DDIM_STEPS = 1000, 1e-5, 50
 def sample_until(unet, sampler, z: torch.Tensor, both: torch.Tensor, k: int, guidance: float) -> torch.Tensor:
     """x_t after the first k DDIM steps of `sampler` from z, with classifier-free guidance on `both`
     (the unconditional contexts, then the conditional ones, one each per row of z): where ESD and
-    AdvUnlearn draw the latents they train on."""
-    for t in sampler.timesteps[:k]:
-        e_u, e_c = unet(torch.cat([z, z]), t, encoder_hidden_states=both).sample.float().chunk(2)
-        z = sampler.step(e_u + guidance * (e_c - e_u), t, z).prev_sample
+    AdvUnlearn draw the latents they train on. A flow model takes Euler steps on its sigmas
+    (FlowMatchEulerDiscreteScheduler's step, written out so that no step counter carries over from
+    one draw to the next); FLUX, which has no unconditional pass, follows the conditional
+    prediction under its embedded guidance."""
+    family = getattr(unet, "family", None)          # models.flow.FlowDenoiser's
+    flow = family in ("sd3", "flux")
+    for i, t in enumerate(sampler.timesteps[:k]):
+        if family == "flux":
+            pred = unet(z, t, encoder_hidden_states=both[len(z):]).sample.float()
+        else:
+            e_u, e_c = unet(torch.cat([z, z]), t, encoder_hidden_states=both).sample.float().chunk(2)
+            pred = e_u + guidance * (e_c - e_u)
+        if flow:
+            z = (z.float() + (sampler.sigmas[i + 1] - sampler.sigmas[i]).to(z.device) * pred).to(z.dtype)
+        else:
+            z = sampler.step(pred, t, z).prev_sample
     return z
+
+
+def schedule(bundle, steps: int):
+    """The sampler x_t is drawn on, set to `steps` steps: DDIM, or a flow model's own schedule."""
+    sampler = bundle.sampler()
+    if bundle.is_flow:
+        from ..sampling import flow_timesteps
+
+        flow_timesteps(bundle, sampler, steps, bundle.latent_shape[1:])
+    else:
+        sampler.set_timesteps(steps, device=bundle.device)
+    return sampler
 
 
 class ESD(Eraser):
@@ -111,9 +144,8 @@ class ESD(Eraser):
         with torch.no_grad():
             contexts = bundle.embed(prompts).float()
             uncond = bundle.embed([""]).float()
-        sampler = bundle.sampler()
-        sampler.set_timesteps(ddim_steps, device=dev)
-        channels, side = unet.config.in_channels, int(unet.config.sample_size)
+        sampler = schedule(bundle, ddim_steps)
+        channels, side, _ = bundle.latent_shape
         autocast = (torch.autocast(dev.type, dtype=bundle.dtype) if bundle.dtype != torch.float32
                     else contextlib.nullcontext())
         opt = torch.optim.Adam(trained, lr=lr)
@@ -123,7 +155,7 @@ class ESD(Eraser):
             ctx = contexts[it % len(prompts)][None].expand(B, -1, -1)
             both = torch.cat([uncond.expand(B, -1, -1), ctx])
             k = int(torch.randint(0, ddim_steps - 1, (1,), generator=g))   # DDIM steps before x_t
-            z = torch.randn(B, channels, side, side, generator=g).to(dev) * sampler.init_noise_sigma
+            z = torch.randn(B, channels, side, side, generator=g).to(dev) * getattr(sampler, "init_noise_sigma", 1.0)
             with torch.no_grad(), autocast:
                 z = sample_until(unet, sampler, z, both, k, cfg.start_guidance)
                 t = sampler.timesteps[k]
