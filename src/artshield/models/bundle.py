@@ -55,7 +55,7 @@ class ModelBundle:
     def image_size(self) -> int:
         """The native resolution: what the UNet was trained on, in pixels (FLUX's transformer does not
         say: its VAE's)."""
-        side = self.unet.config.get("sample_size")
+        side = getattr(self.unet.config, "sample_size", None)     # attribute: the speed bench resizes it so
         return int(side) * self.latent_scale if side else int(self.vae.config.sample_size)
 
     @property
