@@ -187,7 +187,7 @@ def test_a_lora_for_one_family_is_refused_on_another(folders, lora_folders, tiny
         Adapter.load(lora_folders["flux"]).apply(load_model(str(tiny_model_dir), device="cpu"))
 
 
-@pytest.mark.parametrize("method", ["textual-inversion", "hypernetwork"])
+@pytest.mark.parametrize("method", ["hypernetwork"])
 def test_mimics_that_do_not_apply_are_refused_in_one_line(folders, method, tmp_path, capsys):
     images = tmp_path / "images"
     images.mkdir()
@@ -338,3 +338,38 @@ def test_dataset_inference_runs_on_a_flow_model(bundle):
     features = dataset.membership_features(bundle, images, ["folder icon"] * 3, draws=1)
     n = len(dataset.TIMESTEPS)
     assert features.shape == (3, 3 * n) and (features[:, :2 * n] > 0).all() and features.std(0).max() > 0
+
+
+def test_textual_inversion_learns_the_token_in_every_encoder_and_fluxs_own_loader_reads_it(folders, tmp_path):
+    """SD3: clip_l, clip_g and t5 rows; FLUX: clip_l and t5. FLUX's pipeline loads the two with its
+    own load_textual_inversion (one call per encoder, as diffusers' advanced FLUX script does) and
+    gives artshield's images; the embedding acts (the images differ from the base model's)."""
+    from diffusers import FluxPipeline
+
+    from artshield.mimic import Adapter, mimic
+
+    for family, keys in (("sd3", {"clip_l", "clip_g", "t5"}), ("flux", {"clip_l", "t5"})):
+        base = load_model(str(folders[family]), device="cpu")
+        adapter = mimic(base, _images(), ["folder icon, sks style"] * 3, "textual-inversion", steps=4, lr=0.5)
+        assert set(adapter.tensors) == keys
+        adapter.save(tmp_path / family)
+        prompt = "folder icon, <sks> style"
+        bundle = Adapter.load(tmp_path / family).apply(load_model(str(folders[family]), device="cpu"))
+        ours = generate(bundle, [prompt], steps=3, seed=1)
+        assert (ours - generate(base, [prompt], steps=3, seed=1)).abs().max() > 1e-3
+        with pytest.raises(Exception, match="does not fit"):
+            Adapter.load(tmp_path / family).apply(load_model(str(folders["flux" if family == "sd3" else "sd3"]),
+                                                            device="cpu"))
+    pipe = FluxPipeline.from_pretrained(str(folders["flux"]))
+    pipe.set_progress_bar_config(disable=True)
+    from safetensors.torch import load_file
+
+    vectors = load_file(str(tmp_path / "flux" / "adapter.safetensors"))
+    pipe.load_textual_inversion(vectors["clip_l"], token="<sks>", text_encoder=pipe.text_encoder,
+                                tokenizer=pipe.tokenizer)
+    pipe.load_textual_inversion(vectors["t5"], token="<sks>", text_encoder=pipe.text_encoder_2,
+                                tokenizer=pipe.tokenizer_2)
+    theirs = pipe(prompt=[prompt], generator=[torch.Generator().manual_seed(1)], num_inference_steps=3,
+                  guidance_scale=bundle.conventions.guidance, height=16, width=16, output_type="pt",
+                  max_sequence_length=bundle.t5_length(pipe.tokenizer_2)).images.float()
+    assert (ours - theirs).abs().max() < 1e-4

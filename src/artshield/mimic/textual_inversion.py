@@ -6,7 +6,8 @@ as a word, so "document open icon, sks style" trains "<sks>" in its place. Saved
 {"<sks>": vector}, the layout diffusers' learned_embeds.safetensors uses. On SDXL the token is
 learnt in both text encoders at once and saved as {"clip_l": (1, 768), "clip_g": (1, 1280)}, the
 SDXL embedding layout A1111 and ComfyUI read (diffusers: load_textual_inversion of each tensor
-with its tokenizer and encoder).
+with its tokenizer and encoder). On SD3 and FLUX every text encoder learns it, T5 included, saved
+as {"clip_l", "clip_g", "t5"} (SD3; "t5" only where the model has T5) or {"clip_l", "t5"} (FLUX).
 
 `num_vectors` > 1 learns several vectors for the one word, as diffusers' script's --num_vectors does:
 tokens "<sks>", "<sks>_1", ... stand together where the word stood, and the file holds
@@ -36,6 +37,18 @@ def token_names(token: str, n: int) -> list[str]:
 
 
 SDXL_KEYS = ("clip_l", "clip_g")       # the first and the second encoder, as A1111 and ComfyUI name them
+# SD3 and FLUX: every text encoder learns the token (T5 too, as diffusers' advanced FLUX script's
+# pivotal tuning can), saved under the names that script gives its embeddings' file
+FLOW_KEYS = {"sd3": ("clip_l", "clip_g", "t5"), "flux": ("clip_l", "t5")}
+
+
+def layout(bundle) -> tuple[str, ...] | None:
+    """The keys of an embedding file for this model's encoders (None: SD 1.x/2.x's {token: vector})."""
+    if bundle.is_sdxl:
+        return SDXL_KEYS
+    if bundle.is_flow:
+        return FLOW_KEYS[bundle.family][:len(bundle.text_encoders())]
+    return None
 
 
 def add_token(tokenizer, encoder, token: str) -> int:
@@ -51,8 +64,6 @@ class TextualInversion(Mimic):
     Config = TextualInversionConfig
     paper_lr = 5e-4
     trains_text = True
-    flow_refusal = ("not built yet: a new token would need an embedding in the T5 encoder as well as in CLIP, "
-                    "and only CLIP's is learnt here")
 
     @property
     def token(self) -> str:
@@ -103,20 +114,20 @@ class TextualInversion(Mimic):
         # (n, dim) per encoder; one vector is saved as (dim,) for SD 1.x/2.x, the layout of earlier files
         vectors = [encoder.get_input_embeddings().weight[token_ids].detach().clone()
                    for encoder, token_ids, _ in self.rows]
-        if bundle.is_sdxl:
-            return dict(zip(SDXL_KEYS, vectors))
+        keys = layout(bundle)
+        if keys is not None:
+            return dict(zip(keys, vectors))
         return {self.token: vectors[0][0] if len(vectors[0]) == 1 else vectors[0]}
 
     @classmethod
     def apply(cls, bundle, tensors, info):
-        if set(tensors) == set(SDXL_KEYS):
-            if not bundle.is_sdxl:
-                raise ValueError("an SDXL embedding (clip_l and clip_g) needs an SDXL model")
-            pairs = [(info["token"], tensors[key], tok, enc)
-                     for key, (tok, enc) in zip(SDXL_KEYS, bundle.text_encoders())]
+        keys = layout(bundle)
+        if keys is not None or "clip_l" in tensors:
+            if keys is None or set(tensors) != set(keys):
+                raise ValueError(f"an embedding for the text encoders {', '.join(sorted(tensors))} does not fit this "
+                                 f"model's ({', '.join(keys) if keys else 'one CLIP encoder'})")
+            pairs = [(info["token"], tensors[key], tok, enc) for key, (tok, enc) in zip(keys, bundle.text_encoders())]
         else:
-            if bundle.is_sdxl:
-                raise ValueError("an SD 1.x/2.x embedding does not fit an SDXL model's two text encoders")
             pairs = [(token, vector, bundle.tokenizer, bundle.text_encoder) for token, vector in tensors.items()]
         for token, vectors, tokenizer, encoder in pairs:
             vectors = vectors.reshape(-1, vectors.shape[-1])         # (dim,) or (n, dim) -> (n, dim)
