@@ -256,7 +256,7 @@ def test_export_writes_a_folder_the_pipelines_open_and_refuses_a_single_file(fol
 @pytest.mark.parametrize("command,words", [
     (["erase", "--concept", "folder icon", "--no-eval", "--method", "uce"], "uce does not run on SD3"),
     (["erase", "--concept", "folder icon", "--no-eval", "--method", "advunlearn"], "advunlearn does not run on SD3"),
-    (["audit", "--prompts", "PROMPTS"], "does not run on SD3 yet")])
+    (["generate", "--prompt", "folder icon", "--mitigate-memorization"], "not SD3 yet")])
 def test_what_is_not_built_for_flow_models_says_so_in_one_line(folders, command, words, tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("folder icon\n")
@@ -373,3 +373,36 @@ def test_textual_inversion_learns_the_token_in_every_encoder_and_fluxs_own_loade
                   guidance_scale=bundle.conventions.guidance, height=16, width=16, output_type="pt",
                   max_sequence_length=bundle.t5_length(pipe.tokenizer_2)).images.float()
     assert (ours - theirs).abs().max() < 1e-4
+
+
+def test_the_written_out_euler_step_is_the_flow_schedulers_own(bundle):
+    """sampling.step (stateless, used by the detectors and ESD's x_t) against diffusers'
+    FlowMatchEulerDiscreteScheduler.step over a whole schedule."""
+    from artshield.sampling import schedule, step
+
+    ours_sampler, theirs = schedule(bundle, 5), schedule(bundle, 5)
+    g = torch.Generator().manual_seed(0)
+    z = ours = torch.randn(2, *bundle.latent_shape, generator=g)
+    for i, t in enumerate(theirs.timesteps):
+        v = torch.randn(z.shape, generator=g)
+        before = ours
+        z = theirs.step(v, t, z).prev_sample
+        ours, estimate = step(bundle, ours_sampler, i, t, ours, v)
+        assert torch.allclose(ours, z, atol=1e-5)
+        assert torch.allclose(estimate, before - t / 1000 * v, atol=1e-5)    # x0 = x_t - sigma v
+
+
+def test_the_memorisation_audit_runs_on_flow_models(folders, tmp_path):
+    import json
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("folder icon\ntrash can icon\n")
+    for family, folder in folders.items():
+        out = tmp_path / family
+        assert main(["audit", "--model", str(folder), "--prompts", str(prompts), "--generations", "2",
+                     "--min-clique", "2", "--detect-generations", "2", "--steps", "3", "--detect-steps", "2",
+                     "--consensus-generations", "2", "-o", str(out), "-q"]) == 0
+        rows = json.loads((out / "results.json").read_text())["per_prompt"]
+        assert len(rows) == 2
+        numbers = [v for row in rows for v in row.values() if isinstance(v, float)]
+        assert numbers and all(math.isfinite(v) for v in numbers)

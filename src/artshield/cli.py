@@ -203,8 +203,9 @@ def cmd_generate(args) -> int:
     start = time.time()
     mitigate, adjusted = _mitigation(args), []
     bundle = _load(args)
-    if mitigate is not None and bundle.is_sdxl:
-        raise ArtshieldError("generate --mitigate-memorization: supports Stable Diffusion 1.x and 2.x models, not SDXL yet")
+    if mitigate is not None and bundle.family != "sd":
+        raise ArtshieldError("generate --mitigate-memorization: supports Stable Diffusion 1.x and 2.x models, "
+                             f"not {bundle.family.upper()} yet")
     adapter = _apply_adapter(args, bundle)
     prompts = [adapter.prompt(p) if adapter else p for p in args.prompt for _ in range(args.n)]
     bar = _progress(args, len(prompts), "generate")
@@ -748,10 +749,6 @@ def cmd_audit(args) -> int:
         raise ArtshieldError(f"audit: {e}") from None
     chosen = AuditSet(read_lines(args.prompts, "--prompts", "prompts"), source=args.prompts) if args.prompts else None
     bundle = _load(args)
-    if bundle.is_flow:
-        raise ArtshieldError(f"the memorisation audit does not run on {bundle.family.upper()} yet: its detectors read "
-                             "a DDPM sampler's noise predictions (dataset inference, --dataset/--heldout, does run)",
-                             param="model", value=args.model)
     adapter = _apply_adapter(args, bundle)
     if adapter is not None and chosen is not None:
         chosen.prompts = [adapter.prompt(p) for p in chosen.prompts]

@@ -105,3 +105,41 @@ def _flow_img2img(bundle: ModelBundle, images, prompts, strength, generator, ste
     finally:
         bundle.unet.guidance = embedded
     return bundle.decode(latents).float()
+
+
+def schedule(bundle: ModelBundle, steps: int):
+    """The model's sampler set to `steps` steps: DDIM on a UNet model, a flow model's own schedule
+    (see `flow_timesteps`)."""
+    sampler = bundle.sampler()
+    if bundle.is_flow:
+        flow_timesteps(bundle, sampler, steps, bundle.latent_shape[1:])
+    else:
+        sampler.set_timesteps(steps, device=bundle.device)
+    return sampler
+
+
+def model_input(sampler, z: torch.Tensor, t) -> torch.Tensor:
+    """The sampler's scaling of the latents fed to the model (none for flow samplers)."""
+    return sampler.scale_model_input(z, t) if hasattr(sampler, "scale_model_input") else z
+
+
+def start_noise_scale(sampler) -> float:
+    return float(getattr(sampler, "init_noise_sigma", 1.0))
+
+
+def step(bundle: ModelBundle, sampler, i: int, t, z: torch.Tensor, pred: torch.Tensor):
+    """Step i of a schedule made by `schedule` from z with the model's (guided) output `pred`:
+    (the next latents, the sampler's estimate of the final latents). A flow model takes the Euler
+    step z + (sigma_next - sigma) v with estimate z - sigma v (FlowMatchEulerDiscreteScheduler's
+    step, written out so that no step counter carries over between calls)."""
+    if bundle.is_flow:
+        sigma, following = (sampler.sigmas[j].to(z.device) for j in (i, i + 1))
+        v = pred.float()
+        return (z.float() + (following - sigma) * v).to(z.dtype), (z.float() - sigma * v).to(z.dtype)
+    out = sampler.step(pred.to(z.dtype), t, z)
+    return out.prev_sample, out.pred_original_sample
+
+
+def guide(bundle: ModelBundle, uncond: torch.Tensor, cond: torch.Tensor, guidance: float) -> torch.Tensor:
+    """Classifier-free guidance of two outputs; FLUX, which samples without it, follows `cond`."""
+    return uncond + guidance * (cond - uncond) if bundle.classifier_free else cond

@@ -20,6 +20,7 @@ import torch
 from ..models import ModelBundle
 from ..models.diffusion import denoising_loss, predicted_noise
 from ..options import SEED, Limit, Overridable
+from ..sampling import guide, model_input, schedule, start_noise_scale, step
 from .base import register
 
 
@@ -61,10 +62,8 @@ class Detect:
 def pure_noise(bundle: ModelBundle, sampler, seeds: list[int]) -> torch.Tensor:
     """The sampler's starting latents, one per seed (drawn on the CPU, so a seed gives the same noise
     on every device), on the model's device and in its dtype."""
-    unet = bundle.unet
-    shape = (unet.config.in_channels, int(unet.config.sample_size), int(unet.config.sample_size))
-    z = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
-    return z.to(bundle.device, bundle.dtype) * sampler.init_noise_sigma
+    z = torch.stack([torch.randn(bundle.latent_shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    return z.to(bundle.device, bundle.dtype) * start_noise_scale(sampler)
 
 
 @torch.no_grad()
@@ -77,8 +76,7 @@ def text_conditional_magnitude(bundle: ModelBundle, prompts: list[str], generati
         raise ValueError("generations and steps must be at least 1")
     sampling_steps = int(sampling_steps or bundle.conventions.steps)
     guidance = float(guidance if guidance is not None else bundle.conventions.guidance)
-    sampler = bundle.sampler()
-    sampler.set_timesteps(sampling_steps, device=bundle.device)
+    sampler = schedule(bundle, sampling_steps)
     unet = bundle.unet
     uncond = bundle.embed([""])
     scores = np.zeros(len(prompts))
@@ -90,14 +88,14 @@ def text_conditional_magnitude(bundle: ModelBundle, prompts: list[str], generati
         z = pure_noise(bundle, sampler, [seed + g for _, g in chunk])
         both = torch.cat([uncond.expand(len(chunk), -1, -1), ctx])
         total = torch.zeros(len(chunk))
-        for t in sampler.timesteps[:steps]:
-            p_u, p_c = unet(sampler.scale_model_input(torch.cat([z, z]), t), t,
+        for k, t in enumerate(sampler.timesteps[:steps]):
+            p_u, p_c = unet(model_input(sampler, torch.cat([z, z]), t), t,
                             encoder_hidden_states=both).sample.float().chunk(2)
-            # the magnitude is defined on noise predictions: a v- or sample-prediction model's
+            # the magnitude is defined on noise predictions: a v-, sample- or flow-prediction model's
             # outputs are read as the noise they stand for
             e_u, e_c = (predicted_noise(bundle, p, z.float(), t) for p in (p_u, p_c))
             total += (e_c - e_u).flatten(1).norm(dim=1).cpu()
-            z = sampler.step((p_u + guidance * (p_c - p_u)).to(z.dtype), t, z).prev_sample
+            z, _ = step(bundle, sampler, k, t, z, guide(bundle, p_u, p_c, guidance))
         for (i, _), value in zip(chunk, total / steps):
             scores[i] += float(value) / generations
         if progress is not None:
@@ -153,8 +151,7 @@ class Anisotropy:
         steps = int(c.sampling_steps or bundle.conventions.steps)
         if c.low_step >= steps:
             raise ValueError(f"low_step {c.low_step} must be smaller than the schedule's {steps} steps")
-        sampler = bundle.sampler()
-        sampler.set_timesteps(steps, device=bundle.device)
+        sampler = schedule(bundle, steps)
         high, low = sampler.timesteps[0], sampler.timesteps[-c.low_step]
         unet = bundle.unet
         uncond = bundle.embed([""])
@@ -167,7 +164,7 @@ class Anisotropy:
             both = torch.cat([uncond.expand(len(chunk), -1, -1), ctx])
             values = {}
             for name, t in (("high", high), ("low", low)):
-                p_u, p_c = unet(sampler.scale_model_input(torch.cat([z, z]), t), t,
+                p_u, p_c = unet(model_input(sampler, torch.cat([z, z]), t), t,
                                 encoder_hidden_states=both).sample.float().chunk(2)
                 values[name] = [predicted_noise(bundle, p, z.float(), t) for p in (p_u, p_c)]
             e_u, e_c = values["high"]
@@ -299,8 +296,7 @@ def consensus_trajectory(bundle: ModelBundle, prompts: list[str], generations: i
     if last_step > sampling_steps:
         raise ValueError(f"step {last_step} lies beyond the schedule's {sampling_steps} steps")
     guidance = float(guidance if guidance is not None else bundle.conventions.guidance)
-    sampler = bundle.sampler()
-    sampler.set_timesteps(sampling_steps, device=bundle.device)
+    sampler = schedule(bundle, sampling_steps)
     uncond = bundle.embed([""])
     per_chunk = max(1, batch_size // generations)
     scores = np.zeros((len(prompts), last_step))
@@ -312,9 +308,8 @@ def consensus_trajectory(bundle: ModelBundle, prompts: list[str], generations: i
         both = torch.cat([uncond.expand(n, -1, -1), ctx])
         for k, t in enumerate(sampler.timesteps[:last_step]):
             p_u, p_c = unet_pair(bundle, sampler, z, t, both)
-            out = sampler.step((p_u + guidance * (p_c - p_u)).to(z.dtype), t, z)
-            z = out.prev_sample
-            x0 = out.pred_original_sample.float().reshape(len(chunk), generations, -1)[:, :first]
+            z, estimate = step(bundle, sampler, k, t, z, guide(bundle, p_u, p_c, guidance))
+            x0 = estimate.float().reshape(len(chunk), generations, -1)[:, :first]
             d = torch.cdist(x0, x0) / x0.shape[-1] ** 0.5           # RMS distances, (prompts, first, first)
             scores[start:start + len(chunk), k] = (-d.sum((1, 2)) / (first * (first - 1))).cpu().numpy()
         if progress is not None:
@@ -325,4 +320,4 @@ def consensus_trajectory(bundle: ModelBundle, prompts: list[str], generations: i
 def unet_pair(bundle: ModelBundle, sampler, z: torch.Tensor, t, both: torch.Tensor):
     """The UNet's unconditional and conditional outputs at (z, t) in one batch (`both`: the unconditional
     contexts, then the conditional ones)."""
-    return bundle.unet(sampler.scale_model_input(torch.cat([z, z]), t), t, encoder_hidden_states=both).sample.chunk(2)
+    return bundle.unet(model_input(sampler, torch.cat([z, z]), t), t, encoder_hidden_states=both).sample.chunk(2)

@@ -50,6 +50,7 @@ from torch.func import functional_call
 
 from ..models.weights import Edit, base_fields
 from ..options import POSITIVE, Limit, seeded
+from ..sampling import schedule
 from .base import EraseConfig, Eraser, check_concepts, concept_prompts, config_dict, register, select_parameters
 
 VARIANT_GROUPS = {"esd-x": "cross-attention", "esd-u": "non-cross-attention", "esd-x-strict": "cross-attention-kv"}
@@ -98,18 +99,6 @@ def sample_until(unet, sampler, z: torch.Tensor, both: torch.Tensor, k: int, gui
         else:
             z = sampler.step(pred, t, z).prev_sample
     return z
-
-
-def schedule(bundle, steps: int):
-    """The sampler x_t is drawn on, set to `steps` steps: DDIM, or a flow model's own schedule."""
-    sampler = bundle.sampler()
-    if bundle.is_flow:
-        from ..sampling import flow_timesteps
-
-        flow_timesteps(bundle, sampler, steps, bundle.latent_shape[1:])
-    else:
-        sampler.set_timesteps(steps, device=bundle.device)
-    return sampler
 
 
 class ESD(Eraser):
