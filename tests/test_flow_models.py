@@ -406,3 +406,25 @@ def test_the_memorisation_audit_runs_on_flow_models(folders, tmp_path):
         assert len(rows) == 2
         numbers = [v for row in rows for v in row.values() if isinstance(v, float)]
         assert numbers and all(math.isfinite(v) for v in numbers)
+
+
+def test_a_flow_folder_missing_a_part_or_holding_nan_is_refused_in_one_line(folders, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    missing = tmp_path / "missing"
+    shutil.copytree(folders["sd3"], missing)
+    shutil.rmtree(missing / "transformer")
+    broken = tmp_path / "broken"
+    shutil.copytree(folders["flux"], broken)
+    weights = next((broken / "transformer").glob("*.safetensors"))
+    tensors = load_file(str(weights))
+    first = next(iter(tensors))
+    tensors[first] = torch.full_like(tensors[first], float("nan"))
+    save_file(tensors, str(weights))
+    for folder, words in ((missing, "missing transformer/"), (broken, "NaN or infinite")):
+        assert main(["generate", "--model", str(folder), "--prompt", "x", "-o", str(tmp_path / "g"), "-q"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+        assert not (tmp_path / "g").exists()

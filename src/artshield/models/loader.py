@@ -258,6 +258,10 @@ def _load_folder(path: Path, spec: str, source: str, device: torch.device, dtype
     conventions = ModelConventions.from_folder(path)
     declared = any((path / name).is_file() for name in CONVENTION_FILES)
     if family in FLOW_FAMILIES:
+        absent = [sub for sub in FLOW_PARTS if not (path / sub).is_dir()]
+        if absent:
+            raise ArtshieldError(f"not a complete diffusers {family} folder (missing {', '.join(absent)}/)",
+                                 param="model", value=spec)
         return _load_flow(load, FLOW_FAMILIES[family], spec, source, device, dtype, conventions if declared else None,
                           has=lambda sub: (path / sub).is_dir())
     if family is not None:
@@ -271,6 +275,7 @@ def _load_folder(path: Path, spec: str, source: str, device: torch.device, dtype
 
 
 FLOW_FAMILIES = {"Stable Diffusion 3": "sd3", "FLUX": "flux"}
+FLOW_PARTS = ("vae", "transformer", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
 # what their pipelines sample with by default (StableDiffusion3Pipeline: 28 steps, guidance 7.0;
 # FluxPipeline: 28 steps, embedded guidance 3.5), for a folder that declares no conventions
 FLOW_SAMPLING = {"sd3": (28, 7.0), "flux": (28, 3.5)}
