@@ -50,7 +50,7 @@ from torch.func import functional_call
 
 from ..models.weights import Edit, base_fields
 from ..options import POSITIVE, Limit, seeded
-from ..sampling import schedule
+from ..sampling import schedule, start_noise_scale
 from .base import EraseConfig, Eraser, check_concepts, concept_prompts, config_dict, register, select_parameters
 
 VARIANT_GROUPS = {"esd-x": "cross-attention", "esd-u": "non-cross-attention", "esd-x-strict": "cross-attention-kv"}
@@ -144,7 +144,7 @@ class ESD(Eraser):
             ctx = contexts[it % len(prompts)][None].expand(B, -1, -1)
             both = torch.cat([uncond.expand(B, -1, -1), ctx])
             k = int(torch.randint(0, ddim_steps - 1, (1,), generator=g))   # DDIM steps before x_t
-            z = torch.randn(B, channels, side, side, generator=g).to(dev) * getattr(sampler, "init_noise_sigma", 1.0)
+            z = torch.randn(B, channels, side, side, generator=g).to(dev) * start_noise_scale(sampler)
             with torch.no_grad(), autocast:
                 z = sample_until(unet, sampler, z, both, k, cfg.start_guidance)
                 t = sampler.timesteps[k]
