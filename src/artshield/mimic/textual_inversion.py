@@ -124,8 +124,9 @@ class TextualInversion(Mimic):
         keys = layout(bundle)
         if keys is not None or "clip_l" in tensors:
             if keys is None or set(tensors) != set(keys):
-                raise ValueError(f"an embedding for the text encoders {', '.join(sorted(tensors))} does not fit this "
-                                 f"model's ({', '.join(keys) if keys else 'one CLIP encoder'})")
+                have = ", ".join(sorted(tensors)) if "clip_l" in tensors else "one CLIP encoder, SD 1.x/2.x"
+                want = ", ".join(keys) if keys else "one CLIP encoder"
+                raise ValueError(f"an embedding for the text encoders ({have}) does not fit this model's ({want})")
             pairs = [(info["token"], tensors[key], tok, enc) for key, (tok, enc) in zip(keys, bundle.text_encoders())]
         else:
             pairs = [(token, vector, bundle.tokenizer, bundle.text_encoder) for token, vector in tensors.items()]
