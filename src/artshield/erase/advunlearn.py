@@ -180,7 +180,7 @@ class AdvUnlearn(Eraser):
             z = torch.randn(len(contexts), channels, side, side, generator=g).to(dev) * sampler.init_noise_sigma
             both = torch.cat([uncond.expand(len(contexts), -1, -1), contexts])
             with torch.no_grad(), autocast:
-                return sample_until(unet, sampler, z, both, k, s["start_guidance"])
+                return sample_until(bundle, unet, sampler, z, both, k, s["start_guidance"])
 
         def predict(z, t, context):
             with autocast:

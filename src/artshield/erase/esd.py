@@ -50,7 +50,7 @@ from torch.func import functional_call
 
 from ..models.weights import Edit, base_fields
 from ..options import POSITIVE, Limit, seeded
-from ..sampling import schedule, start_noise_scale
+from ..sampling import schedule, start_noise_scale, step
 from .base import EraseConfig, Eraser, check_concepts, concept_prompts, config_dict, register, select_parameters
 
 VARIANT_GROUPS = {"esd-x": "cross-attention", "esd-u": "non-cross-attention", "esd-x-strict": "cross-attention-kv"}
@@ -79,25 +79,20 @@ def esd_target(e_uncond: torch.Tensor, e_cond: torch.Tensor, eta: float) -> torc
 PAPER_ITERATIONS, PAPER_LR, PAPER_DDIM_STEPS = 1000, 1e-5, 50
 
 
-def sample_until(unet, sampler, z: torch.Tensor, both: torch.Tensor, k: int, guidance: float) -> torch.Tensor:
+def sample_until(bundle, unet, sampler, z: torch.Tensor, both: torch.Tensor, k: int, guidance: float) -> torch.Tensor:
     """x_t after the first k DDIM steps of `sampler` from z, with classifier-free guidance on `both`
     (the unconditional contexts, then the conditional ones, one each per row of z): where ESD and
-    AdvUnlearn draw the latents they train on. A flow model takes Euler steps on its sigmas
-    (FlowMatchEulerDiscreteScheduler's step, written out so that no step counter carries over from
-    one draw to the next); FLUX, which has no unconditional pass, follows the conditional
-    prediction under its embedded guidance."""
-    family = getattr(unet, "family", None)          # models.flow.FlowDenoiser's
-    flow = family in ("sd3", "flux")
+    AdvUnlearn draw the latents they train on. `unet` is the bundle's or a trainable copy of it. A
+    flow model takes sampling.step's Euler steps (no step counter carries over from one draw to the
+    next); FLUX, which has no unconditional pass, follows the conditional prediction under its
+    embedded guidance."""
     for i, t in enumerate(sampler.timesteps[:k]):
-        if family == "flux":
+        if not bundle.classifier_free:
             pred = unet(z, t, encoder_hidden_states=both[len(z):]).sample.float()
         else:
             e_u, e_c = unet(torch.cat([z, z]), t, encoder_hidden_states=both).sample.float().chunk(2)
             pred = e_u + guidance * (e_c - e_u)
-        if flow:
-            z = (z.float() + (sampler.sigmas[i + 1] - sampler.sigmas[i]).to(z.device) * pred).to(z.dtype)
-        else:
-            z = sampler.step(pred, t, z).prev_sample
+        z = step(bundle, sampler, i, t, z, pred)[0] if bundle.is_flow else sampler.step(pred, t, z).prev_sample
     return z
 
 
@@ -146,7 +141,7 @@ class ESD(Eraser):
             k = int(torch.randint(0, ddim_steps - 1, (1,), generator=g))   # DDIM steps before x_t
             z = torch.randn(B, channels, side, side, generator=g).to(dev) * start_noise_scale(sampler)
             with torch.no_grad(), autocast:
-                z = sample_until(unet, sampler, z, both, k, cfg.start_guidance)
+                z = sample_until(bundle, unet, sampler, z, both, k, cfg.start_guidance)
                 t = sampler.timesteps[k]
                 ref = functional_call(unet, original, (torch.cat([z, z]), t), {"encoder_hidden_states": both})
                 e_u, e_c = ref.sample.float().chunk(2)

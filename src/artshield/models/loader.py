@@ -208,16 +208,9 @@ def _finish(parts: dict, scheduler, spec: str, source: str, device: torch.device
     sdxl = is_sdxl_unet(parts["unet"])
     if sdxl and "text_encoder_2" not in parts:
         raise ArtshieldError("an SDXL UNet without SDXL's second text encoder", param="model", value=spec)
-    for name in ("vae", "unet", "text_encoder", "text_encoder_2"):
-        module = parts.get(name)
-        if module is None:
-            continue
-        check_finite(module, f"{name} weights", spec)
-        # SDXL's VAE overflows in fp16 (its config says force_upcast): it stays in fp32
-        want = torch.float32 if name == "vae" and module.config.get("force_upcast") and sdxl else dtype
-        if module.dtype != want:
-            module.to(dtype=want)
-        module.to(device).eval().requires_grad_(False)
+    # SDXL's VAE overflows in fp16 (its config says force_upcast): it stays in fp32
+    _place(parts, spec, device, lambda name, module: torch.float32 if name == "vae" and sdxl and
+           module.config.get("force_upcast") else dtype)
     if sdxl:
         from .bundle import sdxl_conditioning
 
@@ -225,6 +218,20 @@ def _finish(parts: dict, scheduler, spec: str, source: str, device: torch.device
     return ModelBundle(**parts, scheduler=scheduler, spec=spec, source=source, device=device, dtype=dtype,
                        conventions=conventions or ModelConventions(), zero_empty_prompt=sdxl and zero_empty_prompt,
                        family="sdxl" if sdxl else "sd")
+
+
+def _place(parts: dict, spec: str, device: torch.device, dtype_of, unet_name: str = "unet") -> None:
+    """Check each network of a bundle's parts for NaN, cast it (`dtype_of(name, module)`), move it to
+    `device` and freeze it for inference. `unet_name`: how errors call the denoiser."""
+    for name in ("vae", "unet", "text_encoder", "text_encoder_2", "text_encoder_3"):
+        module = parts.get(name)
+        if module is None:
+            continue
+        check_finite(module, f"{unet_name if name == 'unet' else name} weights", spec)
+        want = dtype_of(name, module)
+        if module.dtype != want:
+            module.to(dtype=want)
+        module.to(device).eval().requires_grad_(False)
 
 
 def check_finite(module: torch.nn.Module, what: str, spec: str) -> None:
@@ -316,14 +323,7 @@ def _load_flow(load, family: str, spec: str, source: str, device: torch.device, 
         steps, guidance = FLOW_SAMPLING[family]
         conventions = replace(ModelConventions(), steps=steps, guidance=guidance)
     parts["unet"] = FlowDenoiser(transformer, family, guidance=conventions.guidance)
-    for name in ("vae", "unet", "text_encoder", "text_encoder_2", "text_encoder_3"):
-        module = parts.get(name)
-        if module is None:
-            continue
-        check_finite(module, f"{name if name != 'unet' else 'transformer'} weights", spec)
-        if module.dtype != dtype:
-            module.to(dtype=dtype)
-        module.to(device).eval().requires_grad_(False)
+    _place(parts, spec, device, lambda name, module: dtype, unet_name="transformer")
     return ModelBundle(**parts, scheduler=FlowSchedule(dict(sampler.config), family), spec=spec, source=source,
                        device=device, dtype=dtype, conventions=conventions, family=family)
 
