@@ -222,6 +222,58 @@ def test_the_loss_reads_v_targets_and_everything_follows_the_bundles_device_and_
     assert loss.device.type == "meta" and loss.shape == (2,)
 
 
+def _flow_bundle(family: str = "sd3", shift: float = 3.0, steps: int = 1000):
+    from artshield.models.flow import FlowSchedule
+
+    return SimpleNamespace(scheduler=FlowSchedule({"num_train_timesteps": steps, "shift": shift}, family),
+                           device=torch.device("cpu"), dtype=torch.float32)
+
+
+def test_flow_targets_draws_loss_and_strata_written_out():
+    # SD3 / FLUX: z_t = (1 - s) z + s eps, target eps - z, t = 1000 s; the noise back from a velocity
+    bundle = _flow_bundle()
+    assert diffusion.prediction_type(bundle) == "flow"
+    g = torch.Generator().manual_seed(6)
+    z, eps = torch.randn(2, 4, 3, 3, generator=g), torch.randn(2, 4, 3, 3, generator=g)
+    t = torch.tensor([100.0, 750.0])
+    s = (t / 1000).view(-1, 1, 1, 1)
+    noisy = (1 - s) * z + s * eps
+    target = diffusion.diffusion_target(bundle, z, eps, t)
+    assert torch.allclose(target, eps - z, atol=1e-6)
+    assert torch.allclose(diffusion.predicted_noise(bundle, target, noisy, t), eps, atol=1e-5)
+    assert torch.allclose(diffusion.predicted_noise(bundle, target, noisy, t.tolist()), eps, atol=1e-5)
+    # draws: the noise, then the family's training-time draw, from one generator
+    noise, drawn = diffusion.draws(bundle, (3, 4, 2, 2), torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    assert torch.equal(noise, torch.randn(3, 4, 2, 2, generator=g))
+    assert torch.equal(drawn, bundle.scheduler.sample_timesteps(3, g))
+    given = torch.tensor([10.0, 20.0, 30.0])
+    assert torch.equal(diffusion.draws(bundle, (3, 4, 2, 2), torch.Generator().manual_seed(5), given)[1], given)
+    # the loss: a transformer that predicts 0 leaves the whole velocity as the error, at the noised input
+    bundle.unet = _ConstantUNet(0.0)
+    context = torch.randn(2, 5, 8, generator=g)
+    loss = diffusion.denoising_loss(bundle, z, context, torch.Generator().manual_seed(7), timesteps=t)
+    eps7 = torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(7))
+    assert torch.allclose(loss, (eps7 - z).pow(2).flatten(1).mean(1), atol=1e-6)
+    seen, seen_t, _ = bundle.unet.calls[-1]
+    assert torch.allclose(seen, (1 - s) * z + s * eps7, atol=1e-6) and torch.equal(seen_t, t)
+    refusal = r"^Min-SNR weighting is defined for DDPM-trained models, not flow matching \(SD3, FLUX\)$"
+    with pytest.raises(ValueError, match=refusal):
+        diffusion.min_snr_weights(bundle, t, 5.0)
+    with pytest.raises(ValueError, match=refusal):
+        diffusion.denoising_loss(bundle, z, context, torch.Generator().manual_seed(7), timesteps=t, snr_gamma=5.0)
+    # strata: the centres of equal strata of the training table, small noise to large (t = 10 sigma here)
+    plain = _flow_bundle(shift=1.0, steps=10)
+    assert torch.allclose(diffusion.stratified_timesteps(plain, 5), torch.tensor([2.0, 4, 6, 8, 10]))
+    assert torch.equal(diffusion.stratified_timesteps(bundle, 4), bundle.scheduler.spread(4))
+    # a GPU (the meta device): flow draws and predicted noise follow the bundle's device
+    bundle.device = torch.device("meta")
+    noise, drawn = diffusion.draws(bundle, (2, 4, 3, 3), torch.Generator().manual_seed(0))
+    assert noise.device.type == "meta" and drawn.device.type == "meta"
+    meta = torch.zeros(2, 4, 3, 3, device="meta")
+    assert diffusion.predicted_noise(bundle, meta, meta, t).device.type == "meta"
+
+
 def _pil_bicubic(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return pil_resize(image, height, width, Image.BICUBIC)
 
