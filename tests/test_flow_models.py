@@ -3,11 +3,13 @@ checked against diffusers' own pipelines and training scripts on tiny random-wei
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
 
 from artshield.cli import main
+from artshield.errors import ArtshieldError
 from artshield.generate import generate
 from artshield.models import load_model
 from artshield.models.diffusion import denoising_loss, diffusion_target, draws, predicted_noise, stratified_timesteps
@@ -235,7 +237,7 @@ def test_the_diffusion_purifiers_redraw_through_the_flow_model(bundle, method):
     assert all((a - b).abs().mean() > 1e-3 for a, b in zip(out, images))
 
 
-def test_export_writes_a_folder_the_pipelines_open_and_refuses_a_single_file(folders, tmp_path, capsys):
+def test_export_writes_a_folder_the_pipelines_open(folders, tmp_path):
     from diffusers import DiffusionPipeline
 
     for family, folder in folders.items():
@@ -245,12 +247,181 @@ def test_export_writes_a_folder_the_pipelines_open_and_refuses_a_single_file(fol
         assert type(pipe).__name__ == ("StableDiffusion3Pipeline" if family == "sd3" else "FluxPipeline")
         again = load_model(str(out), device="cpu")
         assert again.family == family
+
+
+def _tensors(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+
+
+# names of the authors' layouts, one per kind of tensor the conversion touches
+SD3_NAMES = ["pos_embed", "x_embedder.proj.weight", "t_embedder.mlp.0.weight", "y_embedder.mlp.2.bias",
+             "context_embedder.weight", "final_layer.linear.weight", "final_layer.adaLN_modulation.1.bias",
+             "joint_blocks.0.x_block.attn.qkv.weight", "joint_blocks.0.context_block.attn.qkv.bias",
+             "joint_blocks.0.x_block.attn.proj.weight", "joint_blocks.0.x_block.adaLN_modulation.1.weight",
+             "joint_blocks.0.context_block.adaLN_modulation.1.weight", "joint_blocks.0.x_block.mlp.fc1.weight",
+             "joint_blocks.0.x_block.mlp.fc2.bias"]
+FLUX_NAMES = ["time_in.in_layer.weight", "vector_in.out_layer.bias", "guidance_in.in_layer.weight", "txt_in.weight",
+              "img_in.bias", "final_layer.linear.weight", "final_layer.adaLN_modulation.1.weight",
+              "double_blocks.0.img_mod.lin.weight", "double_blocks.0.txt_attn.qkv.weight",
+              "double_blocks.0.img_attn.norm.query_norm.scale", "double_blocks.0.txt_mlp.2.bias",
+              "double_blocks.0.img_attn.proj.weight", "single_blocks.0.linear1.weight", "single_blocks.0.linear2.bias",
+              "single_blocks.0.modulation.lin.weight", "single_blocks.0.norm.key_norm.scale"]
+
+
+def _every_tensor_distinct(transformer, folder):
+    """Random values in every tensor (norm scales start as ones, biases as zeros: a swap of two of
+    them would pass unseen), saved as the folder's transformer."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in transformer.parameters():
+            p.normal_()
+    shutil.rmtree(folder / "transformer")
+    transformer.save_pretrained(folder / "transformer")
+
+
+def test_the_sd3_single_file_is_the_authors_layout_that_diffusers_reads_back_tensor_for_tensor(folders, tmp_path):
+    from diffusers import SD3Transformer2DModel
+
+    folder, out = tmp_path / "sd3", tmp_path / "sd3.safetensors"
+    shutil.copytree(folders["sd3"], folder)
+    _every_tensor_distinct(SD3Transformer2DModel.from_pretrained(folder / "transformer"), folder)
+    assert main(["export", str(folder), "-o", str(out), "--format", "single-file", "-q"]) == 0
+    tensors, metadata = _tensors(out)
+    assert all("model.diffusion_model." + name in tensors for name in SD3_NAMES), sorted(tensors)[:5]
+    assert not any("transformer_blocks" in k or "to_q" in k for k in tensors)
+    assert metadata["artshield_base"] == str(folder.resolve())
+    theirs = SD3Transformer2DModel.from_single_file(str(out), config=str(folder), subfolder="transformer",
+                                                    local_files_only=True)
+    ours = SD3Transformer2DModel.from_pretrained(folder / "transformer").state_dict()
+    read = theirs.state_dict()
+    assert set(read) == set(ours) and all(torch.equal(read[k], ours[k]) for k in ours)
+    # the final modulation is stored (shift, scale): diffusers' (scale, shift) halves swapped
+    half = ours["norm_out.linear.bias"].shape[0] // 2
+    stored = tensors["model.diffusion_model.final_layer.adaLN_modulation.1.bias"]
+    assert torch.equal(stored[:half], ours["norm_out.linear.bias"][half:])
+
+
+def test_an_sd3_single_file_runs_as_its_folder_does_on_the_base_it_names(folders, tmp_path):
+    folder, out = folders["sd3"], tmp_path / "sd3.safetensors"
+    assert main(["export", str(folder), "-o", str(out), "--format", "single-file", "-q"]) == 0
+    single, whole = load_model(str(out), device="cpu"), load_model(str(folder), device="cpu")
+    assert single.family == "sd3" and single.source == "single-file" and single.architecture == str(folder.resolve())
+    assert (single.conventions.steps, single.conventions.guidance) == (whole.conventions.steps, whole.conventions.guidance)
+    kw = dict(steps=2, size=16, seed=3)
+    assert torch.allclose(generate(single, PROMPTS[:1], **kw)[0], generate(whole, PROMPTS[:1], **kw)[0], atol=1e-6)
+
+
+def test_the_parts_an_sd3_file_carries_replace_its_bases(folders, tmp_path):
+    """A file with its own VAE (Stable Diffusion's original VAE names) and CLIP-L (SD3's prefix)
+    brings them; the parts it lacks come from the base folder."""
+    from safetensors.torch import save_file
+
+    from artshield.models.ldm_layout import vae_to_ldm
+
+    folder = folders["sd3"]
+    base = load_model(str(folder), device="cpu")
+    assert main(["export", str(folder), "-o", str(tmp_path / "t.safetensors"), "--format", "single-file", "-q"]) == 0
+    tensors, _ = _tensors(tmp_path / "t.safetensors")
+    vae = {k: v + 0.01 for k, v in base.vae.state_dict().items()}
+    tensors.update({"first_stage_model." + k: v for k, v in vae_to_ldm(vae, base.vae.config).items()})
+    clip = {k: v * 1.5 for k, v in base.text_encoder.state_dict().items() if k != "text_projection.weight"}
+    tensors.update({"text_encoders.clip_l.transformer." + k: v for k, v in clip.items()})
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp_path / "full.safetensors"))
+    loaded = load_model(str(tmp_path / "full.safetensors"), device="cpu", config=str(folder))
+    assert all(torch.equal(loaded.vae.state_dict()[k], v) for k, v in vae.items())
+    state = loaded.text_encoder.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in clip.items())
+    assert torch.equal(state["text_projection.weight"], base.text_encoder.state_dict()["text_projection.weight"])
+    assert torch.equal(loaded.text_encoder_2.state_dict()["text_model.final_layer_norm.weight"],
+                       base.text_encoder_2.state_dict()["text_model.final_layer_norm.weight"])
+    # tensors of another shape are refused in one line, not loaded half
+    tensors["text_encoders.clip_l.transformer.text_model.embeddings.token_embedding.weight"] = torch.zeros(3, 3)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ArtshieldError, match="cannot load it"):
+        load_model(str(tmp_path / "bad.safetensors"), device="cpu", config=str(folder))
+
+
+def test_the_flux_single_file_is_black_forest_labs_layout(folders, tmp_path):
+    from diffusers import FluxTransformer2DModel
+
+    folder, out = tmp_path / "flux", tmp_path / "flux.safetensors"
+    shutil.copytree(folders["flux"], folder)
+    _every_tensor_distinct(FluxTransformer2DModel.from_pretrained(folder / "transformer"), folder)
+    assert main(["export", str(folder), "-o", str(out), "--format", "single-file", "--dtype", "bf16", "-q"]) == 0
+    tensors, metadata = _tensors(out)
+    assert all(name in tensors for name in FLUX_NAMES), sorted(tensors)[:5]
+    assert all(v.dtype == torch.bfloat16 for v in tensors.values())
+    ours = load_model(str(folder), device="cpu").unet.transformer.state_dict()
+    width = ours["x_embedder.weight"].shape[0]
+    qkv = tensors["double_blocks.0.img_attn.qkv.weight"].float()
+    assert torch.equal(qkv[width:2 * width], ours["transformer_blocks.0.attn.to_k.weight"].bfloat16().float())
+    linear1 = tensors["single_blocks.0.linear1.bias"].float()
+    assert torch.equal(linear1[3 * width:], ours["single_transformer_blocks.0.proj_mlp.bias"].bfloat16().float())
+    for norm, name in (("norm_q", "img_attn.norm.query_norm"), ("norm_added_k", "txt_attn.norm.key_norm")):
+        assert torch.equal(tensors[f"double_blocks.0.{name}.scale"].float(),
+                           ours[f"transformer_blocks.0.attn.{norm}.weight"].bfloat16().float())
+    assert sum(v.numel() for v in tensors.values()) == sum(v.numel() for v in ours.values())
+    assert metadata["artshield_base"] == str(folder.resolve())
+
+
+def test_a_flow_single_file_without_its_base_or_on_the_wrong_one_is_refused_in_one_line(folders, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    cases = []
+    for family, name in (("sd3", "model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight"),
+                         ("flux", "double_blocks.0.img_attn.qkv.weight")):
+        single = tmp_path / f"{family}.safetensors"
+        save_file({name: torch.zeros(2, 2)}, str(single))
+        other = folders["flux" if family == "sd3" else "sd3"]
+        cases += [([], single, "pass --model-config with the diffusers folder of its base model", single),
+                  (["--model-config", str(other)], single, "which a single-file", other),
+                  (["--model-config", str(folders[family])], single, "cannot load it", single)]
+    with_t5 = tmp_path / "t5.safetensors"
+    save_file({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": torch.zeros(2, 2),
+               "text_encoders.t5xxl.transformer.shared.weight": torch.zeros(2, 2)}, str(with_t5))
+    no_t5 = tmp_path / "no-t5"
+    shutil.copytree(folders["sd3"], no_t5)
+    shutil.rmtree(no_t5 / "tokenizer_3")
+    cases.append((["--model-config", str(no_t5)], with_t5, "no T5 tokenizer", with_t5))
+    for extra, single, words, named in cases:          # the one line names the file, or the folder at fault
         capsys.readouterr()
-        assert main(["export", str(folder), "-o", str(tmp_path / f"{family}.safetensors"), "--format", "single-file",
+        assert main(["generate", "--model", str(single), *extra, "--prompt", "x", "-o", str(tmp_path / "g"),
                      "-q"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "diffusers folder only" in err[0], err
-        assert not (tmp_path / f"{family}.safetensors").exists()
+        assert len(err) == 1 and words in err[0] and str(named) in err[0], (words, err)
+        assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.slow
+def test_a_flux_transformer_at_its_real_width_round_trips_through_diffusers_own_reader(folders, tmp_path):
+    """diffusers reads FLUX files only at FLUX.1's width (3,072: its reader splits `linear1` by that
+    number), so this FLUX has it, with one block of each kind (530 M parameters, 1 GB in bf16)."""
+    from diffusers import FluxTransformer2DModel
+
+    wide = tmp_path / "wide"
+    shutil.copytree(folders["flux"], wide)
+    config = FluxTransformer2DModel.load_config(wide / "transformer")
+    torch.manual_seed(0)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=config["in_channels"], num_layers=1, num_single_layers=1, attention_head_dim=128,
+        num_attention_heads=24, joint_attention_dim=config["joint_attention_dim"],
+        pooled_projection_dim=config["pooled_projection_dim"], guidance_embeds=True, axes_dims_rope=(16, 56, 56))
+    _every_tensor_distinct(transformer.to(torch.bfloat16), wide)
+    out = tmp_path / "flux.safetensors"
+    assert main(["export", str(wide), "-o", str(out), "--format", "single-file", "--dtype", "bf16", "-q"]) == 0
+    theirs = FluxTransformer2DModel.from_single_file(str(out), config=str(wide), subfolder="transformer",
+                                                     local_files_only=True, torch_dtype=torch.bfloat16).state_dict()
+    ours = transformer.state_dict()
+    assert set(theirs) == set(ours) and all(torch.equal(theirs[k], ours[k]) for k in ours)
+    del theirs
+    single = load_model(str(out), device="cpu", dtype="bf16")
+    whole = load_model(str(wide), device="cpu", dtype="bf16")
+    assert single.family == "flux" and single.architecture == str(wide.resolve())
+    kw = dict(steps=1, size=16, seed=3)
+    assert torch.equal(generate(single, PROMPTS[:1], **kw)[0], generate(whole, PROMPTS[:1], **kw)[0])
 
 
 @pytest.mark.parametrize("command,words", [

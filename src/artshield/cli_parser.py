@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--model-config", default=None, metavar="ARCH",
                        help="a single-file --model's architecture: sd15, sd2 (768 px, v-prediction; the default for "
                        "SD 2.x files), sd2-base (512 px, epsilon), sdxl, or a diffusers folder of the same "
-                       "architecture (default: detected)")
+                       "architecture (default: detected); for an SD3 or FLUX file, the diffusers folder of its base model, "
+                       "which gives the text encoders, VAE and tokenizers the file does not carry")
     memory = argparse.ArgumentParser(add_help=False)
     memory.add_argument("--gradient-checkpointing", action="store_true",
                         help="recompute activations in the backward pass: less memory, about a third slower")
@@ -270,11 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "folder, or a mimic output folder (lora, dreambooth)")
     ex.add_argument("-o", "--output", required=True, help="the folder (diffusers) or .safetensors file to write")
     ex.add_argument("--format", choices=("diffusers", "single-file", "kohya"), default="diffusers",
-                    help="diffusers (a folder, default), single-file (A1111/ComfyUI), kohya (a LoRA file)")
+                    help="diffusers (a folder, default), single-file (A1111/ComfyUI; for SD3 and FLUX the transformer "
+                    "alone, in its authors' layout), kohya (a LoRA file)")
     ex.add_argument("--adapter", default=None, help="a LoRA or DreamBooth folder to merge into the model first")
     ex.add_argument("--dtype", default=None, choices=("fp32", "fp16", "bf16"),
                     help="precision of the written weights (default: fp32)")
-    ex.add_argument("--model-config", default=None, metavar="ARCH", help="a single-file source's architecture")
+    ex.add_argument("--model-config", default=None, metavar="ARCH",
+                    help="a single-file source's architecture (SD3, FLUX: its base model's diffusers folder)")
     ex.set_defaults(func="export")
 
     st = sub.add_parser("study", parents=[common], help="a human A/B study of a bench or check run (after Hönig et al.)",

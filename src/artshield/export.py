@@ -9,7 +9,8 @@
 "diffusers": a folder `StableDiffusionPipeline.from_pretrained` opens (model_index.json, the
 components' configs, safetensors weights; artshield.json when the model declares conventions).
 "single-file": one .safetensors in Stable Diffusion's original layout, what A1111, ComfyUI and
-diffusers' `from_single_file` open. "kohya": a LoRA's "lora_unet_*" tensors with their alphas.
+diffusers' `from_single_file` open; for SD3 and FLUX, the transformer alone in its authors' layout
+(models/flow_layout.py), as their fine-tunes ship, on the base model's encoders and VAE. "kohya": a LoRA's "lora_unet_*" tensors with their alphas.
 Outputs are written next to their final place and moved there whole; nothing is replaced.
 """
 from __future__ import annotations
@@ -74,8 +75,7 @@ def export(source: str, output: str, fmt: str = "diffusers", adapter: str | None
         from .models.ldm_layout import to_single_file
 
         if bundle.is_flow:
-            raise ArtshieldError(f"an {bundle.family.upper()} model is exported as a diffusers folder only (its "
-                                 "single-file layout is not written yet)", param="source", value=source)
+            return _flow_single_file(bundle, source, out, dtype)
         try:
             state = to_single_file(bundle)
         except ValueError as e:
@@ -88,6 +88,38 @@ def export(source: str, output: str, fmt: str = "diffusers", adapter: str | None
         return write_safetensors({k: v.to(dtype) if dtype and v.is_floating_point() else v for k, v in state.items()},
                                  out, {"artshield_source": str(source), **({"artshield_config": named} if named else {})})
     return _write_folder(bundle, out, dtype)
+
+
+def _flow_single_file(bundle: ModelBundle, source: str, out: Path, dtype: torch.dtype | None) -> Path:
+    """An SD3 or FLUX transformer in its authors' layout (what their fine-tunes ship and ComfyUI
+    loads), naming the base model's folder in its metadata when there is one on this machine: the
+    text encoders and VAE stay there, and --model on the file finds them."""
+    from .models.flow_layout import flux_transformer_to_original, sd3_transformer_to_original
+    from .models.single_file import BASE_KEY
+
+    state = bundle.unet.transformer.state_dict()
+    state = sd3_transformer_to_original(state) if bundle.family == "sd3" else flux_transformer_to_original(state)
+    base = _base_folder(bundle, source)
+    return write_safetensors({k: (v.to(dtype) if dtype and v.is_floating_point() else v).contiguous()
+                              for k, v in state.items()},
+                             out, {"artshield_source": str(source), **({BASE_KEY: str(base)} if base else {})})
+
+
+def _base_folder(bundle: ModelBundle, source: str) -> Path | None:
+    """The diffusers folder whose text encoders, VAE and tokenizers a flow model uses, None for a
+    hub id (the user names it with --model-config when loading)."""
+    from .models.weights import Edit
+
+    if bundle.source == "single-file":
+        return Path(bundle.architecture).resolve()
+    path = Path(source).expanduser()
+    for _ in range(8):                                     # an erasure's base, or its base's base
+        if (path / "model_index.json").is_file():
+            return path.resolve()
+        if not (path / Edit.info_file()).is_file():
+            return None
+        path = Path(Edit.load(path).info["base_model"]).expanduser()
+    return None
 
 
 def merge_adapter(bundle: ModelBundle, folder: str) -> ModelBundle:

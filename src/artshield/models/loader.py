@@ -135,16 +135,38 @@ def resolve_dtype(dtype, device: torch.device, spec: str = "") -> torch.dtype:
 
 def _load_single_file(path: Path, spec: str, device: torch.device, dtype: torch.dtype,
                       config: str | None) -> ModelBundle:
-    from .single_file import load_single_file, refuse_pickle
+    from .single_file import flow_contents, load_single_file, refuse_pickle
 
     refuse_pickle(path, spec)
     if path.suffix.lower() != ".safetensors":
         raise ArtshieldError("expected a diffusers folder or a single-file .safetensors checkpoint",
                              param="model", value=spec)
+    found = flow_contents(path, spec)
+    if found is not None:
+        return _load_flow_file(path, spec, found, device, dtype, config)
     parts = load_single_file(path, spec, dtype, config)
     scheduler = parts.pop("scheduler")
     bundle = _finish(parts, scheduler, spec, "single-file", device, dtype)
     bundle.architecture = config
+    return bundle
+
+
+def _load_flow_file(path: Path, spec: str, found: dict, device: torch.device, dtype: torch.dtype,
+                    config: str | None) -> ModelBundle:
+    """An SD3 or FLUX single file on its base model's diffusers folder (models/single_file.py)."""
+    from .single_file import flow_base, flow_part
+
+    folder = flow_base(found, spec, config)
+    if "text_encoder_3" in found["parts"] and not (folder / "tokenizer_3").is_dir():
+        raise ArtshieldError(f"the file carries T5 weights, and its base folder {folder} has no T5 tokenizer "
+                             "(tokenizer_3/) to read prompts for them", param="model", value=spec)
+    from_folder = _folder_loader(folder, dtype)
+    conventions = ModelConventions.from_folder(folder)
+    declared = any((folder / name).is_file() for name in CONVENTION_FILES)
+    bundle = _load_flow(lambda cls, sub: flow_part(path, found, folder, dtype, cls, sub, from_folder),
+                        found["family"], spec, "single-file", device, dtype, conventions if declared else None,
+                        has=lambda sub: (folder / sub).is_dir())
+    bundle.architecture = str(folder)
     return bundle
 
 
@@ -252,16 +274,19 @@ def weightless(cls) -> bool:
     return isinstance(cls, type) and issubclass(cls, (PreTrainedTokenizerBase, SchedulerMixin))
 
 
-def _load_folder(path: Path, spec: str, source: str, device: torch.device, dtype: torch.dtype) -> ModelBundle:
-    missing = [p for p in REQUIRED_PARTS if not (path / p).is_dir()]
-    family = transformer_family(path)
-
+def _folder_loader(path: Path, dtype: torch.dtype):
     # only safetensors weights are read: use_safetensors=True refuses pickled .bin/.ckpt files
     def load(cls, sub):
         if weightless(cls):
             return cls.from_pretrained(path / sub)
         return cls.from_pretrained(path / sub, torch_dtype=dtype, use_safetensors=True, variant=variant(path / sub))
+    return load
 
+
+def _load_folder(path: Path, spec: str, source: str, device: torch.device, dtype: torch.dtype) -> ModelBundle:
+    missing = [p for p in REQUIRED_PARTS if not (path / p).is_dir()]
+    family = transformer_family(path)
+    load = _folder_loader(path, dtype)
     conventions = ModelConventions.from_folder(path)
     declared = any((path / name).is_file() for name in CONVENTION_FILES)
     if family in FLOW_FAMILIES:

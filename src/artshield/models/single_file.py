@@ -67,9 +67,8 @@ def inspect(path: Path, spec: str) -> dict:
     except (SafetensorError, OSError, ValueError) as e:
         raise ArtshieldError(f"not a readable safetensors file ({str(e).splitlines()[0]})", param="model",
                              value=spec) from None
-    transformer = transformer_checkpoint(keys)
-    if transformer is not None:
-        raise not_supported(transformer, spec)
+    if transformer_checkpoint(keys) is not None:
+        raise ArtshieldError("an SD3 or FLUX checkpoint, read by flow_contents", param="model", value=spec)
     if any(k.startswith(SDXL_PREFIX) for k in keys):
         family = "sdxl"
     elif not any(k.startswith(UNET) for k in keys):
@@ -84,19 +83,98 @@ def inspect(path: Path, spec: str) -> dict:
 
 
 def transformer_checkpoint(keys: set[str]) -> str | None:
-    """The transformer family a checkpoint's tensor names give away (SD3's joint blocks, FLUX's
-    double and single blocks), else None."""
+    """The transformer family a checkpoint's tensor names give away, "sd3" (SD3's joint blocks) or
+    "flux" (FLUX's double and single blocks), else None."""
     if any(".joint_blocks." in k or k.startswith("joint_blocks.") for k in keys):
-        return "Stable Diffusion 3"
+        return "sd3"
     if any(k.startswith(("double_blocks.", "single_blocks.")) or ".double_blocks." in k for k in keys):
-        return "FLUX"
+        return "flux"
     return None
 
 
-def not_supported(family: str, spec: str) -> ArtshieldError:
-    return ArtshieldError(f"a single-file {family} checkpoint: artshield runs SD3 and FLUX from diffusers folders "
-                          "or hub ids, and does not read their single files yet (save the model with diffusers' "
-                          "save_pretrained and pass the folder)", param="model", value=spec)
+FLOW_NAMES = {"sd3": "Stable Diffusion 3", "flux": "FLUX"}
+# the parts an SD3 or FLUX single file may carry besides its transformer, by the prefixes the
+# authors' and ComfyUI's files use (diffusers' from_single_file reads the same ones)
+FLOW_TEXT_PREFIXES = {"sd3": {"text_encoder": "text_encoders.clip_l.transformer.",
+                              "text_encoder_2": "text_encoders.clip_g.transformer.",
+                              "text_encoder_3": "text_encoders.t5xxl.transformer."},
+                      "flux": {"text_encoder": "text_encoders.clip_l.transformer.",
+                               "text_encoder_2": "text_encoders.t5xxl.transformer."}}
+VAE_PREFIX = "first_stage_model."
+BASE_KEY = "artshield_base"        # the metadata entry naming the base model's folder (artshield export)
+
+
+def flow_contents(path: Path, spec: str) -> dict | None:
+    """{"family": "sd3" | "flux", "parts": the parts the file carries, "base": the base folder its
+    metadata names} for an SD3 or FLUX single file, None for any other checkpoint."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            keys, metadata = set(f.keys()), f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ArtshieldError(f"not a readable safetensors file ({str(e).splitlines()[0]})", param="model",
+                             value=spec) from None
+    family = transformer_checkpoint(keys)
+    if family is None:
+        return None
+    parts = {"transformer"} | {part for part, prefix in FLOW_TEXT_PREFIXES[family].items()
+                               if any(k.startswith(prefix) for k in keys)}
+    if any(k.startswith(VAE_PREFIX) for k in keys):
+        parts.add("vae")
+    return {"family": family, "parts": parts, "base": metadata.get(BASE_KEY)}
+
+
+def flow_base(found: dict, spec: str, config: str | None) -> Path:
+    """The diffusers folder of the model an SD3 or FLUX single file belongs to: --model-config, or
+    the folder its artshield metadata names. Its tokenizers, scheduler and the parts the file does
+    not carry (for a FLUX transformer file: VAE, CLIP and T5) come from there."""
+    from .loader import FLOW_FAMILIES, transformer_family
+
+    name = FLOW_NAMES[found["family"]]
+    chosen = config or (found["base"] if found["base"] and Path(found["base"]).is_dir() else None)
+    if chosen is None:
+        raise ArtshieldError(f"a single-file {name} checkpoint holding {', '.join(sorted(found['parts']))}: pass "
+                             "--model-config with the diffusers folder of its base model (its tokenizers, "
+                             "scheduler and the parts the file lacks come from there)", param="model", value=spec)
+    folder = Path(chosen).expanduser()
+    if FLOW_FAMILIES.get(transformer_family(folder) or "") != found["family"]:
+        raise ArtshieldError(f"not a diffusers {name} folder, which a single-file {name} checkpoint needs as its "
+                             "base model", param="model_config", value=str(chosen))
+    return folder
+
+
+def flow_part(path: Path, found: dict, folder: Path, dtype: torch.dtype, cls, sub: str, from_folder):
+    """One part of an SD3 or FLUX single file: the transformer and a carried VAE through diffusers'
+    own `from_single_file` (the folder giving their configs), a carried text encoder as the folder's
+    encoder with the file's tensors in it, any other part from the folder (`from_folder`)."""
+    if sub == "transformer" or (sub == "vae" and sub in found["parts"]):
+        try:
+            from diffusers.loaders.single_file_utils import SingleFileComponentError
+        except ImportError:
+            SingleFileComponentError = ValueError
+        try:
+            return cls.from_single_file(str(path), config=str(folder), subfolder=sub, local_files_only=True,
+                                        torch_dtype=dtype)
+        except (SingleFileComponentError, IndexError, AttributeError) as e:
+            # diffusers' converters index and chunk the file's tensors as they find them: a malformed file
+            # fails there (ValueError, KeyError and RuntimeError pass to the caller as they are)
+            raise ValueError(str(e) or type(e).__name__) from None
+    module = from_folder(cls, sub)
+    prefix = FLOW_TEXT_PREFIXES[found["family"]].get(sub)
+    if prefix is None or sub not in found["parts"]:
+        return module
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        state = {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    # CLIP-L in SD3's files has no projection (the folder's stays); T5's input embedding is tied to "shared"
+    missing = [k for k in missing if k not in ("text_projection.weight", "encoder.embed_tokens.weight")]
+    if missing or unexpected:
+        raise ValueError(f"its {sub} tensors do not fit the base model's ({len(missing)} missing, "
+                         f"{len(unexpected)} unknown, first: {(missing + unexpected)[0]})")
+    return module
 
 
 def default_architecture(found: dict) -> str:
