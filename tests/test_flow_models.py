@@ -312,6 +312,17 @@ def test_an_sd3_single_file_runs_as_its_folder_does_on_the_base_it_names(folders
     assert (single.conventions.steps, single.conventions.guidance) == (whole.conventions.steps, whole.conventions.guidance)
     kw = dict(steps=2, size=16, seed=3)
     assert torch.allclose(generate(single, PROMPTS[:1], **kw)[0], generate(whole, PROMPTS[:1], **kw)[0], atol=1e-6)
+    # an erasure made on the file loads back on it, and its own single file names the same base
+    assert main(["erase", "--model", str(out), "--concept", "folder icon", "--method", "esd-x", "--iterations", "2",
+                 "--no-eval", "-o", str(tmp_path / "erased"), "-q"]) == 0
+    erased = load_model(str(tmp_path / "erased"), device="cpu")
+    assert main(["export", str(tmp_path / "erased"), "-o", str(tmp_path / "erased.safetensors"),
+                 "--format", "single-file", "-q"]) == 0
+    assert _tensors(tmp_path / "erased.safetensors")[1]["artshield_base"] == str(folder.resolve())
+    again = load_model(str(tmp_path / "erased.safetensors"), device="cpu").unet.transformer.state_dict()
+    edited = erased.unet.transformer.state_dict()
+    assert all(torch.equal(again[k], edited[k]) for k in edited)
+    assert not all(torch.equal(edited[k], v) for k, v in whole.unet.transformer.state_dict().items())
 
 
 def test_the_parts_an_sd3_file_carries_replace_its_bases(folders, tmp_path):

@@ -110,8 +110,8 @@ def _base_folder(bundle: ModelBundle, source: str) -> Path | None:
     hub id (the user names it with --model-config when loading)."""
     from .models.weights import Edit
 
-    if bundle.source == "single-file":
-        return Path(bundle.architecture).resolve()
+    if bundle.architecture and (Path(bundle.architecture) / "model_index.json").is_file():
+        return Path(bundle.architecture).resolve()          # a single file's base (or an edit's on one)
     path = Path(source).expanduser()
     for _ in range(8):                                     # an erasure's base, or its base's base
         if (path / "model_index.json").is_file():
