@@ -610,3 +610,61 @@ def test_a_flow_folder_missing_a_part_or_holding_nan_is_refused_in_one_line(fold
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
         assert not (tmp_path / "g").exists()
+
+
+def test_the_random_sd3_and_flux_architectures_have_the_published_sizes(tmp_path):
+    """The speed bench's SD3 medium and FLUX.1-dev (random weights, built on the meta device here)
+    have the published models' parameter counts: SD3 medium's MMDiT, CLIP-L, CLIP-G and VAE
+    2,987,080,931 as KerasHub's preset lists them (it counts the position table, which diffusers
+    keeps as a buffer); FLUX.1-dev's transformer 11,901,408,320."""
+    from accelerate import init_empty_weights
+
+    from artshield.models.sd15 import flow_modules
+
+    def count(parts, buffers=False):
+        return sum(sum(p.numel() for p in (m.buffers() if buffers else m.parameters()))
+                   for m in parts.values() if isinstance(m, torch.nn.Module))
+
+    with init_empty_weights():
+        sd3 = flow_modules("sd3-medium", tmp_path / "sd3")
+        flux = flow_modules("flux-dev", tmp_path / "flux")
+    assert count(sd3) + sd3["transformer"].pos_embed.pos_embed.numel() == 2_987_080_931
+    assert sum(p.numel() for p in flux["transformer"].parameters()) == 11_901_408_320
+    assert set(sd3) >= {"text_encoder_2", "tokenizer_2"} and "text_encoder_3" not in sd3
+    assert sd3["tokenizer"].model_max_length == 77 and sd3["tokenizer_2"].pad_token == "!"
+    assert flux["tokenizer_2"].convert_tokens_to_ids("</s>") < flux["text_encoder_2"].config.vocab_size
+
+
+def test_the_speed_bench_times_a_random_flow_architecture_at_the_size_asked(monkeypatch):
+    """load_for_timing builds the named flow architecture and resizes it; here the architectures are
+    shrunk to test widths, the code path is the real one."""
+    from artshield.bench import speed
+    from artshield.models import sd15
+
+    clip = dict(vocab_size=49408, hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1,
+                projection_dim=8, hidden_act="gelu", max_position_embeddings=77, bos_token_id=0, eos_token_id=2,
+                pad_token_id=1)
+    vae = dict(down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+               block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=8, sample_size=64,
+               use_quant_conv=False, use_post_quant_conv=False)
+    small = {
+        "sd3-medium": dict(family="sd3", vae=dict(vae, latent_channels=16, scaling_factor=1.5, shift_factor=0.06),
+                           transformer=dict(sample_size=32, patch_size=2, in_channels=16, num_layers=1,
+                                            attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
+                                            caption_projection_dim=16, pooled_projection_dim=16, out_channels=16,
+                                            pos_embed_max_size=32),
+                           scheduler=dict(shift=3.0)),
+        "flux-dev": dict(family="flux", vae=dict(vae, latent_channels=4, scaling_factor=0.36, shift_factor=0.11),
+                         transformer=dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+                                          attention_head_dim=8, num_attention_heads=2, joint_attention_dim=16,
+                                          pooled_projection_dim=16, guidance_embeds=True, axes_dims_rope=(2, 2, 4)),
+                         t5=dict(vocab_size=64, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2),
+                         scheduler=dict(shift=3.0, use_dynamic_shifting=True))}
+    monkeypatch.setattr(sd15, "FLOW_ARCHITECTURES", small)
+    monkeypatch.setattr(sd15, "CLIP_L", clip)
+    monkeypatch.setattr(sd15, "CLIP_G", dict(clip, hidden_size=32, intermediate_size=64))
+    for name, family in (("sd3-random", "sd3"), ("flux-random", "flux")):
+        bundle = speed.load_for_timing(name, "cpu", 32)
+        assert bundle.family == family and bundle.image_size == 32 and bundle.spec == f"{speed.RANDOM[name]}-random"
+        row = speed.time_steps(bundle, "advdm", batch=1, steps=1)
+        assert row["resolution"] == 32 and row["seconds_per_step"] > 0

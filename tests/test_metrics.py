@@ -86,6 +86,20 @@ def test_speed_bench_measures_both_methods(tiny_bundle, monkeypatch):
     assert (row["steps_timed"], row["batch"], row["resolution"]) == (3, 2, tiny_bundle.image_size)
 
 
+def test_the_speed_tables_render_the_benchs_rows():
+    from artshield.bench.tables import mimic_speed, speed
+
+    row = {"model": "sd3-medium-random", "device": "cpu", "dtype": "float32", "resolution": 256, "batch": 1,
+           "memory_options": True, "advdm_s_per_step": 10.1741, "sds_s_per_step": 5.5729,
+           "time_ratio_sds_over_advdm": 0.5477, "advdm_peak_mib": 1843.3, "sds_peak_mib": 963.6,
+           "memory_ratio_sds_over_advdm": 0.5228, "steps_timed": 2}
+    lora = {"model": "sd15-random", "dtype": "float32", "resolution": 512, "method": "lora", "batch": 1,
+            "seconds_per_step": 0.0123456, "peak_memory_mib": 6563.2, "memory_options": False}
+    lines = speed({"rows": [row, lora]}).splitlines()
+    assert lines[2:] == ["| SD3 medium 256px, batch 1 | fp32 | on | 10.2 | 5.57 | 0.55 | 1,843 | 964 | 0.52 |"]
+    assert mimic_speed({"rows": [row, lora]}).splitlines()[2:] == ["| SD-1.5 | fp32 | 512 px | lora | 0.0123 | 6,563 |"]
+
+
 def test_precision_recall_known_cases():
     from artshield.metrics.precision_recall import precision_recall
 

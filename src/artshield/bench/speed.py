@@ -1,8 +1,9 @@
 """Cost of a PGD step: AdvDM (backward through the UNet) against SDS (the UNet Jacobian skipped).
 
-    python -m artshield.bench.speed                 # mini; plus SD-1.5 at 512 and SDXL at 1024 on a GPU
+    python -m artshield.bench.speed                 # mini; plus SD-1.5, SDXL, SD3, FLUX at 512/1024 on a GPU
     python -m artshield.bench.speed --sd15          # SD-1.5 (random weights) also on a CPU: slow
     python -m artshield.bench.speed --sd15 --sd15-size 256,512 --dtypes fp32 --memory-options both
+    python -m artshield.bench.speed --sd3 --sd3-size 256 --flux --flux-size 256 --dtypes bf16   # SD3, FLUX
     python -m artshield.bench.speed --json out.json
 
 --dtypes: the weights' precisions to time (fp32, fp16, bf16; default: the device's auto dtype).
@@ -93,7 +94,8 @@ def time_steps(bundle, method: str, batch: int, steps: int, seed: int = 0) -> di
 
 
 MIMIC_METHODS = ("lora", "dreambooth")
-RANDOM = {"sd15-random": "sd15", "sdxl-random": "sdxl"}     # real architectures, random weights
+# real architectures, random weights (models/sd15.py)
+RANDOM = {"sd15-random": "sd15", "sdxl-random": "sdxl", "sd3-random": "sd3-medium", "flux-random": "flux-dev"}
 
 
 def time_mimic(bundle, method: str, steps: int, seed: int = 0) -> dict:
@@ -128,10 +130,11 @@ def load_for_timing(model: str, device: str, sd15_size: int, dtype: str = "auto"
 
     dev = resolve_device(device)
     if model in RANDOM:
-        from ..models.sd15 import random_bundle
+        from ..models.sd15 import FLOW_ARCHITECTURES, flow_random_bundle, random_bundle
 
-        bundle = random_bundle(RANDOM[model], dev, resolve_dtype(dtype, dev))
-        bundle.unet.config.sample_size = sd15_size // 8
+        make = flow_random_bundle if RANDOM[model] in FLOW_ARCHITECTURES else random_bundle
+        bundle = make(RANDOM[model], dev, resolve_dtype(dtype, dev))
+        bundle.unet.config.sample_size = sd15_size // bundle.latent_scale      # FLUX's transformer gets one too
     else:
         bundle = load_model(model, device, dtype=dtype)
     if save_memory:
@@ -178,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sd15-size", default="512", help="SD-1.5 resolutions, comma-separated (default 512)")
     ap.add_argument("--sdxl", action="store_true", help="also time SDXL (random weights) when not on a GPU")
     ap.add_argument("--sdxl-size", default="1024", help="SDXL resolutions, comma-separated (default 1024)")
+    ap.add_argument("--sd3", action="store_true", help="also time SD3 medium (random weights, no T5) when not on a GPU")
+    ap.add_argument("--sd3-size", default="1024", help="SD3 resolutions, comma-separated (default 1024)")
+    ap.add_argument("--flux", action="store_true",
+                    help="also time FLUX.1-dev (random weights; 17 B parameters with T5-XXL: 68 GB in fp32, 34 GB in "
+                    "bf16) when not on a GPU")
+    ap.add_argument("--flux-size", default="1024", help="FLUX resolutions, comma-separated (default 1024)")
     ap.add_argument("--dtypes", default="auto", help="comma-separated: auto, fp32, fp16, bf16 (default auto)")
     ap.add_argument("--memory-options", choices=("off", "on", "both"), default="off",
                     help="time with gradient checkpointing, attention slicing and VAE tiling (on), without (off), "
@@ -195,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     batches = [int(b) for b in args.batches.split(",")]
     sizes = {"sd15-random": [int(z) for z in args.sd15_size.split(",")],
-             "sdxl-random": [int(z) for z in args.sdxl_size.split(",")]}
+             "sdxl-random": [int(z) for z in args.sdxl_size.split(",")],
+             "sd3-random": [int(z) for z in args.sd3_size.split(",")],
+             "flux-random": [int(z) for z in args.flux_size.split(",")]}
     dtypes = tuple(args.dtypes.split(","))
     memory = {"off": (False,), "on": (True,), "both": (False, True)}[args.memory_options]
     if args.child:
@@ -207,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     gpu = device.type == "cuda"
     models = list(dict.fromkeys([args.model] + (["sd15-random"] if args.sd15 or gpu else [])
-                                + (["sdxl-random"] if args.sdxl or gpu else [])))
+                                + (["sdxl-random"] if args.sdxl or gpu else [])
+                                + (["sd3-random"] if args.sd3 or gpu else []) + (["flux-random"] if args.flux or gpu else [])))
     rows = [] if args.skip_protect else run(models, str(device), sizes, batches, args.steps, dtypes, memory)
     if args.mimic:
         for model, size, dtype, saving, method in ((m, z, d, o, k) for m in models

@@ -419,7 +419,43 @@ def erasure_field(summary: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-KINDS = {"verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost,
+SPEED_MODELS = {"mini": "mini", "sd15-random": "SD-1.5", "sdxl-random": "SDXL", "sd3-medium-random": "SD3 medium",
+                "flux-dev-random": "FLUX.1-dev"}
+
+
+def _seconds(x: float) -> str:
+    return f"{x:.3g}" if x < 100 else f"{x:.0f}"
+
+
+def speed(report: dict) -> str:
+    """PGD step cost, AdvDM against SDS (python -m artshield.bench.speed --json)."""
+    rows = ["| model | dtype | memory options | advdm s/step | sds s/step | time sds/advdm | advdm peak MiB | "
+            "sds peak MiB | memory sds/advdm |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        if "advdm_s_per_step" not in r:
+            continue
+        memory = f"{r['memory_ratio_sds_over_advdm']:.2f}" if r["memory_ratio_sds_over_advdm"] is not None else ""
+        rows.append(f"| {SPEED_MODELS.get(r['model'], r['model'])} {r['resolution']}px, batch {r['batch']} | "
+                    f"{r['dtype'].replace('float', 'fp')} | {'on' if r['memory_options'] else 'off'} | "
+                    f"{_seconds(r['advdm_s_per_step'])} | {_seconds(r['sds_s_per_step'])} | "
+                    f"{r['time_ratio_sds_over_advdm']:.2f} | {r['advdm_peak_mib']:,.0f} | {r['sds_peak_mib']:,.0f} | "
+                    f"{memory} |")
+    return "\n".join(rows) + "\n"
+
+
+def mimic_speed(report: dict) -> str:
+    """Training step cost of the mimicry methods (python -m artshield.bench.speed --mimic ...)."""
+    rows = ["| model | dtype | resolution | method | s/step | peak MiB |", "|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        if "method" not in r:
+            continue
+        rows.append(f"| {SPEED_MODELS.get(r['model'], r['model'])} | {r['dtype'].replace('float', 'fp')} | "
+                    f"{r['resolution']} px{', memory options' if r['memory_options'] else ''} | {r['method']} | "
+                    f"{_seconds(r['seconds_per_step'])} | {r['peak_memory_mib']:,.0f} |")
+    return "\n".join(rows) + "\n"
+
+
+KINDS = {"speed": speed, "mimic_speed": mimic_speed, "verdicts": verdicts, "controls": controls, "samplers": samplers, "settings": settings, "cellcost": cellcost,
          "claims": claims, "ablation": ablation, "discrimination": discrimination, "adaptive": adaptive,
          "purified": purified, "mutation": mutation, "audit": audit,
          "dataset": dataset, "detectors": detectors, "mitigation": mitigation, "erasure": erasure,
