@@ -10,7 +10,8 @@
 components' configs, safetensors weights; artshield.json when the model declares conventions).
 "single-file": one .safetensors in Stable Diffusion's original layout, what A1111, ComfyUI and
 diffusers' `from_single_file` open; for SD3 and FLUX, the transformer alone in its authors' layout
-(models/flow_layout.py), as their fine-tunes ship, on the base model's encoders and VAE. "kohya": a LoRA's "lora_unet_*" tensors with their alphas.
+(models/flow_layout.py), as their fine-tunes ship, on the base model's encoders and VAE. "kohya": a
+LoRA's "lora_unet_*" tensors with their alphas.
 Outputs are written next to their final place and moved there whole; nothing is replaced.
 """
 from __future__ import annotations

@@ -154,9 +154,13 @@ def _load_single_file(path: Path, spec: str, device: torch.device, dtype: torch.
 def _load_flow_file(path: Path, spec: str, found: dict, device: torch.device, dtype: torch.dtype,
                     config: str | None) -> ModelBundle:
     """An SD3 or FLUX single file on its base model's diffusers folder (models/single_file.py)."""
-    from .single_file import flow_base, flow_part
+    from .single_file import FLOW_NAMES, flow_base, flow_part
 
     folder = flow_base(found, spec, config)
+    if FLOW_FAMILIES.get(transformer_family(folder) or "") != found["family"]:
+        name = FLOW_NAMES[found["family"]]
+        raise ArtshieldError(f"not a diffusers {name} folder, which a single-file {name} checkpoint needs as its "
+                             "base model", param="model_config", value=str(folder))
     if "text_encoder_3" in found["parts"] and not (folder / "tokenizer_3").is_dir():
         raise ArtshieldError(f"the file carries T5 weights, and its base folder {folder} has no T5 tokenizer "
                              "(tokenizer_3/) to read prompts for them", param="model", value=spec)

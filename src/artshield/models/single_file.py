@@ -68,7 +68,8 @@ def inspect(path: Path, spec: str) -> dict:
         raise ArtshieldError(f"not a readable safetensors file ({str(e).splitlines()[0]})", param="model",
                              value=spec) from None
     if transformer_checkpoint(keys) is not None:
-        raise ArtshieldError("an SD3 or FLUX checkpoint, read by flow_contents", param="model", value=spec)
+        raise ArtshieldError("an SD3 or FLUX checkpoint, which load_model reads on its base model's folder, not as "
+                             "a Stable Diffusion 1.x/2.x/SDXL file", param="model", value=spec)
     if any(k.startswith(SDXL_PREFIX) for k in keys):
         family = "sdxl"
     elif not any(k.startswith(UNET) for k in keys):
@@ -128,20 +129,15 @@ def flow_contents(path: Path, spec: str) -> dict | None:
 def flow_base(found: dict, spec: str, config: str | None) -> Path:
     """The diffusers folder of the model an SD3 or FLUX single file belongs to: --model-config, or
     the folder its artshield metadata names. Its tokenizers, scheduler and the parts the file does
-    not carry (for a FLUX transformer file: VAE, CLIP and T5) come from there."""
-    from .loader import FLOW_FAMILIES, transformer_family
-
-    name = FLOW_NAMES[found["family"]]
+    not carry (for a FLUX transformer file: VAE, CLIP and T5) come from there; the loader checks
+    that it is a folder of the file's family."""
     chosen = config or (found["base"] if found["base"] and Path(found["base"]).is_dir() else None)
     if chosen is None:
-        raise ArtshieldError(f"a single-file {name} checkpoint holding {', '.join(sorted(found['parts']))}: pass "
-                             "--model-config with the diffusers folder of its base model (its tokenizers, "
-                             "scheduler and the parts the file lacks come from there)", param="model", value=spec)
-    folder = Path(chosen).expanduser()
-    if FLOW_FAMILIES.get(transformer_family(folder) or "") != found["family"]:
-        raise ArtshieldError(f"not a diffusers {name} folder, which a single-file {name} checkpoint needs as its "
-                             "base model", param="model_config", value=str(chosen))
-    return folder
+        raise ArtshieldError(f"a single-file {FLOW_NAMES[found['family']]} checkpoint holding "
+                             f"{', '.join(sorted(found['parts']))}: pass --model-config with the diffusers folder of "
+                             "its base model (its tokenizers, scheduler and the parts the file lacks come from there)",
+                             param="model", value=spec)
+    return Path(chosen).expanduser()
 
 
 def flow_part(path: Path, found: dict, folder: Path, dtype: torch.dtype, cls, sub: str, from_folder):
