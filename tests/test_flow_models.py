@@ -378,6 +378,23 @@ def test_the_flux_single_file_is_black_forest_labs_layout(folders, tmp_path):
     assert metadata["artshield_base"] == str(folder.resolve())
 
 
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_a_lora_merged_into_a_flow_model_exports_as_a_single_file_on_its_base(family, folders, lora_folders, tmp_path):
+    from artshield.export import merge_adapter
+
+    out = tmp_path / f"{family}.safetensors"
+    assert main(["export", str(lora_folders[family]), "-o", str(out), "--format", "single-file", "-q"]) == 0
+    tensors, metadata = _tensors(out)
+    assert metadata["artshield_base"] == str(folders[family].resolve())
+    merged = merge_adapter(load_model(str(folders[family]), device="cpu"), str(lora_folders[family]))
+    ours = merged.unet.transformer.state_dict()
+    base = load_model(str(folders[family]), device="cpu").unet.transformer.state_dict()
+    key = "transformer_blocks.0.attn.to_out.0.weight"
+    name = ("model.diffusion_model.joint_blocks.0.x_block.attn.proj.weight" if family == "sd3"
+            else "double_blocks.0.img_attn.proj.weight")
+    assert torch.equal(tensors[name], ours[key]) and not torch.equal(ours[key], base[key])
+
+
 def test_a_flow_single_file_without_its_base_or_on_the_wrong_one_is_refused_in_one_line(folders, tmp_path, capsys):
     from safetensors.torch import save_file
 
