@@ -18,7 +18,6 @@ preset minus the same under the old. A speed-up whose cells measure something el
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
