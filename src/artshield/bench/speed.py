@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     gpu = device.type == "cuda"
     models = list(dict.fromkeys([args.model] + (["sd15-random"] if args.sd15 or gpu else [])
                                 + (["sdxl-random"] if args.sdxl or gpu else [])
-                                + (["sd3-random"] if args.sd3 or gpu else []) + (["flux-random"] if args.flux or gpu else [])))
+                                + (["sd3-random"] if args.sd3 or gpu else [])
+                                + (["flux-random"] if args.flux or gpu else [])))
     rows = [] if args.skip_protect else run(models, str(device), sizes, batches, args.steps, dtypes, memory)
     if args.mimic:
         for model, size, dtype, saving, method in ((m, z, d, o, k) for m in models

@@ -1,10 +1,11 @@
 """Stable Diffusion's real architectures with random weights, for timing and memory benchmarks.
 
 Random weights cost exactly what trained ones cost (same layers, same shapes), so this measures
-what a method costs on SD-1.5 or SDXL without their checkpoints, which cannot be downloaded here.
-The configurations are the ones artshield ships for single-file checkpoints (assets/architectures,
-those of the published diffusers folders: SD-1.5's 860M-parameter UNet, SDXL's 2.6B-parameter
-UNet with its two text encoders), and the tokenizers are CLIP's.
+what a method costs on SD-1.5, SDXL, SD3 medium or FLUX.1-dev without their checkpoints, which
+cannot be downloaded here. The UNet models' configurations are the ones artshield ships for
+single-file checkpoints (assets/architectures, those of the published diffusers folders: SD-1.5's
+860M-parameter UNet, SDXL's 2.6B-parameter UNet with its two text encoders); the flow models' are
+below (FLOW_ARCHITECTURES); the tokenizers are CLIP's.
 """
 from __future__ import annotations
 
