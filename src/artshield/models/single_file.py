@@ -55,18 +55,32 @@ def clip_vocabulary(out_dir: Path) -> None:
     (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
 
 
-def inspect(path: Path, spec: str) -> dict:
-    """What the checkpoint is: {"family": "sd1" | "sd2" | "sdxl", "v_prediction": bool}, read from
-    its tensor names and shapes only (nothing is loaded)."""
+def _header(path: Path, spec: str, shapes: tuple[str, ...] = ()) -> tuple[set[str], dict, dict]:
+    """A safetensors file's tensor names, metadata and the shapes of `shapes` (nothing is loaded)."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), "pt") as f:
             keys = set(f.keys())
-            shape = {k: tuple(f.get_slice(k).get_shape()) for k in (SD2_KEY, IN_KEY) if k in keys}
+            return keys, f.metadata() or {}, {k: tuple(f.get_slice(k).get_shape()) for k in shapes if k in keys}
     except (SafetensorError, OSError, ValueError) as e:
         raise ArtshieldError(f"not a readable safetensors file ({str(e).splitlines()[0]})", param="model",
                              value=spec) from None
+
+
+def _component_error() -> type[Exception]:
+    """diffusers' error for a part missing from a single file (older diffusers raise ValueError)."""
+    try:
+        from diffusers.loaders.single_file_utils import SingleFileComponentError
+    except ImportError:
+        return ValueError
+    return SingleFileComponentError
+
+
+def inspect(path: Path, spec: str) -> dict:
+    """What the checkpoint is: {"family": "sd1" | "sd2" | "sdxl", "v_prediction": bool}, read from
+    its tensor names and shapes only (nothing is loaded)."""
+    keys, _, shape = _header(path, spec, (SD2_KEY, IN_KEY))
     if transformer_checkpoint(keys) is not None:
         raise ArtshieldError("an SD3 or FLUX checkpoint, which load_model reads on its base model's folder, not as "
                              "a Stable Diffusion 1.x/2.x/SDXL file", param="model", value=spec)
@@ -108,14 +122,7 @@ BASE_KEY = "artshield_base"        # the metadata entry naming the base model's 
 def flow_contents(path: Path, spec: str) -> dict | None:
     """{"family": "sd3" | "flux", "parts": the parts the file carries, "base": the base folder its
     metadata names} for an SD3 or FLUX single file, None for any other checkpoint."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), "pt") as f:
-            keys, metadata = set(f.keys()), f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ArtshieldError(f"not a readable safetensors file ({str(e).splitlines()[0]})", param="model",
-                             value=spec) from None
+    keys, metadata, _ = _header(path, spec)
     family = transformer_checkpoint(keys)
     if family is None:
         return None
@@ -146,13 +153,9 @@ def flow_part(path: Path, found: dict, folder: Path, dtype: torch.dtype, cls, su
     encoder with the file's tensors in it, any other part from the folder (`from_folder`)."""
     if sub == "transformer" or (sub == "vae" and sub in found["parts"]):
         try:
-            from diffusers.loaders.single_file_utils import SingleFileComponentError
-        except ImportError:
-            SingleFileComponentError = ValueError
-        try:
             return cls.from_single_file(str(path), config=str(folder), subfolder=sub, local_files_only=True,
                                         torch_dtype=dtype)
-        except (SingleFileComponentError, IndexError, AttributeError) as e:
+        except (_component_error(), IndexError, AttributeError) as e:
             # diffusers' converters index and chunk the file's tensors as they find them: a malformed file
             # fails there (ValueError, KeyError and RuntimeError pass to the caller as they are)
             raise ValueError(str(e) or type(e).__name__) from None
@@ -214,10 +217,7 @@ def load_single_file(path: Path, spec: str, dtype: torch.dtype, config: str | No
     SDXL's text_encoder_2 and tokenizer_2)."""
     from diffusers import DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
     from diffusers.utils import logging as dlogging
-    try:
-        from diffusers.loaders.single_file_utils import SingleFileComponentError
-    except ImportError:          # older diffusers raise the errors caught below
-        SingleFileComponentError = ValueError
+    SingleFileComponentError = _component_error()
 
     found = inspect(path, spec)
     architecture = config or recorded_architecture(path) or default_architecture(found)
